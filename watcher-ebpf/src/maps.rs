@@ -1,0 +1,38 @@
+//! Every map the programs share. Names are the ABI with user space.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
+};
+use watcher_common::{EventBuf, MAX_INFLIGHT, MAX_WATCHES, Stash, WATCH_PREFIX_MAX};
+
+/// Events for user space. User space sets the size at load time.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// Watched directories: key is the directory's absolute path with a
+/// trailing `/`, value its watch id. A longest-prefix lookup of an opened
+/// path finds the innermost watch, and the trailing `/` keeps `/x/media2`
+/// from matching `/x/media`.
+#[map]
+pub static WATCHES: LpmTrie<[u8; WATCH_PREFIX_MAX], u32> =
+    LpmTrie::with_max_entries(MAX_WATCHES, 0);
+
+/// Per-thread arguments from `sys_enter_*` until `sys_exit_*`.
+#[map]
+pub static STASH: LruHashMap<u64, Stash> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
+
+/// Ring-buffer reserve failures, per CPU.
+#[map]
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU scratch space: an event is far larger than the 512-byte BPF
+/// stack.
+#[repr(C)]
+pub struct Scratch {
+    pub key: Key<[u8; WATCH_PREFIX_MAX]>,
+    pub event: EventBuf,
+}
+
+#[map]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);

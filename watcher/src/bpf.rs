@@ -1,0 +1,143 @@
+//! Loading the eBPF programs, handing them their globals and the watched
+//! directories, and attaching them to the syscall tracepoints.
+
+use aya::{
+    Ebpf, EbpfError, EbpfLoader,
+    maps::{
+        MapData, MapError, PerCpuArray, RingBuf,
+        lpm_trie::{Key, LpmTrie},
+    },
+    programs::{ProgramError, TracePoint},
+};
+use watcher_common::{LOST_SLOT, TracepointOffsets, WATCH_PREFIX_MAX};
+
+use crate::{tracefs::TRACEPOINTS, watch::Watch};
+
+/// The object aya-build compiled from watcher-ebpf.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/watcher"));
+
+/// Default size of the `EVENTS` ring buffer.
+pub const RING_BUFFER_BYTES: u32 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot load the eBPF object: {0}")]
+    Object(#[source] EbpfError),
+    #[error("the object has no program {0}")]
+    MissingProgram(&'static str),
+    #[error("the object has no map {0}")]
+    MissingMap(&'static str),
+    #[error("program {program} is not a tracepoint program: {source}")]
+    ProgramType {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    /// The verifier refused a program; its log is kept apart so that the
+    /// one-line message stays one line.
+    #[error("the kernel refused program {program}: {io_error} (run with -v for the verifier log)")]
+    Verifier {
+        program: &'static str,
+        io_error: std::io::Error,
+        log: String,
+    },
+    #[error("cannot load program {program}: {source}")]
+    Load {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("cannot attach to tracepoint syscalls/{program}: {source}")]
+    Attach {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("cannot use map {map}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: MapError,
+    },
+}
+
+impl LoadError {
+    /// The verifier's log, when the verifier refused a program.
+    pub fn verifier_log(&self) -> Option<&str> {
+        match self {
+            Self::Verifier { log, .. } => Some(log),
+            _ => None,
+        }
+    }
+}
+
+/// The loaded and attached programs. Dropping it detaches everything.
+pub struct Probes {
+    // Owns programs and links; kept alive for as long as watching goes on.
+    _ebpf: Ebpf,
+    lost: PerCpuArray<MapData, u64>,
+}
+
+impl Probes {
+    /// Loads the programs, fills the watch map and attaches every program.
+    /// Returns them with the ring buffer their events arrive in.
+    pub fn load(
+        watches: &[Watch],
+        offsets: &TracepointOffsets,
+    ) -> Result<(Self, RingBuf<MapData>), LoadError> {
+        let tgid = std::process::id();
+        let mut ebpf = EbpfLoader::new()
+            .override_global("TP_OFFSETS", offsets, true)
+            .override_global("WATCHER_TGID", &tgid, true)
+            .map_max_entries("EVENTS", RING_BUFFER_BYTES)
+            .load(OBJECT)
+            .map_err(LoadError::Object)?;
+
+        let map = |name: &'static str, ebpf: &mut Ebpf| {
+            ebpf.take_map(name).ok_or(LoadError::MissingMap(name))
+        };
+        let map_err = |map: &'static str| move |source| LoadError::Map { map, source };
+
+        let mut trie: LpmTrie<MapData, [u8; WATCH_PREFIX_MAX], u32> =
+            LpmTrie::try_from(map("WATCHES", &mut ebpf)?).map_err(map_err("WATCHES"))?;
+        for watch in watches {
+            let (bits, data) = watch.lpm_key();
+            trie.insert(&Key::new(bits, data), watch.id, 0)
+                .map_err(map_err("WATCHES"))?;
+        }
+
+        // Attach exit programs before enter programs, so that no stash is
+        // written that nothing would take back.
+        let mut order = TRACEPOINTS;
+        order.sort_by_key(|name| !name.starts_with("sys_exit"));
+        for program in order {
+            let tp: &mut TracePoint = ebpf
+                .program_mut(program)
+                .ok_or(LoadError::MissingProgram(program))?
+                .try_into()
+                .map_err(|source| LoadError::ProgramType { program, source })?;
+            tp.load().map_err(|source| match source {
+                ProgramError::LoadError {
+                    io_error,
+                    verifier_log,
+                } => LoadError::Verifier {
+                    program,
+                    io_error,
+                    log: verifier_log.to_string(),
+                },
+                source => LoadError::Load { program, source },
+            })?;
+            tp.attach("syscalls", program)
+                .map_err(|source| LoadError::Attach { program, source })?;
+        }
+
+        let events = RingBuf::try_from(map("EVENTS", &mut ebpf)?).map_err(map_err("EVENTS"))?;
+        let lost = PerCpuArray::try_from(map("LOST", &mut ebpf)?).map_err(map_err("LOST"))?;
+        Ok((Self { _ebpf: ebpf, lost }, events))
+    }
+
+    /// Events the kernel side could not put in the ring buffer so far.
+    pub fn lost(&self) -> Result<u64, MapError> {
+        Ok(self.lost.get(&LOST_SLOT, 0)?.iter().sum())
+    }
+}

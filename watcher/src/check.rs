@@ -1,0 +1,181 @@
+//! `watcher check`: whether this machine can run watcher, one line per
+//! check. Exit status 0 when it can, 1 when something it needs is missing.
+
+use std::path::Path;
+
+use aya::{maps::MapType, programs::ProgramType};
+
+use crate::{bpf::Probes, privileges, tracefs};
+
+/// Oldest kernel with the BPF ring buffer.
+const MIN_KERNEL: (u8, u8) = (5, 8);
+const BTF: &str = "/sys/kernel/btf/vmlinux";
+
+enum Status {
+    Ok,
+    /// Works, but something is worth knowing.
+    Warn,
+    Fail,
+    /// Not checked because an earlier check failed.
+    Skip,
+}
+
+struct Report {
+    failed: bool,
+}
+
+impl Report {
+    fn line(&mut self, status: Status, what: &str, detail: &str) {
+        let tag = match status {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Fail => {
+                self.failed = true;
+                "FAIL"
+            }
+            Status::Skip => "skip",
+        };
+        println!("{tag:<5} {what:<12} {detail}");
+    }
+}
+
+/// Runs every check; returns whether watcher can run here.
+pub fn run() -> bool {
+    let mut r = Report { failed: false };
+
+    let privileged = match privileges::check() {
+        Ok(p) => {
+            let who = if p.euid == 0 { "root" } else { "not root" };
+            r.line(
+                Status::Ok,
+                "privileges",
+                &format!("{who}, {}", p.caps.join(" ")),
+            );
+            true
+        }
+        Err(e) => {
+            r.line(Status::Fail, "privileges", &e.to_string());
+            false
+        }
+    };
+
+    match procfs::KernelVersion::current() {
+        Ok(v) if (v.major, v.minor) >= MIN_KERNEL => r.line(
+            Status::Ok,
+            "kernel",
+            &format!("{}.{}.{}", v.major, v.minor, v.patch),
+        ),
+        Ok(v) => r.line(
+            Status::Fail,
+            "kernel",
+            &format!(
+                "{}.{}.{} is older than {}.{}, which brought the BPF ring buffer",
+                v.major, v.minor, v.patch, MIN_KERNEL.0, MIN_KERNEL.1
+            ),
+        ),
+        Err(e) => r.line(
+            Status::Fail,
+            "kernel",
+            &format!("cannot read the version: {e}"),
+        ),
+    }
+
+    if Path::new(BTF).exists() {
+        r.line(Status::Ok, "btf", BTF);
+    } else {
+        r.line(
+            Status::Warn,
+            "btf",
+            &format!("{BTF} missing; watcher does not need it yet"),
+        );
+    }
+
+    let offsets = if !tracefs::is_mounted() {
+        r.line(
+            Status::Fail,
+            "tracefs",
+            &format!(
+                "not mounted at {}; watcher mounts it at start, or run: mount -t tracefs tracefs {}",
+                tracefs::TRACEFS,
+                tracefs::TRACEFS
+            ),
+        );
+        r.line(Status::Skip, "tracepoints", "needs tracefs");
+        None
+    } else {
+        r.line(
+            Status::Ok,
+            "tracefs",
+            &format!("mounted at {}", tracefs::TRACEFS),
+        );
+        let missing: Vec<&str> = tracefs::TRACEPOINTS
+            .into_iter()
+            .filter(|name| !tracefs::tracepoint_dir(name).join("id").exists())
+            .collect();
+        if !missing.is_empty() {
+            r.line(
+                Status::Fail,
+                "tracepoints",
+                &format!("missing: {}", missing.join(" ")),
+            );
+            None
+        } else {
+            match tracefs::read_offsets() {
+                Ok(offsets) => {
+                    r.line(
+                        Status::Ok,
+                        "tracepoints",
+                        &format!(
+                            "all {} present, argument offsets read",
+                            tracefs::TRACEPOINTS.len()
+                        ),
+                    );
+                    Some(offsets)
+                }
+                Err(e) => {
+                    r.line(Status::Fail, "tracepoints", &e.to_string());
+                    None
+                }
+            }
+        }
+    };
+
+    if !privileged {
+        r.line(Status::Skip, "ring buffer", "needs privileges");
+        r.line(Status::Skip, "programs", "needs privileges");
+        return !r.failed;
+    }
+    match aya::sys::is_map_supported(MapType::RingBuf) {
+        Ok(true) => r.line(Status::Ok, "ring buffer", "supported"),
+        Ok(false) => r.line(
+            Status::Fail,
+            "ring buffer",
+            "BPF_MAP_TYPE_RINGBUF not supported",
+        ),
+        Err(e) => r.line(Status::Fail, "ring buffer", &format!("cannot probe: {e}")),
+    }
+    match aya::sys::is_program_supported(ProgramType::TracePoint) {
+        Ok(true) => {}
+        Ok(false) => r.line(
+            Status::Fail,
+            "programs",
+            "tracepoint programs not supported",
+        ),
+        Err(e) => r.line(Status::Fail, "programs", &format!("cannot probe: {e}")),
+    }
+    match offsets {
+        None => r.line(Status::Skip, "programs", "needs the tracepoints"),
+        Some(offsets) => match Probes::load(&[], &offsets) {
+            Ok(_probes) => r.line(
+                Status::Ok,
+                "programs",
+                &format!(
+                    "all {} load, pass the verifier and attach",
+                    tracefs::TRACEPOINTS.len()
+                ),
+            ),
+            Err(e) => r.line(Status::Fail, "programs", &e.to_string()),
+        },
+    }
+    !r.failed
+}

@@ -1,0 +1,119 @@
+//! The command line.
+
+use std::{ffi::OsString, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::Format;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "watcher",
+    version,
+    about = "Watch directory trees for writes by tracing syscalls with eBPF",
+    after_help = "Examples:\n  \
+        watcher trace /srv/media\n  \
+        watcher trace --format json /srv/media /home/share\n  \
+        watcher run /srv/media -- pkill -HUP minidlnad\n  \
+        watcher check"
+)]
+pub struct Cli {
+    /// Say more: -v prints the verifier's log when a program is refused.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print one line per write under the watched directories.
+    Trace(TraceArgs),
+    /// Run a command after writes under the watched directories.
+    Run(RunArgs),
+    /// Check whether this machine can run watcher (exit 0 if it can, 1 if not).
+    Check,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Directories to watch, with everything below them.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  watcher run --interval 30s /srv/media -- pkill -HUP minidlnad")]
+pub struct RunArgs {
+    /// Directories to watch, with everything below them.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// How often to check for writes and run COMMAND if there were any
+    /// (seconds, or with a unit: 500ms, 10s, 2m, 1h).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: Duration,
+    /// The command and its arguments, executed directly (no shell).
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+/// Parses `10`, `1.5`, `500ms`, `10s`, `2m` or `1h` into a positive duration.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("unknown unit `{unit}` (use ms, s, m or h)")),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 500ms, 10s, 2m)"))?;
+    Duration::try_from_secs_f64(value * scale)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("`{s}` must be a positive duration"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "abc", "0", "0s", "-1", "5 days", "1e9999", "ms"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_the_command_after_double_dash() {
+        let cli = Cli::try_parse_from(["watcher", "run", "/a", "/b", "--", "pkill", "-HUP", "x"])
+            .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.dirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(args.command, ["pkill", "-HUP", "x"]);
+        assert!(Cli::try_parse_from(["watcher", "run", "/a"]).is_err());
+    }
+}

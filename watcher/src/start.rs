@@ -1,0 +1,133 @@
+//! What `trace` and `run` share: checks, loading, attaching, the
+//! `watching` line, the event stream, and stopping on SIGINT or SIGTERM.
+
+use std::{io, path::PathBuf};
+
+use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{Signal, SignalKind, signal},
+};
+
+use crate::{
+    bpf::{LoadError, Probes},
+    escape::escape,
+    event::{Clock, DecodeError, Event, decode},
+    privileges, tracefs,
+    watch::{self, Watch},
+};
+
+pub struct Watching {
+    pub watches: Vec<Watch>,
+    pub probes: Probes,
+    pub events: EventStream,
+    pub stop: Stop,
+}
+
+/// Checks privileges and directories, loads and attaches the programs and
+/// prints the `watching` line. `verbose` shows the verifier's log when a
+/// program is refused.
+pub fn start(dirs: &[PathBuf], verbose: bool) -> anyhow::Result<Watching> {
+    privileges::check()?;
+    let watches = watch::resolve(dirs)?;
+    if tracefs::ensure_mounted()? {
+        eprintln!("watcher: mounted tracefs at {}", tracefs::TRACEFS);
+    }
+    let offsets = tracefs::read_offsets()?;
+    let (probes, ring) = Probes::load(&watches, &offsets).inspect_err(|e: &LoadError| {
+        if let (true, Some(log)) = (verbose, e.verifier_log()) {
+            eprintln!("{log}");
+        }
+    })?;
+    let events = EventStream {
+        // SAFETY: the ring buffer owns its fd and neither closes nor
+        // replaces it while the AsyncFd holds it.
+        fd: unsafe { AsyncFd::register(ring) }.context("cannot poll the ring buffer")?,
+        clock: Clock::new(),
+    };
+    // Signal handlers go in before the `watching` line, so that a signal
+    // sent as soon as it appears is handled.
+    let stop = Stop {
+        int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+    };
+    let roots: Vec<String> = watches
+        .iter()
+        .map(|w| escape(w.root.as_os_str().as_encoded_bytes()))
+        .collect();
+    let plural = if watches.len() == 1 {
+        "directory"
+    } else {
+        "directories"
+    };
+    eprintln!("watching {} {plural}: {}", watches.len(), roots.join(", "));
+    Ok(Watching {
+        watches,
+        probes,
+        events,
+        stop,
+    })
+}
+
+/// Events as they arrive from the ring buffer.
+pub struct EventStream {
+    fd: AsyncFd<RingBuf<MapData>>,
+    clock: Clock,
+}
+
+impl EventStream {
+    /// Waits for events, then hands every one that is ready to `each`.
+    pub async fn next_batch(
+        &mut self,
+        mut each: impl FnMut(Result<Event, DecodeError>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut guard = self.fd.readable_mut().await?;
+        let ring = guard.get_inner_mut();
+        while let Some(item) = ring.next() {
+            each(decode(&item, &self.clock))?;
+        }
+        guard.clear_ready();
+        Ok(())
+    }
+}
+
+/// SIGINT and SIGTERM: detach and exit 0.
+pub struct Stop {
+    int: Signal,
+    term: Signal,
+}
+
+impl Stop {
+    pub async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
+
+/// Reports ring-buffer losses as they grow.
+#[derive(Default)]
+pub struct LossWatch {
+    seen: u64,
+}
+
+impl LossWatch {
+    /// How many events were lost since the last call, logged to stderr.
+    pub fn check(&mut self, probes: &Probes) -> u64 {
+        match probes.lost() {
+            Ok(total) if total > self.seen => {
+                let new = total - self.seen;
+                self.seen = total;
+                eprintln!("watcher: {new} events lost (ring buffer full), {total} in all");
+                new
+            }
+            Ok(_) => 0,
+            Err(e) => {
+                eprintln!("watcher: cannot read the loss counter: {e}");
+                0
+            }
+        }
+    }
+}
