@@ -1,1 +1,286 @@
+//! Harness for watcher's end-to-end tests: they run the real binary, which
+//! loads the real eBPF programs, as root, against real processes. Every
+//! process and directory a test makes is cleaned up by a drop guard.
 
+use std::{
+    ffi::OsStr,
+    io::{BufRead, BufReader},
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+        mpsc::{self, Receiver, RecvTimeoutError},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// How long anything may take before a test gives up. Generous: these
+/// machines are shared; nothing here measures speed.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Directory holding the binaries of this build (target/<profile>).
+fn build_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test binary>
+    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+}
+
+/// The watcher binary under test: `WATCHER_BIN` (set by `cargo xtask
+/// test`), else the one next to this test's build.
+pub fn watcher_bin() -> PathBuf {
+    let bin = std::env::var_os("WATCHER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| build_dir().join("watcher"));
+    assert!(bin.exists(), "{} is missing: run the tests with `cargo xtask test`", bin.display());
+    bin
+}
+
+/// The `opener` helper (src/bin/opener.rs).
+pub fn opener_bin() -> PathBuf {
+    let bin = build_dir().join("opener");
+    assert!(bin.exists(), "{} is missing: run the tests with `cargo xtask test`", bin.display());
+    bin
+}
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "end-to-end tests load eBPF programs and need root: run `cargo xtask test` as root"
+    );
+}
+
+/// A fresh directory under /tmp, removed on drop.
+pub struct Tree {
+    pub root: PathBuf,
+}
+
+impl Tree {
+    pub fn new(name: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let root = std::env::temp_dir().join(format!("watcher-e2e-{}-{n}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("create test tree");
+        Self { root }
+    }
+
+    /// `root/rel`, created as a directory.
+    pub fn dir(&self, rel: &str) -> PathBuf {
+        let dir = self.root.join(rel);
+        std::fs::create_dir_all(&dir).expect("create test dir");
+        dir
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// A running watcher; killed on drop if the test did not stop it.
+pub struct Watcher {
+    child: Option<Child>,
+    stdout: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// How a watcher ended.
+pub struct Stopped {
+    pub status: ExitStatus,
+    pub stderr: String,
+}
+
+impl Watcher {
+    /// Starts `watcher ARGS...` and waits for its `watching` line.
+    pub fn start<S: AsRef<OsStr>>(args: &[S]) -> Self {
+        require_root();
+        let mut child = Command::new(watcher_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn watcher");
+        let (out_tx, stdout) = mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if out_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (err_tx, err_rx) = mpsc::channel();
+        let err = child.stderr.take().expect("stderr");
+        let log = Arc::clone(&stderr);
+        thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                log.lock().unwrap().push_str(&line);
+                log.lock().unwrap().push('\n');
+                let _ = err_tx.send(line);
+            }
+        });
+        let w = Self {
+            child: Some(child),
+            stdout,
+            stderr,
+        };
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match err_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.starts_with("watching") => return w,
+                Ok(_) => {}
+                Err(_) => panic!("watcher never said `watching`; stderr:\n{}", w.stderr()),
+            }
+        }
+    }
+
+    /// `watcher trace --format json DIRS...`
+    pub fn trace_json(dirs: &[&Path]) -> Self {
+        let mut args: Vec<&OsStr> = vec!["trace".as_ref(), "--format".as_ref(), "json".as_ref()];
+        args.extend(dirs.iter().map(|d| d.as_os_str()));
+        Self::start(&args)
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The next line on stdout.
+    pub fn next_line(&self) -> String {
+        match self.stdout.recv_timeout(PATIENCE) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => panic!("no output for {PATIENCE:?}; stderr:\n{}", self.stderr()),
+            Err(RecvTimeoutError::Disconnected) => panic!("watcher closed its output; stderr:\n{}", self.stderr()),
+        }
+    }
+
+    /// JSON events up to and including the first that `last` accepts.
+    pub fn events_through(&self, last: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let mut seen = Vec::new();
+        loop {
+            let line = self.next_line();
+            let ev: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            let done = last(&ev);
+            seen.push(ev);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    /// Writes a marker file in `dir` (with `touch`) and returns every event
+    /// up to its own. An event a test expects *not* to see would have come
+    /// before the marker: the operation finished before the marker began.
+    pub fn events_until_marker(&self, dir: &Path) -> Vec<Value> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let marker = dir.join(format!(".marker-{}", N.fetch_add(1, Ordering::Relaxed)));
+        let (pid, out) = spawn(Command::new("touch").arg(&marker));
+        assert!(out.status.success(), "touch {} failed", marker.display());
+        let marker = marker.as_os_str().as_bytes().to_vec();
+        self.events_through(|ev| ev["pid"] == pid && path_bytes(ev) == marker)
+    }
+
+    /// Sends `signal`, waits for the exit and returns how it ended.
+    pub fn signal(mut self, signal: libc::c_int) -> Stopped {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        let deadline = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("watcher did not exit after signal {signal}; stderr:\n{}", self.stderr());
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        // Let the reader thread take the last lines.
+        thread::sleep(Duration::from_millis(50));
+        Stopped {
+            status,
+            stderr: self.stderr(),
+        }
+    }
+
+    pub fn stop(self) -> Stopped {
+        self.signal(libc::SIGTERM)
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs a command to completion; returns its pid and output.
+pub fn spawn(cmd: &mut Command) -> (u32, Output) {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let pid = child.id();
+    (pid, child.wait_with_output().expect("wait"))
+}
+
+/// Runs `opener` with `(SYSCALL:FLAGS, path)` pairs; returns its pid and
+/// one result per operation (`ok` or `err ERRNO`).
+pub fn opener(ops: &[(&str, &Path)]) -> (u32, Vec<String>) {
+    let mut cmd = Command::new(opener_bin());
+    for (op, path) in ops {
+        cmd.arg(op).arg(path);
+    }
+    let (pid, out) = spawn(&mut cmd);
+    assert!(out.status.success(), "opener failed: {}", String::from_utf8_lossy(&out.stderr));
+    let results = String::from_utf8(out.stdout).expect("ASCII").lines().map(str::to_owned).collect();
+    (pid, results)
+}
+
+/// An event's path as bytes (`path_base64` when it is not UTF-8).
+pub fn path_bytes(ev: &Value) -> Vec<u8> {
+    if let Some(b64) = ev["path_base64"].as_str() {
+        return base64_decode(b64);
+    }
+    ev["path"].as_str().expect("path").as_bytes().to_vec()
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.bytes().filter(|&c| c != b'=') {
+        let v = ALPHABET.iter().position(|&a| a == c).expect("base64") as u32;
+        bits = bits << 6 | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    out
+}
+
+/// Events of one process.
+pub fn of_pid(events: &[Value], pid: u32) -> Vec<&Value> {
+    events.iter().filter(|ev| ev["pid"] == pid).collect()
+}

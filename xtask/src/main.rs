@@ -1,1 +1,257 @@
-fn main() {}
+//! `cargo xtask`: set-up, build, run and test for watcher, so that a fresh
+//! Debian machine needs nothing but these commands.
+
+use std::{
+    env,
+    ffi::OsString,
+    os::unix::process::CommandExt as _,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail, ensure};
+use clap::{Parser, Subcommand};
+
+/// Debian packages bpf-linker is built against.
+const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+];
+const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
+const BPF_LINKER_VERSION: &str = "0.13";
+const BPF_LINKER_LLVM: &str = "libLLVM.so.22";
+const NIGHTLY: &str = "nightly";
+/// rust-src for `-Z build-std`, rustfmt for the import grouping in rustfmt.toml.
+const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "rustfmt"];
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building watcher needs (idempotent).
+    Setup,
+    /// Set up, then build target/release/watcher.
+    Build,
+    /// Set up, build, then run watcher with the given arguments.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Set up, then check formatting and lints and run every test,
+    /// including those that load the eBPF programs (needs root).
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    env::set_current_dir(&root)?;
+    // bpf-linker and rustup's proxies live here; aya-build finds them on PATH.
+    let path = env::join_paths(
+        std::iter::once(cargo_home().join("bin"))
+            .chain(env::split_paths(&env::var_os("PATH").unwrap_or_default())),
+    )?;
+    // SAFETY: single-threaded at this point.
+    unsafe { env::set_var("PATH", path) };
+
+    setup()?;
+    match cli.command {
+        Task::Setup => Ok(()),
+        Task::Build => build(),
+        Task::Run { args } => {
+            build()?;
+            let bin = root.join("target/release/watcher");
+            step("running", &format!("{} {}", bin.display(), show(&args)));
+            Err(Command::new(&bin).args(args).exec())
+                .with_context(|| format!("cannot run {}", bin.display()))
+        }
+        Task::Test { args } => test(&root, &args),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is one level down")
+        .to_path_buf()
+}
+
+fn cargo_home() -> PathBuf {
+    env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo")
+        })
+}
+
+fn step(what: &str, detail: &str) {
+    eprintln!("xtask: {what:<24} {detail}");
+}
+
+fn show(args: &[OsString]) -> String {
+    args.iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs a command, failing with its name when it fails.
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    ensure!(status.success(), "{cmd:?} failed: {status}");
+    Ok(())
+}
+
+/// Runs a command and returns its stdout, or None when it cannot run or fails.
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn setup() -> anyhow::Result<()> {
+    apt_packages()?;
+    nightly_components()?;
+    bpf_linker()
+}
+
+fn apt_packages() -> anyhow::Result<()> {
+    const WHAT: &str = "LLVM 22 packages";
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|pkg| {
+            output(Command::new("dpkg-query").args(["-W", "-f=${db:Status-Status}", pkg]))
+                .as_deref()
+                != Some("installed")
+        })
+        .collect();
+    if missing.is_empty() {
+        step(WHAT, "already installed");
+        return Ok(());
+    }
+    step(WHAT, &format!("installing {}", missing.join(" ")));
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "installing {} needs root: run `sudo apt-get install {}` or run xtask as root",
+            missing.join(" "),
+            missing.join(" ")
+        );
+    }
+    run(Command::new("apt-get").args(["update", "-q"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn nightly_components() -> anyhow::Result<()> {
+    const WHAT: &str = "nightly toolchain";
+    let wanted = NIGHTLY_COMPONENTS.join(" ");
+    let Some(installed) = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        NIGHTLY,
+    ])) else {
+        step(WHAT, &format!("installing with {wanted}"));
+        return run(Command::new("rustup")
+            .args(["toolchain", "install", NIGHTLY, "--profile", "minimal"])
+            .args(NIGHTLY_COMPONENTS.iter().flat_map(|c| ["--component", c])));
+    };
+    let missing: Vec<&str> = NIGHTLY_COMPONENTS
+        .iter()
+        .copied()
+        .filter(|c| !installed.lines().any(|l| l.starts_with(c)))
+        .collect();
+    if missing.is_empty() {
+        step(WHAT, &format!("{wanted} already installed"));
+        return Ok(());
+    }
+    step(WHAT, &format!("adding {}", missing.join(" ")));
+    run(Command::new("rustup")
+        .args(["component", "add", "--toolchain", NIGHTLY])
+        .args(&missing))
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    const WHAT: &str = "bpf-linker";
+    let bin = cargo_home().join("bin/bpf-linker");
+    let version = output(Command::new(&bin).arg("--version")).unwrap_or_default();
+    let right_version = version.trim().strip_prefix("bpf-linker ").is_some_and(|v| {
+        v.strip_prefix(BPF_LINKER_VERSION)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    });
+    // The linker must be the one built against LLVM 22, not Debian's 14.
+    let right_llvm =
+        output(Command::new("ldd").arg(&bin)).is_some_and(|libs| libs.contains(BPF_LINKER_LLVM));
+    if right_version && right_llvm {
+        step(
+            WHAT,
+            &format!("already installed ({}, {BPF_LINKER_LLVM})", version.trim()),
+        );
+        return Ok(());
+    }
+    step(
+        WHAT,
+        &format!("building {BPF_LINKER_VERSION} against LLVM 22 (about a minute)"),
+    );
+    let path = env::join_paths(
+        std::iter::once(PathBuf::from(LLVM_BIN))
+            .chain(env::split_paths(&env::var_os("PATH").unwrap_or_default())),
+    )?;
+    run(Command::new("cargo")
+        .args([
+            "install",
+            "bpf-linker",
+            "--force",
+            "--version",
+            &format!("~{BPF_LINKER_VERSION}"),
+        ])
+        .args(["--no-default-features", "--features", "llvm-22"])
+        .env("PATH", path))
+}
+
+fn build() -> anyhow::Result<()> {
+    step("build", "cargo build --release");
+    run(Command::new("cargo").args(["build", "--release"]))
+}
+
+fn test(root: &Path, args: &[OsString]) -> anyhow::Result<()> {
+    step("format", "cargo +nightly fmt --check");
+    run(Command::new("cargo").args(["+nightly", "fmt", "--all", "--check"]))?;
+    step("lints", "cargo clippy");
+    run(Command::new("cargo").args([
+        "clippy",
+        "--release",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    build()?;
+    step(
+        "tests",
+        "cargo test --release (as root: loads the eBPF programs)",
+    );
+    run(Command::new("cargo")
+        .args(["test", "--release"])
+        .args(args)
+        .env("WATCHER_BIN", root.join("target/release/watcher")))
+}

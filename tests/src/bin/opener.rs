@@ -1,0 +1,70 @@
+//! Test helper: makes raw open-family syscalls, one per `SYSCALL:FLAGS PATH`
+//! pair on the command line, in this one process, and prints `ok` or
+//! `err ERRNO` for each on its own line.
+//!
+//! SYSCALL is openat, openat2, open or creat; FLAGS are letters: r (O_RDONLY),
+//! w (O_WRONLY), b (O_RDWR), c (O_CREAT), t (O_TRUNC), x (O_EXCL). creat
+//! takes no flags. Paths are raw bytes, so hostile names pass unchanged.
+
+use std::{
+    ffi::{CString, OsString},
+    io,
+    os::unix::ffi::OsStringExt,
+};
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+fn flags(spec: &str) -> libc::c_int {
+    spec.chars().fold(0, |acc, c| {
+        acc | match c {
+            'r' => libc::O_RDONLY,
+            'w' => libc::O_WRONLY,
+            'b' => libc::O_RDWR,
+            'c' => libc::O_CREAT,
+            't' => libc::O_TRUNC,
+            'x' => libc::O_EXCL,
+            other => panic!("unknown flag letter {other:?}"),
+        }
+    })
+}
+
+fn open(op: &str, path: &CString) -> libc::c_long {
+    let (syscall, spec) = op.split_once(':').unwrap_or((op, ""));
+    let f = flags(spec);
+    let mode: libc::c_long = 0o644;
+    // SAFETY: plain syscalls with a valid NUL-terminated path.
+    unsafe {
+        match syscall {
+            "openat" => libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), f, mode),
+            "open" => libc::syscall(libc::SYS_open, path.as_ptr(), f, mode),
+            "creat" => libc::syscall(libc::SYS_creat, path.as_ptr(), mode),
+            "openat2" => {
+                let how = OpenHow { flags: f as u64, mode: if f & libc::O_CREAT != 0 { 0o644 } else { 0 }, resolve: 0 };
+                libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, path.as_ptr(), &how, size_of::<OpenHow>())
+            }
+            other => panic!("unknown syscall {other:?}"),
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    assert!(args.len() % 2 == 0, "usage: opener SYSCALL:FLAGS PATH...");
+    for pair in args.chunks(2) {
+        let op = pair[0].to_str().expect("operation is ASCII");
+        let path = CString::new(pair[1].clone().into_vec()).expect("no NUL in path");
+        let fd = open(op, &path);
+        if fd < 0 {
+            println!("err {}", io::Error::last_os_error().raw_os_error().unwrap_or(0));
+        } else {
+            println!("ok");
+            // SAFETY: the fd was just returned to us.
+            unsafe { libc::close(fd as libc::c_int) };
+        }
+    }
+}
