@@ -27,7 +27,10 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 fn build_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test binary>
-    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
 }
 
 /// The watcher binary under test: `WATCHER_BIN` (set by `cargo xtask
@@ -36,14 +39,22 @@ pub fn watcher_bin() -> PathBuf {
     let bin = std::env::var_os("WATCHER_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| build_dir().join("watcher"));
-    assert!(bin.exists(), "{} is missing: run the tests with `cargo xtask test`", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo xtask test`",
+        bin.display()
+    );
     bin
 }
 
 /// The `opener` helper (src/bin/opener.rs).
 pub fn opener_bin() -> PathBuf {
     let bin = build_dir().join("opener");
-    assert!(bin.exists(), "{} is missing: run the tests with `cargo xtask test`", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo xtask test`",
+        bin.display()
+    );
     bin
 }
 
@@ -65,7 +76,8 @@ impl Tree {
     pub fn new(name: &str) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let root = std::env::temp_dir().join(format!("watcher-e2e-{}-{n}-{name}", std::process::id()));
+        let root =
+            std::env::temp_dir().join(format!("watcher-e2e-{}-{n}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("create test tree");
         Self { root }
@@ -101,9 +113,14 @@ pub struct Stopped {
 impl Watcher {
     /// Starts `watcher ARGS...` and waits for its `watching` line.
     pub fn start<S: AsRef<OsStr>>(args: &[S]) -> Self {
+        Self::start_command(Command::new(watcher_bin()).args(args))
+    }
+
+    /// Starts `cmd`, which runs watcher in some way, and waits for the
+    /// `watching` line.
+    pub fn start_command(cmd: &mut Command) -> Self {
         require_root();
-        let mut child = Command::new(watcher_bin())
-            .args(args)
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -161,8 +178,12 @@ impl Watcher {
     pub fn next_line(&self) -> String {
         match self.stdout.recv_timeout(PATIENCE) {
             Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => panic!("no output for {PATIENCE:?}; stderr:\n{}", self.stderr()),
-            Err(RecvTimeoutError::Disconnected) => panic!("watcher closed its output; stderr:\n{}", self.stderr()),
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("no output for {PATIENCE:?}; stderr:\n{}", self.stderr())
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("watcher closed its output; stderr:\n{}", self.stderr())
+            }
         }
     }
 
@@ -171,7 +192,8 @@ impl Watcher {
         let mut seen = Vec::new();
         loop {
             let line = self.next_line();
-            let ev: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            let ev: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
             let done = last(&ev);
             seen.push(ev);
             if done {
@@ -204,7 +226,10 @@ impl Watcher {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("watcher did not exit after signal {signal}; stderr:\n{}", self.stderr());
+                panic!(
+                    "watcher did not exit after signal {signal}; stderr:\n{}",
+                    self.stderr()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         };
@@ -250,8 +275,16 @@ pub fn opener(ops: &[(&str, &Path)]) -> (u32, Vec<String>) {
         cmd.arg(op).arg(path);
     }
     let (pid, out) = spawn(&mut cmd);
-    assert!(out.status.success(), "opener failed: {}", String::from_utf8_lossy(&out.stderr));
-    let results = String::from_utf8(out.stdout).expect("ASCII").lines().map(str::to_owned).collect();
+    assert!(
+        out.status.success(),
+        "opener failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = String::from_utf8(out.stdout)
+        .expect("ASCII")
+        .lines()
+        .map(str::to_owned)
+        .collect();
     (pid, results)
 }
 

@@ -1,6 +1,11 @@
 //! `watcher trace`: which opens are seen, and what an event says.
 
-use std::{io::Write, os::unix::ffi::OsStrExt, path::Path, process::Command, process::Stdio};
+use std::{
+    io::Write,
+    os::unix::ffi::OsStrExt,
+    path::Path,
+    process::{Command, Stdio},
+};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -44,12 +49,18 @@ fn a_write_under_the_watch_is_seen_with_its_writer() {
     assert_eq!(ev["comm"], "tee");
     assert!(ev["fd"].as_i64().unwrap() >= 0);
     assert_eq!(flags(ev)[0], "O_WRONLY");
-    assert!(flags(ev).contains(&"O_CREAT") && flags(ev).contains(&"O_TRUNC"), "{ev}");
+    assert!(
+        flags(ev).contains(&"O_CREAT") && flags(ev).contains(&"O_TRUNC"),
+        "{ev}"
+    );
     let time: DateTime<Utc> = ev["time"].as_str().unwrap().parse().expect("RFC 3339");
     let nanos = ev["time"].as_str().unwrap().split('.').nth(1).unwrap();
     assert_eq!(nanos.len(), "123456789Z".len(), "nanoseconds: {ev}");
     // The clock conversion is right to well within a minute.
-    assert!((before - time).num_seconds().abs() < 60, "time {time} vs now {before}");
+    assert!(
+        (before - time).num_seconds().abs() < 60,
+        "time {time} vs now {before}"
+    );
 }
 
 #[test]
@@ -132,16 +143,33 @@ fn creating_a_new_file_is_seen() {
 fn open_creat_and_openat2_are_each_seen() {
     let tree = Tree::new("syscalls");
     let watched = tree.dir("media");
-    let (a, b, c, d) = (watched.join("a"), watched.join("b"), watched.join("c"), watched.join("d"));
+    let (a, b, c, d) = (
+        watched.join("a"),
+        watched.join("b"),
+        watched.join("c"),
+        watched.join("d"),
+    );
     let w = Watcher::trace_json(&[&watched]);
 
-    let (op, results) = opener(&[("open:wc", &a), ("creat", &b), ("openat2:wc", &c), ("openat2:b", &a), ("openat2:r", &d)]);
+    let (op, results) = opener(&[
+        ("open:wc", &a),
+        ("creat", &b),
+        ("openat2:wc", &c),
+        ("openat2:b", &a),
+        ("openat2:r", &d),
+    ]);
     assert_eq!(results, ["ok", "ok", "ok", "ok", "err 2"]);
 
     let events = w.events_until_marker(&watched);
     let seen: Vec<(String, Vec<u8>, String)> = of_pid(&events, op)
         .iter()
-        .map(|ev| (ev["syscall"].as_str().unwrap().to_owned(), path_bytes(ev), ev["flags"].as_str().unwrap().to_owned()))
+        .map(|ev| {
+            (
+                ev["syscall"].as_str().unwrap().to_owned(),
+                path_bytes(ev),
+                ev["flags"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(
         seen,
@@ -167,7 +195,10 @@ fn text_output_is_one_escaped_line_per_event() {
     let line = w.next_line();
     assert!(line.contains(&format!(" {op} ")), "{line}");
     assert!(line.contains("opener"), "{line}");
-    assert!(line.ends_with("/a\\nb\\x1b[31m$(touch x)\\xff  (openat O_WRONLY|O_CREAT)"), "{line}");
+    assert!(
+        line.ends_with("/a\\nb\\x1b[31m$(touch x)\\xff  (openat O_WRONLY|O_CREAT)"),
+        "{line}"
+    );
     let stopped = w.stop();
     assert!(stopped.status.success(), "{}", stopped.stderr);
 }
@@ -198,6 +229,9 @@ fn several_watches_name_the_one_that_matched() {
     assert_eq!(results, ["ok", "ok"]);
 
     let events = w.events_until_marker(&one);
-    let watches: Vec<&str> = of_pid(&events, op).iter().map(|ev| ev["watch"].as_str().unwrap()).collect();
+    let watches: Vec<&str> = of_pid(&events, op)
+        .iter()
+        .map(|ev| ev["watch"].as_str().unwrap())
+        .collect();
     assert_eq!(watches, [two.to_str().unwrap(), one.to_str().unwrap()]);
 }

@@ -128,7 +128,7 @@ mod tests {
             Err(WatchError::Missing(_))
         ));
         assert!(matches!(
-            resolve(&[file.clone()]),
+            resolve(std::slice::from_ref(&file)),
             Err(WatchError::NotDirectory(_))
         ));
         assert!(matches!(

@@ -53,8 +53,17 @@ enum Task {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match xtask(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn xtask(cli: Cli) -> anyhow::Result<()> {
     let root = workspace_root();
     env::set_current_dir(&root)?;
     // bpf-linker and rustup's proxies live here; aya-build finds them on PATH.

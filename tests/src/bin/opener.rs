@@ -44,8 +44,18 @@ fn open(op: &str, path: &CString) -> libc::c_long {
             "open" => libc::syscall(libc::SYS_open, path.as_ptr(), f, mode),
             "creat" => libc::syscall(libc::SYS_creat, path.as_ptr(), mode),
             "openat2" => {
-                let how = OpenHow { flags: f as u64, mode: if f & libc::O_CREAT != 0 { 0o644 } else { 0 }, resolve: 0 };
-                libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, path.as_ptr(), &how, size_of::<OpenHow>())
+                let how = OpenHow {
+                    flags: f as u64,
+                    mode: if f & libc::O_CREAT != 0 { 0o644 } else { 0 },
+                    resolve: 0,
+                };
+                libc::syscall(
+                    libc::SYS_openat2,
+                    libc::AT_FDCWD,
+                    path.as_ptr(),
+                    &how,
+                    size_of::<OpenHow>(),
+                )
             }
             other => panic!("unknown syscall {other:?}"),
         }
@@ -54,13 +64,19 @@ fn open(op: &str, path: &CString) -> libc::c_long {
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    assert!(args.len() % 2 == 0, "usage: opener SYSCALL:FLAGS PATH...");
+    assert!(
+        args.len().is_multiple_of(2),
+        "usage: opener SYSCALL:FLAGS PATH..."
+    );
     for pair in args.chunks(2) {
         let op = pair[0].to_str().expect("operation is ASCII");
         let path = CString::new(pair[1].clone().into_vec()).expect("no NUL in path");
         let fd = open(op, &path);
         if fd < 0 {
-            println!("err {}", io::Error::last_os_error().raw_os_error().unwrap_or(0));
+            println!(
+                "err {}",
+                io::Error::last_os_error().raw_os_error().unwrap_or(0)
+            );
         } else {
             println!("ok");
             // SAFETY: the fd was just returned to us.

@@ -1,0 +1,174 @@
+//! Bad input, signals, `check`, and tracefs: one clear line and the right
+//! exit status, never a panic.
+
+use std::{
+    os::unix::process::{CommandExt as _, ExitStatusExt as _},
+    process::Command,
+};
+
+use watcher_tests::{Tree, Watcher, require_root, spawn, watcher_bin};
+
+/// Runs watcher to completion; returns (exit code, stdout, stderr).
+fn watcher(args: &[&str]) -> (i32, String, String) {
+    let (_, out) = spawn(Command::new(watcher_bin()).args(args));
+    let code = out
+        .status
+        .code()
+        .unwrap_or_else(|| panic!("killed by a signal: {:?}", out.status));
+    (
+        code,
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Exactly one line on stderr, starting with `watcher:`, and no panic.
+fn one_clear_line(stderr: &str, expect: &str) {
+    assert_eq!(stderr.lines().count(), 1, "not one line:\n{stderr}");
+    assert!(stderr.starts_with("watcher: "), "{stderr}");
+    assert!(stderr.contains(expect), "expected {expect:?} in {stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_directory_is_refused() {
+    require_root();
+    let tree = Tree::new("missing");
+    let missing = tree.root.join("nope");
+    let (code, _, stderr) = watcher(&["trace", missing.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    one_clear_line(&stderr, "no such directory");
+}
+
+#[test]
+fn a_file_is_not_a_directory() {
+    require_root();
+    let tree = Tree::new("file");
+    let file = tree.root.join("file");
+    std::fs::write(&file, b"").unwrap();
+    let (code, _, stderr) = watcher(&["run", file.to_str().unwrap(), "--", "true"]);
+    assert_eq!(code, 1);
+    one_clear_line(&stderr, "not a directory");
+}
+
+#[test]
+fn a_hostile_directory_name_is_escaped_in_the_message() {
+    require_root();
+    let tree = Tree::new("hostile");
+    let name = tree.root.join("x\n\x1b[2Jy");
+    let (code, _, stderr) = watcher(&["trace", name.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    one_clear_line(&stderr, "x\\n\\x1b[2Jy: no such directory");
+}
+
+#[test]
+fn not_root_is_refused() {
+    require_root();
+    let tree = Tree::new("nobody");
+    let mut cmd = Command::new(watcher_bin());
+    cmd.args(["trace", tree.root.to_str().unwrap()])
+        .uid(65534)
+        .gid(65534);
+    let (_, out) = spawn(&mut cmd);
+    assert_eq!(out.status.code(), Some(1));
+    one_clear_line(&String::from_utf8_lossy(&out.stderr), "needs root");
+}
+
+#[test]
+fn invalid_arguments_are_one_line_with_status_2() {
+    for args in [
+        &["run", "--interval", "soon", "/tmp", "--", "true"][..],
+        &["run", "--interval", "0", "/tmp", "--", "true"],
+        &["run", "/tmp"],
+        &["trace"],
+        &["trace", "--format", "xml", "/tmp"],
+        &["frobnicate"],
+    ] {
+        let (code, _, stderr) = watcher(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        one_clear_line(&stderr, "");
+    }
+}
+
+#[test]
+fn help_lists_the_commands_with_examples() {
+    let (code, stdout, _) = watcher(&["--help"]);
+    assert_eq!(code, 0);
+    for word in ["trace", "run", "check", "Examples:"] {
+        assert!(stdout.contains(word), "{word} missing from:\n{stdout}");
+    }
+}
+
+#[test]
+fn sigterm_and_sigint_detach_and_exit_zero() {
+    let tree = Tree::new("signals");
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let w = Watcher::start(&["trace", tree.root.to_str().unwrap()]);
+        let stopped = w.signal(signal);
+        assert_eq!(stopped.status.signal(), None, "{}", stopped.stderr);
+        assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+    }
+}
+
+#[test]
+fn check_passes_on_this_machine() {
+    require_root();
+    // Make sure tracefs is there (a watcher mounts it if it is not).
+    let tree = Tree::new("check");
+    drop(Watcher::start(&["trace", tree.root.to_str().unwrap()]));
+    let (code, stdout, stderr) = watcher(&["check"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    for what in [
+        "privileges",
+        "kernel",
+        "btf",
+        "tracefs",
+        "tracepoints",
+        "ring buffer",
+        "programs",
+    ] {
+        let line = stdout
+            .lines()
+            // Lines are `{status:<5} {check:<12} {detail}`.
+            .find(|l| l.get(6..).is_some_and(|l| l.starts_with(what)))
+            .unwrap_or_else(|| panic!("no {what} line:\n{stdout}"));
+        assert!(line.starts_with("ok "), "{line}");
+    }
+}
+
+/// In a private mount namespace, with tracefs unmounted: `check` fails on
+/// the tracefs line, and `trace` mounts it, says so, and works.
+#[test]
+fn unmounted_tracefs_is_reported_by_check_and_mounted_by_watcher() {
+    let tree = Tree::new("tracefs");
+    let script = r#"umount /sys/kernel/tracing 2>/dev/null; "$0" check; echo "check=$?"; exec "$0" trace "$1""#;
+    let w = Watcher::start_command(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", script])
+            .arg(watcher_bin())
+            .arg(&tree.root),
+    );
+    assert!(
+        w.stderr()
+            .contains("watcher: mounted tracefs at /sys/kernel/tracing"),
+        "{}",
+        w.stderr()
+    );
+    let mut line = w.next_line();
+    while !line.starts_with("check=") {
+        if line.get(6..).is_some_and(|l| l.starts_with("tracefs ")) {
+            assert!(line.starts_with("FAIL  tracefs      not mounted"), "{line}");
+        }
+        line = w.next_line();
+    }
+    assert_eq!(line, "check=1");
+    let file = tree.root.join("seen");
+    std::fs::write(&file, b"x").unwrap();
+    let event = w.next_line();
+    assert!(event.contains(file.to_str().unwrap()), "{event}");
+    let stopped = w.stop();
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+}
