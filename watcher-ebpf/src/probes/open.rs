@@ -28,7 +28,7 @@ pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
     let off = tp_offsets();
     let _ = try_enter(
         syscall::OPENAT,
-        arg(&ctx, off.openat_dfd).map(|dfd| dfd as i64),
+        dfd_arg(&ctx, off.openat_dfd),
         arg(&ctx, off.openat_filename),
         arg(&ctx, off.openat_flags),
     );
@@ -42,7 +42,7 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
     // and read them at exit.
     let _ = try_enter(
         syscall::OPENAT2,
-        arg(&ctx, off.openat2_dfd).map(|dfd| dfd as i64),
+        dfd_arg(&ctx, off.openat2_dfd),
         arg(&ctx, off.openat2_filename),
         arg(&ctx, off.openat2_how),
     );
@@ -101,6 +101,14 @@ pub fn sys_exit_creat(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn arg(ctx: &TracePointContext, offset: u32) -> Result<u64, i64> {
     unsafe { ctx.read_at::<u64>(offset as usize) }.map_err(i64::from)
+}
+
+/// A directory fd argument: a C `int` in an 8-byte slot, whose upper half
+/// depends on how the caller loaded the register, so only the low 32 bits
+/// count (AT_FDCWD is -100 either way).
+#[inline(always)]
+fn dfd_arg(ctx: &TracePointContext, offset: u32) -> Result<i64, i64> {
+    arg(ctx, offset).map(|raw| i64::from(raw as u32 as i32))
 }
 
 #[inline(always)]
