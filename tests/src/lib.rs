@@ -47,9 +47,9 @@ pub fn watcher_bin() -> PathBuf {
     bin
 }
 
-/// The `opener` helper (src/bin/opener.rs).
-pub fn opener_bin() -> PathBuf {
-    let bin = build_dir().join("opener");
+/// One of this crate's helper programs (src/bin/NAME.rs).
+pub fn helper_bin(name: &str) -> PathBuf {
+    let bin = build_dir().join(name);
     assert!(
         bin.exists(),
         "{} is missing: run the tests with `cargo xtask test`",
@@ -214,11 +214,14 @@ impl Watcher {
         self.events_through(|ev| ev["pid"] == pid && path_bytes(ev) == marker)
     }
 
-    /// Sends `signal`, waits for the exit and returns how it ended.
+    /// Sends `signal` (none if 0), waits for the exit and returns how it
+    /// ended.
     pub fn signal(mut self, signal: libc::c_int) -> Stopped {
         let mut child = self.child.take().expect("running");
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        if signal != 0 {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        }
         let deadline = Instant::now() + PATIENCE;
         let status = loop {
             if let Some(status) = child.try_wait().expect("wait") {
@@ -239,6 +242,11 @@ impl Watcher {
             status,
             stderr: self.stderr(),
         }
+    }
+
+    /// Waits for watcher to exit by itself.
+    pub fn wait_exit(self) -> Stopped {
+        self.signal(0)
     }
 
     pub fn stop(self) -> Stopped {
@@ -270,7 +278,7 @@ pub fn spawn(cmd: &mut Command) -> (u32, Output) {
 /// Runs `opener` with `(SYSCALL:FLAGS, path)` pairs; returns its pid and
 /// one result per operation (`ok` or `err ERRNO`).
 pub fn opener(ops: &[(&str, &Path)]) -> (u32, Vec<String>) {
-    let mut cmd = Command::new(opener_bin());
+    let mut cmd = Command::new(helper_bin("opener"));
     for (op, path) in ops {
         cmd.arg(op).arg(path);
     }

@@ -1,94 +1,256 @@
-//! `watcher run`: the action runs after writes, and not without them.
+//! `watcher run`: batching, one run at a time, what the action receives.
 
 use std::{
+    collections::BTreeSet,
     ffi::OsStr,
-    path::Path,
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
     thread,
     time::{Duration, Instant},
 };
 
-use watcher_tests::{PATIENCE, Tree, Watcher, opener, opener_bin};
+use serde_json::Value;
+use watcher_tests::{PATIENCE, Tree, Watcher, helper_bin, opener};
 
-/// `watcher run --interval INTERVAL WATCHED -- ACTION...`
-fn start(interval: &str, watched: &Path, action: &[&OsStr]) -> Watcher {
-    let mut args: Vec<&OsStr> = vec![
-        "run".as_ref(),
-        "--interval".as_ref(),
-        interval.as_ref(),
+/// `watcher run OPTIONS... WATCHED -- record LOG RECORD_ARGS...`
+fn start(options: &[&str], watched: &Path, log: &Path, record_args: &[&OsStr]) -> Watcher {
+    let mut args: Vec<&OsStr> = vec!["run".as_ref()];
+    args.extend(options.iter().map(OsStr::new));
+    let record = helper_bin("record");
+    args.extend([
         watched.as_os_str(),
         "--".as_ref(),
-    ];
-    args.extend(action);
+        record.as_os_str(),
+        log.as_os_str(),
+    ]);
+    args.extend(record_args);
     Watcher::start(&args)
 }
 
-/// Runs of the action so far: it appends a line to `log` each time.
-fn runs(log: &Path) -> usize {
+/// The runs `record` logged so far.
+fn runs(log: &Path) -> Vec<Value> {
     std::fs::read_to_string(log)
-        .map(|s| s.lines().count())
-        .unwrap_or(0)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("record writes JSON"))
+        .collect()
 }
 
-fn wait_until(w: &Watcher, what: &str, done: impl Fn() -> bool) {
+fn wait_for_runs(w: &Watcher, log: &Path, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + PATIENCE;
-    while !done() {
+    loop {
+        let runs = runs(log);
+        if runs.len() >= n {
+            return runs;
+        }
         assert!(
             Instant::now() < deadline,
-            "{what} never happened; stderr:\n{}",
+            "run {n} never came; stderr:\n{}",
             w.stderr()
         );
         thread::sleep(Duration::from_millis(20));
     }
 }
 
-#[test]
-fn the_action_runs_after_a_write_and_its_output_reaches_the_log() {
-    let tree = Tree::new("run");
-    let watched = tree.dir("media");
-    let flag = tree.root.join("action-ran");
-    // The action, `opener openat:wc FLAG`, creates FLAG and prints `ok`.
-    let w = start(
-        "200ms",
-        &watched,
-        &[
-            opener_bin().as_os_str(),
-            "openat:wc".as_ref(),
-            flag.as_os_str(),
-        ],
-    );
+fn env<'a>(run: &'a Value, name: &str) -> &'a str {
+    run["env"][name]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name} not set in {run}"))
+}
 
-    let (_, results) = opener(&[("openat:wc", &watched.join("new.mp3"))]);
-    assert_eq!(results, ["ok"]);
-    wait_until(&w, "the action", || flag.exists());
-    assert_eq!(w.next_line(), "ok", "the action's stdout is watcher's");
-    wait_until(&w, "the action's end", || {
-        w.stderr().contains("action finished")
-    });
-    let stopped = w.stop();
-    assert!(stopped.status.success(), "{}", stopped.stderr);
-    assert!(
-        stopped.stderr.contains("watcher: running "),
-        "{}",
-        stopped.stderr
-    );
-    assert!(stopped.stderr.contains("(1 changes)"), "{}", stopped.stderr);
+fn stdin(run: &Value) -> Vec<u8> {
+    let hex = run["stdin_hex"].as_str().unwrap();
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// NUL-separated paths from an action's stdin.
+fn nul_paths(run: &Value) -> BTreeSet<Vec<u8>> {
+    let data = stdin(run);
+    assert_eq!(data.last(), Some(&0), "each path ends with NUL");
+    data[..data.len() - 1]
+        .split(|&b| b == 0)
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn write_files(paths: &[PathBuf]) {
+    let ops: Vec<(&str, &Path)> = paths.iter().map(|p| ("openat:wc", p.as_path())).collect();
+    let (_, results) = opener(&ops);
+    assert!(results.iter().all(|r| r == "ok"), "{results:?}");
+}
+
+fn bytes(p: &Path) -> Vec<u8> {
+    p.as_os_str().as_bytes().to_vec()
 }
 
 #[test]
-fn no_action_without_a_write_under_the_watch() {
-    let tree = Tree::new("run-idle");
+fn a_burst_of_100_files_makes_exactly_one_run() {
+    let tree = Tree::new("burst");
+    let watched = tree.dir("media");
+    let log = tree.root.join("runs.log");
+    let w = start(
+        &["--settle", "1s", "--interval", "100ms"],
+        &watched,
+        &log,
+        &[],
+    );
+
+    let files: Vec<PathBuf> = (0..100)
+        .map(|i| watched.join(format!("track{i:03}.flac")))
+        .collect();
+    write_files(&files);
+    wait_for_runs(&w, &log, 1);
+    // A later change is the next run: had the burst made two runs, the
+    // second would come before it.
+    write_files(&[watched.join("later")]);
+    let runs = wait_for_runs(&w, &log, 2);
+    assert_eq!(runs.len(), 2);
+    assert_eq!(env(&runs[0], "WATCHER_EVENTS"), "100");
+    assert_eq!(env(&runs[0], "WATCHER_WRITES"), "100");
+    assert_eq!(env(&runs[0], "WATCHER_PATHS"), "100");
+    assert_eq!(env(&runs[0], "WATCHER_LOST"), "0");
+    assert_eq!(env(&runs[0], "WATCHER_WATCHES").as_bytes(), bytes(&watched));
+    assert_eq!(
+        nul_paths(&runs[0]),
+        files.iter().map(|f| bytes(f)).collect()
+    );
+    assert_eq!(env(&runs[1], "WATCHER_EVENTS"), "1");
+    assert_eq!(
+        nul_paths(&runs[1]),
+        BTreeSet::from([bytes(&watched.join("later"))])
+    );
+}
+
+#[test]
+fn changes_during_a_run_make_exactly_one_more() {
+    let tree = Tree::new("during");
+    let watched = tree.dir("media");
+    let log = tree.root.join("runs.log");
+    let release = tree.root.join("release");
+    let w = start(
+        &["--settle", "100ms", "--interval", "100ms"],
+        &watched,
+        &log,
+        &["--hold".as_ref(), release.as_os_str()],
+    );
+
+    write_files(&[watched.join("first")]);
+    wait_for_runs(&w, &log, 1);
+    // The action is holding: these arrive while it runs.
+    let during: Vec<PathBuf> = (0..5).map(|i| watched.join(format!("during{i}"))).collect();
+    write_files(&during);
+    write_files(&during);
+    std::fs::write(&release, b"").unwrap();
+    wait_for_runs(&w, &log, 2);
+    write_files(&[watched.join("after")]);
+    let runs = wait_for_runs(&w, &log, 3);
+    let events: Vec<&str> = runs.iter().map(|r| env(r, "WATCHER_EVENTS")).collect();
+    assert_eq!(events, ["1", "10", "1"], "{}", w.stderr());
+    assert_eq!(
+        env(&runs[1], "WATCHER_PATHS"),
+        "5",
+        "paths are deduplicated"
+    );
+    assert_eq!(
+        nul_paths(&runs[1]),
+        during.iter().map(|f| bytes(f)).collect()
+    );
+}
+
+#[test]
+fn hostile_names_reach_the_action_byte_exact_and_execute_nothing() {
+    let tree = Tree::new("hostile");
+    let watched = tree.dir("media");
+    // A shell running these would create `pwned` in the action's working
+    // directory, which is watcher's, which is this test's.
+    let pwned = std::env::current_dir().unwrap().join("pwned");
+    let names: Vec<Vec<u8>> = vec![
+        b"with space".to_vec(),
+        b"new\nline".to_vec(),
+        b"quote\"s and 'single'".to_vec(),
+        b"back\\slash".to_vec(),
+        b"$(touch pwned)".to_vec(),
+        b"`touch pwned`;|&".to_vec(),
+        b"invalid \xff\xfe utf8".to_vec(),
+        b"\x1b[31mescape".to_vec(),
+    ];
+    let files: Vec<PathBuf> = names
+        .iter()
+        .map(|n| watched.join(OsStr::from_bytes(n)))
+        .collect();
+    for format in ["nul", "jsonl"] {
+        let log = tree.root.join(format!("{format}.log"));
+        let w = start(
+            &["--settle", "100ms", "--stdin-format", format],
+            &watched,
+            &log,
+            &[],
+        );
+        write_files(&files);
+        let runs = wait_for_runs(&w, &log, 1);
+        let got: BTreeSet<Vec<u8>> = if format == "nul" {
+            nul_paths(&runs[0])
+        } else {
+            String::from_utf8(stdin(&runs[0]))
+                .unwrap()
+                .lines()
+                .map(|l| watcher_tests::path_bytes(&serde_json::from_str(l).unwrap()))
+                .collect()
+        };
+        assert_eq!(got, files.iter().map(|f| bytes(f)).collect(), "{format}");
+        drop(w);
+        for f in &files {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+    assert!(!pwned.exists(), "a file name was executed");
+}
+
+#[test]
+fn the_path_cap_is_marked() {
+    let tree = Tree::new("cap");
+    let watched = tree.dir("media");
+    let log = tree.root.join("runs.log");
+    let w = start(
+        &[
+            "--settle",
+            "100ms",
+            "--max-paths",
+            "3",
+            "--stdin-format",
+            "jsonl",
+        ],
+        &watched,
+        &log,
+        &[],
+    );
+    let files: Vec<PathBuf> = (0..10).map(|i| watched.join(format!("f{i}"))).collect();
+    write_files(&files);
+    let runs = wait_for_runs(&w, &log, 1);
+    assert_eq!(env(&runs[0], "WATCHER_PATHS"), "3");
+    assert_eq!(env(&runs[0], "WATCHER_PATHS_OMITTED"), "7");
+    let text = String::from_utf8(stdin(&runs[0])).unwrap();
+    assert_eq!(
+        text.lines().last(),
+        Some(r#"{"truncated":true,"omitted":7}"#)
+    );
+}
+
+#[test]
+fn no_action_without_a_change_under_the_watch() {
+    let tree = Tree::new("idle");
     let watched = tree.dir("media");
     let outside = tree.dir("other");
     std::fs::write(watched.join("existing"), b"x").unwrap();
-    let flag = tree.root.join("action-ran");
+    let log = tree.root.join("runs.log");
     let w = start(
-        "100ms",
+        &["--settle", "50ms", "--interval", "50ms"],
         &watched,
-        &[
-            opener_bin().as_os_str(),
-            "openat:wc".as_ref(),
-            flag.as_os_str(),
-        ],
+        &log,
+        &[],
     );
 
     let (_, results) = opener(&[
@@ -97,12 +259,12 @@ fn no_action_without_a_write_under_the_watch() {
         ("openat:w", &watched.join("missing")),
     ]);
     assert_eq!(results, ["ok", "ok", "err 2"]);
-    // Ten intervals pass without a run. (A slow machine makes this check
-    // weaker, never wrong.)
+    // Many settle times pass without a run. (A slow machine makes this
+    // check weaker, never wrong.)
     thread::sleep(Duration::from_secs(1));
     assert!(
-        !flag.exists(),
-        "the action ran without a write; stderr:\n{}",
+        runs(&log).is_empty(),
+        "the action ran without a change; stderr:\n{}",
         w.stderr()
     );
     let stopped = w.stop();
@@ -110,28 +272,55 @@ fn no_action_without_a_write_under_the_watch() {
 }
 
 #[test]
-fn each_interval_with_writes_runs_the_action_again() {
-    let tree = Tree::new("run-again");
+fn run_at_start_and_once() {
+    let tree = Tree::new("once");
     let watched = tree.dir("media");
     let log = tree.root.join("runs.log");
-    std::fs::write(&log, "").unwrap();
+    let w = start(&["--run-at-start", "--once"], &watched, &log, &[]);
+    let first = wait_for_runs(&w, &log, 1);
+    assert_eq!(env(&first[0], "WATCHER_EVENTS"), "0");
+    let stopped = w.wait_exit();
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+
     let w = start(
-        "100ms",
+        &["--settle", "50ms", "--once"],
         &watched,
-        &[
-            "sed".as_ref(),
-            "-i".as_ref(),
-            "$ a run".as_ref(),
-            log.as_os_str(),
-        ],
+        &log,
+        &["--exit".as_ref(), "3".as_ref()],
     );
-    // sed appends nothing to an empty file, so give it a first line.
-    std::fs::write(&log, "start\n").unwrap();
-    for n in 1..=3 {
-        let (_, results) = opener(&[("openat:wc", &watched.join(format!("file{n}")))]);
-        assert_eq!(results, ["ok"]);
-        wait_until(&w, &format!("run {n}"), || runs(&log) > n);
+    write_files(&[watched.join("new")]);
+    let stopped = w.wait_exit();
+    assert_eq!(stopped.status.code(), Some(1), "{}", stopped.stderr);
+    assert!(
+        stopped
+            .stderr
+            .contains("watcher: the action failed (exit status: 3)"),
+        "{}",
+        stopped.stderr
+    );
+    assert_eq!(runs(&log).len(), 2);
+}
+
+#[test]
+fn a_failing_action_is_logged_and_watcher_goes_on() {
+    let tree = Tree::new("failing");
+    let watched = tree.dir("media");
+    let log = tree.root.join("runs.log");
+    let w = start(
+        &["--settle", "50ms", "--interval", "50ms"],
+        &watched,
+        &log,
+        &["--exit".as_ref(), "7".as_ref()],
+    );
+    for n in 1..=2 {
+        write_files(&[watched.join(format!("f{n}"))]);
+        wait_for_runs(&w, &log, n);
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while w.stderr().matches("action failed (exit status: 7)").count() < 2 {
+        assert!(Instant::now() < deadline, "{}", w.stderr());
+        thread::sleep(Duration::from_millis(20));
     }
     let stopped = w.stop();
-    assert!(stopped.status.success(), "{}", stopped.stderr);
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
 }

@@ -4,7 +4,7 @@ use std::{ffi::OsString, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::output::Format;
+use crate::{output::Format, runner::StdinFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,15 +46,35 @@ pub struct TraceArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  watcher run --interval 30s /srv/media -- pkill -HUP minidlnad")]
+#[command(after_help = "Examples:\n  \
+    watcher run /srv/media -- pkill -HUP minidlnad\n  \
+    watcher run --settle 30s --interval 10m /srv/media -- /usr/local/bin/rescan\n  \
+    watcher run --stdin-format jsonl /srv/incoming -- /usr/local/bin/ingest")]
 pub struct RunArgs {
     /// Directories to watch, with everything below them.
     #[arg(required = true, value_name = "DIR")]
     pub dirs: Vec<PathBuf>,
-    /// How often to check for writes and run COMMAND if there were any
-    /// (seconds, or with a unit: 500ms, 10s, 2m, 1h).
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    /// Quiet time after the last change before the action runs, so a burst
+    /// of changes makes one run (durations: 500ms, 10s, 2m, 1h; bare
+    /// numbers are seconds).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub settle: Duration,
+    /// Least time from one start of the action to the next.
+    #[arg(long, default_value = "1m", value_parser = parse_duration, value_name = "DURATION")]
     pub interval: Duration,
+    /// Run the action once at start, before any change.
+    #[arg(long)]
+    pub run_at_start: bool,
+    /// Exit after the first run, with status 0 if the action succeeded.
+    #[arg(long)]
+    pub once: bool,
+    /// How the changed paths reach the action's stdin.
+    #[arg(long, value_enum, default_value_t = StdinFormat::Nul, value_name = "FORMAT")]
+    pub stdin_format: StdinFormat,
+    /// Most distinct paths handed to one run; the rest are counted in
+    /// WATCHER_PATHS_OMITTED.
+    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_paths: u32,
     /// The command and its arguments, executed directly (no shell).
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

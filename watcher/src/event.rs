@@ -156,6 +156,27 @@ pub fn decode(bytes: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
 }
 
 #[cfg(test)]
+impl Event {
+    /// A write event for unit tests.
+    pub fn test_write(path: &[u8], watch_id: u32) -> Self {
+        Self {
+            time_ns: 0,
+            kind: Kind::Write,
+            syscall: Syscall::Openat,
+            pid: 1,
+            tid: 1,
+            uid: 0,
+            gid: 0,
+            flags: 1,
+            ret: 3,
+            watch_id,
+            comm: b"test".to_vec(),
+            path: path.to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use watcher_common::TASK_COMM_LEN;
 

@@ -80,7 +80,7 @@ impl<'a, W: Write> Printer<'a, W> {
 /// Inserts `bytes` as a string under `key`. Bytes that are not UTF-8
 /// cannot be a JSON string: then `key` holds a lossy rendering and
 /// `key_base64` the exact bytes.
-fn insert_bytes(obj: &mut Map<String, Value>, key: &str, bytes: &[u8]) {
+pub fn insert_bytes(obj: &mut Map<String, Value>, key: &str, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
         Ok(s) => {
             obj.insert(key.into(), s.into());
@@ -169,22 +169,15 @@ pub fn flag_names(flags: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Kind, Syscall};
 
     fn event(path: &[u8]) -> Event {
         Event {
             time_ns: 1_700_000_000_123_456_789,
-            kind: Kind::Write,
-            syscall: Syscall::Openat,
             pid: 42,
             tid: 43,
-            uid: 0,
-            gid: 0,
             flags: (libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC) as u64,
-            ret: 3,
-            watch_id: 0,
             comm: b"tee".to_vec(),
-            path: path.to_vec(),
+            ..Event::test_write(path, 0)
         }
     }
 

@@ -1,0 +1,89 @@
+//! `watcher run`: run a command after changes, batched and one at a time.
+//!
+//! Every event joins the current batch. The action starts once the batch
+//! is not empty, nothing has happened for `--settle`, at least `--interval`
+//! has passed since the last start, and no run is going on. Events that
+//! arrive during a run form the next batch, so they cause exactly one more
+//! run after it. Lost events count as changes.
+
+mod action;
+mod batch;
+
+use std::{mem, time::Duration};
+
+pub use action::StdinFormat;
+use tokio::time::{Instant, sleep_until};
+
+use self::{action::Running, batch::Batch};
+use crate::{
+    cli::RunArgs,
+    start::{LossWatch, start},
+};
+
+pub async fn run(args: RunArgs, verbose: bool) -> anyhow::Result<()> {
+    let mut w = start(&args.dirs, verbose)?;
+    let mut losses = LossWatch::default();
+    let mut loss_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut batch = Batch::default();
+    let mut last_change: Option<Instant> = None;
+    let mut last_start: Option<Instant> = None;
+    let mut running: Option<Running> = None;
+    let start_action =
+        |batch: &Batch| action::start(&args.command, batch, &w.watches, args.stdin_format);
+
+    if args.run_at_start {
+        running = Some(start_action(&batch)?);
+        last_start = Some(Instant::now());
+    }
+    loop {
+        let due = match (&running, batch.is_empty(), last_change) {
+            (None, false, Some(change)) => {
+                let settled = change + args.settle;
+                Some(last_start.map_or(settled, |s| settled.max(s + args.interval)))
+            }
+            _ => None,
+        };
+        tokio::select! {
+            batch_read = w.events.next_batch(|ev| {
+                match ev {
+                    Ok(ev) => batch.add(&ev, args.max_paths as usize),
+                    Err(e) => eprintln!("watcher: skipping a malformed event: {e}"),
+                }
+                Ok(())
+            }) => {
+                batch_read?;
+                last_change = Some(Instant::now());
+            }
+            _ = loss_tick.tick() => {
+                let lost = losses.check(&w.probes);
+                if lost > 0 {
+                    // A lost event may have been a change: run as if it were.
+                    batch.lost += lost;
+                    last_change = Some(Instant::now());
+                }
+            }
+            () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                let done = mem::take(&mut batch);
+                running = Some(start_action(&done)?);
+                last_start = Some(Instant::now());
+            }
+            status = wait(&mut running) => {
+                running = None;
+                if args.once {
+                    let status = status?;
+                    anyhow::ensure!(status.success(), "the action failed ({status})");
+                    return Ok(());
+                }
+            }
+            () = w.stop.wait() => return Ok(()),
+        }
+    }
+}
+
+/// Waits for the running action, or forever when there is none.
+async fn wait(running: &mut Option<Running>) -> std::io::Result<std::process::ExitStatus> {
+    match running {
+        Some(r) => r.wait().await,
+        None => std::future::pending().await,
+    }
+}
