@@ -324,3 +324,118 @@ fn a_failing_action_is_logged_and_watcher_goes_on() {
     let stopped = w.stop();
     assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
 }
+
+#[test]
+fn a_hanging_action_is_killed_with_its_children_and_watcher_goes_on() {
+    let tree = Tree::new("timeout");
+    let watched = tree.dir("media");
+    let log = tree.root.join("runs.log");
+    let child_pid = tree.root.join("child.pid");
+    let never = tree.root.join("never");
+    let record = helper_bin("record");
+    // The action starts a child that outlives it unless the whole process
+    // group is killed, then holds forever.
+    let script = r#"sleep 600 & echo $! > "$0"; exec "$1" "$2" --hold "$3""#;
+    let mut args: Vec<&OsStr> = [
+        "run",
+        "--settle",
+        "50ms",
+        "--interval",
+        "50ms",
+        "--timeout",
+        "300ms",
+    ]
+    .iter()
+    .map(OsStr::new)
+    .collect();
+    args.extend([
+        watched.as_os_str(),
+        "--".as_ref(),
+        "sh".as_ref(),
+        "-c".as_ref(),
+        script.as_ref(),
+    ]);
+    args.extend([
+        child_pid.as_os_str(),
+        record.as_os_str(),
+        log.as_os_str(),
+        never.as_os_str(),
+    ]);
+    let w = Watcher::start(&args);
+
+    write_files(&[watched.join("a")]);
+    wait_for_runs(&w, &log, 1);
+    let deadline = Instant::now() + PATIENCE;
+    while !w.stderr().contains("action failed (signal: 15") {
+        assert!(
+            Instant::now() < deadline,
+            "no timeout kill; stderr:\n{}",
+            w.stderr()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        w.stderr()
+            .contains("still running after 300ms: sending SIGTERM to its process group")
+    );
+    let sleeper: i32 = std::fs::read_to_string(&child_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    // Gone, or a zombie waiting for init to reap it.
+    while std::fs::read_to_string(format!("/proc/{sleeper}/stat"))
+        .is_ok_and(|s| !s.contains(") Z "))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the action's child survived the timeout"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    // Watching goes on.
+    write_files(&[watched.join("b")]);
+    wait_for_runs(&w, &log, 2);
+}
+
+#[test]
+fn the_actions_output_goes_to_the_log_prefixed_and_escaped() {
+    let tree = Tree::new("output");
+    let watched = tree.dir("media");
+    let mut args: Vec<&OsStr> = ["run", "--settle", "50ms", "--"]
+        .iter()
+        .map(OsStr::new)
+        .collect();
+    args.insert(3, watched.as_os_str());
+    let script =
+        r#"printf 'hello\n'; printf 'bad \033[2J line\n' >&2; head -c 10000 /dev/zero | tr '\0' x"#;
+    args.extend(["sh".as_ref(), "-c".as_ref(), OsStr::new(script)]);
+    let w = Watcher::start(&args);
+    write_files(&[watched.join("a")]);
+    let deadline = Instant::now() + PATIENCE;
+    while !w.stderr().contains("action finished") {
+        assert!(Instant::now() < deadline, "{}", w.stderr());
+        thread::sleep(Duration::from_millis(20));
+    }
+    let log = w.stop().stderr;
+    let action: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("watcher: action["))
+        .collect();
+    assert!(action.iter().any(|l| l.ends_with("] out: hello")), "{log}");
+    assert!(
+        action
+            .iter()
+            .any(|l| l.ends_with("] err: bad \\x1b[2J line")),
+        "{log}"
+    );
+    // 10,000 bytes without a newline: cut into lines of at most 4096.
+    let xs: Vec<usize> = action
+        .iter()
+        .filter_map(|l| l.split_once("] out: ").map(|(_, rest)| rest))
+        .filter(|rest| rest.starts_with('x'))
+        .map(str::len)
+        .collect();
+    assert_eq!(xs, [4096, 4096, 1808]);
+}

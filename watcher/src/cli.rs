@@ -62,6 +62,10 @@ pub struct RunArgs {
     /// Least time from one start of the action to the next.
     #[arg(long, default_value = "1m", value_parser = parse_duration, value_name = "DURATION")]
     pub interval: Duration,
+    /// Longest time the action may run: then its process group gets
+    /// SIGTERM, and SIGKILL 5 seconds later.
+    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
     /// Run the action once at start, before any change.
     #[arg(long)]
     pub run_at_start: bool,

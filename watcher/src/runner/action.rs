@@ -6,12 +6,13 @@ use std::{
     io,
     os::unix::ffi::OsStrExt,
     process::{ExitStatus, Stdio},
-    time::Instant,
+    time::Duration,
 };
 
 use tokio::{
-    io::AsyncWriteExt as _,
+    io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _},
     process::{Child, Command},
+    time::{Instant, timeout, timeout_at},
 };
 
 use super::batch::Batch;
@@ -29,8 +30,15 @@ pub enum StdinFormat {
     None,
 }
 
+/// Time between SIGTERM and SIGKILL when the action times out.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+/// Longest line of the action's output that is logged as one line.
+const MAX_LOG_LINE: usize = 4096;
+
 pub struct Running {
     child: Child,
+    /// Also its process group id: the action leads a group of its own.
+    pid: i32,
     started: Instant,
 }
 
@@ -73,8 +81,19 @@ pub fn start(
             Stdio::null()
         } else {
             Stdio::piped()
-        });
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so that a timeout reaches its children.
+        .process_group(0);
     let mut child = cmd.spawn()?;
+    let pid = child.id().map_or(0, |id| id as i32);
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(log_lines(out, pid, "out"));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(log_lines(err, pid, "err"));
+    }
     if let Some(mut pipe) = child.stdin.take() {
         let data = stdin_bytes(batch, stdin);
         // In its own task: an action that does not read its stdin must not
@@ -85,8 +104,35 @@ pub fn start(
     }
     Ok(Running {
         child,
+        pid,
         started: Instant::now(),
     })
+}
+
+/// Copies the action's output to watcher's log, a line at a time, escaped
+/// and prefixed. Memory stays bounded whatever the action prints: longer
+/// lines are cut into pieces of MAX_LOG_LINE bytes.
+async fn log_lines(mut from: impl AsyncRead + Unpin, pid: i32, stream: &'static str) {
+    let mut line = Vec::with_capacity(MAX_LOG_LINE);
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &b in &buf[..n] {
+            if b != b'\n' {
+                line.push(b);
+            }
+            if b == b'\n' || line.len() == MAX_LOG_LINE {
+                eprintln!("watcher: action[{pid}] {stream}: {}", escape(&line));
+                line.clear();
+            }
+        }
+    }
+    if !line.is_empty() {
+        eprintln!("watcher: action[{pid}] {stream}: {}", escape(&line));
+    }
 }
 
 fn stdin_bytes(batch: &Batch, format: StdinFormat) -> Vec<u8> {
@@ -119,9 +165,30 @@ fn stdin_bytes(batch: &Batch, format: StdinFormat) -> Vec<u8> {
 }
 
 impl Running {
-    /// Waits for the action to end and logs how it did.
-    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
-        let status = self.child.wait().await;
+    /// Waits for the action to end and logs how it did. After `limit`, its
+    /// process group gets SIGTERM, and SIGKILL KILL_GRACE later.
+    pub async fn wait(&mut self, limit: Duration) -> io::Result<ExitStatus> {
+        let status = match timeout_at(self.started + limit, self.child.wait()).await {
+            Ok(status) => status,
+            Err(_) => {
+                eprintln!(
+                    "watcher: action[{}] still running after {limit:?}: sending SIGTERM to its process group",
+                    self.pid
+                );
+                self.signal_group(libc::SIGTERM);
+                match timeout(KILL_GRACE, self.child.wait()).await {
+                    Ok(status) => status,
+                    Err(_) => {
+                        eprintln!(
+                            "watcher: action[{}] ignored SIGTERM: sending SIGKILL",
+                            self.pid
+                        );
+                        self.signal_group(libc::SIGKILL);
+                        self.child.wait().await
+                    }
+                }
+            }
+        };
         let took = self.started.elapsed().as_secs_f64();
         match &status {
             Ok(s) if s.success() => eprintln!("watcher: action finished ({s}) after {took:.3}s"),
@@ -129,6 +196,14 @@ impl Running {
             Err(e) => eprintln!("watcher: cannot wait for the action: {e}"),
         }
         status
+    }
+
+    fn signal_group(&self, signal: libc::c_int) {
+        if self.pid > 0 {
+            // SAFETY: a negative pid addresses the action's process group,
+            // which it leads; no memory is involved.
+            unsafe { libc::kill(-self.pid, signal) };
+        }
     }
 }
 

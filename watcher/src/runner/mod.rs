@@ -67,7 +67,7 @@ pub async fn run(args: RunArgs, verbose: bool) -> anyhow::Result<()> {
                 running = Some(start_action(&done)?);
                 last_start = Some(Instant::now());
             }
-            status = wait(&mut running) => {
+            status = wait(&mut running, args.timeout) => {
                 running = None;
                 if args.once {
                     let status = status?;
@@ -81,9 +81,12 @@ pub async fn run(args: RunArgs, verbose: bool) -> anyhow::Result<()> {
 }
 
 /// Waits for the running action, or forever when there is none.
-async fn wait(running: &mut Option<Running>) -> std::io::Result<std::process::ExitStatus> {
+async fn wait(
+    running: &mut Option<Running>,
+    limit: Duration,
+) -> std::io::Result<std::process::ExitStatus> {
     match running {
-        Some(r) => r.wait().await,
+        Some(r) => r.wait(limit).await,
         None => std::future::pending().await,
     }
 }
