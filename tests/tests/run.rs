@@ -439,3 +439,41 @@ fn the_actions_output_goes_to_the_log_prefixed_and_escaped() {
         .collect();
     assert_eq!(xs, [4096, 4096, 1808]);
 }
+
+#[test]
+fn an_action_writing_into_the_tree_does_not_loop() {
+    let tree = Tree::new("loop");
+    let watched = tree.dir("media");
+    let log = tree.root.join("runs.log");
+    let record = helper_bin("record");
+    // The action writes into the tree itself and through a child of a
+    // child, then records the run.
+    let script =
+        r#"echo x > "$0/by-action"; sh -c 'touch "$0/by-grandchild"' "$0" & wait; exec "$1" "$2""#;
+    let mut args: Vec<&OsStr> = ["run", "--settle", "50ms", "--interval", "50ms"]
+        .iter()
+        .map(OsStr::new)
+        .collect();
+    args.extend([
+        watched.as_os_str(),
+        "--".as_ref(),
+        "sh".as_ref(),
+        "-c".as_ref(),
+        script.as_ref(),
+    ]);
+    args.extend([watched.as_os_str(), record.as_os_str(), log.as_os_str()]);
+    let w = Watcher::start(&args);
+
+    write_files(&[watched.join("outside-write")]);
+    wait_for_runs(&w, &log, 1);
+    assert!(watched.join("by-action").exists() && watched.join("by-grandchild").exists());
+    // The next run is the next outside change's alone: had the action's
+    // writes counted, they would have made a run before it, or joined it.
+    write_files(&[watched.join("later")]);
+    let runs = wait_for_runs(&w, &log, 2);
+    assert_eq!(runs.len(), 2, "{}", w.stderr());
+    assert_eq!(
+        nul_paths(&runs[1]),
+        BTreeSet::from([bytes(&watched.join("later"))])
+    );
+}

@@ -15,6 +15,9 @@ pub const MAX_WATCHES: u32 = 256;
 /// Threads that can be inside an open syscall at the same time; the stash
 /// is an LRU map, so a thread that never returns cannot exhaust it.
 pub const MAX_INFLIGHT: u32 = 16384;
+/// Live processes descended from watcher (its actions and their children)
+/// whose writes are never events.
+pub const MAX_EXCLUDED: u32 = 8192;
 
 /// Open flags (x86-64 and the generic ABI) that the programs test.
 pub mod open_flags {
@@ -115,6 +118,8 @@ pub struct TracepointOffsets {
     /// `ret` of every `sys_exit_*` tracepoint watcher uses (user space
     /// checks they agree).
     pub exit_ret: u32,
+    /// `child_pid` of `sched/sched_process_fork` (a 4-byte `pid_t`).
+    pub fork_child_pid: u32,
 }
 
 /// Index of the only slot of the `LOST` per-CPU array.

@@ -17,9 +17,11 @@ static TP_OFFSETS: TracepointOffsets = TracepointOffsets {
     open_flags: 0,
     creat_pathname: 0,
     exit_ret: 0,
+    fork_child_pid: 0,
 };
 
-/// The watcher's own thread group id: its writes are never events.
+/// The watcher's own thread group id: its writes, and those of every
+/// process it forks, are never events.
 #[unsafe(no_mangle)]
 static WATCHER_TGID: u32 = 0;
 

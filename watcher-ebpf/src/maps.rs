@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::map,
     maps::{LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
-use watcher_common::{EventBuf, MAX_INFLIGHT, MAX_WATCHES, Stash, WATCH_PREFIX_MAX};
+use watcher_common::{EventBuf, MAX_EXCLUDED, MAX_INFLIGHT, MAX_WATCHES, Stash, WATCH_PREFIX_MAX};
 
 /// Events for user space. User space sets the size at load time.
 #[map]
@@ -21,6 +21,13 @@ pub static WATCHES: LpmTrie<[u8; WATCH_PREFIX_MAX], u32> =
 /// Per-thread arguments from `sys_enter_*` until `sys_exit_*`.
 #[map]
 pub static STASH: LruHashMap<u64, Stash> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
+
+/// Processes whose writes are never events: every process watcher forks
+/// (its actions) and their descendants, added at fork time by
+/// `probes/process.rs` and removed when they exit. LRU, so that it stays
+/// bounded whatever happens.
+#[map]
+pub static EXCLUDED: LruHashMap<u32, u8> = LruHashMap::with_max_entries(MAX_EXCLUDED, 0);
 
 /// Ring-buffer reserve failures, per CPU.
 #[map]

@@ -47,8 +47,9 @@ pub enum LoadError {
         #[source]
         source: ProgramError,
     },
-    #[error("cannot attach to tracepoint syscalls/{program}: {source}")]
+    #[error("cannot attach to tracepoint {category}/{program}: {source}")]
     Attach {
+        category: &'static str,
         program: &'static str,
         #[source]
         source: ProgramError,
@@ -106,11 +107,11 @@ impl Probes {
                 .map_err(map_err("WATCHES"))?;
         }
 
-        // Attach exit programs before enter programs, so that no stash is
-        // written that nothing would take back.
+        // Attach enter programs last, so that no stash is written that
+        // nothing would take back, and no action is forked unseen.
         let mut order = TRACEPOINTS;
-        order.sort_by_key(|name| !name.starts_with("sys_exit"));
-        for program in order {
+        order.sort_by_key(|(_, name)| name.starts_with("sys_enter"));
+        for (category, program) in order {
             let tp: &mut TracePoint = ebpf
                 .program_mut(program)
                 .ok_or(LoadError::MissingProgram(program))?
@@ -127,8 +128,12 @@ impl Probes {
                 },
                 source => LoadError::Load { program, source },
             })?;
-            tp.attach("syscalls", program)
-                .map_err(|source| LoadError::Attach { program, source })?;
+            tp.attach(category, program)
+                .map_err(|source| LoadError::Attach {
+                    category,
+                    program,
+                    source,
+                })?;
         }
 
         let events = RingBuf::try_from(map("EVENTS", &mut ebpf)?).map_err(map_err("EVENTS"))?;

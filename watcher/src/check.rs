@@ -108,9 +108,10 @@ pub fn run() -> bool {
             "tracefs",
             &format!("mounted at {}", tracefs::TRACEFS),
         );
-        let missing: Vec<&str> = tracefs::TRACEPOINTS
+        let missing: Vec<String> = tracefs::TRACEPOINTS
             .into_iter()
-            .filter(|name| !tracefs::tracepoint_dir(name).join("id").exists())
+            .filter(|(category, name)| !tracefs::tracepoint_dir(category, name).join("id").exists())
+            .map(|(category, name)| format!("{category}/{name}"))
             .collect();
         if !missing.is_empty() {
             r.line(

@@ -11,16 +11,19 @@ use watcher_common::TracepointOffsets;
 
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 
-/// Every syscall tracepoint the programs attach to.
-pub const TRACEPOINTS: [&str; 8] = [
-    "sys_enter_openat",
-    "sys_exit_openat",
-    "sys_enter_openat2",
-    "sys_exit_openat2",
-    "sys_enter_open",
-    "sys_exit_open",
-    "sys_enter_creat",
-    "sys_exit_creat",
+/// Every tracepoint the programs attach to, as (category, name); each
+/// program is named after its tracepoint.
+pub const TRACEPOINTS: [(&str, &str); 10] = [
+    ("syscalls", "sys_enter_openat"),
+    ("syscalls", "sys_exit_openat"),
+    ("syscalls", "sys_enter_openat2"),
+    ("syscalls", "sys_exit_openat2"),
+    ("syscalls", "sys_enter_open"),
+    ("syscalls", "sys_exit_open"),
+    ("syscalls", "sys_enter_creat"),
+    ("syscalls", "sys_exit_creat"),
+    ("sched", "sched_process_fork"),
+    ("sched", "sched_process_exit"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -35,11 +38,12 @@ pub enum TracefsError {
     },
     #[error("tracepoint format {} has no field `{field}`", path.display())]
     MissingField { path: PathBuf, field: &'static str },
-    #[error("tracepoint format {}: field `{field}` is {size} bytes, expected 8", path.display())]
+    #[error("tracepoint format {}: field `{field}` is {size} bytes, expected {expected}", path.display())]
     FieldSize {
         path: PathBuf,
         field: &'static str,
         size: u32,
+        expected: u32,
     },
     #[error("the sys_exit tracepoints disagree on the offset of `ret` ({0} and {1})")]
     ExitRetMismatch(u32, u32),
@@ -75,16 +79,17 @@ pub fn ensure_mounted() -> Result<bool, TracefsError> {
 }
 
 /// Where a tracepoint's files are.
-pub fn tracepoint_dir(name: &str) -> PathBuf {
-    Path::new(TRACEFS).join("events/syscalls").join(name)
+pub fn tracepoint_dir(category: &str, name: &str) -> PathBuf {
+    Path::new(TRACEFS).join("events").join(category).join(name)
 }
 
 /// Reads the argument offsets of every tracepoint in [`TRACEPOINTS`].
 pub fn read_offsets() -> Result<TracepointOffsets, TracefsError> {
-    let enter_openat = Format::read("sys_enter_openat")?;
-    let enter_openat2 = Format::read("sys_enter_openat2")?;
-    let enter_open = Format::read("sys_enter_open")?;
-    let enter_creat = Format::read("sys_enter_creat")?;
+    let syscall = |name| Format::read("syscalls", name);
+    let enter_openat = syscall("sys_enter_openat")?;
+    let enter_openat2 = syscall("sys_enter_openat2")?;
+    let enter_open = syscall("sys_enter_open")?;
+    let enter_creat = syscall("sys_enter_creat")?;
     let mut exit_ret = None;
     for name in [
         "sys_exit_openat",
@@ -92,23 +97,24 @@ pub fn read_offsets() -> Result<TracepointOffsets, TracefsError> {
         "sys_exit_open",
         "sys_exit_creat",
     ] {
-        let ret = Format::read(name)?.offset("ret")?;
+        let ret = syscall(name)?.offset("ret", 8)?;
         match exit_ret {
             Some(seen) if seen != ret => return Err(TracefsError::ExitRetMismatch(seen, ret)),
             _ => exit_ret = Some(ret),
         }
     }
     Ok(TracepointOffsets {
-        openat_dfd: enter_openat.offset("dfd")?,
-        openat_filename: enter_openat.offset("filename")?,
-        openat_flags: enter_openat.offset("flags")?,
-        openat2_dfd: enter_openat2.offset("dfd")?,
-        openat2_filename: enter_openat2.offset("filename")?,
-        openat2_how: enter_openat2.offset("how")?,
-        open_filename: enter_open.offset("filename")?,
-        open_flags: enter_open.offset("flags")?,
-        creat_pathname: enter_creat.offset("pathname")?,
+        openat_dfd: enter_openat.offset("dfd", 8)?,
+        openat_filename: enter_openat.offset("filename", 8)?,
+        openat_flags: enter_openat.offset("flags", 8)?,
+        openat2_dfd: enter_openat2.offset("dfd", 8)?,
+        openat2_filename: enter_openat2.offset("filename", 8)?,
+        openat2_how: enter_openat2.offset("how", 8)?,
+        open_filename: enter_open.offset("filename", 8)?,
+        open_flags: enter_open.offset("flags", 8)?,
+        creat_pathname: enter_creat.offset("pathname", 8)?,
         exit_ret: exit_ret.unwrap_or_default(),
+        fork_child_pid: Format::read("sched", "sched_process_fork")?.offset("child_pid", 4)?,
     })
 }
 
@@ -119,8 +125,8 @@ struct Format {
 }
 
 impl Format {
-    fn read(name: &str) -> Result<Self, TracefsError> {
-        let path = tracepoint_dir(name).join("format");
+    fn read(category: &str, name: &str) -> Result<Self, TracefsError> {
+        let path = tracepoint_dir(category, name).join("format");
         let text = fs::read_to_string(&path).map_err(|source| TracefsError::ReadFormat {
             path: path.clone(),
             source,
@@ -128,19 +134,20 @@ impl Format {
         Ok(Self { path, text })
     }
 
-    /// Offset of a 64-bit field (every syscall argument is stored as 8
-    /// bytes on 64-bit kernels).
-    fn offset(&self, field: &'static str) -> Result<u32, TracefsError> {
+    /// Offset of a field that must be `expected` bytes long (every syscall
+    /// argument is stored as 8 bytes on 64-bit kernels).
+    fn offset(&self, field: &'static str, expected: u32) -> Result<u32, TracefsError> {
         let (offset, size) =
             find_field(&self.text, field).ok_or_else(|| TracefsError::MissingField {
                 path: self.path.clone(),
                 field,
             })?;
-        if size != 8 {
+        if size != expected {
             return Err(TracefsError::FieldSize {
                 path: self.path.clone(),
                 field,
                 size,
+                expected,
             });
         }
         Ok(offset)

@@ -1,1 +1,2 @@
 pub mod open;
+pub mod process;

@@ -13,8 +13,9 @@ use watcher_common::{
     syscall,
 };
 
+use super::process::is_excluded;
 use crate::{
-    config::{tp_offsets, watcher_tgid},
+    config::tp_offsets,
     emit::{Hit, emit_if_watched},
     maps::STASH,
 };
@@ -118,13 +119,13 @@ fn try_enter(
     filename: Result<u64, i64>,
     flags_or_how: Result<u64, i64>,
 ) -> Result<(), i64> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if (pid_tgid >> 32) as u32 == watcher_tgid() {
-        return Ok(());
-    }
     let flags_or_how = flags_or_how?;
     // Drop read-only opens here already, so they cost no map update.
     if syscall != syscall::OPENAT2 && !has_write_intent(flags_or_how) {
+        return Ok(());
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if is_excluded((pid_tgid >> 32) as u32) {
         return Ok(());
     }
     let stash = Stash {
