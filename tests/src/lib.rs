@@ -263,16 +263,43 @@ impl Drop for Watcher {
     }
 }
 
-/// Runs a command to completion; returns its pid and output.
+/// Runs a command to completion, killing it after [`PATIENCE`]; returns
+/// its pid and output.
 pub fn spawn(cmd: &mut Command) -> (u32, Output) {
-    let child = cmd
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     let pid = child.id();
-    (pid, child.wait_with_output().expect("wait"))
+    let read = |mut from: Box<dyn std::io::Read + Send>| {
+        thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = from.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = read(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = read(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} still running after {PATIENCE:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let output = Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    };
+    (pid, output)
 }
 
 /// Runs `opener` with `(SYSCALL:FLAGS, path)` pairs; returns its pid and

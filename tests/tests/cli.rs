@@ -85,6 +85,11 @@ fn invalid_arguments_are_one_line_with_status_2() {
         &["run", "/tmp"],
         &["trace"],
         &["trace", "--format", "xml", "/tmp"],
+        &["run", "--signal", "HUP", "/tmp"],
+        &["run", "--signal", "NOPE", "--pid", "1", "/tmp"],
+        &["run", "--pid", "1", "/tmp", "--", "true"],
+        &["run", "--signal", "HUP", "--pid", "1", "/tmp", "--", "true"],
+        &["run", "--signal", "HUP", "--pid", "0", "/tmp"],
         &["frobnicate"],
     ] {
         let (code, _, stderr) = watcher(args);

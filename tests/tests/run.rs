@@ -477,3 +477,95 @@ fn an_action_writing_into_the_tree_does_not_loop() {
         BTreeSet::from([bytes(&watched.join("later"))])
     );
 }
+
+/// A `sleep 600` whose process name is unique to this test (its comm comes
+/// from the name it was started by), to be signalled.
+fn sleeper(tree: &Tree, name: &str) -> std::process::Child {
+    let link = tree.root.join(name);
+    std::os::unix::fs::symlink("/bin/sleep", &link).unwrap();
+    std::process::Command::new(&link)
+        .arg("600")
+        .spawn()
+        .unwrap()
+}
+
+fn died_of(child: &mut std::process::Child, w: &Watcher) -> i32 {
+    use std::os::unix::process::ExitStatusExt as _;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.signal().unwrap_or(0);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not signalled; stderr:\n{}",
+            w.stderr()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn signal_goes_to_the_named_process_the_pid_or_the_pidfile() {
+    let tree = Tree::new("signal");
+    let watched = tree.dir("media");
+    let name = format!("hup{}", std::process::id() % 1_000_000);
+    let pidfile = tree.root.join("daemon.pid");
+    for (n, how) in ["--process-name", "--pid", "--pidfile"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut target = sleeper(&tree, &format!("{name}{n}"));
+        std::fs::write(&pidfile, format!("{}\n", target.id())).unwrap();
+        let value = match how {
+            "--process-name" => format!("{name}{n}"),
+            "--pid" => target.id().to_string(),
+            _ => pidfile.to_str().unwrap().to_owned(),
+        };
+        let w = Watcher::start(&[
+            "run",
+            "--settle",
+            "50ms",
+            "--signal",
+            "HUP",
+            how,
+            &value,
+            watched.to_str().unwrap(),
+        ]);
+        write_files(&[watched.join(format!("new{n}"))]);
+        assert_eq!(died_of(&mut target, &w), libc::SIGHUP, "{how}");
+        let deadline = Instant::now() + PATIENCE;
+        while !w
+            .stderr()
+            .contains(&format!("sent SIGHUP to pid {} (1 changes)", target.id()))
+        {
+            assert!(Instant::now() < deadline, "{}", w.stderr());
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn signal_with_once_fails_clearly_when_nobody_is_there() {
+    let tree = Tree::new("nobody");
+    let watched = tree.dir("media");
+    let w = Watcher::start(&[
+        "run",
+        "--run-at-start",
+        "--once",
+        "--signal",
+        "USR1",
+        "--process-name",
+        "no-such-proc-x",
+        watched.to_str().unwrap(),
+    ]);
+    let stopped = w.wait_exit();
+    assert_eq!(stopped.status.code(), Some(1), "{}", stopped.stderr);
+    assert!(
+        stopped
+            .stderr
+            .ends_with("watcher: cannot send SIGUSR1: no process is named no-such-proc-x\n"),
+        "{}",
+        stopped.stderr
+    );
+}

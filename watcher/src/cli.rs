@@ -4,7 +4,10 @@ use std::{ffi::OsString, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{output::Format, runner::StdinFormat};
+use crate::{
+    output::Format,
+    runner::{StdinFormat, parse_signal},
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,7 +52,8 @@ pub struct TraceArgs {
 #[command(after_help = "Examples:\n  \
     watcher run /srv/media -- pkill -HUP minidlnad\n  \
     watcher run --settle 30s --interval 10m /srv/media -- /usr/local/bin/rescan\n  \
-    watcher run --stdin-format jsonl /srv/incoming -- /usr/local/bin/ingest")]
+    watcher run --stdin-format jsonl /srv/incoming -- /usr/local/bin/ingest\n  \
+    watcher run --signal HUP --process-name minidlnad /srv/media")]
 pub struct RunArgs {
     /// Directories to watch, with everything below them.
     #[arg(required = true, value_name = "DIR")]
@@ -79,9 +83,39 @@ pub struct RunArgs {
     /// WATCHER_PATHS_OMITTED.
     #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_paths: u32,
+    /// Instead of COMMAND, send this signal (HUP, USR1, TERM, ... or a
+    /// number) to the process named by --process-name, --pid or --pidfile.
+    #[arg(long, value_parser = parse_signal, value_name = "SIGNAL", requires = "target", conflicts_with = "command")]
+    pub signal: Option<i32>,
+    /// With --signal: every process with exactly this name (as `pkill -x`).
+    #[arg(long, group = "target", value_name = "NAME")]
+    pub process_name: Option<String>,
+    /// With --signal: this process.
+    #[arg(long, group = "target", value_name = "PID", value_parser = clap::value_parser!(i32).range(1..))]
+    pub pid: Option<i32>,
+    /// With --signal: the process whose pid is in FILE (read at each run).
+    #[arg(long, group = "target", value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
     /// The command and its arguments, executed directly (no shell).
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    #[arg(
+        last = true,
+        required_unless_present = "signal",
+        value_name = "COMMAND"
+    )]
     pub command: Vec<OsString>,
+}
+
+impl RunArgs {
+    /// What clap cannot say: a target needs `--signal` (clap's `requires`
+    /// is not enforced when COMMAND is given too).
+    pub fn validate(&self) -> Result<(), &'static str> {
+        let has_target =
+            self.process_name.is_some() || self.pid.is_some() || self.pidfile.is_some();
+        if has_target && self.signal.is_none() {
+            return Err("--process-name, --pid and --pidfile go with --signal");
+        }
+        Ok(())
+    }
 }
 
 /// Parses `10`, `1.5`, `500ms`, `10s`, `2m` or `1h` into a positive duration.
@@ -139,5 +173,33 @@ mod tests {
         assert_eq!(args.dirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
         assert_eq!(args.command, ["pkill", "-HUP", "x"]);
         assert!(Cli::try_parse_from(["watcher", "run", "/a"]).is_err());
+    }
+
+    #[test]
+    fn signal_and_its_target_go_together() {
+        let run = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["watcher", "run"][..], args].concat())
+                .map_err(|e| e.to_string())?;
+            let Command::Run(args) = cli.command else {
+                panic!("not run")
+            };
+            args.validate().map_err(str::to_owned)
+        };
+        assert!(run(&["--signal", "HUP", "--pid", "7", "/a"]).is_ok());
+        assert!(run(&["--signal", "HUP", "--process-name", "x", "/a"]).is_ok());
+        assert!(run(&["--signal", "HUP", "/a"]).is_err(), "no target");
+        assert!(
+            run(&["--pid", "7", "/a", "--", "true"]).is_err(),
+            "target without signal"
+        );
+        assert!(run(&["--pidfile", "/p", "/a"]).is_err());
+        assert!(
+            run(&["--signal", "HUP", "--pid", "7", "--pidfile", "/p", "/a"]).is_err(),
+            "two targets"
+        );
+        assert!(
+            run(&["--signal", "HUP", "--pid", "7", "/a", "--", "true"]).is_err(),
+            "signal and command"
+        );
     }
 }

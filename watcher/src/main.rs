@@ -29,13 +29,28 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // One line: clap's first, without its "error: " prefix.
+            // One line: clap's message up to its first blank line (some
+            // messages list the missing arguments on the lines below),
+            // without its "error: " prefix and the usage that follows.
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or_default();
-            eprintln!("watcher: {}", first.trim_start_matches("error: "));
+            let message: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.is_empty())
+                .collect();
+            eprintln!(
+                "watcher: {}",
+                message.join(" ").trim_start_matches("error: ")
+            );
             return ExitCode::from(2);
         }
     };
+    if let Command::Run(args) = &cli.command
+        && let Err(e) = args.validate()
+    {
+        eprintln!("watcher: {e}");
+        return ExitCode::from(2);
+    }
     let verbose = cli.verbose > 0;
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,4 +1,5 @@
-//! `watcher run`: run a command after changes, batched and one at a time.
+//! `watcher run`: run a command (or send a signal) after changes, batched
+//! and one at a time.
 //!
 //! Every event joins the current batch. The action starts once the batch
 //! is not empty, nothing has happened for `--settle`, at least `--interval`
@@ -8,13 +9,19 @@
 
 mod action;
 mod batch;
+mod signal;
 
 use std::{mem, time::Duration};
 
 pub use action::StdinFormat;
+pub use signal::parse_signal;
 use tokio::time::{Instant, sleep_until};
 
-use self::{action::Running, batch::Batch};
+use self::{
+    action::Running,
+    batch::Batch,
+    signal::{Target, deliver, signal_name},
+};
 use crate::{
     cli::RunArgs,
     start::{LossWatch, start},
@@ -28,12 +35,47 @@ pub async fn run(args: RunArgs, verbose: bool) -> anyhow::Result<()> {
     let mut last_change: Option<Instant> = None;
     let mut last_start: Option<Instant> = None;
     let mut running: Option<Running> = None;
-    let start_action =
-        |batch: &Batch| action::start(&args.command, batch, &w.watches, args.stdin_format);
+    let target = match (&args.process_name, args.pid, &args.pidfile) {
+        (Some(name), _, _) => Some(Target::Name(name.clone())),
+        (_, Some(pid), _) => Some(Target::Pid(pid)),
+        (_, _, Some(path)) => Some(Target::Pidfile(path.clone())),
+        _ => None,
+    };
+    // Starts the action for `batch`: a command, which runs on, or a signal,
+    // which is done at once (Ok(None)).
+    let fire = |batch: &Batch| -> anyhow::Result<Option<Running>> {
+        match (args.signal, &target) {
+            (Some(sig), Some(target)) => {
+                let name = signal_name(sig);
+                match deliver(sig, target) {
+                    Ok(pids) => {
+                        let pids: Vec<String> = pids.iter().map(i32::to_string).collect();
+                        eprintln!(
+                            "watcher: sent {name} to pid {} ({} changes)",
+                            pids.join(", "),
+                            batch.events
+                        );
+                    }
+                    Err(e) if args.once => anyhow::bail!("cannot send {name}: {e}"),
+                    Err(e) => eprintln!("watcher: cannot send {name}: {e}"),
+                }
+                Ok(None)
+            }
+            _ => Ok(Some(action::start(
+                &args.command,
+                batch,
+                &w.watches,
+                args.stdin_format,
+            )?)),
+        }
+    };
 
     if args.run_at_start {
-        running = Some(start_action(&batch)?);
+        running = fire(&batch)?;
         last_start = Some(Instant::now());
+        if running.is_none() && args.once {
+            return Ok(());
+        }
     }
     loop {
         let due = match (&running, batch.is_empty(), last_change) {
@@ -64,8 +106,11 @@ pub async fn run(args: RunArgs, verbose: bool) -> anyhow::Result<()> {
             }
             () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                 let done = mem::take(&mut batch);
-                running = Some(start_action(&done)?);
+                running = fire(&done)?;
                 last_start = Some(Instant::now());
+                if running.is_none() && args.once {
+                    return Ok(());
+                }
             }
             status = wait(&mut running, args.timeout) => {
                 running = None;
