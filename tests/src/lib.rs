@@ -23,6 +23,43 @@ use serde_json::Value;
 /// machines are shared; nothing here measures speed.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
+/// Polls `check` until it gives a value, for at most [`PATIENCE`]; then
+/// panics, saying `what` never happened, with `context()`.
+pub fn eventually<T>(
+    what: &str,
+    context: impl Fn() -> String,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} never happened; {}",
+            context()
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for `child` to exit; kills it and panics after [`PATIENCE`].
+fn wait_child(child: &mut Child, context: impl Fn() -> String) -> ExitStatus {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after {PATIENCE:?}: {}", context());
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Directory holding the binaries of this build (target/<profile>).
 fn build_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
@@ -174,6 +211,15 @@ impl Watcher {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits until watcher's log (its stderr) holds `text` `times` times.
+    pub fn wait_for_log(&self, text: &str, times: usize) {
+        eventually(
+            &format!("{times} × {text:?} in the log"),
+            || format!("stderr:\n{}", self.stderr()),
+            || (self.stderr().matches(text).count() >= times).then_some(()),
+        );
+    }
+
     /// The next line on stdout.
     pub fn next_line(&self) -> String {
         match self.stdout.recv_timeout(PATIENCE) {
@@ -222,20 +268,9 @@ impl Watcher {
             // SAFETY: signalling our own child.
             unsafe { libc::kill(child.id() as libc::pid_t, signal) };
         }
-        let deadline = Instant::now() + PATIENCE;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "watcher did not exit after signal {signal}; stderr:\n{}",
-                    self.stderr()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
+        let status = wait_child(&mut child, || {
+            format!("watcher, after signal {signal}; stderr:\n{}", self.stderr())
+        });
         // Let the reader thread take the last lines.
         thread::sleep(Duration::from_millis(50));
         Stopped {
@@ -282,18 +317,7 @@ pub fn spawn(cmd: &mut Command) -> (u32, Output) {
     };
     let stdout = read(Box::new(child.stdout.take().expect("stdout")));
     let stderr = read(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} still running after {PATIENCE:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_child(&mut child, || format!("{cmd:?}"));
     let output = Output {
         status,
         stdout: stdout.join().expect("stdout reader"),

@@ -6,11 +6,11 @@ use std::{
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::Value;
-use watcher_tests::{PATIENCE, Tree, Watcher, helper_bin, opener};
+use watcher_tests::{Tree, Watcher, eventually, helper_bin, opener};
 
 /// `watcher run OPTIONS... WATCHED -- record LOG RECORD_ARGS...`
 fn start(options: &[&str], watched: &Path, log: &Path, record_args: &[&OsStr]) -> Watcher {
@@ -37,19 +37,14 @@ fn runs(log: &Path) -> Vec<Value> {
 }
 
 fn wait_for_runs(w: &Watcher, log: &Path, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let runs = runs(log);
-        if runs.len() >= n {
-            return runs;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "run {n} never came; stderr:\n{}",
-            w.stderr()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        &format!("run {n}"),
+        || format!("stderr:\n{}", w.stderr()),
+        || {
+            let runs = runs(log);
+            (runs.len() >= n).then_some(runs)
+        },
+    )
 }
 
 fn env<'a>(run: &'a Value, name: &str) -> &'a str {
@@ -316,11 +311,7 @@ fn a_failing_action_is_logged_and_watcher_goes_on() {
         write_files(&[watched.join(format!("f{n}"))]);
         wait_for_runs(&w, &log, n);
     }
-    let deadline = Instant::now() + PATIENCE;
-    while w.stderr().matches("action failed (exit status: 7)").count() < 2 {
-        assert!(Instant::now() < deadline, "{}", w.stderr());
-        thread::sleep(Duration::from_millis(20));
-    }
+    w.wait_for_log("action failed (exit status: 7)", 2);
     let stopped = w.stop();
     assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
 }
@@ -365,15 +356,7 @@ fn a_hanging_action_is_killed_with_its_children_and_watcher_goes_on() {
 
     write_files(&[watched.join("a")]);
     wait_for_runs(&w, &log, 1);
-    let deadline = Instant::now() + PATIENCE;
-    while !w.stderr().contains("action failed (signal: 15") {
-        assert!(
-            Instant::now() < deadline,
-            "no timeout kill; stderr:\n{}",
-            w.stderr()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    w.wait_for_log("action failed (signal: 15", 1);
     assert!(
         w.stderr()
             .contains("still running after 300ms: sending SIGTERM to its process group")
@@ -383,17 +366,11 @@ fn a_hanging_action_is_killed_with_its_children_and_watcher_goes_on() {
         .trim()
         .parse()
         .unwrap();
-    let deadline = Instant::now() + PATIENCE;
     // Gone, or a zombie waiting for init to reap it.
-    while std::fs::read_to_string(format!("/proc/{sleeper}/stat"))
-        .is_ok_and(|s| !s.contains(") Z "))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the action's child survived the timeout"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    eventually("the end of the action's child", String::new, || {
+        let stat = std::fs::read_to_string(format!("/proc/{sleeper}/stat"));
+        (!stat.is_ok_and(|s| !s.contains(") Z "))).then_some(())
+    });
     // Watching goes on.
     write_files(&[watched.join("b")]);
     wait_for_runs(&w, &log, 2);
@@ -413,11 +390,7 @@ fn the_actions_output_goes_to_the_log_prefixed_and_escaped() {
     args.extend(["sh".as_ref(), "-c".as_ref(), OsStr::new(script)]);
     let w = Watcher::start(&args);
     write_files(&[watched.join("a")]);
-    let deadline = Instant::now() + PATIENCE;
-    while !w.stderr().contains("action finished") {
-        assert!(Instant::now() < deadline, "{}", w.stderr());
-        thread::sleep(Duration::from_millis(20));
-    }
+    w.wait_for_log("action finished", 1);
     let log = w.stop().stderr;
     let action: Vec<&str> = log
         .lines()
@@ -491,18 +464,16 @@ fn sleeper(tree: &Tree, name: &str) -> std::process::Child {
 
 fn died_of(child: &mut std::process::Child, w: &Watcher) -> i32 {
     use std::os::unix::process::ExitStatusExt as _;
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.signal().unwrap_or(0);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not signalled; stderr:\n{}",
-            w.stderr()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        "the signal",
+        || format!("stderr:\n{}", w.stderr()),
+        || {
+            child
+                .try_wait()
+                .unwrap()
+                .map(|status| status.signal().unwrap_or(0))
+        },
+    )
 }
 
 #[test]
@@ -534,14 +505,10 @@ fn signal_goes_to_the_named_process_the_pid_or_the_pidfile() {
         ]);
         write_files(&[watched.join(format!("new{n}"))]);
         assert_eq!(died_of(&mut target, &w), libc::SIGHUP, "{how}");
-        let deadline = Instant::now() + PATIENCE;
-        while !w
-            .stderr()
-            .contains(&format!("sent SIGHUP to pid {} (1 changes)", target.id()))
-        {
-            assert!(Instant::now() < deadline, "{}", w.stderr());
-            thread::sleep(Duration::from_millis(20));
-        }
+        w.wait_for_log(
+            &format!("sent SIGHUP to pid {} (1 changes)", target.id()),
+            1,
+        );
     }
 }
 
