@@ -279,6 +279,13 @@ impl Watcher {
         }
     }
 
+    /// Sends `signal` and leaves watcher running (SIGSTOP, SIGCONT).
+    pub fn send(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("running");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    }
+
     /// Waits for watcher to exit by itself.
     pub fn wait_exit(self) -> Stopped {
         self.signal(0)

@@ -536,3 +536,73 @@ fn signal_with_once_fails_clearly_when_nobody_is_there() {
         stopped.stderr
     );
 }
+
+#[test]
+fn with_a_tiny_ring_buffer_a_burst_still_runs_the_action_and_counts_every_loss() {
+    let tree = Tree::new("tiny");
+    let (quiet, busy) = (tree.dir("quiet"), tree.dir("busy"));
+    let log = tree.root.join("runs.log");
+    let record = helper_bin("record");
+    let mut args: Vec<&OsStr> = [
+        "run",
+        "--settle",
+        "200ms",
+        "--interval",
+        "50ms",
+        "--ring-buffer-size",
+        "4k",
+    ]
+    .iter()
+    .map(OsStr::new)
+    .collect();
+    args.extend([
+        quiet.as_os_str(),
+        busy.as_os_str(),
+        "--".as_ref(),
+        record.as_os_str(),
+        log.as_os_str(),
+    ]);
+    let w = Watcher::start(&args);
+
+    // 2000 events of about 280 bytes each while watcher is stopped, as a
+    // stalled reader would be: a 4 KiB ring buffer holds about 14.
+    const FILES: u64 = 2000;
+    let files: Vec<PathBuf> = (0..FILES)
+        .map(|i| busy.join(format!("{i:05}-{}", "x".repeat(190))))
+        .collect();
+    w.send(libc::SIGSTOP);
+    write_files(&files);
+    w.send(libc::SIGCONT);
+
+    // Every event is delivered or counted as lost: their sum is exact.
+    let count = |run: &Value, name: &str| env(run, name).parse::<u64>().unwrap();
+    let runs = eventually(
+        "delivered + lost = produced",
+        || format!("stderr:\n{}", w.stderr()),
+        || {
+            let runs = runs(&log);
+            let total: u64 = runs
+                .iter()
+                .map(|r| count(r, "WATCHER_EVENTS") + count(r, "WATCHER_LOST"))
+                .sum();
+            assert!(total <= FILES, "more than produced: {runs:?}");
+            (total == FILES).then_some(runs)
+        },
+    );
+    assert!(
+        runs.iter().any(|r| count(r, "WATCHER_LOST") > 0),
+        "nothing lost with 4k: {runs:?}"
+    );
+    assert!(
+        w.stderr().contains("events lost (ring buffer full)"),
+        "{}",
+        w.stderr()
+    );
+    for run in &runs {
+        assert_eq!(
+            env(run, "WATCHER_WATCHES").as_bytes(),
+            bytes(&busy),
+            "only the busy watch changed"
+        );
+    }
+}

@@ -122,9 +122,6 @@ pub struct TracepointOffsets {
     pub fork_child_pid: u32,
 }
 
-/// Index of the only slot of the `LOST` per-CPU array.
-pub const LOST_SLOT: u32 = 0;
-
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: plain `repr(C)` integers and arrays, with explicit padding.

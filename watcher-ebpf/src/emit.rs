@@ -8,9 +8,9 @@ use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
     bpf_probe_read_user_str_bytes,
 };
-use watcher_common::{EVENT_HEADER_LEN, EventBuf, LOST_SLOT, TASK_COMM_LEN, WATCH_PREFIX_MAX};
+use watcher_common::{EVENT_HEADER_LEN, EventBuf, TASK_COMM_LEN, WATCH_PREFIX_MAX};
 
-use crate::maps::{EVENTS, LOST, SCRATCH, WATCHES};
+use crate::maps::{DIRTY, EVENTS, LOST, SCRATCH, WATCHES};
 
 /// A successful syscall that may be an event.
 pub struct Hit {
@@ -45,6 +45,11 @@ pub fn emit_if_watched(hit: &Hit) -> Result<(), i64> {
     scratch.key.data = *head;
     scratch.key.prefix_len = (len.min(WATCH_PREFIX_MAX) * 8) as u32;
     let watch_id = *WATCHES.get(&scratch.key).ok_or(0i64)?;
+    if let Some(dirty) = DIRTY.get_ptr_mut(watch_id) {
+        // Only ever set to 1 here and to 0 by user space, so concurrent
+        // writers need no atomics.
+        unsafe { *dirty = 1 };
+    }
 
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
@@ -69,14 +74,14 @@ pub fn emit_if_watched(hit: &Hit) -> Result<(), i64> {
     // variable size stays within the map value.
     let out = bytes.get(..EVENT_HEADER_LEN + len).ok_or(0i64)?;
     if EVENTS.output::<[u8]>(out, 0).is_err() {
-        count_lost();
+        count_lost(watch_id);
     }
     Ok(())
 }
 
 #[inline(always)]
-fn count_lost() {
-    if let Some(slot) = LOST.get_ptr_mut(LOST_SLOT) {
+fn count_lost(watch_id: u32) {
+    if let Some(slot) = LOST.get_ptr_mut(watch_id) {
         // A plain increment is enough: the slot belongs to this CPU and
         // syscall tracepoint programs neither nest nor get preempted (and
         // the BPF target has no atomic read-modify-write in Rust's core).

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use watcher_common::{EventBuf, MAX_EXCLUDED, MAX_INFLIGHT, MAX_WATCHES, Stash, WATCH_PREFIX_MAX};
 
@@ -18,6 +18,12 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 pub static WATCHES: LpmTrie<[u8; WATCH_PREFIX_MAX], u32> =
     LpmTrie::with_max_entries(MAX_WATCHES, 0);
 
+/// One flag per watch id, set on every hit before the event is sent, and
+/// read and cleared by user space: a change is noticed even when its event
+/// was lost.
+#[map]
+pub static DIRTY: Array<u32> = Array::with_max_entries(MAX_WATCHES, 0);
+
 /// Per-thread arguments from `sys_enter_*` until `sys_exit_*`.
 #[map]
 pub static STASH: LruHashMap<u64, Stash> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
@@ -29,9 +35,9 @@ pub static STASH: LruHashMap<u64, Stash> = LruHashMap::with_max_entries(MAX_INFL
 #[map]
 pub static EXCLUDED: LruHashMap<u32, u8> = LruHashMap::with_max_entries(MAX_EXCLUDED, 0);
 
-/// Ring-buffer reserve failures, per CPU.
+/// Events that did not fit in the ring buffer, per CPU and per watch id.
 #[map]
-pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_WATCHES, 0);
 
 /// Per-CPU scratch space: an event is far larger than the 512-byte BPF
 /// stack.

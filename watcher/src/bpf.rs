@@ -4,12 +4,12 @@
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{
-        MapData, MapError, PerCpuArray, RingBuf,
+        Array, MapData, MapError, PerCpuArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{ProgramError, TracePoint},
 };
-use watcher_common::{LOST_SLOT, TracepointOffsets, WATCH_PREFIX_MAX};
+use watcher_common::{TracepointOffsets, WATCH_PREFIX_MAX};
 
 use crate::{tracefs::TRACEPOINTS, watch::Watch};
 
@@ -77,6 +77,8 @@ pub struct Probes {
     // Owns programs and links; kept alive for as long as watching goes on.
     _ebpf: Ebpf,
     lost: PerCpuArray<MapData, u64>,
+    dirty: Array<MapData, u32>,
+    watch_ids: Vec<u32>,
 }
 
 impl Probes {
@@ -85,12 +87,13 @@ impl Probes {
     pub fn load(
         watches: &[Watch],
         offsets: &TracepointOffsets,
+        ring_buffer_bytes: u32,
     ) -> Result<(Self, RingBuf<MapData>), LoadError> {
         let tgid = std::process::id();
         let mut ebpf = EbpfLoader::new()
             .override_global("TP_OFFSETS", offsets, true)
             .override_global("WATCHER_TGID", &tgid, true)
-            .map_max_entries("EVENTS", RING_BUFFER_BYTES)
+            .map_max_entries("EVENTS", ring_buffer_bytes)
             .load(OBJECT)
             .map_err(LoadError::Object)?;
 
@@ -138,11 +141,35 @@ impl Probes {
 
         let events = RingBuf::try_from(map("EVENTS", &mut ebpf)?).map_err(map_err("EVENTS"))?;
         let lost = PerCpuArray::try_from(map("LOST", &mut ebpf)?).map_err(map_err("LOST"))?;
-        Ok((Self { _ebpf: ebpf, lost }, events))
+        let dirty = Array::try_from(map("DIRTY", &mut ebpf)?).map_err(map_err("DIRTY"))?;
+        let probes = Self {
+            _ebpf: ebpf,
+            lost,
+            dirty,
+            watch_ids: watches.iter().map(|w| w.id).collect(),
+        };
+        Ok((probes, events))
+    }
+
+    /// The watches whose dirty flag the kernel set since the last call, and
+    /// clears them.
+    pub fn take_dirty(&mut self) -> Result<Vec<u32>, MapError> {
+        let mut dirty = Vec::new();
+        for &id in &self.watch_ids {
+            if self.dirty.get(&id, 0)? != 0 {
+                self.dirty.set(id, 0, 0)?;
+                dirty.push(id);
+            }
+        }
+        Ok(dirty)
     }
 
     /// Events the kernel side could not put in the ring buffer so far.
-    pub fn lost(&self) -> Result<u64, MapError> {
-        Ok(self.lost.get(&LOST_SLOT, 0)?.iter().sum())
+    /// Per watch id, summed over the CPUs.
+    pub fn lost(&self) -> Result<Vec<(u32, u64)>, MapError> {
+        self.watch_ids
+            .iter()
+            .map(|&id| Ok((id, self.lost.get(&id, 0)?.iter().sum())))
+            .collect()
     }
 }

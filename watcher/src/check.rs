@@ -5,7 +5,10 @@ use std::path::Path;
 
 use aya::{maps::MapType, programs::ProgramType};
 
-use crate::{bpf::Probes, privileges, tracefs};
+use crate::{
+    bpf::{Probes, RING_BUFFER_BYTES},
+    privileges, tracefs,
+};
 
 /// Oldest kernel with the BPF ring buffer.
 const MIN_KERNEL: (u8, u8) = (5, 8);
@@ -166,7 +169,7 @@ pub fn run() -> bool {
     }
     match offsets {
         None => r.line(Status::Skip, "programs", "needs the tracepoints"),
-        Some(offsets) => match Probes::load(&[], &offsets) {
+        Some(offsets) => match Probes::load(&[], &offsets, RING_BUFFER_BYTES) {
             Ok(_probes) => r.line(
                 Status::Ok,
                 "programs",

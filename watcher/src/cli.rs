@@ -38,11 +38,22 @@ pub enum Command {
     Check,
 }
 
+/// What `trace` and `run` share.
 #[derive(Debug, Args)]
-pub struct TraceArgs {
+pub struct WatchArgs {
     /// Directories to watch, with everything below them.
     #[arg(required = true, value_name = "DIR")]
     pub dirs: Vec<PathBuf>,
+    /// Size of the kernel's event ring buffer: a power of two from 4k to
+    /// 1G (e.g. 64k, 1M, 16M). When it is full, events are counted as lost.
+    #[arg(long, default_value = "1M", value_parser = parse_ring_size, value_name = "BYTES")]
+    pub ring_buffer_size: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    pub watch: WatchArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -55,9 +66,8 @@ pub struct TraceArgs {
     watcher run --stdin-format jsonl /srv/incoming -- /usr/local/bin/ingest\n  \
     watcher run --signal HUP --process-name minidlnad /srv/media")]
 pub struct RunArgs {
-    /// Directories to watch, with everything below them.
-    #[arg(required = true, value_name = "DIR")]
-    pub dirs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub watch: WatchArgs,
     /// Quiet time after the last change before the action runs, so a burst
     /// of changes makes one run (durations: 500ms, 10s, 2m, 1h; bare
     /// numbers are seconds).
@@ -118,6 +128,26 @@ impl RunArgs {
     }
 }
 
+/// Parses `4096`, `64k` or `16M` (binary units) into a ring-buffer size:
+/// a power of two from one page to 1 GiB.
+pub fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let (number, scale) = match s.trim().to_ascii_lowercase() {
+        t if t.ends_with('k') => (t[..t.len() - 1].to_owned(), 1 << 10),
+        t if t.ends_with('m') => (t[..t.len() - 1].to_owned(), 1 << 20),
+        t if t.ends_with('g') => (t[..t.len() - 1].to_owned(), 1 << 30),
+        t => (t, 1),
+    };
+    let bytes = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("`{s}` is not a size (e.g. 64k, 1M)"))?;
+    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
+        return Err(format!("`{s}` must be a power of two from 4k to 1G"));
+    }
+    Ok(bytes as u32)
+}
+
 /// Parses `10`, `1.5`, `500ms`, `10s`, `2m` or `1h` into a positive duration.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -158,6 +188,26 @@ mod tests {
     }
 
     #[test]
+    fn ring_sizes() {
+        assert_eq!(parse_ring_size("4096"), Ok(4096));
+        assert_eq!(parse_ring_size("64k"), Ok(65536));
+        assert_eq!(parse_ring_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_ring_size("1g"), Ok(1 << 30));
+        for bad in [
+            "",
+            "1000",
+            "2048",
+            "3M",
+            "2G",
+            "x",
+            "-4k",
+            "99999999999999999999k",
+        ] {
+            assert!(parse_ring_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn cli_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
@@ -170,7 +220,7 @@ mod tests {
         let Command::Run(args) = cli.command else {
             panic!("not run")
         };
-        assert_eq!(args.dirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(args.watch.dirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
         assert_eq!(args.command, ["pkill", "-HUP", "x"]);
         assert!(Cli::try_parse_from(["watcher", "run", "/a"]).is_err());
     }

@@ -1,7 +1,7 @@
 //! What `trace` and `run` share: checks, loading, attaching, the
 //! `watching` line, the event stream, and stopping on SIGINT or SIGTERM.
 
-use std::{io, path::PathBuf};
+use std::{collections::HashMap, io};
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
@@ -12,6 +12,7 @@ use tokio::{
 
 use crate::{
     bpf::{LoadError, Probes},
+    cli::WatchArgs,
     escape::escape,
     event::{Clock, DecodeError, Event, decode},
     privileges, tracefs,
@@ -28,18 +29,19 @@ pub struct Watching {
 /// Checks privileges and directories, loads and attaches the programs and
 /// prints the `watching` line. `verbose` shows the verifier's log when a
 /// program is refused.
-pub fn start(dirs: &[PathBuf], verbose: bool) -> anyhow::Result<Watching> {
+pub fn start(args: &WatchArgs, verbose: bool) -> anyhow::Result<Watching> {
     privileges::check()?;
-    let watches = watch::resolve(dirs)?;
+    let watches = watch::resolve(&args.dirs)?;
     if tracefs::ensure_mounted()? {
         eprintln!("watcher: mounted tracefs at {}", tracefs::TRACEFS);
     }
     let offsets = tracefs::read_offsets()?;
-    let (probes, ring) = Probes::load(&watches, &offsets).inspect_err(|e: &LoadError| {
-        if let (true, Some(log)) = (verbose, e.verifier_log()) {
-            eprintln!("{log}");
-        }
-    })?;
+    let (probes, ring) =
+        Probes::load(&watches, &offsets, args.ring_buffer_size).inspect_err(|e: &LoadError| {
+            if let (true, Some(log)) = (verbose, e.verifier_log()) {
+                eprintln!("{log}");
+            }
+        })?;
     let events = EventStream {
         // SAFETY: the ring buffer owns its fd and neither closes nor
         // replaces it while the AsyncFd holds it.
@@ -110,24 +112,33 @@ impl Stop {
 /// Reports ring-buffer losses as they grow.
 #[derive(Default)]
 pub struct LossWatch {
-    seen: u64,
+    /// Losses so far, per watch id.
+    seen: HashMap<u32, u64>,
 }
 
 impl LossWatch {
-    /// How many events were lost since the last call, logged to stderr.
-    pub fn check(&mut self, probes: &Probes) -> u64 {
-        match probes.lost() {
-            Ok(total) if total > self.seen => {
-                let new = total - self.seen;
-                self.seen = total;
-                eprintln!("watcher: {new} events lost (ring buffer full), {total} in all");
-                new
-            }
-            Ok(_) => 0,
+    /// Events lost since the last call, per watch id (only those with
+    /// new losses), logged to stderr.
+    pub fn check(&mut self, probes: &Probes) -> Vec<(u32, u64)> {
+        let totals = match probes.lost() {
+            Ok(totals) => totals,
             Err(e) => {
-                eprintln!("watcher: cannot read the loss counter: {e}");
-                0
+                eprintln!("watcher: cannot read the loss counters: {e}");
+                return Vec::new();
             }
+        };
+        let new: Vec<(u32, u64)> = totals
+            .into_iter()
+            .filter_map(|(id, total)| {
+                let seen = self.seen.insert(id, total).unwrap_or(0);
+                (total > seen).then(|| (id, total - seen))
+            })
+            .collect();
+        let now: u64 = new.iter().map(|(_, n)| n).sum();
+        if now > 0 {
+            let total: u64 = self.seen.values().sum();
+            eprintln!("watcher: {now} events lost (ring buffer full), {total} in all");
         }
+        new
     }
 }

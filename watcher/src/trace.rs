@@ -12,7 +12,7 @@ use crate::{
 };
 
 pub async fn trace(args: TraceArgs, verbose: bool) -> anyhow::Result<()> {
-    let mut w = start(&args.dirs, verbose)?;
+    let mut w = start(&args.watch, verbose)?;
     let stdout = io::stdout();
     let mut printer = Printer::new(args.format, BufWriter::new(stdout.lock()), &w.watches);
     let mut losses = LossWatch::default();

@@ -11,6 +11,9 @@ pub struct Batch {
     pub writes: u64,
     /// Events the kernel could not deliver.
     pub lost: u64,
+    /// The kernel flagged a watch as changed (its events may have been
+    /// lost, or not read yet).
+    pub flagged: bool,
     /// Ids of the watches that saw changes.
     pub watches: BTreeSet<u32>,
     /// Distinct changed paths, in the order first seen, at most `cap`.
@@ -22,7 +25,21 @@ pub struct Batch {
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.events == 0 && self.lost == 0
+        self.events == 0 && self.lost == 0 && !self.flagged
+    }
+
+    /// Events lost, per watch id.
+    pub fn add_lost(&mut self, lost: &[(u32, u64)]) {
+        for &(id, n) in lost {
+            self.lost += n;
+            self.watches.insert(id);
+        }
+    }
+
+    /// Watches the kernel flagged as changed.
+    pub fn flag(&mut self, watch_ids: &[u32]) {
+        self.flagged |= !watch_ids.is_empty();
+        self.watches.extend(watch_ids);
     }
 
     pub fn add(&mut self, ev: &Event, cap: usize) {

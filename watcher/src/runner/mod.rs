@@ -5,7 +5,8 @@
 //! is not empty, nothing has happened for `--settle`, at least `--interval`
 //! has passed since the last start, and no run is going on. Events that
 //! arrive during a run form the next batch, so they cause exactly one more
-//! run after it. Lost events count as changes.
+//! run after it. Lost events, and watches the kernel flagged as changed
+//! without an event, count as changes.
 
 mod action;
 mod batch;
@@ -23,14 +24,15 @@ use self::{
     signal::{Target, deliver, signal_name},
 };
 use crate::{
+    bpf::Probes,
     cli::RunArgs,
     start::{LossWatch, start},
 };
 
 pub async fn run(args: RunArgs, verbose: bool) -> anyhow::Result<()> {
-    let mut w = start(&args.dirs, verbose)?;
+    let mut w = start(&args.watch, verbose)?;
     let mut losses = LossWatch::default();
-    let mut loss_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut check_tick = tokio::time::interval(Duration::from_secs(1));
     let mut batch = Batch::default();
     let mut last_change: Option<Instant> = None;
     let mut last_start: Option<Instant> = None;
@@ -96,15 +98,20 @@ pub async fn run(args: RunArgs, verbose: bool) -> anyhow::Result<()> {
                 batch_read?;
                 last_change = Some(Instant::now());
             }
-            _ = loss_tick.tick() => {
-                let lost = losses.check(&w.probes);
-                if lost > 0 {
-                    // A lost event may have been a change: run as if it were.
-                    batch.lost += lost;
+            _ = check_tick.tick() => {
+                // Lost events, and watches the kernel flagged, are changes
+                // even when no event arrived for them.
+                let was_empty = batch.is_empty();
+                batch.add_lost(&losses.check(&w.probes));
+                batch.flag(&take_flags(&mut w.probes));
+                if was_empty && !batch.is_empty() {
                     last_change = Some(Instant::now());
                 }
             }
             () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                // The flags raised by this batch's events are spent; those
+                // raised from now on belong to the next batch.
+                take_flags(&mut w.probes);
                 let done = mem::take(&mut batch);
                 running = fire(&done)?;
                 last_start = Some(Instant::now());
@@ -123,6 +130,14 @@ pub async fn run(args: RunArgs, verbose: bool) -> anyhow::Result<()> {
             () = w.stop.wait() => return Ok(()),
         }
     }
+}
+
+/// The watches the kernel flagged as changed, clearing the flags.
+fn take_flags(probes: &mut Probes) -> Vec<u32> {
+    probes.take_dirty().unwrap_or_else(|e| {
+        eprintln!("watcher: cannot read the change flags: {e}");
+        Vec::new()
+    })
 }
 
 /// Waits for the running action, or forever when there is none.
