@@ -90,6 +90,11 @@ fn invalid_arguments_are_one_line_with_status_2() {
         &["run", "--pid", "1", "/tmp", "--", "true"],
         &["run", "--signal", "HUP", "--pid", "1", "/tmp", "--", "true"],
         &["run", "--signal", "HUP", "--pid", "0", "/tmp"],
+        &[
+            "run", "--signal", "HUP", "--pid", "1", "--user", "nobody", "/tmp",
+        ],
+        &["run", "--signal", "HUP", "--pid", "1", "--shell", "/tmp"],
+        &["run", "--ring-buffer-size", "3k", "/tmp", "--", "true"],
         &["frobnicate"],
     ] {
         let (code, _, stderr) = watcher(args);

@@ -606,3 +606,74 @@ fn with_a_tiny_ring_buffer_a_burst_still_runs_the_action_and_counts_every_loss()
         );
     }
 }
+
+#[test]
+fn the_action_runs_as_the_given_user_without_capabilities() {
+    let tree = Tree::new("user");
+    let watched = tree.dir("media");
+    // The action, as nobody, must be able to write its log.
+    let logs = tree.dir("logs");
+    std::os::unix::fs::chown(&logs, Some(65534), Some(65534)).unwrap();
+    let log = logs.join("runs.log");
+    let w = start(
+        &["--settle", "50ms", "--user", "nobody"],
+        &watched,
+        &log,
+        &[],
+    );
+    write_files(&[watched.join("a")]);
+    let runs = wait_for_runs(&w, &log, 1);
+    let process = &runs[0]["process"];
+    assert_eq!(process["uid"], "65534 65534 65534 65534", "{process}");
+    assert_eq!(process["gid"], "65534 65534 65534 65534", "{process}");
+    assert_eq!(process["groups"], "65534", "{process}");
+    assert_eq!(process["cap_eff"], "0000000000000000", "{process}");
+    assert_eq!(process["cap_prm"], "0000000000000000", "{process}");
+}
+
+#[test]
+fn an_unknown_user_is_refused_before_watching() {
+    let tree = Tree::new("baduser");
+    let (code, stderr) = {
+        let (_, out) = watcher_tests::spawn(
+            std::process::Command::new(watcher_tests::watcher_bin()).args([
+                "run",
+                "--user",
+                "no-such-user-x",
+                tree.root.to_str().unwrap(),
+                "--",
+                "true",
+            ]),
+        );
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr, "watcher: no user named no-such-user-x\n");
+}
+
+#[test]
+fn shell_runs_the_command_as_a_script_with_its_arguments() {
+    let tree = Tree::new("shell");
+    let watched = tree.dir("media");
+    let log = tree.root.join("runs.log");
+    let record = helper_bin("record");
+    let w = Watcher::start(&[
+        "run".as_ref(),
+        "--settle".as_ref(),
+        "50ms".as_ref(),
+        "--shell".as_ref(),
+        watched.as_os_str(),
+        "--".as_ref(),
+        OsStr::new(r#"test "$WATCHER_EVENTS" = 1 && exec "$0" "$1""#),
+        record.as_os_str(),
+        log.as_os_str(),
+    ]);
+    let hostile = watched.join("$(touch pwned); `reboot`");
+    write_files(std::slice::from_ref(&hostile));
+    let runs = wait_for_runs(&w, &log, 1);
+    assert_eq!(nul_paths(&runs[0]), BTreeSet::from([bytes(&hostile)]));
+    assert!(!std::env::current_dir().unwrap().join("pwned").exists());
+}

@@ -106,6 +106,16 @@ pub struct RunArgs {
     /// With --signal: the process whose pid is in FILE (read at each run).
     #[arg(long, group = "target", value_name = "FILE")]
     pub pidfile: Option<PathBuf>,
+    /// Run the action as this user (name or uid), with that user's groups
+    /// and no capabilities.
+    #[arg(long, value_name = "USER", conflicts_with = "signal")]
+    pub user: Option<String>,
+    /// Run `sh -c COMMAND ARG...` instead of executing COMMAND: COMMAND is
+    /// a shell script (with ARGs as $0, $1, ...). What the script does with
+    /// its input is your responsibility; file names still arrive only on
+    /// stdin and never in the script.
+    #[arg(long, conflicts_with = "signal")]
+    pub shell: bool,
     /// The command and its arguments, executed directly (no shell).
     #[arg(
         last = true,

@@ -1,6 +1,7 @@
 //! Test helper used as watcher's action: `record LOG [--hold FILE] [--exit N]`
-//! appends one JSON line to LOG per run, with every `WATCHER_*` variable and
-//! its stdin in hex (`{"env": {...}, "stdin_hex": "..."}`). With `--hold`
+//! appends one JSON line to LOG per run, with every `WATCHER_*` variable,
+//! its stdin in hex, and its ids and capabilities from /proc
+//! (`{"env": {...}, "stdin_hex": "...", "process": {"uid": ...}}`). With `--hold`
 //! it then waits until FILE exists; with `--exit` it exits with N.
 
 use std::{
@@ -40,7 +41,23 @@ fn main() {
         .map(|(k, v)| (k, v.into()))
         .collect();
     let hex: String = stdin.iter().map(|b| format!("{b:02x}")).collect();
-    let mut line = serde_json::to_vec(&serde_json::json!({"env": env, "stdin_hex": hex})).unwrap();
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+    };
+    let process = serde_json::json!({
+        "uid": field("Uid:"),
+        "gid": field("Gid:"),
+        "groups": field("Groups:"),
+        "cap_eff": field("CapEff:"),
+        "cap_prm": field("CapPrm:"),
+    });
+    let mut line =
+        serde_json::to_vec(&serde_json::json!({"env": env, "stdin_hex": hex, "process": process}))
+            .unwrap();
     line.push(b'\n');
     // One append: a whole line or nothing, even if runs overlapped.
     OpenOptions::new()

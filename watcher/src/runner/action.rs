@@ -15,7 +15,7 @@ use tokio::{
     time::{Instant, timeout, timeout_at},
 };
 
-use super::batch::Batch;
+use super::{batch::Batch, user::RunAs};
 use crate::{escape::escape, watch::Watch};
 
 /// How the changed paths reach the action's stdin.
@@ -43,13 +43,23 @@ pub struct Running {
 }
 
 /// Starts `command` for `batch`.
-pub fn start(
-    command: &[OsString],
-    batch: &Batch,
-    watches: &[Watch],
-    stdin: StdinFormat,
-) -> io::Result<Running> {
-    let (program, args) = command.split_first().expect("clap requires a command");
+/// How to start the action's command.
+pub struct Spec<'a> {
+    pub command: &'a [OsString],
+    /// Run `sh -c COMMAND ARGS...` instead of COMMAND directly.
+    pub shell: bool,
+    pub user: Option<&'a RunAs>,
+    pub stdin: StdinFormat,
+}
+
+/// Starts the action for `batch`.
+pub fn start(spec: &Spec<'_>, batch: &Batch, watches: &[Watch]) -> io::Result<Running> {
+    let Spec {
+        command,
+        shell,
+        user,
+        stdin,
+    } = *spec;
     let shown: Vec<String> = command.iter().map(|a| escape(a.as_bytes())).collect();
     let lost = if batch.lost > 0 {
         format!(", {} events lost", batch.lost)
@@ -66,26 +76,37 @@ pub fn start(
         .filter(|w| batch.watches.contains(&w.id))
         .map(|w| w.root.as_os_str().as_bytes())
         .collect();
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env(
-            "WATCHER_WATCHES",
-            std::ffi::OsStr::from_bytes(&roots.join(&b'\n')),
-        )
-        .env("WATCHER_EVENTS", batch.events.to_string())
-        .env("WATCHER_WRITES", batch.writes.to_string())
-        .env("WATCHER_LOST", batch.lost.to_string())
-        .env("WATCHER_PATHS", batch.paths.len().to_string())
-        .env("WATCHER_PATHS_OMITTED", batch.omitted.to_string())
-        .stdin(if stdin == StdinFormat::None {
-            Stdio::null()
-        } else {
-            Stdio::piped()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group, so that a timeout reaches its children.
-        .process_group(0);
+    let mut cmd = if shell {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").args(command);
+        cmd
+    } else {
+        let (program, args) = command.split_first().expect("clap requires a command");
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        cmd
+    };
+    if let Some(user) = user {
+        user.apply(&mut cmd);
+    }
+    cmd.env(
+        "WATCHER_WATCHES",
+        std::ffi::OsStr::from_bytes(&roots.join(&b'\n')),
+    )
+    .env("WATCHER_EVENTS", batch.events.to_string())
+    .env("WATCHER_WRITES", batch.writes.to_string())
+    .env("WATCHER_LOST", batch.lost.to_string())
+    .env("WATCHER_PATHS", batch.paths.len().to_string())
+    .env("WATCHER_PATHS_OMITTED", batch.omitted.to_string())
+    .stdin(if stdin == StdinFormat::None {
+        Stdio::null()
+    } else {
+        Stdio::piped()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    // Its own process group, so that a timeout reaches its children.
+    .process_group(0);
     let mut child = cmd.spawn()?;
     let pid = child.id().map_or(0, |id| id as i32);
     if let Some(out) = child.stdout.take() {

@@ -11,6 +11,7 @@
 mod action;
 mod batch;
 mod signal;
+mod user;
 
 use std::{mem, time::Duration};
 
@@ -30,6 +31,8 @@ use crate::{
 };
 
 pub async fn run(args: RunArgs, verbose: bool) -> anyhow::Result<()> {
+    // A bad user is bad input: refuse it before attaching anything.
+    let user = args.user.as_deref().map(user::lookup).transpose()?;
     let mut w = start(&args.watch, verbose)?;
     let mut losses = LossWatch::default();
     let mut check_tick = tokio::time::interval(Duration::from_secs(1));
@@ -42,6 +45,12 @@ pub async fn run(args: RunArgs, verbose: bool) -> anyhow::Result<()> {
         (_, Some(pid), _) => Some(Target::Pid(pid)),
         (_, _, Some(path)) => Some(Target::Pidfile(path.clone())),
         _ => None,
+    };
+    let spec = action::Spec {
+        command: &args.command,
+        shell: args.shell,
+        user: user.as_ref(),
+        stdin: args.stdin_format,
     };
     // Starts the action for `batch`: a command, which runs on, or a signal,
     // which is done at once (Ok(None)).
@@ -63,12 +72,7 @@ pub async fn run(args: RunArgs, verbose: bool) -> anyhow::Result<()> {
                 }
                 Ok(None)
             }
-            _ => Ok(Some(action::start(
-                &args.command,
-                batch,
-                &w.watches,
-                args.stdin_format,
-            )?)),
+            _ => Ok(Some(action::start(&spec, batch, &w.watches)?)),
         }
     };
 
