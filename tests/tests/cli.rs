@@ -104,6 +104,25 @@ fn invalid_arguments_are_one_line_with_status_2() {
 }
 
 #[test]
+fn a_missing_command_is_refused_before_watching() {
+    require_root();
+    let tree = Tree::new("nocommand");
+    let dir = tree.root.to_str().unwrap();
+    let (code, _, stderr) = watcher(&["run", dir, "--", "no-such-command-x", "arg"]);
+    assert_eq!(code, 1);
+    one_clear_line(
+        &stderr,
+        "cannot run no-such-command-x: command not found in PATH",
+    );
+    let (code, _, stderr) = watcher(&["run", dir, "--", "/nonexistent/tool"]);
+    assert_eq!(code, 1);
+    one_clear_line(
+        &stderr,
+        "cannot run /nonexistent/tool: no executable file there",
+    );
+}
+
+#[test]
 fn help_lists_the_commands_with_examples() {
     let (code, stdout, _) = watcher(&["--help"]);
     assert_eq!(code, 0);

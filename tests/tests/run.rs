@@ -677,3 +677,33 @@ fn shell_runs_the_command_as_a_script_with_its_arguments() {
     assert_eq!(nul_paths(&runs[0]), BTreeSet::from([bytes(&hostile)]));
     assert!(!std::env::current_dir().unwrap().join("pwned").exists());
 }
+
+#[test]
+fn an_action_that_cannot_start_is_logged_and_watcher_goes_on() {
+    let tree = Tree::new("vanished");
+    let watched = tree.dir("media");
+    let log = tree.root.join("runs.log");
+    let tool = tree.root.join("tool");
+    std::fs::copy(helper_bin("record"), &tool).unwrap();
+    let w = Watcher::start(&[
+        "run".as_ref(),
+        "--settle".as_ref(),
+        "50ms".as_ref(),
+        "--interval".as_ref(),
+        "50ms".as_ref(),
+        watched.as_os_str(),
+        "--".as_ref(),
+        tool.as_os_str(),
+        log.as_os_str(),
+    ]);
+    std::fs::remove_file(&tool).unwrap();
+    write_files(&[watched.join("a")]);
+    w.wait_for_log("watcher: cannot start the action: ", 1);
+    std::fs::copy(helper_bin("record"), &tool).unwrap();
+    write_files(&[watched.join("b")]);
+    let runs = wait_for_runs(&w, &log, 1);
+    assert_eq!(
+        nul_paths(&runs[0]),
+        BTreeSet::from([bytes(&watched.join("b"))])
+    );
+}

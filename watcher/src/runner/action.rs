@@ -2,9 +2,10 @@
 //! changed paths on its stdin; and reporting how it ended.
 
 use std::{
-    ffi::OsString,
+    ffi::{OsStr, OsString},
     io,
-    os::unix::ffi::OsStrExt,
+    os::unix::{ffi::OsStrExt, fs::PermissionsExt as _},
+    path::Path,
     process::{ExitStatus, Stdio},
     time::Duration,
 };
@@ -50,6 +51,41 @@ pub struct Spec<'a> {
     pub shell: bool,
     pub user: Option<&'a RunAs>,
     pub stdin: StdinFormat,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot run {}: {reason}", escape(.program.as_bytes()))]
+pub struct ProgramError {
+    program: OsString,
+    reason: &'static str,
+}
+
+/// Checks that `program` names an executable file, as execvp would find
+/// it: a path when it has a `/`, else in `PATH`.
+pub fn check_program(program: &OsStr) -> Result<(), ProgramError> {
+    let executable = |path: &Path| {
+        path.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let found = if program.as_bytes().contains(&b'/') {
+        executable(Path::new(program))
+    } else {
+        std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|dir| executable(&dir.join(program)))
+        })
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(ProgramError {
+            program: program.to_owned(),
+            reason: if program.as_bytes().contains(&b'/') {
+                "no executable file there"
+            } else {
+                "command not found in PATH"
+            },
+        })
+    }
 }
 
 /// Starts the action for `batch`.

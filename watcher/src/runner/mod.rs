@@ -31,8 +31,11 @@ use crate::{
 };
 
 pub async fn run(args: RunArgs, verbose: bool) -> anyhow::Result<()> {
-    // A bad user is bad input: refuse it before attaching anything.
+    // A bad user or command is bad input: refuse it before attaching.
     let user = args.user.as_deref().map(user::lookup).transpose()?;
+    if args.signal.is_none() && !args.shell {
+        action::check_program(&args.command[0])?;
+    }
     let mut w = start(&args.watch, verbose)?;
     let mut losses = LossWatch::default();
     let mut check_tick = tokio::time::interval(Duration::from_secs(1));
@@ -72,7 +75,14 @@ pub async fn run(args: RunArgs, verbose: bool) -> anyhow::Result<()> {
                 }
                 Ok(None)
             }
-            _ => Ok(Some(action::start(&spec, batch, &w.watches)?)),
+            _ => match action::start(&spec, batch, &w.watches) {
+                Ok(running) => Ok(Some(running)),
+                Err(e) if args.once => anyhow::bail!("cannot start the action: {e}"),
+                Err(e) => {
+                    eprintln!("watcher: cannot start the action: {e}");
+                    Ok(None)
+                }
+            },
         }
     };
 
