@@ -12,19 +12,25 @@ use std::{
 use serde_json::Value;
 use watcher_tests::{Tree, Watcher, eventually, helper_bin, opener};
 
-/// `watcher run OPTIONS... WATCHED -- record LOG RECORD_ARGS...`
-fn start(options: &[&str], watched: &Path, log: &Path, record_args: &[&OsStr]) -> Watcher {
+/// `watcher run OPTIONS... DIRS... [-- ACTION...]` (no `--` when ACTION is
+/// empty, as with `--signal`).
+fn run_watcher(options: &[&str], dirs: &[&Path], action: &[&OsStr]) -> Watcher {
     let mut args: Vec<&OsStr> = vec!["run".as_ref()];
     args.extend(options.iter().map(OsStr::new));
-    let record = helper_bin("record");
-    args.extend([
-        watched.as_os_str(),
-        "--".as_ref(),
-        record.as_os_str(),
-        log.as_os_str(),
-    ]);
-    args.extend(record_args);
+    args.extend(dirs.iter().map(|d| d.as_os_str()));
+    if !action.is_empty() {
+        args.push("--".as_ref());
+        args.extend(action);
+    }
     Watcher::start(&args)
+}
+
+/// `watcher run OPTIONS... WATCHED -- record LOG RECORD_ARGS...`
+fn start(options: &[&str], watched: &Path, log: &Path, record_args: &[&OsStr]) -> Watcher {
+    let record = helper_bin("record");
+    let mut action = vec![record.as_os_str(), log.as_os_str()];
+    action.extend(record_args);
+    run_watcher(options, &[watched], &action)
 }
 
 /// The runs `record` logged so far.
@@ -327,32 +333,26 @@ fn a_hanging_action_is_killed_with_its_children_and_watcher_goes_on() {
     // The action starts a child that outlives it unless the whole process
     // group is killed, then holds forever.
     let script = r#"sleep 600 & echo $! > "$0"; exec "$1" "$2" --hold "$3""#;
-    let mut args: Vec<&OsStr> = [
-        "run",
-        "--settle",
-        "50ms",
-        "--interval",
-        "50ms",
-        "--timeout",
-        "300ms",
-    ]
-    .iter()
-    .map(OsStr::new)
-    .collect();
-    args.extend([
-        watched.as_os_str(),
-        "--".as_ref(),
-        "sh".as_ref(),
-        "-c".as_ref(),
-        script.as_ref(),
-    ]);
-    args.extend([
-        child_pid.as_os_str(),
-        record.as_os_str(),
-        log.as_os_str(),
-        never.as_os_str(),
-    ]);
-    let w = Watcher::start(&args);
+    let w = run_watcher(
+        &[
+            "--settle",
+            "50ms",
+            "--interval",
+            "50ms",
+            "--timeout",
+            "300ms",
+        ],
+        &[&watched],
+        &[
+            "sh".as_ref(),
+            "-c".as_ref(),
+            script.as_ref(),
+            child_pid.as_os_str(),
+            record.as_os_str(),
+            log.as_os_str(),
+            never.as_os_str(),
+        ],
+    );
 
     write_files(&[watched.join("a")]);
     wait_for_runs(&w, &log, 1);
@@ -380,15 +380,13 @@ fn a_hanging_action_is_killed_with_its_children_and_watcher_goes_on() {
 fn the_actions_output_goes_to_the_log_prefixed_and_escaped() {
     let tree = Tree::new("output");
     let watched = tree.dir("media");
-    let mut args: Vec<&OsStr> = ["run", "--settle", "50ms", "--"]
-        .iter()
-        .map(OsStr::new)
-        .collect();
-    args.insert(3, watched.as_os_str());
     let script =
         r#"printf 'hello\n'; printf 'bad \033[2J line\n' >&2; head -c 10000 /dev/zero | tr '\0' x"#;
-    args.extend(["sh".as_ref(), "-c".as_ref(), OsStr::new(script)]);
-    let w = Watcher::start(&args);
+    let w = run_watcher(
+        &["--settle", "50ms"],
+        &[&watched],
+        &["sh".as_ref(), "-c".as_ref(), script.as_ref()],
+    );
     write_files(&[watched.join("a")]);
     w.wait_for_log("action finished", 1);
     let log = w.stop().stderr;
@@ -423,19 +421,18 @@ fn an_action_writing_into_the_tree_does_not_loop() {
     // child, then records the run.
     let script =
         r#"echo x > "$0/by-action"; sh -c 'touch "$0/by-grandchild"' "$0" & wait; exec "$1" "$2""#;
-    let mut args: Vec<&OsStr> = ["run", "--settle", "50ms", "--interval", "50ms"]
-        .iter()
-        .map(OsStr::new)
-        .collect();
-    args.extend([
-        watched.as_os_str(),
-        "--".as_ref(),
-        "sh".as_ref(),
-        "-c".as_ref(),
-        script.as_ref(),
-    ]);
-    args.extend([watched.as_os_str(), record.as_os_str(), log.as_os_str()]);
-    let w = Watcher::start(&args);
+    let w = run_watcher(
+        &["--settle", "50ms", "--interval", "50ms"],
+        &[&watched],
+        &[
+            "sh".as_ref(),
+            "-c".as_ref(),
+            script.as_ref(),
+            watched.as_os_str(),
+            record.as_os_str(),
+            log.as_os_str(),
+        ],
+    );
 
     write_files(&[watched.join("outside-write")]);
     wait_for_runs(&w, &log, 1);
@@ -493,16 +490,11 @@ fn signal_goes_to_the_named_process_the_pid_or_the_pidfile() {
             "--pid" => target.id().to_string(),
             _ => pidfile.to_str().unwrap().to_owned(),
         };
-        let w = Watcher::start(&[
-            "run",
-            "--settle",
-            "50ms",
-            "--signal",
-            "HUP",
-            how,
-            &value,
-            watched.to_str().unwrap(),
-        ]);
+        let w = run_watcher(
+            &["--settle", "50ms", "--signal", "HUP", how, &value],
+            &[&watched],
+            &[],
+        );
         write_files(&[watched.join(format!("new{n}"))]);
         assert_eq!(died_of(&mut target, &w), libc::SIGHUP, "{how}");
         w.wait_for_log(
@@ -516,16 +508,18 @@ fn signal_goes_to_the_named_process_the_pid_or_the_pidfile() {
 fn signal_with_once_fails_clearly_when_nobody_is_there() {
     let tree = Tree::new("nobody");
     let watched = tree.dir("media");
-    let w = Watcher::start(&[
-        "run",
-        "--run-at-start",
-        "--once",
-        "--signal",
-        "USR1",
-        "--process-name",
-        "no-such-proc-x",
-        watched.to_str().unwrap(),
-    ]);
+    let w = run_watcher(
+        &[
+            "--run-at-start",
+            "--once",
+            "--signal",
+            "USR1",
+            "--process-name",
+            "no-such-proc-x",
+        ],
+        &[&watched],
+        &[],
+    );
     let stopped = w.wait_exit();
     assert_eq!(stopped.status.code(), Some(1), "{}", stopped.stderr);
     assert!(
@@ -543,26 +537,18 @@ fn with_a_tiny_ring_buffer_a_burst_still_runs_the_action_and_counts_every_loss()
     let (quiet, busy) = (tree.dir("quiet"), tree.dir("busy"));
     let log = tree.root.join("runs.log");
     let record = helper_bin("record");
-    let mut args: Vec<&OsStr> = [
-        "run",
-        "--settle",
-        "200ms",
-        "--interval",
-        "50ms",
-        "--ring-buffer-size",
-        "4k",
-    ]
-    .iter()
-    .map(OsStr::new)
-    .collect();
-    args.extend([
-        quiet.as_os_str(),
-        busy.as_os_str(),
-        "--".as_ref(),
-        record.as_os_str(),
-        log.as_os_str(),
-    ]);
-    let w = Watcher::start(&args);
+    let w = run_watcher(
+        &[
+            "--settle",
+            "200ms",
+            "--interval",
+            "50ms",
+            "--ring-buffer-size",
+            "4k",
+        ],
+        &[&quiet, &busy],
+        &[record.as_os_str(), log.as_os_str()],
+    );
 
     // 2000 events of about 280 bytes each while watcher is stopped, as a
     // stalled reader would be: a 4 KiB ring buffer holds about 14.
@@ -660,17 +646,15 @@ fn shell_runs_the_command_as_a_script_with_its_arguments() {
     let watched = tree.dir("media");
     let log = tree.root.join("runs.log");
     let record = helper_bin("record");
-    let w = Watcher::start(&[
-        "run".as_ref(),
-        "--settle".as_ref(),
-        "50ms".as_ref(),
-        "--shell".as_ref(),
-        watched.as_os_str(),
-        "--".as_ref(),
-        OsStr::new(r#"test "$WATCHER_EVENTS" = 1 && exec "$0" "$1""#),
-        record.as_os_str(),
-        log.as_os_str(),
-    ]);
+    let w = run_watcher(
+        &["--settle", "50ms", "--shell"],
+        &[&watched],
+        &[
+            OsStr::new(r#"test "$WATCHER_EVENTS" = 1 && exec "$0" "$1""#),
+            record.as_os_str(),
+            log.as_os_str(),
+        ],
+    );
     let hostile = watched.join("$(touch pwned); `reboot`");
     write_files(std::slice::from_ref(&hostile));
     let runs = wait_for_runs(&w, &log, 1);
@@ -685,17 +669,11 @@ fn an_action_that_cannot_start_is_logged_and_watcher_goes_on() {
     let log = tree.root.join("runs.log");
     let tool = tree.root.join("tool");
     std::fs::copy(helper_bin("record"), &tool).unwrap();
-    let w = Watcher::start(&[
-        "run".as_ref(),
-        "--settle".as_ref(),
-        "50ms".as_ref(),
-        "--interval".as_ref(),
-        "50ms".as_ref(),
-        watched.as_os_str(),
-        "--".as_ref(),
-        tool.as_os_str(),
-        log.as_os_str(),
-    ]);
+    let w = run_watcher(
+        &["--settle", "50ms", "--interval", "50ms"],
+        &[&watched],
+        &[tool.as_os_str(), log.as_os_str()],
+    );
     std::fs::remove_file(&tool).unwrap();
     write_files(&[watched.join("a")]);
     w.wait_for_log("watcher: cannot start the action: ", 1);
