@@ -43,7 +43,6 @@ pub struct Running {
     started: Instant,
 }
 
-/// Starts `command` for `batch`.
 /// How to start the action's command.
 pub struct Spec<'a> {
     pub command: &'a [OsString],
@@ -67,7 +66,8 @@ pub fn check_program(program: &OsStr) -> Result<(), ProgramError> {
         path.metadata()
             .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
-    let found = if program.as_bytes().contains(&b'/') {
+    let is_path = program.as_bytes().contains(&b'/');
+    let found = if is_path {
         executable(Path::new(program))
     } else {
         std::env::var_os("PATH").is_some_and(|path| {
@@ -79,7 +79,7 @@ pub fn check_program(program: &OsStr) -> Result<(), ProgramError> {
     } else {
         Err(ProgramError {
             program: program.to_owned(),
-            reason: if program.as_bytes().contains(&b'/') {
+            reason: if is_path {
                 "no executable file there"
             } else {
                 "command not found in PATH"
@@ -125,24 +125,21 @@ pub fn start(spec: &Spec<'_>, batch: &Batch, watches: &[Watch]) -> io::Result<Ru
     if let Some(user) = user {
         user.apply(&mut cmd);
     }
-    cmd.env(
-        "WATCHER_WATCHES",
-        std::ffi::OsStr::from_bytes(&roots.join(&b'\n')),
-    )
-    .env("WATCHER_EVENTS", batch.events.to_string())
-    .env("WATCHER_WRITES", batch.writes.to_string())
-    .env("WATCHER_LOST", batch.lost.to_string())
-    .env("WATCHER_PATHS", batch.paths.len().to_string())
-    .env("WATCHER_PATHS_OMITTED", batch.omitted.to_string())
-    .stdin(if stdin == StdinFormat::None {
-        Stdio::null()
-    } else {
-        Stdio::piped()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    // Its own process group, so that a timeout reaches its children.
-    .process_group(0);
+    cmd.env("WATCHER_WATCHES", OsStr::from_bytes(&roots.join(&b'\n')))
+        .env("WATCHER_EVENTS", batch.events.to_string())
+        .env("WATCHER_WRITES", batch.writes.to_string())
+        .env("WATCHER_LOST", batch.lost.to_string())
+        .env("WATCHER_PATHS", batch.paths.len().to_string())
+        .env("WATCHER_PATHS_OMITTED", batch.omitted.to_string())
+        .stdin(if stdin == StdinFormat::None {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so that a timeout reaches its children.
+        .process_group(0);
     let mut child = cmd.spawn()?;
     let pid = child.id().map_or(0, |id| id as i32);
     if let Some(out) = child.stdout.take() {

@@ -48,15 +48,13 @@ impl Batch {
             Kind::Write => self.writes += 1,
         }
         self.watches.insert(ev.watch_id);
-        if self.seen.contains(&ev.path) {
+        // A path seen before in this batch is already kept or counted.
+        if !self.seen.insert(ev.path.clone()) {
             return;
         }
         if self.paths.len() < cap {
-            self.seen.insert(ev.path.clone());
             self.paths.push(ev.path.clone());
         } else {
-            // Remember it anyway, so that a repeat is not counted twice.
-            self.seen.insert(ev.path.clone());
             self.omitted += 1;
         }
     }

@@ -3,6 +3,8 @@
 
 use std::{fs, io, path::PathBuf};
 
+use watcher_common::TASK_COMM_LEN;
+
 use crate::escape::escape;
 
 /// Who gets the signal.
@@ -95,7 +97,8 @@ pub fn deliver(signal: i32, target: &Target) -> Result<Vec<i32>, SignalError> {
             vec![pid]
         }
         Target::Name(name) => {
-            let comm = &name.as_bytes()[..name.len().min(15)];
+            // The kernel keeps TASK_COMM_LEN - 1 bytes of a name.
+            let comm = &name.as_bytes()[..name.len().min(TASK_COMM_LEN - 1)];
             let me = std::process::id() as i32;
             let pids: Vec<i32> = procfs::process::all_processes()?
                 .filter_map(Result::ok)
