@@ -12,6 +12,19 @@ pub const TASK_COMM_LEN: usize = 16;
 pub const WATCH_PREFIX_MAX: usize = 256;
 /// How many directories one watcher can watch.
 pub const MAX_WATCHES: u32 = 256;
+/// `watch_id` of an event whose watch the kernel could not decide (see
+/// [`event_status::UNDECIDED`]).
+pub const WATCH_NONE: u32 = u32::MAX;
+/// Index in the `DIRTY` and `LOST` arrays for undecided events (see
+/// [`event_status::UNDECIDED`]): user space counts them for every watch.
+pub const UNDECIDED_SLOT: u32 = MAX_WATCHES;
+/// Longest file name, NUL included (`NAME_MAX` + 1).
+pub const NAME_MAX: usize = 256;
+/// Most steps (parent dentries and mount crossings) the kernel walks from
+/// an opened file towards the root to decide whether it lies under a
+/// watch, and again to build its path. A file deeper than that is sent
+/// marked undecided, never silently dropped.
+pub const MAX_WALK: u32 = 1024;
 /// Threads that can be inside an open syscall at the same time; the stash
 /// is an LRU map, so a thread that never returns cannot exhaust it.
 pub const MAX_INFLIGHT: u32 = 16384;
@@ -53,6 +66,47 @@ pub mod event_kind {
     pub const WRITE: u32 = 1;
 }
 
+/// How the kernel side decides whether a file lies under a watch; the
+/// `MATCH_MODE` global.
+pub mod match_mode {
+    /// Walk the opened file's dentries and mounts up to the root and look
+    /// each ancestor up in `WATCH_INODES` (needs [`KernelOffsets`] from
+    /// BTF).
+    ///
+    /// [`KernelOffsets`]: super::KernelOffsets
+    pub const EXACT: u32 = 0;
+    /// Without BTF: match absolute names by prefix in `WATCHES`, and send
+    /// relative ones to user space, which places them from the process's
+    /// cwd or dirfd.
+    pub const PREFIX: u32 = 1;
+}
+
+/// Bits of [`EventHeader::status`].
+pub mod event_status {
+    /// The path lacks its leading components: the walk or the buffer ended
+    /// before the root.
+    pub const PATH_TRUNCATED: u32 = 1;
+    /// The walk ended before the root without meeting a watched directory:
+    /// the file may lie under one. Sent so that nothing is missed, with
+    /// `watch_id` [`WATCH_NONE`](super::WATCH_NONE).
+    pub const UNDECIDED: u32 = 2;
+    /// Prefix mode: the name is relative (to `dfd` or the cwd); user space
+    /// places it.
+    pub const RELATIVE: u32 = 4;
+}
+
+/// Key of `WATCH_INODES`: a watched directory's identity as the kernel
+/// sees it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InodeKey {
+    /// `super_block.s_dev`, in the kernel's encoding (major << 20 | minor).
+    pub dev: u32,
+    pub _pad: u32,
+    /// `inode.i_ino`.
+    pub ino: u64,
+}
+
 /// What `sys_enter_*` keeps, per thread, for `sys_exit_*`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -67,8 +121,10 @@ pub struct Stash {
     pub _pad: u32,
 }
 
-/// The fixed part of every event in the ring buffer; `path_len` bytes of
-/// path (no NUL) follow it.
+/// The fixed part of every event in the ring buffer. `name_len` bytes of
+/// the name as the process passed it follow, then `path_len` bytes of the
+/// opened file's path: its components from the file up, each ended by a NUL
+/// (exact mode; empty in prefix mode, where the name is the path).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct EventHeader {
@@ -85,19 +141,31 @@ pub struct EventHeader {
     pub flags: u64,
     /// The syscall's return value (the new fd for opens).
     pub ret: i64,
-    /// Value from the `WATCHES` map of the watch that matched.
+    /// The innermost watch the file lies under, or [`WATCH_NONE`].
     pub watch_id: u32,
+    /// [`event_status`] bits.
+    pub status: u32,
+    /// The directory fd argument (`AT_FDCWD` when there is none).
+    pub dfd: i32,
+    pub name_len: u32,
     pub path_len: u32,
+    pub _pad: u32,
     pub comm: [u8; TASK_COMM_LEN],
 }
 
 pub const EVENT_HEADER_LEN: usize = core::mem::size_of::<EventHeader>();
 
+/// Room after the header: the name (less than `PATH_MAX`), then path
+/// components, each written less than `PATH_MAX` bytes in and at most
+/// `NAME_MAX` long. Sized so that offsets masked with `PATH_MAX - 1` are
+/// in bounds whatever their values, which the verifier can check.
+pub const EVENT_DATA_LEN: usize = 2 * PATH_MAX + NAME_MAX;
+
 /// An event as it is assembled in the per-CPU scratch buffer.
 #[repr(C)]
 pub struct EventBuf {
     pub header: EventHeader,
-    pub path: [u8; PATH_MAX],
+    pub data: [u8; EVENT_DATA_LEN],
 }
 
 /// Byte offsets of the syscall tracepoints' arguments, read from their
@@ -122,8 +190,40 @@ pub struct TracepointOffsets {
     pub fork_child_pid: u32,
 }
 
+/// Byte offsets of the kernel struct members the exact match reads, from
+/// the kernel's BTF at start-up (Rust eBPF has no CO-RE), handed to the
+/// programs as the `KERNEL_OFFSETS` global. Names are `struct_member`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    /// `file.f_path.mnt`.
+    pub file_path_mnt: u32,
+    /// `file.f_path.dentry`.
+    pub file_path_dentry: u32,
+    pub dentry_parent: u32,
+    /// `dentry.d_name.name`.
+    pub dentry_name: u32,
+    pub dentry_inode: u32,
+    pub dentry_sb: u32,
+    pub inode_ino: u32,
+    pub super_block_dev: u32,
+    pub vfsmount_root: u32,
+    /// Where `struct vfsmount` sits inside `struct mount`.
+    pub mount_mnt: u32,
+    pub mount_parent: u32,
+    pub mount_mountpoint: u32,
+}
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: plain `repr(C)` integers and arrays, with explicit padding.
     unsafe impl aya::Pod for super::TracepointOffsets {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::KernelOffsets {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::InodeKey {}
 }

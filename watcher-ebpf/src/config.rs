@@ -2,7 +2,7 @@
 //! (`EbpfLoader::override_global`). They live in `.rodata`, so the verifier
 //! knows their values.
 
-use watcher_common::TracepointOffsets;
+use watcher_common::{KernelOffsets, TracepointOffsets, match_mode};
 
 /// Tracepoint argument offsets from tracefs `format` files.
 #[unsafe(no_mangle)]
@@ -20,18 +20,53 @@ static TP_OFFSETS: TracepointOffsets = TracepointOffsets {
     fork_child_pid: 0,
 };
 
+/// Kernel struct member offsets from BTF (exact mode only).
+#[unsafe(no_mangle)]
+static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
+    task_files: 0,
+    files_fdt: 0,
+    fdtable_max_fds: 0,
+    fdtable_fd: 0,
+    file_path_mnt: 0,
+    file_path_dentry: 0,
+    dentry_parent: 0,
+    dentry_name: 0,
+    dentry_inode: 0,
+    dentry_sb: 0,
+    inode_ino: 0,
+    super_block_dev: 0,
+    vfsmount_root: 0,
+    mount_mnt: 0,
+    mount_parent: 0,
+    mount_mountpoint: 0,
+};
+
+/// A [`match_mode`] value.
+#[unsafe(no_mangle)]
+static MATCH_MODE: u32 = match_mode::EXACT;
+
 /// The watcher's own thread group id: its writes, and those of every
 /// process it forks, are never events.
 #[unsafe(no_mangle)]
 static WATCHER_TGID: u32 = 0;
 
-// Volatile reads: without them the compiler would fold the zero
-// initialisers above into the code, and the values user space sets at load
-// time would never be read.
+// Volatile reads: without them the compiler would fold the initialisers
+// above into the code, and the values user space sets at load time would
+// never be read.
 
 #[inline(always)]
 pub fn tp_offsets() -> TracepointOffsets {
     unsafe { core::ptr::read_volatile(&TP_OFFSETS) }
+}
+
+#[inline(always)]
+pub fn kernel_offsets() -> KernelOffsets {
+    unsafe { core::ptr::read_volatile(&KERNEL_OFFSETS) }
+}
+
+#[inline(always)]
+pub fn match_mode() -> u32 {
+    unsafe { core::ptr::read_volatile(&MATCH_MODE) }
 }
 
 #[inline(always)]

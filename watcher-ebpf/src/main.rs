@@ -7,6 +7,7 @@ mod config;
 mod emit;
 mod maps;
 mod probes;
+mod resolve;
 
 #[cfg(not(test))]
 #[panic_handler]

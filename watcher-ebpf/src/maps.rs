@@ -2,27 +2,35 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
-use watcher_common::{EventBuf, MAX_EXCLUDED, MAX_INFLIGHT, MAX_WATCHES, Stash, WATCH_PREFIX_MAX};
+use watcher_common::{
+    EventBuf, InodeKey, MAX_EXCLUDED, MAX_INFLIGHT, MAX_WATCHES, Stash, WATCH_PREFIX_MAX,
+};
 
 /// Events for user space. User space sets the size at load time.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 
-/// Watched directories: key is the directory's absolute path with a
-/// trailing `/`, value its watch id. A longest-prefix lookup of an opened
-/// path finds the innermost watch, and the trailing `/` keeps `/x/media2`
-/// from matching `/x/media`.
+/// Watched directories by identity (device and inode), value the watch id:
+/// the exact match looks up every ancestor of an opened file. Nothing is
+/// kept per directory below a watch.
+#[map]
+pub static WATCH_INODES: HashMap<InodeKey, u32> = HashMap::with_max_entries(MAX_WATCHES, 0);
+
+/// Watched directories for the prefix match (no BTF): key is the
+/// directory's absolute path with a trailing `/`, value its watch id. A
+/// longest-prefix lookup of an opened path finds the innermost watch, and
+/// the trailing `/` keeps `/x/media2` from matching `/x/media`.
 #[map]
 pub static WATCHES: LpmTrie<[u8; WATCH_PREFIX_MAX], u32> =
     LpmTrie::with_max_entries(MAX_WATCHES, 0);
 
 /// One flag per watch id, set on every hit before the event is sent, and
 /// read and cleared by user space: a change is noticed even when its event
-/// was lost.
+/// was lost. The last slot is for undecided events.
 #[map]
-pub static DIRTY: Array<u32> = Array::with_max_entries(MAX_WATCHES, 0);
+pub static DIRTY: Array<u32> = Array::with_max_entries(MAX_WATCHES + 1, 0);
 
 /// Per-thread arguments from `sys_enter_*` until `sys_exit_*`.
 #[map]
@@ -35,9 +43,10 @@ pub static STASH: LruHashMap<u64, Stash> = LruHashMap::with_max_entries(MAX_INFL
 #[map]
 pub static EXCLUDED: LruHashMap<u32, u8> = LruHashMap::with_max_entries(MAX_EXCLUDED, 0);
 
-/// Events that did not fit in the ring buffer, per CPU and per watch id.
+/// Events that did not fit in the ring buffer, per CPU and per watch id;
+/// the last slot is for undecided events.
 #[map]
-pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_WATCHES, 0);
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_WATCHES + 1, 0);
 
 /// Per-CPU scratch space: an event is far larger than the 512-byte BPF
 /// stack.

@@ -4,12 +4,14 @@
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{
-        Array, MapData, MapError, PerCpuArray, RingBuf,
+        Array, HashMap, MapData, MapError, PerCpuArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{ProgramError, TracePoint},
 };
-use watcher_common::{TracepointOffsets, WATCH_PREFIX_MAX};
+use watcher_common::{
+    InodeKey, KernelOffsets, TracepointOffsets, UNDECIDED_SLOT, WATCH_PREFIX_MAX, match_mode,
+};
 
 use crate::{tracefs::TRACEPOINTS, watch::Watch};
 
@@ -62,6 +64,13 @@ pub enum LoadError {
     },
 }
 
+fn map_mut<'a>(
+    name: &'static str,
+    ebpf: &'a mut Ebpf,
+) -> Result<&'a mut aya::maps::Map, LoadError> {
+    ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))
+}
+
 impl LoadError {
     /// The verifier's log, when the verifier refused a program.
     pub fn verifier_log(&self) -> Option<&str> {
@@ -82,16 +91,28 @@ pub struct Probes {
 }
 
 impl Probes {
-    /// Loads the programs, fills the watch map and attaches every program.
-    /// Returns them with the ring buffer their events arrive in.
+    /// Loads the programs, fills the watch maps and attaches every
+    /// program. With `kernel` offsets the match is exact, without them by
+    /// prefix. Returns them with the ring buffer their events arrive in.
     pub fn load(
         watches: &[Watch],
         offsets: &TracepointOffsets,
+        kernel: Option<&KernelOffsets>,
         ring_buffer_bytes: u32,
     ) -> Result<(Self, RingBuf<MapData>), LoadError> {
         let tgid = std::process::id();
+        let mode = match kernel {
+            Some(_) => match_mode::EXACT,
+            None => match_mode::PREFIX,
+        };
         let mut ebpf = EbpfLoader::new()
             .override_global("TP_OFFSETS", offsets, true)
+            .override_global(
+                "KERNEL_OFFSETS",
+                kernel.unwrap_or(&KernelOffsets::default()),
+                true,
+            )
+            .override_global("MATCH_MODE", &mode, true)
             .override_global("WATCHER_TGID", &tgid, true)
             .map_max_entries("EVENTS", ring_buffer_bytes)
             .load(OBJECT)
@@ -102,12 +123,25 @@ impl Probes {
         };
         let map_err = |map: &'static str| move |source| LoadError::Map { map, source };
 
-        let mut trie: LpmTrie<MapData, [u8; WATCH_PREFIX_MAX], u32> =
-            LpmTrie::try_from(map("WATCHES", &mut ebpf)?).map_err(map_err("WATCHES"))?;
-        for watch in watches {
-            let (bits, data) = watch.lpm_key();
-            trie.insert(&Key::new(bits, data), watch.id, 0)
-                .map_err(map_err("WATCHES"))?;
+        // Borrowed, not taken: a taken map closes when dropped, and the
+        // programs are yet to be loaded with it.
+        if kernel.is_some() {
+            let mut inodes: HashMap<_, InodeKey, u32> =
+                HashMap::try_from(map_mut("WATCH_INODES", &mut ebpf)?)
+                    .map_err(map_err("WATCH_INODES"))?;
+            for watch in watches {
+                inodes
+                    .insert(watch.key, watch.id, 0)
+                    .map_err(map_err("WATCH_INODES"))?;
+            }
+        } else {
+            let mut trie: LpmTrie<_, [u8; WATCH_PREFIX_MAX], u32> =
+                LpmTrie::try_from(map_mut("WATCHES", &mut ebpf)?).map_err(map_err("WATCHES"))?;
+            for watch in watches {
+                let (bits, data) = watch.lpm_key();
+                trie.insert(&Key::new(bits, data), watch.id, 0)
+                    .map_err(map_err("WATCHES"))?;
+            }
         }
 
         // Attach enter programs last, so that no stash is written that
@@ -152,24 +186,30 @@ impl Probes {
     }
 
     /// The watches whose dirty flag the kernel set since the last call, and
-    /// clears them.
+    /// clears them. An undecided change flags every watch.
     pub fn take_dirty(&mut self) -> Result<Vec<u32>, MapError> {
         let mut dirty = Vec::new();
-        for &id in &self.watch_ids {
+        for &id in self.watch_ids.iter().chain(&[UNDECIDED_SLOT]) {
             if self.dirty.get(&id, 0)? != 0 {
                 self.dirty.set(id, 0, 0)?;
                 dirty.push(id);
             }
         }
+        if dirty.contains(&UNDECIDED_SLOT) {
+            return Ok(self.watch_ids.clone());
+        }
         Ok(dirty)
     }
 
-    /// Events the kernel side could not put in the ring buffer so far.
-    /// Per watch id, summed over the CPUs.
-    pub fn lost(&self) -> Result<Vec<(u32, u64)>, MapError> {
+    /// Events the kernel side could not put in the ring buffer so far,
+    /// summed over the CPUs: per watch id, and (`None`) for undecided
+    /// events.
+    pub fn lost(&self) -> Result<Vec<(Option<u32>, u64)>, MapError> {
         self.watch_ids
             .iter()
-            .map(|&id| Ok((id, self.lost.get(&id, 0)?.iter().sum())))
+            .map(|&id| (Some(id), id))
+            .chain([(None, UNDECIDED_SLOT)])
+            .map(|(watch, slot)| Ok((watch, self.lost.get(&slot, 0)?.iter().sum())))
             .collect()
     }
 }

@@ -1,18 +1,15 @@
 //! `watcher check`: whether this machine can run watcher, one line per
 //! check. Exit status 0 when it can, 1 when something it needs is missing.
 
-use std::path::Path;
-
 use aya::{maps::MapType, programs::ProgramType};
 
 use crate::{
     bpf::{Probes, RING_BUFFER_BYTES},
-    privileges, tracefs,
+    btf, privileges, tracefs,
 };
 
 /// Oldest kernel with the BPF ring buffer.
 const MIN_KERNEL: (u8, u8) = (5, 8);
-const BTF: &str = "/sys/kernel/btf/vmlinux";
 
 enum Status {
     Ok,
@@ -83,15 +80,20 @@ pub fn run() -> bool {
         ),
     }
 
-    if Path::new(BTF).exists() {
-        r.line(Status::Ok, "btf", BTF);
-    } else {
-        r.line(
-            Status::Warn,
-            "btf",
-            &format!("{BTF} missing; watcher does not need it yet"),
-        );
-    }
+    let kernel = match btf::kernel_offsets() {
+        Ok(offsets) => {
+            r.line(
+                Status::Ok,
+                "btf",
+                &format!("{}, struct offsets read: exact matching", btf::VMLINUX),
+            );
+            Some(offsets)
+        }
+        Err(e) => {
+            r.line(Status::Warn, "btf", &format!("{e}; {}", btf::FALLBACK));
+            None
+        }
+    };
 
     let offsets = if !tracefs::is_mounted() {
         r.line(
@@ -169,7 +171,7 @@ pub fn run() -> bool {
     }
     match offsets {
         None => r.line(Status::Skip, "programs", "needs the tracepoints"),
-        Some(offsets) => match Probes::load(&[], &offsets, RING_BUFFER_BYTES) {
+        Some(offsets) => match Probes::load(&[], &offsets, kernel.as_ref(), RING_BUFFER_BYTES) {
             Ok(_probes) => r.line(
                 Status::Ok,
                 "programs",

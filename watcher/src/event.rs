@@ -2,14 +2,16 @@
 
 use std::mem::size_of;
 
-use watcher_common::{EVENT_HEADER_LEN, EventHeader, event_kind, syscall};
+use watcher_common::{
+    EVENT_HEADER_LEN, EventHeader, WATCH_NONE, event_kind, event_status, syscall,
+};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("event of {0} bytes is shorter than its header")]
     Short(usize),
-    #[error("event says its path is {path_len} bytes but carries {carried}")]
-    PathLen { path_len: usize, carried: usize },
+    #[error("event says its name and path are {said} bytes but carries {carried}")]
+    Len { said: usize, carried: usize },
     #[error("unknown event kind {0}")]
     Kind(u32),
     #[error("unknown syscall {0}")]
@@ -61,10 +63,21 @@ pub struct Event {
     pub gid: u32,
     pub flags: u64,
     pub ret: i64,
-    pub watch_id: u32,
+    /// The innermost watch the file lies under; `None` when the kernel
+    /// could not decide (the walk ended first), which counts as every
+    /// watch.
+    pub watch_id: Option<u32>,
     pub comm: Vec<u8>,
-    /// The path as the process passed it.
+    /// The name as the process passed it.
+    pub name: Vec<u8>,
+    /// The file's canonical absolute path; only its last components when
+    /// `truncated`.
     pub path: Vec<u8>,
+    pub truncated: bool,
+    /// Prefix mode: `name` is relative to `dfd` (or the cwd) of the
+    /// process, and user space still has to place it.
+    pub relative: bool,
+    pub dfd: i32,
 }
 
 /// Converts the kernel's `CLOCK_BOOTTIME` stamps to wall-clock time.
@@ -96,8 +109,9 @@ impl Clock {
     }
 }
 
-/// Decodes one ring-buffer record.
-pub fn decode(bytes: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
+/// Decodes one ring-buffer record. `exact`: the kernel matched exactly and
+/// sent the path's components; otherwise the name is the path.
+pub fn decode(bytes: &[u8], clock: &Clock, exact: bool) -> Result<Event, DecodeError> {
     if bytes.len() < EVENT_HEADER_LEN {
         return Err(DecodeError::Short(bytes.len()));
     }
@@ -116,17 +130,28 @@ pub fn decode(bytes: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
         flags,
         ret,
         watch_id,
+        status,
+        dfd,
+        name_len,
         path_len,
+        _pad,
         comm,
     } = header;
     let rest = &bytes[EVENT_HEADER_LEN..];
-    let path = rest
-        .get(..path_len as usize)
-        .ok_or(DecodeError::PathLen {
-            path_len: path_len as usize,
+    let said = name_len as usize + path_len as usize;
+    if rest.len() < said {
+        return Err(DecodeError::Len {
+            said,
             carried: rest.len(),
-        })?
-        .to_vec();
+        });
+    }
+    let (name, components) = rest[..said].split_at(name_len as usize);
+    let truncated = status & event_status::PATH_TRUNCATED != 0;
+    let path = if exact {
+        join_components(components, truncated)
+    } else {
+        name.to_vec()
+    };
     let kind = match kind {
         event_kind::WRITE => Kind::Write,
         other => return Err(DecodeError::Kind(other)),
@@ -149,10 +174,32 @@ pub fn decode(bytes: &[u8], clock: &Clock) -> Result<Event, DecodeError> {
         gid,
         flags,
         ret,
-        watch_id,
+        watch_id: (watch_id != WATCH_NONE && status & event_status::UNDECIDED == 0)
+            .then_some(watch_id),
         comm: comm[..comm_len].to_vec(),
+        name: name.to_vec(),
         path,
+        truncated,
+        relative: status & event_status::RELATIVE != 0,
+        dfd,
     })
+}
+
+/// The path from the kernel's components (file first, each ended by a
+/// NUL): absolute, or only the components there are when `truncated`.
+fn join_components(components: &[u8], truncated: bool) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = components.split(|&b| b == 0).collect();
+    // The last component's NUL leaves an empty piece at the end.
+    if parts.last().is_some_and(|p| p.is_empty()) {
+        parts.pop();
+    }
+    parts.reverse();
+    let joined = parts.join(&b'/');
+    if truncated {
+        joined
+    } else {
+        [b"/".as_slice(), &joined].concat()
+    }
 }
 
 #[cfg(test)]
@@ -169,9 +216,13 @@ impl Event {
             gid: 0,
             flags: 1,
             ret: 3,
-            watch_id,
+            watch_id: Some(watch_id),
             comm: b"test".to_vec(),
+            name: path.to_vec(),
             path: path.to_vec(),
+            truncated: false,
+            relative: false,
+            dfd: libc::AT_FDCWD,
         }
     }
 }
@@ -182,7 +233,14 @@ mod tests {
 
     use super::*;
 
-    fn record(path: &[u8], path_len: u32, kind: u32, syscall: u32) -> Vec<u8> {
+    fn record(
+        name: &[u8],
+        components: &[u8],
+        said: (u32, u32),
+        status: u32,
+        kind: u32,
+        syscall: u32,
+    ) -> Vec<u8> {
         let mut comm = [0u8; TASK_COMM_LEN];
         comm[..5].copy_from_slice(b"touch");
         let header = EventHeader {
@@ -196,14 +254,31 @@ mod tests {
             flags: 0o101,
             ret: 3,
             watch_id: 1,
-            path_len,
+            status,
+            dfd: -100,
+            name_len: said.0,
+            path_len: said.1,
+            _pad: 0,
             comm,
         };
         // SAFETY: plain data without padding.
         let bytes: [u8; EVENT_HEADER_LEN] = unsafe { std::mem::transmute(header) };
         let mut v = bytes.to_vec();
-        v.extend_from_slice(path);
+        v.extend_from_slice(name);
+        v.extend_from_slice(components);
         v
+    }
+
+    fn write(name: &[u8], components: &[u8], status: u32) -> Vec<u8> {
+        let said = (name.len() as u32, components.len() as u32);
+        record(
+            name,
+            components,
+            said,
+            status,
+            event_kind::WRITE,
+            syscall::OPENAT,
+        )
     }
 
     #[test]
@@ -211,39 +286,65 @@ mod tests {
         let clock = Clock {
             realtime_minus_boottime_ns: 1_000,
         };
-        let ev = decode(
-            &record(b"/w/a\xff", 5, event_kind::WRITE, syscall::OPENAT2),
-            &clock,
-        )
-        .unwrap();
+        let bytes = record(
+            b"../a\xff",
+            b"a\xff\0w\0",
+            (5, 5),
+            0,
+            event_kind::WRITE,
+            syscall::OPENAT2,
+        );
+        let ev = decode(&bytes, &clock, true).unwrap();
         assert_eq!(ev.time_ns, 1_005);
         assert_eq!((ev.kind, ev.syscall), (Kind::Write, Syscall::Openat2));
         assert_eq!(
             (ev.pid, ev.tid, ev.uid, ev.gid, ev.ret, ev.watch_id),
-            (10, 11, 12, 13, 3, 1)
+            (10, 11, 12, 13, 3, Some(1))
         );
         assert_eq!(ev.comm, b"touch");
+        assert_eq!(ev.name, b"../a\xff");
         assert_eq!(ev.path, b"/w/a\xff");
+        assert!(!ev.truncated && !ev.relative);
+    }
+
+    #[test]
+    fn path_from_components() {
+        let clock = Clock::new();
+        let root = decode(&write(b"/", b"", 0), &clock, true).unwrap();
+        assert_eq!(root.path, b"/");
+        let cut = decode(
+            &write(b"f", b"f\0d2\0", event_status::PATH_TRUNCATED),
+            &clock,
+            true,
+        )
+        .unwrap();
+        assert_eq!(cut.path, b"d2/f");
+        assert!(cut.truncated);
+        let undecided = event_status::PATH_TRUNCATED | event_status::UNDECIDED;
+        let ev = decode(&write(b"f", b"f\0", undecided), &clock, true).unwrap();
+        assert_eq!(ev.watch_id, None);
+        // Prefix mode: the name is the path.
+        let ev = decode(&write(b"/w/x", b"", 0), &clock, false).unwrap();
+        assert_eq!(ev.path, b"/w/x");
+        let ev = decode(&write(b"x", b"", event_status::RELATIVE), &clock, false).unwrap();
+        assert!(ev.relative);
     }
 
     #[test]
     fn rejects_malformed_records() {
         let clock = Clock::new();
-        assert_eq!(decode(&[0; 8], &clock), Err(DecodeError::Short(8)));
+        assert_eq!(decode(&[0; 8], &clock, true), Err(DecodeError::Short(8)));
+        let short = record(b"/w", b"", (2, 7), 0, event_kind::WRITE, syscall::OPEN);
         assert_eq!(
-            decode(&record(b"/w", 9, event_kind::WRITE, syscall::OPEN), &clock),
-            Err(DecodeError::PathLen {
-                path_len: 9,
+            decode(&short, &clock, true),
+            Err(DecodeError::Len {
+                said: 9,
                 carried: 2
             })
         );
-        assert_eq!(
-            decode(&record(b"", 0, 99, syscall::OPEN), &clock),
-            Err(DecodeError::Kind(99))
-        );
-        assert_eq!(
-            decode(&record(b"", 0, event_kind::WRITE, 42), &clock),
-            Err(DecodeError::Syscall(42))
-        );
+        let kind = record(b"", b"", (0, 0), 0, 99, syscall::OPEN);
+        assert_eq!(decode(&kind, &clock, true), Err(DecodeError::Kind(99)));
+        let sys = record(b"", b"", (0, 0), 0, event_kind::WRITE, 42);
+        assert_eq!(decode(&sys, &clock, true), Err(DecodeError::Syscall(42)));
     }
 }

@@ -2,11 +2,13 @@
 //! eBPF, and reports them or runs an action.
 
 mod bpf;
+mod btf;
 mod check;
 mod cli;
 mod escape;
 mod event;
 mod output;
+mod place;
 mod privileges;
 mod runner;
 mod start;

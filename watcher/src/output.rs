@@ -37,20 +37,24 @@ impl<'a, W: Write> Printer<'a, W> {
         let watch = self
             .watches
             .iter()
-            .find(|w| w.id == ev.watch_id)
-            .map(|w| w.root.as_os_str().as_bytes())
-            .unwrap_or_default();
+            .find(|w| Some(w.id) == ev.watch_id)
+            .map(|w| w.root.as_os_str().as_bytes());
         match self.format {
             Format::Text => writeln!(
                 self.out,
-                "{} {:<5} {:>7} {:<16} {}  ({} {})",
+                "{} {:<5} {:>7} {:<16} {}{}  ({} {}{})",
                 rfc3339(ev.time_ns),
                 ev.kind.name(),
                 ev.pid,
                 escape(&ev.comm),
+                if ev.truncated { ".../" } else { "" },
                 escape(&ev.path),
                 ev.syscall.name(),
                 flag_names(ev.flags),
+                match ev.watch_id {
+                    None => ", watch undecided",
+                    Some(_) => "",
+                },
             ),
             Format::Json => {
                 let mut obj = Map::new();
@@ -58,7 +62,16 @@ impl<'a, W: Write> Printer<'a, W> {
                 obj.insert("event".into(), ev.kind.name().into());
                 obj.insert("syscall".into(), ev.syscall.name().into());
                 insert_bytes(&mut obj, "path", &ev.path);
-                insert_bytes(&mut obj, "watch", watch);
+                insert_bytes(&mut obj, "name", &ev.name);
+                if ev.truncated {
+                    obj.insert("truncated".into(), true.into());
+                }
+                match watch {
+                    Some(watch) => insert_bytes(&mut obj, "watch", watch),
+                    None => {
+                        obj.insert("watch".into(), Value::Null);
+                    }
+                }
                 obj.insert("pid".into(), ev.pid.into());
                 obj.insert("tid".into(), ev.tid.into());
                 obj.insert("uid".into(), ev.uid.into());
@@ -185,6 +198,11 @@ mod tests {
         let watches = [Watch {
             id: 0,
             root: "/srv/media".into(),
+            key: watcher_common::InodeKey {
+                dev: 0,
+                _pad: 0,
+                ino: 0,
+            },
         }];
         let mut buf = Vec::new();
         Printer::new(format, &mut buf, &watches).event(ev).unwrap();
@@ -229,6 +247,8 @@ mod tests {
         assert_eq!(v["event"], "write");
         assert_eq!(v["path"], "/srv/media/a.mp3");
         assert_eq!(v["watch"], "/srv/media");
+        assert_eq!(v["name"], "/srv/media/a.mp3");
+        assert!(v.get("truncated").is_none());
         assert_eq!(v["pid"], 42);
         assert_eq!(v["tid"], 43);
         assert_eq!(v["comm"], "tee");

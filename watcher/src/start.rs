@@ -12,9 +12,11 @@ use tokio::{
 
 use crate::{
     bpf::{LoadError, Probes},
+    btf,
     cli::WatchArgs,
     escape::escape,
     event::{Clock, DecodeError, Event, decode},
+    place::place,
     privileges, tracefs,
     watch::{self, Watch},
 };
@@ -31,22 +33,27 @@ pub struct Watching {
 /// program is refused.
 pub fn start(args: &WatchArgs, verbose: bool) -> anyhow::Result<Watching> {
     privileges::check()?;
-    let watches = watch::resolve(&args.dirs)?;
+    let kernel = btf::kernel_offsets()
+        .inspect_err(|e| eprintln!("watcher: warning: {e}; {}", btf::FALLBACK))
+        .ok();
+    let watches = watch::resolve(&args.dirs, kernel.is_none())?;
     if tracefs::ensure_mounted()? {
         eprintln!("watcher: mounted tracefs at {}", tracefs::TRACEFS);
     }
     let offsets = tracefs::read_offsets()?;
-    let (probes, ring) =
-        Probes::load(&watches, &offsets, args.ring_buffer_size).inspect_err(|e: &LoadError| {
-            if let (true, Some(log)) = (verbose, e.verifier_log()) {
-                eprintln!("{log}");
-            }
-        })?;
+    let (probes, ring) = Probes::load(&watches, &offsets, kernel.as_ref(), args.ring_buffer_size)
+        .inspect_err(|e: &LoadError| {
+        if let (true, Some(log)) = (verbose, e.verifier_log()) {
+            eprintln!("{log}");
+        }
+    })?;
     let events = EventStream {
         // SAFETY: the ring buffer owns its fd and neither closes nor
         // replaces it while the AsyncFd holds it.
         fd: unsafe { AsyncFd::register(ring) }.context("cannot poll the ring buffer")?,
         clock: Clock::new(),
+        exact: kernel.is_some(),
+        watches: watches.clone(),
     };
     // Signal handlers go in before the `watching` line, so that a signal
     // sent as soon as it appears is handled.
@@ -76,6 +83,10 @@ pub fn start(args: &WatchArgs, verbose: bool) -> anyhow::Result<Watching> {
 pub struct EventStream {
     fd: AsyncFd<RingBuf<MapData>>,
     clock: Clock,
+    /// The kernel matches exactly; otherwise by prefix, and relative names
+    /// are placed here.
+    exact: bool,
+    watches: Vec<Watch>,
 }
 
 impl EventStream {
@@ -87,7 +98,14 @@ impl EventStream {
         let mut guard = self.fd.readable_mut().await?;
         let ring = guard.get_inner_mut();
         while let Some(item) = ring.next() {
-            each(decode(&item, &self.clock))?;
+            match decode(&item, &self.clock, self.exact) {
+                Ok(mut ev) if ev.relative => {
+                    if place(&mut ev, &self.watches) {
+                        each(Ok(ev))?;
+                    }
+                }
+                decoded => each(decoded)?,
+            }
         }
         guard.clear_ready();
         Ok(())
@@ -112,14 +130,14 @@ impl Stop {
 /// Reports ring-buffer losses as they grow.
 #[derive(Default)]
 pub struct LossWatch {
-    /// Losses so far, per watch id.
-    seen: HashMap<u32, u64>,
+    /// Losses so far, per watch id (`None`: undecided events).
+    seen: HashMap<Option<u32>, u64>,
 }
 
 impl LossWatch {
     /// Events lost since the last call, per watch id (only those with
     /// new losses), logged to stderr.
-    pub fn check(&mut self, probes: &Probes) -> Vec<(u32, u64)> {
+    pub fn check(&mut self, probes: &Probes) -> Vec<(Option<u32>, u64)> {
         let totals = match probes.lost() {
             Ok(totals) => totals,
             Err(e) => {
@@ -127,7 +145,7 @@ impl LossWatch {
                 return Vec::new();
             }
         };
-        let new: Vec<(u32, u64)> = totals
+        let new: Vec<(Option<u32>, u64)> = totals
             .into_iter()
             .filter_map(|(id, total)| {
                 let seen = self.seen.insert(id, total).unwrap_or(0);

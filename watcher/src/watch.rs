@@ -1,13 +1,15 @@
 //! The watched directories: checking what the user named and turning each
-//! into the kernel-side key.
+//! into the kernel-side keys (its identity, and its path for the prefix
+//! match).
 
 use std::{
+    ffi::CString,
     fs, io,
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
 };
 
-use watcher_common::{MAX_WATCHES, WATCH_PREFIX_MAX};
+use watcher_common::{InodeKey, MAX_WATCHES, WATCH_PREFIX_MAX};
 
 use crate::escape::escape;
 
@@ -16,8 +18,10 @@ use crate::escape::escape;
 pub struct Watch {
     /// Its id in the kernel's `WATCHES` map and in events.
     pub id: u32,
-    /// Absolute, with symlinks resolved.
+    /// Absolute, with symlinks resolved, as it was at start.
     pub root: PathBuf,
+    /// The directory's identity as the kernel sees it.
+    pub key: InodeKey,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +47,10 @@ fn show(path: &Path) -> String {
 }
 
 /// Checks the directories the user named and gives each a watch id.
-/// Naming the same directory twice (by any spelling) watches it once.
-pub fn resolve(dirs: &[PathBuf]) -> Result<Vec<Watch>, WatchError> {
+/// Naming the same directory twice (by any spelling, or through a bind
+/// mount) watches it once. `by_prefix`: the prefix match will be used,
+/// which limits the length of a path.
+pub fn resolve(dirs: &[PathBuf], by_prefix: bool) -> Result<Vec<Watch>, WatchError> {
     if dirs.len() > MAX_WATCHES as usize {
         return Err(WatchError::TooMany(dirs.len()));
     }
@@ -66,15 +72,72 @@ pub fn resolve(dirs: &[PathBuf]) -> Result<Vec<Watch>, WatchError> {
             return Err(WatchError::NotDirectory(dir.clone()));
         }
         let len = prefix(&root).len();
-        if len > WATCH_PREFIX_MAX {
+        if by_prefix && len > WATCH_PREFIX_MAX {
             return Err(WatchError::TooLong { path: root, len });
         }
-        if !watches.iter().any(|w| w.root == root) {
+        let key = identity(&root).map_err(|source| WatchError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        if !watches.iter().any(|w| w.key == key) {
             let id = watches.len() as u32;
-            watches.push(Watch { id, root });
+            watches.push(Watch { id, root, key });
         }
     }
     Ok(watches)
+}
+
+/// The identity the kernel side compares: `s_dev` of the super block and
+/// the inode number. `stat`'s `st_dev` is not always `s_dev` (btrfs
+/// subvolumes report their own), so the device comes from the mount's
+/// line in /proc/self/mountinfo, which shows `s_dev`.
+fn identity(path: &Path) -> io::Result<InodeKey> {
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+    // SAFETY: all-zero is a valid statx buffer.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: valid path and out pointer.
+    let rc = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            libc::AT_STATX_SYNC_AS_STAT,
+            libc::STATX_INO | libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(io::Error::other("the kernel did not report its mount id"));
+    }
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+    let (major, minor) = mount_device(&mountinfo, stx.stx_mnt_id).ok_or_else(|| {
+        io::Error::other(format!(
+            "mount {} not in /proc/self/mountinfo",
+            stx.stx_mnt_id
+        ))
+    })?;
+    Ok(InodeKey {
+        // The kernel's internal dev_t: 12 bits of major, 20 of minor.
+        dev: major << 20 | minor,
+        _pad: 0,
+        ino: stx.stx_ino,
+    })
+}
+
+/// `major:minor` (third field) of mount `id` (first field) in a
+/// mountinfo table.
+fn mount_device(mountinfo: &str, id: u64) -> Option<(u32, u32)> {
+    mountinfo.lines().find_map(|line| {
+        let mut fields = line.split(' ');
+        if fields.next()?.parse::<u64>().ok()? != id {
+            return None;
+        }
+        let (major, minor) = fields.nth(1)?.split_once(':')?;
+        Some((major.parse().ok()?, minor.parse().ok()?))
+    })
 }
 
 /// The bytes a path must start with to lie under `root`: the root and a
@@ -101,20 +164,45 @@ impl Watch {
 mod tests {
     use super::*;
 
+    fn watch(root: &str) -> Watch {
+        Watch {
+            id: 0,
+            root: root.into(),
+            key: InodeKey {
+                dev: 0,
+                _pad: 0,
+                ino: 0,
+            },
+        }
+    }
+
     #[test]
     fn key_has_trailing_slash_once() {
-        let w = Watch {
-            id: 0,
-            root: "/x/media".into(),
-        };
-        let (bits, data) = w.lpm_key();
+        let (bits, data) = watch("/x/media").lpm_key();
         assert_eq!(bits, 9 * 8);
         assert_eq!(&data[..9], b"/x/media/");
-        let root = Watch {
-            id: 0,
-            root: "/".into(),
-        };
-        assert_eq!(root.lpm_key().0, 8);
+        assert_eq!(watch("/").lpm_key().0, 8);
+    }
+
+    #[test]
+    fn mount_device_reads_the_mounts_line() {
+        let table = "22 1 0:21 / /proc rw,nosuid - proc proc rw\n\
+                     29 1 259:3 / / rw,relatime - btrfs /dev/nvme0n1p3 rw\n";
+        assert_eq!(mount_device(table, 29), Some((259, 3)));
+        assert_eq!(mount_device(table, 22), Some((0, 21)));
+        assert_eq!(mount_device(table, 2), None);
+    }
+
+    #[test]
+    fn identity_is_the_mounts_device_and_the_inode() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir();
+        let key = identity(&dir).unwrap();
+        let meta = fs::metadata(&dir).unwrap();
+        assert_eq!(key.ino, meta.ino());
+        // Outside btrfs, stat's device is the super block's.
+        let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+        assert_eq!(key.dev, major << 20 | minor);
     }
 
     #[test]
@@ -124,37 +212,42 @@ mod tests {
         let file = dir.join("file");
         fs::write(&file, b"").unwrap();
         assert!(matches!(
-            resolve(&[dir.join("nope")]),
+            resolve(&[dir.join("nope")], false),
             Err(WatchError::Missing(_))
         ));
         assert!(matches!(
-            resolve(std::slice::from_ref(&file)),
+            resolve(std::slice::from_ref(&file), false),
             Err(WatchError::NotDirectory(_))
         ));
         assert!(matches!(
-            resolve(&[file.join("x")]),
+            resolve(&[file.join("x")], false),
             Err(WatchError::NotDirectory(_))
         ));
-        let same = resolve(&[
-            dir.clone(),
-            dir.join("."),
-            dir.join("../").join(dir.file_name().unwrap()),
-        ])
+        let same = resolve(
+            &[
+                dir.clone(),
+                dir.join("."),
+                dir.join("../").join(dir.file_name().unwrap()),
+            ],
+            false,
+        )
         .unwrap();
         assert_eq!(same.len(), 1);
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn too_long_roots_are_refused() {
+    fn too_long_roots_are_refused_by_prefix_only() {
         let base = std::env::temp_dir().join(format!("watcher-unit-long-{}", std::process::id()));
         let deep = base
             .join("a".repeat(100))
             .join("b".repeat(100))
             .join("c".repeat(100));
         fs::create_dir_all(&deep).unwrap();
-        let result = resolve(&[deep]);
+        let result = resolve(std::slice::from_ref(&deep), true);
+        let exact = resolve(&[deep], false);
         fs::remove_dir_all(&base).unwrap();
+        assert_eq!(exact.unwrap().len(), 1);
         assert!(
             matches!(result, Err(WatchError::TooLong { .. })),
             "{result:?}"

@@ -166,6 +166,7 @@ fn try_exit(ctx: &TracePointContext, syscall: u32) -> Result<(), i64> {
         syscall,
         flags,
         ret,
+        dfd: stash.dfd,
         filename: stash.filename as *const u8,
     })
 }

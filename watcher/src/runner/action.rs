@@ -109,7 +109,7 @@ pub fn start(spec: &Spec<'_>, batch: &Batch, watches: &[Watch]) -> io::Result<Ru
     );
     let roots: Vec<&[u8]> = watches
         .iter()
-        .filter(|w| batch.watches.contains(&w.id))
+        .filter(|w| batch.touches(w.id))
         .map(|w| w.root.as_os_str().as_bytes())
         .collect();
     let mut cmd = if shell {

@@ -16,10 +16,14 @@ pub struct Batch {
     pub flagged: bool,
     /// Ids of the watches that saw changes.
     pub watches: BTreeSet<u32>,
+    /// A change the kernel could not place (its walk ended first): it
+    /// counts for every watch.
+    pub undecided: bool,
     /// Distinct changed paths, in the order first seen, at most `cap`.
     pub paths: Vec<Vec<u8>>,
     seen: HashSet<Vec<u8>>,
-    /// Distinct paths left out because of the cap.
+    /// Distinct paths left out because of the cap, or because only their
+    /// last components are known.
     pub omitted: u64,
 }
 
@@ -28,12 +32,22 @@ impl Batch {
         self.events == 0 && self.lost == 0 && !self.flagged
     }
 
-    /// Events lost, per watch id.
-    pub fn add_lost(&mut self, lost: &[(u32, u64)]) {
+    /// Events lost, per watch id (`None`: undecided).
+    pub fn add_lost(&mut self, lost: &[(Option<u32>, u64)]) {
         for &(id, n) in lost {
             self.lost += n;
-            self.watches.insert(id);
+            match id {
+                Some(id) => {
+                    self.watches.insert(id);
+                }
+                None => self.undecided = true,
+            }
         }
+    }
+
+    /// Whether watch `id` saw changes.
+    pub fn touches(&self, id: u32) -> bool {
+        self.undecided || self.watches.contains(&id)
     }
 
     /// Watches the kernel flagged as changed.
@@ -47,12 +61,19 @@ impl Batch {
         match ev.kind {
             Kind::Write => self.writes += 1,
         }
-        self.watches.insert(ev.watch_id);
+        match ev.watch_id {
+            Some(id) => {
+                self.watches.insert(id);
+            }
+            None => self.undecided = true,
+        }
         // A path seen before in this batch is already kept or counted.
         if !self.seen.insert(ev.path.clone()) {
             return;
         }
-        if self.paths.len() < cap {
+        // A relative-looking tail is no use to the action: left out, and
+        // counted so that the action knows the list is incomplete.
+        if self.paths.len() < cap && !ev.truncated {
             self.paths.push(ev.path.clone());
         } else {
             self.omitted += 1;
@@ -80,5 +101,22 @@ mod tests {
         assert_eq!(b.paths, [b"/w/a".to_vec(), b"/w/b".to_vec()]);
         assert_eq!(b.omitted, 2, "c and d once each");
         assert_eq!(b.watches.iter().copied().collect::<Vec<_>>(), [1]);
+        assert!(b.touches(1) && !b.touches(2));
+    }
+
+    #[test]
+    fn undecided_and_truncated_changes() {
+        let mut b = Batch::default();
+        b.add(
+            &Event {
+                watch_id: None,
+                truncated: true,
+                ..ev(b"d2/f", 0)
+            },
+            10,
+        );
+        assert!(b.touches(0) && b.touches(7));
+        assert!(b.paths.is_empty());
+        assert_eq!(b.omitted, 1);
     }
 }

@@ -1,0 +1,114 @@
+//! The exact match: from a new file descriptor to the opened file's dentry
+//! and mount, then up through parent dentries and across mount points to
+//! the root, looking up each ancestor's identity among the watched
+//! directories. Offsets come from BTF through `KERNEL_OFFSETS`; every read
+//! goes through `bpf_probe_read_kernel`, so a wrong pointer fails the read
+//! instead of faulting.
+
+use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::bpf_get_current_task};
+use watcher_common::{InodeKey, KernelOffsets};
+
+use crate::maps::WATCH_INODES;
+
+#[inline(always)]
+fn read<T>(base: u64, offset: u32) -> Result<T, i64> {
+    unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) }.map_err(i64::from)
+}
+
+/// The `struct file` behind `fd` in the current task's descriptor table.
+#[inline(always)]
+pub fn file_of_fd(off: &KernelOffsets, fd: i64) -> Result<u64, i64> {
+    let task = unsafe { bpf_get_current_task() };
+    let files: u64 = read(task, off.task_files)?;
+    let fdt: u64 = read(files, off.files_fdt)?;
+    let max_fds: u32 = read(fdt, off.fdtable_max_fds)?;
+    if fd < 0 || fd >= i64::from(max_fds) {
+        return Err(0);
+    }
+    let fds: u64 = read(fdt, off.fdtable_fd)?;
+    read(fds + fd as u64 * 8, 0)
+}
+
+/// A position in the walk: a dentry and the mount it is seen through.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Cursor {
+    dentry: u64,
+    /// `struct mount *`.
+    mount: u64,
+    /// The mount's root dentry: reaching it means crossing to the mount
+    /// point.
+    root: u64,
+    /// `s_dev` of the mount's super block.
+    dev: u32,
+}
+
+/// What [`Cursor::up`] did.
+pub enum Step {
+    /// Moved to the parent dentry: the dentry left is a path component.
+    Parent,
+    /// Moved from a mount's root to its mount point in the parent mount.
+    Crossed,
+    /// Already at the root of the mount tree.
+    Top,
+}
+
+impl Cursor {
+    /// At the opened file.
+    #[inline(always)]
+    pub fn of_file(off: &KernelOffsets, file: u64) -> Result<Self, i64> {
+        let vfsmount: u64 = read(file, off.file_path_mnt)?;
+        let dentry: u64 = read(file, off.file_path_dentry)?;
+        Self::at(off, dentry, vfsmount - u64::from(off.mount_mnt))
+    }
+
+    #[inline(always)]
+    fn at(off: &KernelOffsets, dentry: u64, mount: u64) -> Result<Self, i64> {
+        let root: u64 = read(mount, off.mount_mnt + off.vfsmount_root)?;
+        let sb: u64 = read(dentry, off.dentry_sb)?;
+        let dev: u32 = read(sb, off.super_block_dev)?;
+        Ok(Self {
+            dentry,
+            mount,
+            root,
+            dev,
+        })
+    }
+
+    /// The watch whose directory this dentry is, if any.
+    #[inline(always)]
+    pub fn watch(&self, off: &KernelOffsets) -> Result<Option<u32>, i64> {
+        let inode: u64 = read(self.dentry, off.dentry_inode)?;
+        let key = InodeKey {
+            dev: self.dev,
+            _pad: 0,
+            ino: read(inode, off.inode_ino)?,
+        };
+        Ok(unsafe { WATCH_INODES.get(&key) }.copied())
+    }
+
+    /// The kernel pointer to this dentry's name (NUL-terminated).
+    #[inline(always)]
+    pub fn name(&self, off: &KernelOffsets) -> Result<u64, i64> {
+        read(self.dentry, off.dentry_name)
+    }
+
+    #[inline(always)]
+    pub fn up(&mut self, off: &KernelOffsets) -> Result<Step, i64> {
+        if self.dentry == self.root {
+            let parent: u64 = read(self.mount, off.mount_parent)?;
+            if parent == self.mount {
+                return Ok(Step::Top);
+            }
+            let mountpoint: u64 = read(self.mount, off.mount_mountpoint)?;
+            *self = Self::at(off, mountpoint, parent)?;
+            return Ok(Step::Crossed);
+        }
+        let parent: u64 = read(self.dentry, off.dentry_parent)?;
+        if parent == self.dentry {
+            return Ok(Step::Top);
+        }
+        self.dentry = parent;
+        Ok(Step::Parent)
+    }
+}

@@ -1,0 +1,185 @@
+//! The kernel struct member offsets the exact match reads, from the
+//! kernel's BTF (`/sys/kernel/btf/vmlinux`). Rust eBPF has no CO-RE, so
+//! this is what lets one binary run on any kernel.
+
+use btf_rs::{Btf, Type};
+use watcher_common::KernelOffsets;
+
+pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+
+/// What watching without BTF means, for the warning at start and in
+/// `watcher check`.
+pub const FALLBACK: &str = "matching by path prefix instead: absolute names as written, relative \
+                            ones placed from /proc (missed when the writer exits first), `..` \
+                            and symlinks not resolved";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    #[error("cannot read {VMLINUX}: {0}")]
+    Read(#[source] btf_rs::Error),
+    #[error("kernel BTF has no struct {0}")]
+    NoStruct(&'static str),
+    #[error("kernel BTF: struct {strukt} has no member {member}")]
+    NoMember {
+        strukt: &'static str,
+        member: &'static str,
+    },
+    #[error("kernel BTF: {strukt}.{member} is {found}, watcher expects {expected}")]
+    Shape {
+        strukt: &'static str,
+        member: &'static str,
+        found: String,
+        expected: &'static str,
+    },
+    #[error("kernel BTF: {0}")]
+    Parse(#[source] btf_rs::Error),
+}
+
+/// What a member must be for the programs' fixed-size reads.
+#[derive(Clone, Copy)]
+enum Shape {
+    Pointer,
+    /// An integer of this many bytes.
+    Int(usize),
+    Struct(&'static str),
+}
+
+impl Shape {
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Pointer => "a pointer",
+            Self::Int(4) => "a 4-byte integer",
+            Self::Int(8) => "an 8-byte integer",
+            Self::Int(_) => "an integer",
+            Self::Struct(_) => "a struct",
+        }
+    }
+}
+
+/// Reads every offset the exact match needs.
+pub fn kernel_offsets() -> Result<KernelOffsets, BtfError> {
+    let btf = Btf::from_file(VMLINUX).map_err(BtfError::Read)?;
+    let m = |strukt, path: &[&'static str], shape| member(&btf, strukt, path, shape);
+    use Shape::{Int, Pointer};
+    Ok(KernelOffsets {
+        task_files: m("task_struct", &["files"], Pointer)?,
+        files_fdt: m("files_struct", &["fdt"], Pointer)?,
+        fdtable_max_fds: m("fdtable", &["max_fds"], Int(4))?,
+        fdtable_fd: m("fdtable", &["fd"], Pointer)?,
+        file_path_mnt: m("file", &["f_path", "mnt"], Pointer)?,
+        file_path_dentry: m("file", &["f_path", "dentry"], Pointer)?,
+        dentry_parent: m("dentry", &["d_parent"], Pointer)?,
+        dentry_name: m("dentry", &["d_name", "name"], Pointer)?,
+        dentry_inode: m("dentry", &["d_inode"], Pointer)?,
+        dentry_sb: m("dentry", &["d_sb"], Pointer)?,
+        inode_ino: m("inode", &["i_ino"], Int(8))?,
+        super_block_dev: m("super_block", &["s_dev"], Int(4))?,
+        vfsmount_root: m("vfsmount", &["mnt_root"], Pointer)?,
+        mount_mnt: m("mount", &["mnt"], Shape::Struct("vfsmount"))?,
+        mount_parent: m("mount", &["mnt_parent"], Pointer)?,
+        mount_mountpoint: m("mount", &["mnt_mountpoint"], Pointer)?,
+    })
+}
+
+/// The byte offset of `strukt.path[0].path[1]…`, looking through
+/// anonymous struct and union members, and checking the last member's
+/// shape.
+fn member(
+    btf: &Btf,
+    strukt: &'static str,
+    path: &[&'static str],
+    shape: Shape,
+) -> Result<u32, BtfError> {
+    let mut ty = btf
+        .resolve_types_by_name(strukt)
+        .map_err(|_| BtfError::NoStruct(strukt))?
+        .into_iter()
+        .find(|t| matches!(t, Type::Struct(s) if !s.members.is_empty()))
+        .ok_or(BtfError::NoStruct(strukt))?;
+    let mut offset = 0;
+    for &name in path {
+        let (bits, member_ty) = find_member(btf, &ty, name)?.ok_or(BtfError::NoMember {
+            strukt,
+            member: name,
+        })?;
+        offset += bits / 8;
+        ty = member_ty;
+    }
+    let member = path.last().copied().unwrap_or_default();
+    let found = strip(btf, ty)?;
+    let ok = match (shape, &found) {
+        (Shape::Pointer, Type::Ptr(_)) => true,
+        (Shape::Int(n), Type::Int(i)) => i.size() == n,
+        (Shape::Struct(want), Type::Struct(s)) => btf.resolve_name(s).is_ok_and(|n| n == want),
+        _ => false,
+    };
+    if !ok {
+        return Err(BtfError::Shape {
+            strukt,
+            member,
+            found: found.name().to_string(),
+            expected: shape.describe(),
+        });
+    }
+    Ok(offset)
+}
+
+/// Finds member `name` of struct or union `ty`, descending into anonymous
+/// members; returns its bit offset and its type.
+fn find_member(btf: &Btf, ty: &Type, name: &str) -> Result<Option<(u32, Type)>, BtfError> {
+    let members = match strip(btf, ty.clone())? {
+        Type::Struct(s) | Type::Union(s) => s.members,
+        _ => return Ok(None),
+    };
+    for m in members {
+        let member_ty = btf.resolve_chained_type(&m).map_err(BtfError::Parse)?;
+        let member_name = btf.resolve_name(&m).unwrap_or_default();
+        if member_name == name {
+            return Ok(Some((m.bit_offset(), member_ty)));
+        }
+        if member_name.is_empty()
+            && let Some((bits, found)) = find_member(btf, &member_ty, name)?
+        {
+            return Ok(Some((m.bit_offset() + bits, found)));
+        }
+    }
+    Ok(None)
+}
+
+/// Looks through typedefs and qualifiers.
+fn strip(btf: &Btf, mut ty: Type) -> Result<Type, BtfError> {
+    // A bounded loop: BTF chains of qualifiers are short, a cycle would be
+    // malformed BTF.
+    for _ in 0..32 {
+        match &ty {
+            Type::Typedef(_)
+            | Type::Volatile(_)
+            | Type::Const(_)
+            | Type::Restrict(_)
+            | Type::TypeTag(_) => {
+                let Some(inner) = ty.as_btf_type() else {
+                    return Ok(ty);
+                };
+                ty = btf.resolve_chained_type(inner).map_err(BtfError::Parse)?;
+            }
+            _ => return Ok(ty),
+        }
+    }
+    Ok(ty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernels watcher is tested on have BTF: every offset is found,
+    /// including those behind anonymous unions, and they are consistent.
+    #[test]
+    fn reads_this_kernels_offsets() {
+        let off = kernel_offsets().unwrap();
+        eprintln!("{off:#?}");
+        assert_ne!(off.dentry_parent, off.dentry_inode);
+        assert_eq!(off.file_path_dentry, off.file_path_mnt + 8);
+        assert!(off.mount_mnt > 0 && off.mount_parent > 0);
+    }
+}
