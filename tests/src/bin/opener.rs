@@ -5,6 +5,10 @@
 //! SYSCALL is openat, openat2, open or creat; FLAGS are letters: r (O_RDONLY),
 //! w (O_WRONLY), b (O_RDWR), c (O_CREAT), t (O_TRUNC), x (O_EXCL). creat
 //! takes no flags. Paths are raw bytes, so hostile names pass unchanged.
+//!
+//! Two more operations set where relative paths start: `chdir PATH`, and
+//! `dirfd PATH`, which opens PATH as a directory (read-only) for the
+//! `openat` and `openat2` calls after it to use instead of AT_FDCWD.
 
 use std::{
     ffi::{CString, OsString},
@@ -33,14 +37,14 @@ fn flags(spec: &str) -> libc::c_int {
     })
 }
 
-fn open(op: &str, path: &CString) -> libc::c_long {
+fn open(op: &str, path: &CString, dirfd: libc::c_int) -> libc::c_long {
     let (syscall, spec) = op.split_once(':').unwrap_or((op, ""));
     let f = flags(spec);
     let mode: libc::c_long = 0o644;
     // SAFETY: plain syscalls with a valid NUL-terminated path.
     unsafe {
         match syscall {
-            "openat" => libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), f, mode),
+            "openat" => libc::syscall(libc::SYS_openat, dirfd, path.as_ptr(), f, mode),
             "open" => libc::syscall(libc::SYS_open, path.as_ptr(), f, mode),
             "creat" => libc::syscall(libc::SYS_creat, path.as_ptr(), mode),
             "openat2" => {
@@ -51,7 +55,7 @@ fn open(op: &str, path: &CString) -> libc::c_long {
                 };
                 libc::syscall(
                     libc::SYS_openat2,
-                    libc::AT_FDCWD,
+                    dirfd,
                     path.as_ptr(),
                     &how,
                     size_of::<OpenHow>(),
@@ -68,19 +72,38 @@ fn main() {
         args.len().is_multiple_of(2),
         "usage: opener SYSCALL:FLAGS PATH..."
     );
+    let mut dirfd = libc::AT_FDCWD;
     for pair in args.chunks(2) {
         let op = pair[0].to_str().expect("operation is ASCII");
         let path = CString::new(pair[1].clone().into_vec()).expect("no NUL in path");
-        let fd = open(op, &path);
-        if fd < 0 {
+        // SAFETY: plain syscalls with a valid NUL-terminated path; the fds
+        // are this process's own.
+        let result = unsafe {
+            match op {
+                "chdir" => libc::chdir(path.as_ptr()).into(),
+                "dirfd" => {
+                    let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+                    if fd >= 0 {
+                        dirfd = fd;
+                    }
+                    fd.into()
+                }
+                _ => {
+                    let fd = open(op, &path, dirfd);
+                    if fd >= 0 {
+                        libc::close(fd as libc::c_int);
+                    }
+                    fd
+                }
+            }
+        };
+        if result < 0 {
             println!(
                 "err {}",
                 io::Error::last_os_error().raw_os_error().unwrap_or(0)
             );
         } else {
             println!("ok");
-            // SAFETY: the fd was just returned to us.
-            unsafe { libc::close(fd as libc::c_int) };
         }
     }
 }
