@@ -106,6 +106,9 @@ impl Probes {
             None => match_mode::PREFIX,
         };
         let mut ebpf = EbpfLoader::new()
+            // No CO-RE relocations to make: the offsets come in
+            // KERNEL_OFFSETS.
+            .btf(None)
             .override_global("TP_OFFSETS", offsets, true)
             .override_global(
                 "KERNEL_OFFSETS",

@@ -2,7 +2,7 @@
 //! kernel's BTF (`/sys/kernel/btf/vmlinux`). Rust eBPF has no CO-RE, so
 //! this is what lets one binary run on any kernel.
 
-use btf_rs::{Btf, Type};
+use btf_rs::{Backend, Btf, Type};
 use watcher_common::KernelOffsets;
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
@@ -58,7 +58,12 @@ impl Shape {
 
 /// Reads every offset the exact match needs.
 pub fn kernel_offsets() -> Result<KernelOffsets, BtfError> {
-    let btf = Btf::from_file(VMLINUX).map_err(BtfError::Read)?;
+    // Mapped, only the types asked for are parsed (a few ms, where
+    // parsing all of it takes over 100 ms); kernels that cannot map the
+    // file are read whole.
+    let btf = Btf::from_file_with_backend(VMLINUX, Backend::Mmap)
+        .or_else(|_| Btf::from_file(VMLINUX))
+        .map_err(BtfError::Read)?;
     let m = |strukt, path: &[&'static str], shape| member(&btf, strukt, path, shape);
     use Shape::{Int, Pointer};
     Ok(KernelOffsets {
