@@ -1,5 +1,7 @@
-//! `cargo xtask`: set-up, build, run and test for watcher, so that a fresh
-//! Debian machine needs nothing but these commands.
+//! `cargo xtask`: set-up, build, run, test and benchmark for watcher, so
+//! that a fresh Debian machine needs nothing but these commands.
+
+mod bench;
 
 use std::{
     env,
@@ -51,6 +53,13 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Set up, build, then measure watcher beside the tools it replaces and
+    /// write BENCHMARKS.md (needs root; installs the tools from Debian).
+    Bench {
+        /// Fewer sizes and runs (a few minutes).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -86,6 +95,7 @@ fn xtask(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot run {}", bin.display()))
         }
         Task::Test { args } => test(&root, &args),
+        Task::Bench { quick } => bench::bench(&root, quick),
     }
 }
 
@@ -133,14 +143,15 @@ fn output(cmd: &mut Command) -> Option<String> {
 }
 
 fn setup() -> anyhow::Result<()> {
-    apt_packages()?;
+    apt_packages("LLVM 22 packages", APT_PACKAGES)?;
     nightly_components()?;
     bpf_linker()
 }
 
-fn apt_packages() -> anyhow::Result<()> {
-    const WHAT: &str = "LLVM 22 packages";
-    let missing: Vec<&str> = APT_PACKAGES
+/// Installs the Debian `packages` that are missing; `what` names them in
+/// the progress line.
+fn apt_packages(what: &str, packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|pkg| {
@@ -150,10 +161,10 @@ fn apt_packages() -> anyhow::Result<()> {
         })
         .collect();
     if missing.is_empty() {
-        step(WHAT, "already installed");
+        step(what, "already installed");
         return Ok(());
     }
-    step(WHAT, &format!("installing {}", missing.join(" ")));
+    step(what, &format!("installing {}", missing.join(" ")));
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!(
