@@ -134,6 +134,32 @@ impl Drop for Tree {
     }
 }
 
+/// A tmpfs mounted for a test, unmounted on drop (declare it after the
+/// [`Tree`] it is in, so that it goes first).
+pub struct Mount(PathBuf);
+
+impl Mount {
+    pub fn tmpfs(at: &Path) -> Self {
+        let (_, out) = spawn(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "watcher-test"])
+                .arg(at),
+        );
+        assert!(
+            out.status.success(),
+            "mount: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self(at.to_path_buf())
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = spawn(Command::new("umount").arg(&self.0));
+    }
+}
+
 /// A running watcher; killed on drop if the test did not stop it.
 pub struct Watcher {
     child: Option<Child>,

@@ -10,7 +10,7 @@ use std::{
 
 use serde_json::Value;
 use watcher_common::MAX_WALK;
-use watcher_tests::{Tree, Watcher, of_pid, opener, path_bytes, spawn, watcher_bin};
+use watcher_tests::{Mount, Tree, Watcher, of_pid, opener, path_bytes, spawn, watcher_bin};
 
 fn bytes(p: &Path) -> Vec<u8> {
     p.as_os_str().as_bytes().to_vec()
@@ -163,31 +163,6 @@ fn a_renamed_watch_is_still_watched_under_its_new_path() {
     assert_eq!(watch_of(mine[0]).as_bytes(), bytes(&watched));
 }
 
-/// A tmpfs mounted for the test, unmounted on drop.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn tmpfs(at: &Path) -> Self {
-        let (_, out) = spawn(
-            Command::new("mount")
-                .args(["-t", "tmpfs", "watcher-test"])
-                .arg(at),
-        );
-        assert!(
-            out.status.success(),
-            "mount: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self(at.to_path_buf())
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = spawn(Command::new("umount").arg(&self.0));
-    }
-}
-
 #[test]
 fn a_filesystem_mounted_below_the_watch_is_covered() {
     let tree = Tree::new("mounted");
@@ -250,10 +225,25 @@ fn nested_and_disjoint_watches_each_name_the_innermost() {
     assert_eq!(got, want);
 }
 
+/// `base` with `depth` more directories named `d` below it, created.
+fn chain(base: &Path, depth: u32) -> PathBuf {
+    let dir: PathBuf = std::iter::once(base.to_path_buf())
+        .chain((0..depth).map(|_| PathBuf::from("d")))
+        .collect();
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 #[test]
 fn a_big_tree_costs_nothing_and_deep_files_are_never_decided_wrongly() {
     let tree = Tree::new("big");
-    let watched = tree.dir("media");
+    // A filesystem of its own: a file deeper than the walk on a device that
+    // holds a watch is sent to every watcher that watches on that device,
+    // and other tests watch on /tmp's.
+    let fs = tree.dir("fs");
+    let _mount = Mount::tmpfs(&fs);
+    let watched = fs.join("media");
+    std::fs::create_dir(&watched).unwrap();
     // 100,000 directories: 100 artists of 1,000 albums.
     for artist in 0..100 {
         let artist = watched.join(format!("artist{artist}"));
@@ -267,18 +257,19 @@ fn a_big_tree_costs_nothing_and_deep_files_are_never_decided_wrongly() {
         .chain((1..=30).map(|i| PathBuf::from(format!("d{i}"))))
         .collect();
     std::fs::create_dir_all(&depth30).unwrap();
-    let too_deep: PathBuf = std::iter::once(watched.clone())
-        .chain((0..MAX_WALK + 8).map(|_| PathBuf::from("d")))
-        .collect();
-    std::fs::create_dir_all(&too_deep).unwrap();
+    let too_deep = chain(&watched, MAX_WALK + 8);
+    // As deep, on a device with no watch: decided (not watched) without
+    // walking it, since nothing on that device can be a watch.
+    let elsewhere = chain(&tree.dir("elsewhere"), MAX_WALK + 8);
     let w = Watcher::trace_json(&[&watched]);
 
     let (op, results) = opener(&[
         ("openat:wc", &depth30.join("file")),
         ("openat:wc", &watched.join("artist99/album999/track")),
         ("openat:wc", &too_deep.join("file")),
+        ("openat:wc", &elsewhere.join("file")),
     ]);
-    assert_eq!(results, ["ok"; 3]);
+    assert_eq!(results, ["ok"; 4]);
 
     let events = w.events_until_marker(&watched);
     let mine = of_pid(&events, op);

@@ -10,7 +10,7 @@ use std::{
 };
 
 use serde_json::Value;
-use watcher_tests::{Tree, Watcher, eventually, helper_bin, opener};
+use watcher_tests::{Mount, Tree, Watcher, eventually, helper_bin, opener};
 
 /// `watcher run OPTIONS... DIRS... [-- ACTION...]` (no `--` when ACTION is
 /// empty, as with `--signal`).
@@ -684,4 +684,41 @@ fn an_action_that_cannot_start_is_logged_and_watcher_goes_on() {
         nul_paths(&runs[0]),
         BTreeSet::from([bytes(&watched.join("b"))])
     );
+}
+
+#[test]
+fn a_change_too_deep_to_place_runs_the_action_for_every_watch() {
+    let tree = Tree::new("deep");
+    // On a filesystem of its own, so that other tests' watchers (on /tmp's)
+    // can tell the deep file is not theirs.
+    let fs = tree.dir("fs");
+    let _mount = Mount::tmpfs(&fs);
+    let music = fs.join("music");
+    std::fs::create_dir(&music).unwrap();
+    let video = tree.dir("video");
+    let too_deep: PathBuf = std::iter::once(music.clone())
+        .chain((0..watcher_common::MAX_WALK + 8).map(|_| PathBuf::from("d")))
+        .collect();
+    std::fs::create_dir_all(&too_deep).unwrap();
+    let log = tree.root.join("runs.log");
+    let record = helper_bin("record");
+    let w = run_watcher(
+        &["--settle", "50ms", "--once"],
+        &[&music, &video],
+        &[record.as_os_str(), log.as_os_str()],
+    );
+
+    write_files(&[too_deep.join("file")]);
+    let stopped = w.wait_exit();
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+    let run = &runs(&log)[0];
+    // The kernel could not tell which watch, if any: the run is for all of
+    // them, and the path, of which only the tail is known, is left out and
+    // counted.
+    let watches: Vec<&str> = env(run, "WATCHER_WATCHES").lines().collect();
+    assert_eq!(watches, [music.to_str().unwrap(), video.to_str().unwrap()]);
+    assert_eq!(env(run, "WATCHER_EVENTS"), "1");
+    assert_eq!(env(run, "WATCHER_PATHS"), "0");
+    assert_eq!(env(run, "WATCHER_PATHS_OMITTED"), "1");
+    assert!(stdin(run).is_empty());
 }

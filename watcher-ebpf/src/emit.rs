@@ -126,6 +126,10 @@ extern "C" fn find_watch(_index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes back the `Walk` given to it.
     let walk = unsafe { &mut *ctx.cast::<Walk>() };
     let off = kernel_offsets();
+    if !walk.at.on_watched_device() {
+        // Nothing up to this mount's root can be a watch.
+        walk.at.to_mount_root();
+    }
     let step = match walk.at.watch(&off) {
         Ok(Some(id)) => {
             walk.watch = id;

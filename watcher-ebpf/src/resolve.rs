@@ -8,7 +8,7 @@
 use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::bpf_get_current_task};
 use watcher_common::{InodeKey, KernelOffsets};
 
-use crate::maps::WATCH_INODES;
+use crate::maps::{WATCH_DEVS, WATCH_INODES};
 
 #[inline(always)]
 fn read<T>(base: u64, offset: u32) -> Result<T, i64> {
@@ -41,6 +41,8 @@ pub struct Cursor {
     root: u64,
     /// `s_dev` of the mount's super block.
     dev: u32,
+    /// Whether that device holds a watched directory (1) or not (0).
+    dev_watched: u32,
 }
 
 /// What [`Cursor::up`] did.
@@ -72,12 +74,23 @@ impl Cursor {
             mount,
             root,
             dev,
+            dev_watched: u32::from(unsafe { WATCH_DEVS.get(&dev) }.is_some()),
         })
+    }
+
+    /// Whether the mount's device holds a watched directory: if not, no
+    /// dentry up to the mount's root can be one.
+    #[inline(always)]
+    pub fn on_watched_device(&self) -> bool {
+        self.dev_watched != 0
     }
 
     /// The watch whose directory this dentry is, if any.
     #[inline(always)]
     pub fn watch(&self, off: &KernelOffsets) -> Result<Option<u32>, i64> {
+        if !self.on_watched_device() {
+            return Ok(None);
+        }
         let inode: u64 = read(self.dentry, off.dentry_inode)?;
         let key = InodeKey {
             dev: self.dev,
@@ -91,6 +104,13 @@ impl Cursor {
     #[inline(always)]
     pub fn name(&self, off: &KernelOffsets) -> Result<u64, i64> {
         read(self.dentry, off.dentry_name)
+    }
+
+    /// Jumps to the mount's root, from where [`Cursor::up`] crosses to the
+    /// mount point.
+    #[inline(always)]
+    pub fn to_mount_root(&mut self) {
+        self.dentry = self.root;
     }
 
     #[inline(always)]

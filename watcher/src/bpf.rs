@@ -137,6 +137,14 @@ impl Probes {
                     .insert(watch.key, watch.id, 0)
                     .map_err(map_err("WATCH_INODES"))?;
             }
+            let mut devs: HashMap<_, u32, u32> =
+                HashMap::try_from(map_mut("WATCH_DEVS", &mut ebpf)?)
+                    .map_err(map_err("WATCH_DEVS"))?;
+            for watch in watches {
+                let count = devs.get(&watch.key.dev, 0).unwrap_or(0);
+                devs.insert(watch.key.dev, count + 1, 0)
+                    .map_err(map_err("WATCH_DEVS"))?;
+            }
         } else {
             let mut trie: LpmTrie<_, [u8; WATCH_PREFIX_MAX], u32> =
                 LpmTrie::try_from(map_mut("WATCHES", &mut ebpf)?).map_err(map_err("WATCHES"))?;
