@@ -134,6 +134,16 @@ impl Drop for Tree {
     }
 }
 
+/// `base` with `depth` more directories named `d` below it, created: for
+/// files deeper than the kernel's walk.
+pub fn chain(base: &Path, depth: u32) -> PathBuf {
+    let dir: PathBuf = std::iter::once(base.to_path_buf())
+        .chain((0..depth).map(|_| PathBuf::from("d")))
+        .collect();
+    std::fs::create_dir_all(&dir).expect("create a deep chain");
+    dir
+}
+
 /// A tmpfs mounted for a test, unmounted on drop (declare it after the
 /// [`Tree`] it is in, so that it goes first).
 pub struct Mount(PathBuf);

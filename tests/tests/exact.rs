@@ -10,7 +10,7 @@ use std::{
 
 use serde_json::Value;
 use watcher_common::MAX_WALK;
-use watcher_tests::{Mount, Tree, Watcher, of_pid, opener, path_bytes, spawn, watcher_bin};
+use watcher_tests::{Mount, Tree, Watcher, chain, of_pid, opener, path_bytes, spawn, watcher_bin};
 
 fn bytes(p: &Path) -> Vec<u8> {
     p.as_os_str().as_bytes().to_vec()
@@ -223,15 +223,6 @@ fn nested_and_disjoint_watches_each_name_the_innermost() {
         .map(|(p, w)| (bytes(p), w.to_str().unwrap()))
         .collect();
     assert_eq!(got, want);
-}
-
-/// `base` with `depth` more directories named `d` below it, created.
-fn chain(base: &Path, depth: u32) -> PathBuf {
-    let dir: PathBuf = std::iter::once(base.to_path_buf())
-        .chain((0..depth).map(|_| PathBuf::from("d")))
-        .collect();
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]

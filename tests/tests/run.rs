@@ -10,7 +10,7 @@ use std::{
 };
 
 use serde_json::Value;
-use watcher_tests::{Mount, Tree, Watcher, eventually, helper_bin, opener};
+use watcher_tests::{Mount, Tree, Watcher, chain, eventually, helper_bin, opener};
 
 /// `watcher run OPTIONS... DIRS... [-- ACTION...]` (no `--` when ACTION is
 /// empty, as with `--signal`).
@@ -696,10 +696,7 @@ fn a_change_too_deep_to_place_runs_the_action_for_every_watch() {
     let music = fs.join("music");
     std::fs::create_dir(&music).unwrap();
     let video = tree.dir("video");
-    let too_deep: PathBuf = std::iter::once(music.clone())
-        .chain((0..watcher_common::MAX_WALK + 8).map(|_| PathBuf::from("d")))
-        .collect();
-    std::fs::create_dir_all(&too_deep).unwrap();
+    let too_deep = chain(&music, watcher_common::MAX_WALK + 8);
     let log = tree.root.join("runs.log");
     let record = helper_bin("record");
     let w = run_watcher(
