@@ -82,6 +82,8 @@ pub fn emit_if_watched(hit: &Hit) -> Result<(), i64> {
     // Re-read from the scratch buffer: `build_path` wrote the path there.
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(0i64)?;
     let scratch = unsafe { &mut *scratch };
+    // Verifier: lengths read back from the loop's context are unknown to
+    // it; masked, they bound the size sent. Both are below PATH_MAX.
     send(
         scratch,
         hit,
