@@ -18,11 +18,11 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 #[map]
 pub static WATCH_INODES: HashMap<InodeKey, u32> = HashMap::with_max_entries(MAX_WATCHES, 0);
 
-/// Devices (`s_dev`) that hold a watched directory, with how many. The walk
-/// skips from a file straight to the root of its mount when the mount's
-/// device holds none: no ancestor there can be a watch.
+/// Devices (`s_dev`) that hold a watched directory (the value is unused).
+/// The walk skips from a file straight to the root of its mount when the
+/// mount's device holds none: no ancestor there can be a watch.
 #[map]
-pub static WATCH_DEVS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_WATCHES, 0);
+pub static WATCH_DEVS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_WATCHES, 0);
 
 /// Watched directories for the prefix match (no BTF): key is the
 /// directory's absolute path with a trailing `/`, value its watch id. A

@@ -64,13 +64,6 @@ pub enum LoadError {
     },
 }
 
-fn map_mut<'a>(
-    name: &'static str,
-    ebpf: &'a mut Ebpf,
-) -> Result<&'a mut aya::maps::Map, LoadError> {
-    ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))
-}
-
 impl LoadError {
     /// The verifier's log, when the verifier refused a program.
     pub fn verifier_log(&self) -> Option<&str> {
@@ -79,6 +72,14 @@ impl LoadError {
             _ => None,
         }
     }
+}
+
+/// Map `name`, borrowed from the loaded object.
+fn map_mut<'a>(
+    name: &'static str,
+    ebpf: &'a mut Ebpf,
+) -> Result<&'a mut aya::maps::Map, LoadError> {
+    ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))
 }
 
 /// The loaded and attached programs. Dropping it detaches everything.
@@ -137,12 +138,11 @@ impl Probes {
                     .insert(watch.key, watch.id, 0)
                     .map_err(map_err("WATCH_INODES"))?;
             }
-            let mut devs: HashMap<_, u32, u32> =
+            let mut devs: HashMap<_, u32, u8> =
                 HashMap::try_from(map_mut("WATCH_DEVS", &mut ebpf)?)
                     .map_err(map_err("WATCH_DEVS"))?;
             for watch in watches {
-                let count = devs.get(&watch.key.dev, 0).unwrap_or(0);
-                devs.insert(watch.key.dev, count + 1, 0)
+                devs.insert(watch.key.dev, 1, 0)
                     .map_err(map_err("WATCH_DEVS"))?;
             }
         } else {

@@ -52,8 +52,7 @@ pub fn start(args: &WatchArgs, verbose: bool) -> anyhow::Result<Watching> {
         // replaces it while the AsyncFd holds it.
         fd: unsafe { AsyncFd::register(ring) }.context("cannot poll the ring buffer")?,
         clock: Clock::new(),
-        exact: kernel.is_some(),
-        watches: watches.clone(),
+        placing: kernel.is_none().then(|| watches.clone()),
     };
     // Signal handlers go in before the `watching` line, so that a signal
     // sent as soon as it appears is handled.
@@ -83,10 +82,9 @@ pub fn start(args: &WatchArgs, verbose: bool) -> anyhow::Result<Watching> {
 pub struct EventStream {
     fd: AsyncFd<RingBuf<MapData>>,
     clock: Clock,
-    /// The kernel matches exactly; otherwise by prefix, and relative names
-    /// are placed here.
-    exact: bool,
-    watches: Vec<Watch>,
+    /// Prefix mode (no BTF): the watches relative names are placed
+    /// against here. `None`: the kernel matches exactly.
+    placing: Option<Vec<Watch>>,
 }
 
 impl EventStream {
@@ -98,13 +96,16 @@ impl EventStream {
         let mut guard = self.fd.readable_mut().await?;
         let ring = guard.get_inner_mut();
         while let Some(item) = ring.next() {
-            match decode(&item, &self.clock, self.exact) {
-                Ok(mut ev) if ev.relative => {
-                    if place(&mut ev, &self.watches) {
+            match (
+                decode(&item, &self.clock, self.placing.is_none()),
+                &self.placing,
+            ) {
+                (Ok(mut ev), Some(watches)) if ev.relative => {
+                    if place(&mut ev, watches) {
                         each(Ok(ev))?;
                     }
                 }
-                decoded => each(decoded)?,
+                (decoded, _) => each(decoded)?,
             }
         }
         guard.clear_ready();

@@ -151,6 +151,12 @@ fn prefix(root: &Path) -> Vec<u8> {
 }
 
 impl Watch {
+    /// Whether the absolute `path` lies below this watch's root, as the
+    /// prefix match decides it.
+    pub fn holds(&self, path: &[u8]) -> bool {
+        path.starts_with(&prefix(&self.root))
+    }
+
     /// The LPM-trie key: the prefix length in bits and the prefix bytes.
     pub fn lpm_key(&self) -> (u32, [u8; WATCH_PREFIX_MAX]) {
         let prefix = prefix(&self.root);
@@ -182,6 +188,14 @@ mod tests {
         assert_eq!(bits, 9 * 8);
         assert_eq!(&data[..9], b"/x/media/");
         assert_eq!(watch("/").lpm_key().0, 8);
+    }
+
+    #[test]
+    fn holds_needs_a_whole_component() {
+        assert!(watch("/srv/media").holds(b"/srv/media/x"));
+        assert!(!watch("/srv/media").holds(b"/srv/media2/x"));
+        assert!(!watch("/srv/media").holds(b"/srv/media"));
+        assert!(watch("/").holds(b"/x"));
     }
 
     #[test]

@@ -36,12 +36,17 @@ impl Batch {
     pub fn add_lost(&mut self, lost: &[(Option<u32>, u64)]) {
         for &(id, n) in lost {
             self.lost += n;
-            match id {
-                Some(id) => {
-                    self.watches.insert(id);
-                }
-                None => self.undecided = true,
+            self.mark(id);
+        }
+    }
+
+    /// Records a change of watch `id`; `None`: of an undecided one.
+    fn mark(&mut self, id: Option<u32>) {
+        match id {
+            Some(id) => {
+                self.watches.insert(id);
             }
+            None => self.undecided = true,
         }
     }
 
@@ -61,12 +66,7 @@ impl Batch {
         match ev.kind {
             Kind::Write => self.writes += 1,
         }
-        match ev.watch_id {
-            Some(id) => {
-                self.watches.insert(id);
-            }
-            None => self.undecided = true,
-        }
+        self.mark(ev.watch_id);
         // A path seen before in this batch is already kept or counted.
         if !self.seen.insert(ev.path.clone()) {
             return;
