@@ -128,11 +128,14 @@ extern "C" fn find_watch(_index: u64, ctx: *mut c_void) -> i64 {
     // SAFETY: bpf_loop passes back the `Walk` given to it.
     let walk = unsafe { &mut *ctx.cast::<Walk>() };
     let off = kernel_offsets();
-    if !walk.at.on_watched_device() {
+    let found = if walk.at.on_watched_device() {
+        walk.at.watch(&off)
+    } else {
         // Nothing up to this mount's root can be a watch.
         walk.at.to_mount_root();
-    }
-    let step = match walk.at.watch(&off) {
+        Ok(None)
+    };
+    let step = match found {
         Ok(Some(id)) => {
             walk.watch = id;
             walk.end = END_FOUND;
