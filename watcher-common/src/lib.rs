@@ -25,7 +25,7 @@ pub const NAME_MAX: usize = 256;
 /// watch, and again to build its path. A file deeper than that is sent
 /// marked undecided, never silently dropped.
 pub const MAX_WALK: u32 = 1024;
-/// Threads that can be inside an open syscall at the same time; the stash
+/// Threads that can be inside a traced syscall at the same time; the stash
 /// is an LRU map, so a thread that never returns cannot exhaust it.
 pub const MAX_INFLIGHT: u32 = 16384;
 /// Live processes descended from watcher (its actions and their children)
@@ -42,6 +42,12 @@ pub mod open_flags {
     /// An `O_PATH` descriptor cannot be written through, whatever else is set.
     pub const O_PATH: u64 = 0o10000000;
 
+    /// `file.f_mode` bit of a file the open created (`include/linux/fs.h`;
+    /// a `#define`, so not in BTF; the same bit since Linux 4.19).
+    pub const FMODE_CREATED: u32 = 1 << 20;
+    /// `AT_FDCWD`: a name relative to the cwd.
+    pub const AT_FDCWD: i64 = -100;
+
     /// Whether an open with these flags can change the file's contents.
     #[inline(always)]
     pub const fn has_write_intent(flags: u64) -> bool {
@@ -52,18 +58,139 @@ pub mod open_flags {
     }
 }
 
-/// Which syscall an event came from.
-pub mod syscall {
-    pub const OPENAT: u32 = 0;
-    pub const OPENAT2: u32 = 1;
-    pub const OPEN: u32 = 2;
-    pub const CREAT: u32 = 3;
+/// Every syscall watcher traces, by the id events carry: the index in
+/// [`SYSCALL_NAMES`]. User space attaches the one enter and the one exit
+/// program to each `syscalls/sys_{enter,exit}_NAME` tracepoint and tells
+/// the programs, through `SPECS`, what each syscall's arguments mean.
+pub const SYSCALL_NAMES: [&str; 39] = [
+    "openat",
+    "openat2",
+    "open",
+    "creat",
+    "rename",
+    "renameat",
+    "renameat2",
+    "unlink",
+    "unlinkat",
+    "rmdir",
+    "mkdir",
+    "mkdirat",
+    "link",
+    "linkat",
+    "symlink",
+    "symlinkat",
+    "mknod",
+    "mknodat",
+    "truncate",
+    "ftruncate",
+    "chmod",
+    "fchmod",
+    "fchmodat",
+    "fchmodat2",
+    "chown",
+    "fchown",
+    "fchownat",
+    "lchown",
+    "utimensat",
+    "setxattr",
+    "lsetxattr",
+    "fsetxattr",
+    "setxattrat",
+    "removexattr",
+    "lremovexattr",
+    "fremovexattr",
+    "removexattrat",
+    "close",
+    "exit",
+];
+
+/// The pseudo-syscall of `close_write` events for descriptors a process
+/// still held when it exited.
+pub const SYSCALL_EXIT: u32 = SYSCALL_NAMES.len() as u32 - 1;
+
+/// Highest syscall number + 1 that `SPECS` covers.
+pub const MAX_SYSCALL_NR: u32 = 1024;
+
+/// How the exit program finds the files a syscall changed.
+pub mod shape {
+    /// An open: the file is the returned fd; `FLAGS` holds the open flags.
+    pub const OPEN: u32 = 0;
+    /// `openat2`: as [`OPEN`], but `FLAGS` points to `struct open_how`,
+    /// whose first member is the flags.
+    pub const OPEN_HOW: u32 = 1;
+    /// One name, relative to `DFD` (or the cwd); an empty or null name
+    /// means the file `DFD` is open on (`AT_EMPTY_PATH`).
+    pub const PATH: u32 = 2;
+    /// Two names, `NAME` relative to `DFD` and `NAME2` relative to `DFD2`:
+    /// the old and the new.
+    pub const PATHS: u32 = 3;
+    /// The file `FD` is open on.
+    pub const FD: u32 = 4;
+    /// `close(FD)`: a `close_write` when the fd was opened for writing
+    /// under a watch.
+    pub const CLOSE: u32 = 5;
 }
 
-/// What happened.
+/// Indexes of [`SyscallSpec::args`]: what each argument is for.
+pub mod role {
+    pub const DFD: usize = 0;
+    pub const NAME: usize = 1;
+    pub const DFD2: usize = 2;
+    pub const NAME2: usize = 3;
+    pub const FLAGS: usize = 4;
+    pub const FD: usize = 5;
+    pub const COUNT: usize = 6;
+}
+
+/// [`SyscallSpec::args`] entry of a role the syscall does not have.
+pub const NO_ARG: u8 = u8::MAX;
+
+/// What a syscall's tracepoint record holds and what it changes, by its
+/// number (the `SPECS` array). User space reads the argument positions
+/// from the tracepoints' `format` files.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallSpec {
+    /// Index in [`SYSCALL_NAMES`].
+    pub id: u32,
+    /// The [`event_kind`] of its events.
+    pub kind: u32,
+    /// Bits ([`event_kind::bit`]) of the kinds that need it traced;
+    /// nothing is done for it unless one of them is selected.
+    pub select: u32,
+    /// A [`shape`] value.
+    pub shape: u32,
+    /// For each [`role`], the 8-byte word of the tracepoint record that
+    /// holds it, or [`NO_ARG`].
+    pub args: [u8; role::COUNT],
+    pub _pad: [u8; 2],
+    /// The flags of a syscall without a flags argument (`creat`).
+    pub flags: u64,
+}
+
+/// What happened. The `--events` names are in user space.
 pub mod event_kind {
-    /// A successful open with write intent.
-    pub const WRITE: u32 = 1;
+    /// An open with write intent (user space also derives `create` and
+    /// `truncate` from it).
+    pub const WRITE: u32 = 0;
+    pub const CREATE: u32 = 1;
+    pub const DELETE: u32 = 2;
+    pub const RENAME: u32 = 3;
+    pub const MKDIR: u32 = 4;
+    /// A hard link or a symlink.
+    pub const LINK: u32 = 5;
+    pub const TRUNCATE: u32 = 6;
+    /// Mode, owner, times or extended attributes.
+    pub const ATTRIB: u32 = 7;
+    /// The close of a descriptor opened for writing under a watch.
+    pub const CLOSE_WRITE: u32 = 8;
+    pub const COUNT: u32 = 9;
+
+    /// The kind's bit in `EVENT_MASK` and `SyscallSpec::select`.
+    #[inline(always)]
+    pub const fn bit(kind: u32) -> u32 {
+        1 << kind
+    }
 }
 
 /// How the kernel side decides whether a file lies under a watch; the
@@ -81,7 +208,7 @@ pub mod match_mode {
     pub const PREFIX: u32 = 1;
 }
 
-/// Bits of [`EventHeader::status`].
+/// Bits of [`Target::status`].
 pub mod event_status {
     /// The path lacks its leading components: the walk or the buffer ended
     /// before the root.
@@ -93,12 +220,25 @@ pub mod event_status {
     /// Prefix mode: the name is relative (to `dfd` or the cwd); user space
     /// places it.
     pub const RELATIVE: u32 = 4;
+    /// The path is the directory the name is relative to (after the
+    /// name's first `skip` bytes, leading `..` that the walk already
+    /// took): the file's path is the rest of the name joined to it.
+    pub const BASE: u32 = 8;
+    /// The name goes back up (`..`) after going down, where the kernel
+    /// cannot follow it: user space decides from the joined path.
+    pub const LEXICAL: u32 = 16;
+    /// The open created the file (`FMODE_CREATED`).
+    pub const CREATED: u32 = 32;
+    /// The name's last component is a directory on the way to a watch (or
+    /// a watched directory itself): the kernel's map of those names is
+    /// out of date after a rename or delete of it.
+    pub const EDGE: u32 = 64;
 }
 
 /// Key of `WATCH_INODES`: a watched directory's identity as the kernel
 /// sees it.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct InodeKey {
     /// `super_block.s_dev`, in the kernel's encoding (major << 20 | minor).
     pub dev: u32,
@@ -107,30 +247,105 @@ pub struct InodeKey {
     pub ino: u64,
 }
 
-/// What `sys_enter_*` keeps, per thread, for `sys_exit_*`.
+/// Key of `EDGES`: a directory on the way from the root to a watched
+/// directory, and the name of its entry that leads on.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct Stash {
-    /// User pointer to the pathname.
-    pub filename: u64,
-    /// Open flags; for `openat2` the user pointer to `struct open_how`
-    /// instead, read at exit when the page is sure to be there.
-    pub flags_or_how: u64,
-    pub dfd: i64,
-    pub syscall: u32,
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EdgeKey {
+    pub parent: InodeKey,
+    /// [`name_hash`] of the entry's name.
+    pub hash: u64,
+}
+
+/// Value of `EDGES`: the directory the entry names.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edge {
+    pub child: InodeKey,
+    /// The watch `child` is, or [`WATCH_NONE`].
+    pub watch: u32,
     pub _pad: u32,
 }
 
-/// The fixed part of every event in the ring buffer. `name_len` bytes of
-/// the name as the process passed it follow, then `path_len` bytes of the
-/// opened file's path: its components from the file up, each ended by a NUL
-/// (exact mode; empty in prefix mode, where the name is the path).
+/// Most entries of `EDGES`: every watch's path, as given and canonical.
+pub const MAX_EDGES: u32 = 16384;
+
+/// FNV-1a, the hash of `EDGES` names; the kernel hashes byte by byte with
+/// [`name_hash_step`].
+pub const NAME_HASH_INIT: u64 = 0xcbf2_9ce4_8422_2325;
+
+#[inline(always)]
+pub const fn name_hash_step(hash: u64, byte: u8) -> u64 {
+    (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3)
+}
+
+pub const fn name_hash(name: &[u8]) -> u64 {
+    let mut hash = NAME_HASH_INIT;
+    let mut i = 0;
+    while i < name.len() {
+        hash = name_hash_step(hash, name[i]);
+        i += 1;
+    }
+    hash
+}
+
+/// Key of `WRITE_FDS`: a descriptor opened for writing under a watch.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdKey {
+    pub tgid: u32,
+    pub fd: u32,
+}
+
+/// Descriptors open for writing under a watch, for `close_write`; an LRU
+/// map, so the oldest are forgotten rather than new ones refused.
+pub const MAX_WRITE_FDS: u32 = 65536;
+
+/// What `sys_enter` keeps, per thread, for `sys_exit`: the arguments by
+/// [`role`], read from the record with the syscall's [`SyscallSpec`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Stash {
+    pub args: [u64; role::COUNT],
+    /// `close`: the `struct file` the fd was open on, taken at entry.
+    pub file: u64,
+    /// The syscall number.
+    pub nr: u32,
+    pub _pad: u32,
+}
+
+/// One of the (at most two) files an event is about: how its name and
+/// path were found and how long they are in the event's data.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Target {
+    /// [`event_status`] bits.
+    pub status: u32,
+    /// The directory fd the name is relative to (`AT_FDCWD` for the cwd),
+    /// or the fd of an fd operation.
+    pub dfd: i32,
+    pub name_len: u32,
+    pub path_len: u32,
+    /// With [`event_status::BASE`]: bytes of the name already taken by the
+    /// walk (leading `..`, `.` and `/`).
+    pub skip: u32,
+    pub _pad: u32,
+}
+
+/// The fixed part of every event. The data that follows holds the names
+/// as the process passed them, then the paths, each path as components
+/// from the file up, each ended by a NUL (empty in prefix mode, where the
+/// name is the path): `name[0] name[1] path[0] path[1]`, lengths in
+/// `targets`. Renames and links have two targets (old, new), everything
+/// else one.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct EventHeader {
     /// `CLOCK_BOOTTIME` in nanoseconds.
     pub time_ns: u64,
+    /// An [`event_kind`].
     pub kind: u32,
+    /// Index in [`SYSCALL_NAMES`].
     pub syscall: u32,
     /// Thread group id (what user space calls the pid).
     pub pid: u32,
@@ -138,28 +353,26 @@ pub struct EventHeader {
     pub tid: u32,
     pub uid: u32,
     pub gid: u32,
+    /// The syscall's flags argument (open, rename, link, unlink flags).
     pub flags: u64,
     /// The syscall's return value (the new fd for opens).
     pub ret: i64,
-    /// The innermost watch the file lies under, or [`WATCH_NONE`].
+    /// The innermost watch the event lies under, or [`WATCH_NONE`].
     pub watch_id: u32,
-    /// [`event_status`] bits.
-    pub status: u32,
-    /// The directory fd argument (`AT_FDCWD` when there is none).
-    pub dfd: i32,
-    pub name_len: u32,
-    pub path_len: u32,
-    pub _pad: u32,
+    /// How many of `targets` are used (1 or 2).
+    pub targets_len: u32,
+    pub targets: [Target; 2],
     pub comm: [u8; TASK_COMM_LEN],
 }
 
 pub const EVENT_HEADER_LEN: usize = core::mem::size_of::<EventHeader>();
 
-/// Room after the header: the name (less than `PATH_MAX`), then path
-/// components, each written less than `PATH_MAX` bytes in and at most
-/// `NAME_MAX` long. Sized so that offsets masked with `PATH_MAX - 1` are
-/// in bounds whatever their values, which the verifier can check.
-pub const EVENT_DATA_LEN: usize = 2 * PATH_MAX + NAME_MAX;
+/// Room after the header: two names (each less than `PATH_MAX`), then two
+/// paths, each written less than `PATH_MAX` bytes after its start and one
+/// component (at most `NAME_MAX`) at a time. Sized so that offsets masked
+/// with `4 * PATH_MAX - 1` plus a component are in bounds whatever their
+/// values, which the verifier can check.
+pub const EVENT_DATA_LEN: usize = 4 * PATH_MAX + NAME_MAX;
 
 /// An event as it is assembled in the per-CPU scratch buffer.
 #[repr(C)]
@@ -168,27 +381,25 @@ pub struct EventBuf {
     pub data: [u8; EVENT_DATA_LEN],
 }
 
-/// Byte offsets of the syscall tracepoints' arguments, read from their
-/// `format` files in tracefs at start-up and handed to the programs as the
-/// `TP_OFFSETS` global.
+/// Byte offsets in tracepoint records, read from their `format` files in
+/// tracefs at start-up and handed to the programs as the `TP_OFFSETS`
+/// global (each syscall's arguments are in `SPECS`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TracepointOffsets {
-    pub openat_dfd: u32,
-    pub openat_filename: u32,
-    pub openat_flags: u32,
-    pub openat2_dfd: u32,
-    pub openat2_filename: u32,
-    pub openat2_how: u32,
-    pub open_filename: u32,
-    pub open_flags: u32,
-    pub creat_pathname: u32,
-    /// `ret` of every `sys_exit_*` tracepoint watcher uses (user space
-    /// checks they agree).
+    /// `__syscall_nr` of every `sys_enter_*` and `sys_exit_*` tracepoint.
+    pub syscall_nr: u32,
+    /// `ret` of every `sys_exit_*` tracepoint.
     pub exit_ret: u32,
     /// `child_pid` of `sched/sched_process_fork` (a 4-byte `pid_t`).
     pub fork_child_pid: u32,
+    /// `group_dead` of `sched/sched_process_exit` (a 1-byte `bool`).
+    pub exit_group_dead: u32,
 }
+
+/// Bytes of a syscall tracepoint record the enter program copies: the
+/// common fields, the syscall number and six 8-byte arguments.
+pub const SYSCALL_RECORD_LEN: usize = 64;
 
 /// Byte offsets of the kernel struct members the exact match reads, from
 /// the kernel's BTF at start-up (Rust eBPF has no CO-RE), handed to the
@@ -216,6 +427,14 @@ pub struct KernelOffsets {
     pub mount_mnt: u32,
     pub mount_parent: u32,
     pub mount_mountpoint: u32,
+    pub task_fs: u32,
+    /// `fs_struct.root` (a `struct path`).
+    pub fs_root: u32,
+    /// `fs_struct.pwd` (a `struct path`).
+    pub fs_pwd: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub file_mode: u32,
 }
 
 #[cfg(feature = "user")]
@@ -226,4 +445,10 @@ mod user {
     unsafe impl aya::Pod for super::KernelOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::InodeKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::EdgeKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Edge {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SyscallSpec {}
 }

@@ -7,17 +7,10 @@ use watcher_common::{KernelOffsets, TracepointOffsets, match_mode};
 /// Tracepoint argument offsets from tracefs `format` files.
 #[unsafe(no_mangle)]
 static TP_OFFSETS: TracepointOffsets = TracepointOffsets {
-    openat_dfd: 0,
-    openat_filename: 0,
-    openat_flags: 0,
-    openat2_dfd: 0,
-    openat2_filename: 0,
-    openat2_how: 0,
-    open_filename: 0,
-    open_flags: 0,
-    creat_pathname: 0,
+    syscall_nr: 0,
     exit_ret: 0,
     fork_child_pid: 0,
+    exit_group_dead: 0,
 };
 
 /// Kernel struct member offsets from BTF (exact mode only).
@@ -39,11 +32,21 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     mount_mnt: 0,
     mount_parent: 0,
     mount_mountpoint: 0,
+    task_fs: 0,
+    fs_root: 0,
+    fs_pwd: 0,
+    path_mnt: 0,
+    path_dentry: 0,
+    file_mode: 0,
 };
 
 /// A [`match_mode`] value.
 #[unsafe(no_mangle)]
 static MATCH_MODE: u32 = match_mode::EXACT;
+
+/// The selected kinds (`--events`), as `event_kind::bit`s.
+#[unsafe(no_mangle)]
+static EVENT_MASK: u32 = 0;
 
 /// The watcher's own thread group id: its writes, and those of every
 /// process it forks, are never events.
@@ -67,6 +70,11 @@ pub fn kernel_offsets() -> KernelOffsets {
 #[inline(always)]
 pub fn match_mode() -> u32 {
     unsafe { core::ptr::read_volatile(&MATCH_MODE) }
+}
+
+#[inline(always)]
+pub fn event_mask() -> u32 {
+    unsafe { core::ptr::read_volatile(&EVENT_MASK) }
 }
 
 #[inline(always)]

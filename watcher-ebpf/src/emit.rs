@@ -1,254 +1,630 @@
-//! Turning a successful syscall into an event: decide whether the opened
-//! file lies under a watched directory, and send hits to user space with
-//! the name the process passed and the file's path.
+//! Turning a successful syscall into an event: decide whether the files it
+//! changed lie under a watched directory, and send hits to user space with
+//! the names the process passed and the files' paths.
+//!
+//! A file is found one of two ways. When the syscall has it open (an open's
+//! new fd, an fd operation, a close) the walk starts at its dentry. When it
+//! only has a name (delete, rename, mkdir, link, chmod by name…), the file
+//! may no longer exist (or not yet have existed at entry), and eBPF cannot
+//! look names up: the walk starts at the directory the name is relative to
+//! (the dirfd, the cwd or the root), after the name's leading `..`, and the
+//! rest of the name is followed down through `EDGES`, the directories on
+//! the way to each watch. Every step of both is a `bpf_loop` callback, so
+//! the verifier checks each once.
 
 use core::{ffi::c_void, ptr};
 
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
-    bpf_probe_read_user_str_bytes,
-    generated::{bpf_loop, bpf_probe_read_kernel_str},
+    generated::{
+        bpf_loop, bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user_str,
+    },
 };
 use watcher_common::{
-    EVENT_HEADER_LEN, EventBuf, MAX_WALK, NAME_MAX, PATH_MAX, TASK_COMM_LEN, UNDECIDED_SLOT,
-    WATCH_NONE, WATCH_PREFIX_MAX, event_status, match_mode,
+    EVENT_HEADER_LEN, EdgeKey, EventBuf, InodeKey, MAX_WALK, NAME_MAX, PATH_MAX, TASK_COMM_LEN,
+    Target, UNDECIDED_SLOT, WATCH_NONE, WATCH_PREFIX_MAX, event_status, match_mode, name_hash_step,
+    open_flags::AT_FDCWD,
 };
 
 use crate::{
     config::{kernel_offsets, match_mode},
-    maps::{DIRTY, EVENTS, LOST, SCRATCH, Scratch, WATCHES},
-    resolve::{Cursor, Step, file_of_fd},
+    maps::{DIRTY, EDGES, EVENTS, LOST, SCRATCH, Scratch, WATCHES},
+    resolve::{Cursor, Step, TaskDir, file_of_fd},
 };
 
-/// A successful syscall that may be an event.
+/// What [`emit`] needs besides the targets in [`Op`].
 pub struct Hit {
     pub kind: u32,
     pub syscall: u32,
     pub flags: u64,
     /// The syscall's return value: the new fd for opens.
     pub ret: i64,
-    pub dfd: i64,
-    /// User pointer to the pathname as the process passed it.
-    pub filename: *const u8,
+    /// Decide only, send nothing (an open tracked for `close_write` whose
+    /// own kinds are not selected).
+    pub quiet: bool,
 }
 
-/// Sends `hit` to user space when the file lies under a watched directory,
-/// or when that cannot be decided.
-#[inline(always)]
-pub fn emit_if_watched(hit: &Hit) -> Result<(), i64> {
-    let scratch = SCRATCH.get_ptr_mut(0).ok_or(0i64)?;
-    // SAFETY: per-CPU map value, and syscall tracepoint programs run with
-    // preemption disabled and do not nest, so nobody else uses it now.
-    let scratch = unsafe { &mut *scratch };
-    if match_mode() == match_mode::PREFIX {
-        return emit_by_prefix(scratch, hit);
-    }
-
-    let off = kernel_offsets();
-    let file = file_of_fd(&off, hit.ret)?;
-    let mut walk = Walk {
-        at: Cursor::of_file(&off, file)?,
-        watch: WATCH_NONE,
-        end: END_NONE,
-        name_len: 0,
-        len: 0,
-        complete: 1,
-    };
-    let start = walk.at;
-
-    // The walks run under bpf_loop: the verifier checks each callback once,
-    // where a plain loop would have it check every iteration of both walks
-    // (over its million-instruction limit at this bound).
-    unsafe { bpf_loop(MAX_WALK, find_watch as *mut c_void, walk_ctx(&mut walk), 0) };
-    let undecided = match walk.end {
-        END_FOUND => false,
-        // The walk reached the root without a watch, or failed.
-        END_TOP | END_FAILED => return Ok(()),
-        _ => true,
-    };
-
-    walk.at = start;
-    walk.end = END_NONE;
-    walk.name_len = read_name(scratch, hit) as u64;
-    unsafe { bpf_loop(MAX_WALK, build_path as *mut c_void, walk_ctx(&mut walk), 0) };
-    let mut status = 0;
-    if walk.end != END_TOP || walk.complete == 0 {
-        status |= event_status::PATH_TRUNCATED;
-    }
-    if undecided {
-        status |= event_status::UNDECIDED;
-        mark_dirty(UNDECIDED_SLOT);
-    }
-    // Re-read from the scratch buffer: `build_path` wrote the path there.
-    let scratch = SCRATCH.get_ptr_mut(0).ok_or(0i64)?;
-    let scratch = unsafe { &mut *scratch };
-    // Verifier: lengths read back from the loop's context are unknown to
-    // it; masked, they bound the size sent. Both are below PATH_MAX.
-    send(
-        scratch,
-        hit,
-        if undecided { WATCH_NONE } else { walk.watch },
-        status,
-        walk.name_len as usize & (PATH_MAX - 1),
-        walk.len as usize & (PATH_MAX - 1),
-    )
-}
-
-/// How a walk ended ([`Walk::end`]).
+/// How a walk ended.
 const END_NONE: u32 = 0;
 const END_FOUND: u32 = 1;
 const END_TOP: u32 = 2;
 const END_FAILED: u32 = 3;
 
-/// The state of a walk up from the opened file, shared with the
-/// `bpf_loop` callbacks (it lives on the caller's stack).
+/// What was decided about a target.
+const MISS: u32 = 0;
+const FOUND: u32 = 1;
+/// The walk ran out before the root: sent so that nothing is missed.
+const UNDECIDED: u32 = 2;
+/// User space decides (prefix mode, or `..` the kernel cannot follow).
+const PLACE: u32 = 3;
+
+/// One file a syscall changed, and the state of the walks about it.
 #[repr(C)]
-struct Walk {
+pub struct TargetState {
+    /// `struct file *` when the syscall has the file open, else 0.
+    pub file: u64,
+    /// The directory fd the name is relative to, or the fd operated on.
+    pub dfd: i64,
+    /// User pointer to the name, or 0.
+    pub name: u64,
+    /// Where the path walk starts: the file, or the directory the rest of
+    /// the name is relative to.
+    base: Cursor,
     at: Cursor,
-    /// The innermost watch met.
+    /// The innermost watch met, or `WATCH_NONE`.
     watch: u32,
     end: u32,
-    /// Length of the name before the path in the scratch buffer.
-    name_len: u64,
-    /// Bytes of path components written so far.
-    len: u64,
-    /// 0 once a component could not be written.
+    verdict: u32,
+    status: u32,
+    name_len: u32,
+    skip: u32,
+    ups: u32,
+    /// Following the name down: the directory reached while it is on the
+    /// way to a watch (`on_edge`), and how far below it the name went
+    /// once it left that way.
+    node: InodeKey,
+    on_edge: u32,
+    off_depth: u32,
+    /// A component read but not yet followed: the last one is the file
+    /// itself, not a directory to go down into.
+    pending: u32,
+    pending_hash: u64,
+    comp_hash: u64,
+    comp_len: u32,
+    all_dots: u32,
+    path_start: u32,
+    path_len: u32,
     complete: u32,
 }
 
-fn walk_ctx(walk: &mut Walk) -> *mut c_void {
-    ptr::from_mut(walk).cast()
+impl TargetState {
+    /// Starts over for a new syscall, field by field (a whole new value
+    /// would be built on the small BPF stack first). The fields not set
+    /// here are set before they are read.
+    #[inline(always)]
+    pub fn reset(&mut self, file: u64, dfd: i64, name: u64) {
+        self.file = file;
+        self.dfd = dfd;
+        self.name = name;
+        self.watch = WATCH_NONE;
+        self.end = END_NONE;
+        self.verdict = MISS;
+        self.status = 0;
+        self.name_len = 0;
+        self.path_len = 0;
+        self.skip = 0;
+        self.ups = 0;
+        self.pending = 0;
+        self.off_depth = 0;
+        self.on_edge = 0;
+    }
+
+    /// Adds [`event_status`] bits known before the walk.
+    #[inline(always)]
+    pub fn mark(&mut self, status: u32) {
+        self.status |= status;
+    }
 }
 
-/// One step of the first walk: stops at the first watched directory
-/// (`END_FOUND`), at the root (`END_TOP`) or on a failed read; when the
-/// loop runs out first, `end` stays `END_NONE` and the file is undecided.
+/// The syscall being turned into an event (in the per-CPU scratch map).
+#[repr(C)]
+pub struct Op {
+    pub targets: [TargetState; 2],
+    pub len: u32,
+    /// The target the walk callbacks work on.
+    current: u32,
+}
+
+#[inline(always)]
+fn scratch() -> Option<&'static mut Scratch> {
+    // SAFETY: per-CPU map value, and tracepoint programs run with
+    // preemption disabled and do not nest, so nobody else uses it now.
+    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// The scratch [`Op`], to fill with the syscall's targets before [`emit`].
+#[inline(always)]
+pub fn op() -> Option<&'static mut Op> {
+    scratch().map(|s| &mut s.op)
+}
+
+/// Decides about every target of the [`Op`] and sends the event when one
+/// lies under a watch (or may). Returns the event's watch (`WATCH_NONE`
+/// when undecided), or `None` when it was no event.
+#[inline(always)]
+pub fn emit(hit: &Hit) -> Result<Option<u32>, i64> {
+    let len = op().ok_or(0i64)?.len;
+    unsafe { bpf_loop(len, decide_cb as *mut c_void, ptr::null_mut(), 0) };
+    let op = op().ok_or(0i64)?;
+    let [first, second] = &op.targets;
+    let second_verdict = if op.len > 1 { second.verdict } else { MISS };
+    if first.verdict == MISS && second_verdict == MISS {
+        return Ok(None);
+    }
+    // The new name's watch, for a rename or link into or within a tree.
+    let watch = if second_verdict == FOUND {
+        second.watch
+    } else if first.verdict == FOUND {
+        first.watch
+    } else {
+        WATCH_NONE
+    };
+    if hit.quiet {
+        return Ok(Some(watch));
+    }
+    if first.verdict == UNDECIDED || second_verdict == UNDECIDED {
+        mark_dirty(UNDECIDED_SLOT);
+    }
+    if match_mode() == match_mode::EXACT {
+        unsafe { bpf_loop(len, build_cb as *mut c_void, ptr::null_mut(), 0) };
+    }
+    send(hit, watch)?;
+    Ok(Some(watch))
+}
+
+/// The target `op.current`, the event data and where the target's name
+/// starts in it (disjoint borrows of the scratch map).
+#[inline(always)]
+fn current() -> Option<(&'static mut TargetState, &'static mut EventBuf, usize)> {
+    let Scratch { op, event, .. } = scratch()?;
+    let start = name_start(op, op.current);
+    let target = op.targets.get_mut(op.current as usize)?;
+    Some((target, event, start))
+}
+
+/// Where target `index`'s name starts in the data: after the first's.
+#[inline(always)]
+fn name_start(op: &Op, index: u32) -> usize {
+    if index == 0 {
+        0
+    } else {
+        op.targets[0].name_len as usize & (PATH_MAX - 1)
+    }
+}
+
+/// Byte `pos` of the current target's name; `/` past its end.
+#[inline(always)]
+fn name_byte(target: &TargetState, event: &EventBuf, start: usize, pos: u32) -> u8 {
+    if pos >= target.name_len {
+        return b'/';
+    }
+    // Verifier: both parts masked below PATH_MAX, so the index is inside
+    // `data` whatever their values.
+    let at = (start & (PATH_MAX - 1)) + (pos as usize & (PATH_MAX - 1));
+    event.data.get(at).copied().unwrap_or(b'/')
+}
+
 #[inline(never)]
-extern "C" fn find_watch(_index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: bpf_loop passes back the `Walk` given to it.
-    let walk = unsafe { &mut *ctx.cast::<Walk>() };
+extern "C" fn decide_cb(index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(op) = op() else {
+        return 1;
+    };
+    op.current = index as u32;
+    let verdict = if match_mode() == match_mode::PREFIX {
+        decide_by_prefix(index as u32)
+    } else {
+        decide(index as u32)
+    };
+    if let Some((target, ..)) = current() {
+        target.verdict = verdict.unwrap_or(MISS);
+    }
+    0
+}
+
+/// Reads the current target's name into the data; its length (0 when it
+/// has none or it cannot be read). Read at sys_exit: at sys_enter the page
+/// may not be faulted in yet.
+#[inline(always)]
+fn read_name(index: u32) -> Result<u32, i64> {
+    let s = scratch().ok_or(0i64)?;
+    let start = name_start(&s.op, index);
+    let target = s.op.targets.get_mut(index as usize).ok_or(0i64)?;
+    if target.name == 0 {
+        return Ok(0);
+    }
+    // Verifier: the start is below PATH_MAX and PATH_MAX more bytes fit.
+    let dst = unsafe { s.event.data.as_mut_ptr().add(start & (PATH_MAX - 1)) };
+    let n =
+        unsafe { bpf_probe_read_user_str(dst.cast(), PATH_MAX as u32, target.name as *const _) };
+    let len = if n > 0 { n as u32 - 1 } else { 0 };
+    target.name_len = len;
+    Ok(len)
+}
+
+#[inline(always)]
+fn decide(index: u32) -> Result<u32, i64> {
     let off = kernel_offsets();
-    let found = if walk.at.on_watched_device() {
-        walk.at.watch(&off)
+    let name_len = read_name(index)?;
+    let (target, event, start) = current().ok_or(0i64)?;
+    if target.file == 0 && name_len == 0 {
+        // AT_EMPTY_PATH (or a null name, utimensat): the file dfd is on.
+        target.file = file_of_fd(&off, target.dfd)?;
+    }
+    let by_name = target.file == 0;
+    target.base = if !by_name {
+        Cursor::of_file(&off, target.file)?
+    } else if name_byte(target, event, start, 0) == b'/' {
+        Cursor::of_task(&off, TaskDir::Root)?
+    } else if target.dfd == AT_FDCWD {
+        Cursor::of_task(&off, TaskDir::Cwd)?
+    } else {
+        Cursor::of_file(&off, file_of_fd(&off, target.dfd)?)?
+    };
+    if by_name {
+        target.status |= event_status::BASE;
+        next_component(target);
+        unsafe { bpf_loop(name_len + 1, lead_cb as *mut c_void, ptr::null_mut(), 0) };
+        let (target, ..) = current().ok_or(0i64)?;
+        target.at = target.base;
+        unsafe { bpf_loop(target.ups, up_cb as *mut c_void, ptr::null_mut(), 0) };
+        let (target, ..) = current().ok_or(0i64)?;
+        target.base = target.at;
+    }
+
+    let (target, ..) = current().ok_or(0i64)?;
+    target.at = target.base;
+    unsafe { bpf_loop(MAX_WALK, find_watch_cb as *mut c_void, ptr::null_mut(), 0) };
+
+    if by_name {
+        let (target, ..) = current().ok_or(0i64)?;
+        target.node = target.base.key(&off)?;
+        target.on_edge = 1;
+        next_component(target);
+        let rest = name_len.saturating_sub(target.skip);
+        unsafe { bpf_loop(rest + 1, descend_cb as *mut c_void, ptr::null_mut(), 0) };
+    }
+
+    let (target, ..) = current().ok_or(0i64)?;
+    Ok(if target.status & event_status::LEXICAL != 0 {
+        PLACE
+    } else {
+        match target.end {
+            END_FOUND => FOUND,
+            END_NONE => {
+                target.status |= event_status::UNDECIDED;
+                UNDECIDED
+            }
+            _ => MISS,
+        }
+    })
+}
+
+/// Resets the component being read.
+#[inline(always)]
+fn next_component(target: &mut TargetState) {
+    target.comp_len = 0;
+    target.all_dots = 1;
+    target.comp_hash = watcher_common::NAME_HASH_INIT;
+}
+
+/// Adds byte `b` to the component being read; `true` at a `/` (or the
+/// end of the name), when the component is complete.
+#[inline(always)]
+fn take_byte(target: &mut TargetState, b: u8) -> bool {
+    if b == b'/' {
+        return true;
+    }
+    target.comp_len += 1;
+    target.comp_hash = name_hash_step(target.comp_hash, b);
+    if b != b'.' {
+        target.all_dots = 0;
+    }
+    false
+}
+
+/// The name's leading `/`, `.` and `..` components: counts the `..` into
+/// `ups` and the bytes into `skip`, and stops at the first other one.
+#[inline(never)]
+extern "C" fn lead_cb(pos: u64, _ctx: *mut c_void) -> i64 {
+    let Some((target, event, start)) = current() else {
+        return 1;
+    };
+    let b = name_byte(target, event, start, pos as u32);
+    if !take_byte(target, b) {
+        return 0;
+    }
+    let dots = if target.all_dots == 1 {
+        target.comp_len
+    } else {
+        0
+    };
+    match (target.comp_len, dots) {
+        (0, _) | (1, 1) => {}
+        (2, 2) => target.ups += 1,
+        _ => return 1,
+    }
+    target.skip = (pos as u32 + 1).min(target.name_len);
+    next_component(target);
+    0
+}
+
+/// One leading `..`: up to the parent directory, across a mount root to
+/// the directory the mount sits on and then its parent, as the kernel
+/// does; at the root it stays.
+#[inline(never)]
+extern "C" fn up_cb(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some((target, ..)) = current() else {
+        return 1;
+    };
+    let off = kernel_offsets();
+    match target.at.up(&off) {
+        Ok(Step::Parent) => 0,
+        Ok(Step::Crossed) => match target.at.up(&off) {
+            Ok(Step::Parent | Step::Crossed) => 0,
+            _ => 1,
+        },
+        _ => 1,
+    }
+}
+
+/// One step of the first walk, up from `base`: stops at the first watched
+/// directory (`END_FOUND`), at the root (`END_TOP`) or on a failed read;
+/// when the loop runs out first, `end` stays `END_NONE` and the target is
+/// undecided.
+#[inline(never)]
+extern "C" fn find_watch_cb(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some((target, ..)) = current() else {
+        return 1;
+    };
+    let off = kernel_offsets();
+    let found = if target.at.on_watched_device() {
+        target.at.watch(&off)
     } else {
         // Nothing up to this mount's root can be a watch.
-        walk.at.to_mount_root();
+        target.at.to_mount_root();
         Ok(None)
     };
     let step = match found {
         Ok(Some(id)) => {
-            walk.watch = id;
-            walk.end = END_FOUND;
+            target.watch = id;
+            target.end = END_FOUND;
             return 1;
         }
-        Ok(None) => walk.at.up(&off),
+        Ok(None) => target.at.up(&off),
         Err(e) => Err(e),
     };
     match step {
-        Ok(Step::Top) => walk.end = END_TOP,
+        Ok(Step::Top) => target.end = END_TOP,
         Ok(_) => return 0,
-        Err(_) => walk.end = END_FAILED,
+        Err(_) => target.end = END_FAILED,
     }
     1
 }
 
-/// One step of the second walk: marks every watch met as dirty (nested
-/// watches all changed) and writes the path components, file first, each
-/// ended by a NUL, into the scratch buffer after the name.
+/// One byte of the rest of the name (after `skip`): at each component's
+/// end, follows the previous one down through `EDGES`; at the name's end,
+/// looks the last one (the file itself) up there too.
 #[inline(never)]
-extern "C" fn build_path(_index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: bpf_loop passes back the `Walk` given to it.
-    let walk = unsafe { &mut *ctx.cast::<Walk>() };
-    match path_step(walk) {
+extern "C" fn descend_cb(index: u64, _ctx: *mut c_void) -> i64 {
+    let Some((target, event, start)) = current() else {
+        return 1;
+    };
+    let pos = target.skip + index as u32;
+    if !take_byte(target, name_byte(target, event, start, pos)) {
+        return 0;
+    }
+    let (len, dots) = (target.comp_len, target.all_dots);
+    let hash = target.comp_hash;
+    next_component(target);
+    if len == 2 && dots == 1 {
+        if target.pending == 1 {
+            // `dir/..`: dir was never gone down into.
+            target.pending = 0;
+        } else if target.on_edge == 0 && target.off_depth > 0 {
+            target.off_depth -= 1;
+            target.on_edge = u32::from(target.off_depth == 0);
+        } else {
+            // Up from a directory only known by its identity: user space
+            // decides from the joined path.
+            target.status |= event_status::LEXICAL;
+            return 1;
+        }
+    } else if len > 1 || (len == 1 && dots == 0) {
+        if target.pending == 1 {
+            go_down(target, target.pending_hash);
+        }
+        target.pending = 1;
+        target.pending_hash = hash;
+    }
+    if pos >= target.name_len {
+        if target.pending == 1 {
+            at_last(target, target.pending_hash);
+        }
+        return 1;
+    }
+    0
+}
+
+/// Into the directory `hash` names, below the current one.
+#[inline(always)]
+fn go_down(target: &mut TargetState, hash: u64) {
+    if target.on_edge == 0 {
+        target.off_depth += 1;
+        return;
+    }
+    let key = EdgeKey {
+        parent: target.node,
+        hash,
+    };
+    match unsafe { EDGES.get(&key) } {
+        Some(edge) => {
+            target.node = edge.child;
+            if edge.watch != WATCH_NONE {
+                met_watch(target, edge.watch);
+            }
+        }
+        None => {
+            target.on_edge = 0;
+            target.off_depth = 1;
+        }
+    }
+}
+
+/// The file itself is `hash` in the current directory: a directory on the
+/// way to a watch, or a watched directory, is worth telling.
+#[inline(always)]
+fn at_last(target: &mut TargetState, hash: u64) {
+    if target.on_edge == 0 {
+        return;
+    }
+    let key = EdgeKey {
+        parent: target.node,
+        hash,
+    };
+    if let Some(edge) = unsafe { EDGES.get(&key) } {
+        target.status |= event_status::EDGE;
+        if edge.watch != WATCH_NONE {
+            met_watch(target, edge.watch);
+        }
+    }
+}
+
+/// A watch below the base, hence inside any the first walk found.
+#[inline(always)]
+fn met_watch(target: &mut TargetState, watch: u32) {
+    target.watch = watch;
+    target.end = END_FOUND;
+    mark_dirty(watch);
+}
+
+/// Without BTF: an absolute name is matched by prefix; a relative one (or
+/// a bare fd) goes to user space, which places it.
+#[inline(always)]
+fn decide_by_prefix(index: u32) -> Result<u32, i64> {
+    let name_len = read_name(index)?;
+    let s = scratch().ok_or(0i64)?;
+    let start = name_start(&s.op, index);
+    let target = s.op.targets.get_mut(index as usize).ok_or(0i64)?;
+    if name_len == 0 || name_byte(target, &s.event, start, 0) != b'/' {
+        target.status |= event_status::RELATIVE;
+        return Ok(PLACE);
+    }
+    // The LPM key is the name's first WATCH_PREFIX_MAX bytes; bytes past
+    // `prefix_len` are never compared.
+    let src = unsafe { s.event.data.as_ptr().add(start & (PATH_MAX - 1)) };
+    let dst = s.key.data.as_mut_ptr();
+    unsafe { bpf_probe_read_kernel(dst.cast(), WATCH_PREFIX_MAX as u32, src.cast()) };
+    s.key.prefix_len = (name_len.min(WATCH_PREFIX_MAX as u32)) * 8;
+    let Some(&watch) = WATCHES.get(&s.key) else {
+        return Ok(MISS);
+    };
+    target.watch = watch;
+    mark_dirty(watch);
+    Ok(FOUND)
+}
+
+#[inline(never)]
+extern "C" fn build_cb(index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(op) = op() else {
+        return 1;
+    };
+    op.current = index as u32;
+    let [first, second] = &op.targets;
+    let names = (first.name_len as usize & (PATH_MAX - 1))
+        + if op.len > 1 {
+            second.name_len as usize & (PATH_MAX - 1)
+        } else {
+            0
+        };
+    let start = names
+        + if index == 0 {
+            0
+        } else {
+            first.path_len as usize & (PATH_MAX - 1)
+        };
+    let Some((target, ..)) = current() else {
+        return 1;
+    };
+    target.path_start = start as u32;
+    target.path_len = 0;
+    target.complete = 1;
+    target.end = END_NONE;
+    target.at = target.base;
+    unsafe { bpf_loop(MAX_WALK, build_path_cb as *mut c_void, ptr::null_mut(), 0) };
+    if let Some((target, ..)) = current() {
+        if target.end != END_TOP || target.complete == 0 {
+            target.status |= event_status::PATH_TRUNCATED;
+        }
+    }
+    0
+}
+
+/// One step of the path walk: marks every watch met as dirty (nested
+/// watches all changed) and writes the path components, file first, each
+/// ended by a NUL, into the data after the names.
+#[inline(never)]
+extern "C" fn build_path_cb(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some((target, event, _)) = current() else {
+        return 1;
+    };
+    match path_step(target, event) {
         Ok(Step::Top) => {
-            walk.end = END_TOP;
+            target.end = END_TOP;
             1
         }
         Ok(_) => 0,
         Err(_) => {
-            walk.end = END_FAILED;
+            target.end = END_FAILED;
             1
         }
     }
 }
 
 #[inline(always)]
-fn path_step(walk: &mut Walk) -> Result<Step, i64> {
+fn path_step(target: &mut TargetState, event: &mut EventBuf) -> Result<Step, i64> {
     let off = kernel_offsets();
-    if let Some(id) = walk.at.watch(&off)? {
+    if let Some(id) = target.at.watch(&off)? {
         mark_dirty(id);
     }
-    let name = walk.at.name(&off)?;
-    let step = walk.at.up(&off)?;
+    let name = target.at.name(&off)?;
+    let step = target.at.up(&off)?;
     if !matches!(step, Step::Parent) {
         return Ok(step);
     }
-    if walk.len >= (PATH_MAX - NAME_MAX) as u64 {
-        walk.complete = 0;
+    if target.path_len >= (PATH_MAX - NAME_MAX) as u32 {
+        target.complete = 0;
         return Ok(step);
     }
-    let scratch = SCRATCH.get_ptr_mut(0).ok_or(0i64)?;
-    // SAFETY: as in `emit_if_watched`.
-    let data = unsafe { &mut (*scratch).event.data };
-    // Verifier: both offsets masked below PATH_MAX, so the write stays
-    // inside `data` (2 * PATH_MAX + NAME_MAX) whatever the values; the
-    // check above keeps them right.
-    let at = (walk.name_len as usize & (PATH_MAX - 1)) + (walk.len as usize & (PATH_MAX - 1));
-    let dst = unsafe { data.as_mut_ptr().add(at) };
+    // Verifier: masked below 4 * PATH_MAX, so a component written there
+    // stays inside `data` (4 * PATH_MAX + NAME_MAX) whatever the values;
+    // the checks above keep them right.
+    let at = (target.path_start as usize + target.path_len as usize) & (4 * PATH_MAX - 1);
+    let dst = unsafe { event.data.as_mut_ptr().add(at) };
     let n = unsafe { bpf_probe_read_kernel_str(dst.cast(), NAME_MAX as u32, name as *const _) };
     if n > 0 {
-        walk.len += n as u64;
+        target.path_len += n as u32;
     } else {
-        walk.complete = 0;
+        target.complete = 0;
     }
     Ok(step)
 }
 
-/// Reads the name the process passed (at sys_exit: at sys_enter the page
-/// may not be faulted in yet) into the start of the data; its length, 0 if
-/// it cannot be read.
 #[inline(always)]
-fn read_name(scratch: &mut Scratch, hit: &Hit) -> usize {
-    let Some(buf) = scratch.event.data.get_mut(..PATH_MAX) else {
-        return 0;
-    };
-    unsafe { bpf_probe_read_user_str_bytes(hit.filename, buf) }.map_or(0, |name| name.len())
-}
-
-/// Without BTF: an absolute name is matched by prefix; a relative one goes
-/// to user space, which places it.
-#[inline(always)]
-fn emit_by_prefix(scratch: &mut Scratch, hit: &Hit) -> Result<(), i64> {
-    let len = read_name(scratch, hit);
-    if scratch.event.data.first().copied() != Some(b'/') {
-        return send(scratch, hit, WATCH_NONE, event_status::RELATIVE, len, 0);
-    }
-    // The LPM key is the first WATCH_PREFIX_MAX bytes of the name; bytes
-    // past `prefix_len` are never compared.
-    let head = scratch
-        .event
-        .data
-        .first_chunk::<WATCH_PREFIX_MAX>()
-        .ok_or(0i64)?;
-    scratch.key.data = *head;
-    scratch.key.prefix_len = (len.min(WATCH_PREFIX_MAX) * 8) as u32;
-    let watch_id = *WATCHES.get(&scratch.key).ok_or(0i64)?;
-    mark_dirty(watch_id);
-    send(scratch, hit, watch_id, 0, len, 0)
-}
-
-#[inline(always)]
-fn send(
-    scratch: &mut Scratch,
-    hit: &Hit,
-    watch_id: u32,
-    status: u32,
-    name_len: usize,
-    path_len: usize,
-) -> Result<(), i64> {
+fn send(hit: &Hit, watch_id: u32) -> Result<(), i64> {
+    let s = scratch().ok_or(0i64)?;
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
-    let header = &mut scratch.event.header;
+    let header = &mut s.event.header;
     header.time_ns = unsafe { bpf_ktime_get_boot_ns() };
     header.kind = hit.kind;
     header.syscall = hit.syscall;
@@ -259,20 +635,30 @@ fn send(
     header.flags = hit.flags;
     header.ret = hit.ret;
     header.watch_id = watch_id;
-    header.status = status;
-    header.dfd = hit.dfd as i32;
-    header.name_len = name_len as u32;
-    header.path_len = path_len as u32;
+    header.targets_len = s.op.len;
     header.comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
+    let [first, second] = &s.op.targets;
+    header.targets = [
+        target_header(first),
+        if s.op.len > 1 {
+            target_header(second)
+        } else {
+            Target::default()
+        },
+    ];
+    // Verifier: each length masked below PATH_MAX.
+    let total: usize = header
+        .targets
+        .iter()
+        .map(|t| (t.name_len as usize & (PATH_MAX - 1)) + (t.path_len as usize & (PATH_MAX - 1)))
+        .sum();
 
     // SAFETY: `EventBuf` is `repr(C)` plain data.
     let bytes: &[u8; size_of::<EventBuf>()] =
-        unsafe { &*ptr::from_ref(&scratch.event).cast::<[u8; size_of::<EventBuf>()]>() };
+        unsafe { &*ptr::from_ref(&s.event).cast::<[u8; size_of::<EventBuf>()]>() };
     // `.get()` both avoids a panic path and shows the verifier that the
     // variable size stays within the map value.
-    let out = bytes
-        .get(..EVENT_HEADER_LEN + name_len + path_len)
-        .ok_or(0i64)?;
+    let out = bytes.get(..EVENT_HEADER_LEN + total).ok_or(0i64)?;
     if EVENTS.output::<[u8]>(out, 0).is_err() {
         count_lost(if watch_id == WATCH_NONE {
             UNDECIDED_SLOT
@@ -281,6 +667,18 @@ fn send(
         });
     }
     Ok(())
+}
+
+#[inline(always)]
+fn target_header(t: &TargetState) -> Target {
+    Target {
+        status: t.status,
+        dfd: t.dfd as i32,
+        name_len: t.name_len,
+        path_len: t.path_len,
+        skip: t.skip,
+        _pad: 0,
+    }
 }
 
 #[inline(always)]

@@ -5,8 +5,11 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use watcher_common::{
-    EventBuf, InodeKey, MAX_EXCLUDED, MAX_INFLIGHT, MAX_WATCHES, Stash, WATCH_PREFIX_MAX,
+    Edge, EdgeKey, EventBuf, FdKey, InodeKey, MAX_EDGES, MAX_EXCLUDED, MAX_INFLIGHT,
+    MAX_SYSCALL_NR, MAX_WATCHES, MAX_WRITE_FDS, Stash, SyscallSpec, WATCH_PREFIX_MAX,
 };
+
+use crate::emit::Op;
 
 /// Events for user space. User space sets the size at load time.
 #[map]
@@ -24,6 +27,27 @@ pub static WATCH_INODES: HashMap<InodeKey, u32> = HashMap::with_max_entries(MAX_
 #[map]
 pub static WATCH_DEVS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_WATCHES, 0);
 
+/// Directories on the way from the root to each watch, by their parent
+/// and name: how a name that no longer exists (or not yet) is followed
+/// down from the directory it is relative to without a lookup.
+#[map]
+pub static EDGES: HashMap<EdgeKey, Edge> = HashMap::with_max_entries(MAX_EDGES, 0);
+
+/// What each traced syscall's arguments mean, by syscall number; filled
+/// by user space from the tracepoints' `format` files.
+#[map]
+pub static SPECS: Array<SyscallSpec> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
+
+/// Descriptors opened for writing under a watch, for `close_write`; the
+/// value is the watch.
+#[map]
+pub static WRITE_FDS: LruHashMap<FdKey, u32> = LruHashMap::with_max_entries(MAX_WRITE_FDS, 0);
+
+/// Processes that opened a descriptor in `WRITE_FDS` (the value is
+/// unused): only their exit looks for descriptors still open.
+#[map]
+pub static WRITERS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(MAX_WRITE_FDS, 0);
+
 /// Watched directories for the prefix match (no BTF): key is the
 /// directory's absolute path with a trailing `/`, value its watch id. A
 /// longest-prefix lookup of an opened path finds the innermost watch, and
@@ -38,7 +62,7 @@ pub static WATCHES: LpmTrie<[u8; WATCH_PREFIX_MAX], u32> =
 #[map]
 pub static DIRTY: Array<u32> = Array::with_max_entries(MAX_WATCHES + 1, 0);
 
-/// Per-thread arguments from `sys_enter_*` until `sys_exit_*`.
+/// Per-thread arguments from `sys_enter` until `sys_exit`.
 #[map]
 pub static STASH: LruHashMap<u64, Stash> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
 
@@ -60,6 +84,9 @@ pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_WATCHES + 
 pub struct Scratch {
     pub key: Key<[u8; WATCH_PREFIX_MAX]>,
     pub event: EventBuf,
+    /// The syscall being turned into an event, shared with the `bpf_loop`
+    /// callbacks (the BPF stack is too small for it).
+    pub op: Op,
 }
 
 #[map]

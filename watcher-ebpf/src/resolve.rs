@@ -15,12 +15,24 @@ fn read<T>(base: u64, offset: u32) -> Result<T, i64> {
     unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) }.map_err(i64::from)
 }
 
+/// The current task's descriptor table.
+#[inline(always)]
+fn fd_table(off: &KernelOffsets) -> Result<u64, i64> {
+    let task = unsafe { bpf_get_current_task() };
+    let files: u64 = read(task, off.task_files)?;
+    read(files, off.files_fdt)
+}
+
+/// How many descriptors the current task's table has room for.
+#[inline(always)]
+pub fn fd_table_size(off: &KernelOffsets) -> Result<u32, i64> {
+    read(fd_table(off)?, off.fdtable_max_fds)
+}
+
 /// The `struct file` behind `fd` in the current task's descriptor table.
 #[inline(always)]
 pub fn file_of_fd(off: &KernelOffsets, fd: i64) -> Result<u64, i64> {
-    let task = unsafe { bpf_get_current_task() };
-    let files: u64 = read(task, off.task_files)?;
-    let fdt: u64 = read(files, off.files_fdt)?;
+    let fdt = fd_table(off)?;
     let max_fds: u32 = read(fdt, off.fdtable_max_fds)?;
     if fd < 0 || fd >= i64::from(max_fds) {
         return Err(0);
@@ -29,9 +41,22 @@ pub fn file_of_fd(off: &KernelOffsets, fd: i64) -> Result<u64, i64> {
     read(fds + fd as u64 * 8, 0)
 }
 
+/// The `file.f_mode` bits.
+#[inline(always)]
+pub fn file_mode(off: &KernelOffsets, file: u64) -> Result<u32, i64> {
+    read(file, off.file_mode)
+}
+
+/// Where names of the current task start from: its root directory (for
+/// absolute names) or its working directory.
+pub enum TaskDir {
+    Root,
+    Cwd,
+}
+
 /// A position in the walk: a dentry and the mount it is seen through.
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct Cursor {
     dentry: u64,
     /// `struct mount *`.
@@ -62,6 +87,21 @@ impl Cursor {
         Self::at(off, dentry, vfsmount - u64::from(off.mount_mnt))
     }
 
+    /// At the current task's root or working directory.
+    #[inline(always)]
+    pub fn of_task(off: &KernelOffsets, which: TaskDir) -> Result<Self, i64> {
+        let task = unsafe { bpf_get_current_task() };
+        let fs: u64 = read(task, off.task_fs)?;
+        let path = fs
+            + u64::from(match which {
+                TaskDir::Root => off.fs_root,
+                TaskDir::Cwd => off.fs_pwd,
+            });
+        let vfsmount: u64 = read(path, off.path_mnt)?;
+        let dentry: u64 = read(path, off.path_dentry)?;
+        Self::at(off, dentry, vfsmount - u64::from(off.mount_mnt))
+    }
+
     #[inline(always)]
     fn at(off: &KernelOffsets, dentry: u64, mount: u64) -> Result<Self, i64> {
         let root: u64 = read(mount, off.mount_mnt + off.vfsmount_root)?;
@@ -85,15 +125,21 @@ impl Cursor {
         unsafe { WATCH_DEVS.get(&self.dev) }.is_some()
     }
 
-    /// The watch whose directory this dentry is, if any.
+    /// This dentry's identity, as `WATCH_INODES` and `EDGES` know it.
     #[inline(always)]
-    pub fn watch(&self, off: &KernelOffsets) -> Result<Option<u32>, i64> {
+    pub fn key(&self, off: &KernelOffsets) -> Result<InodeKey, i64> {
         let inode: u64 = read(self.dentry, off.dentry_inode)?;
-        let key = InodeKey {
+        Ok(InodeKey {
             dev: self.dev,
             _pad: 0,
             ino: read(inode, off.inode_ino)?,
-        };
+        })
+    }
+
+    /// The watch whose directory this dentry is, if any.
+    #[inline(always)]
+    pub fn watch(&self, off: &KernelOffsets) -> Result<Option<u32>, i64> {
+        let key = self.key(off)?;
         Ok(unsafe { WATCH_INODES.get(&key) }.copied())
     }
 

@@ -10,10 +10,11 @@ use aya::{
     programs::{ProgramError, TracePoint},
 };
 use watcher_common::{
-    InodeKey, KernelOffsets, TracepointOffsets, UNDECIDED_SLOT, WATCH_PREFIX_MAX, match_mode,
+    Edge, EdgeKey, InodeKey, KernelOffsets, SyscallSpec, TracepointOffsets, UNDECIDED_SLOT,
+    WATCH_PREFIX_MAX, match_mode,
 };
 
-use crate::{tracefs::TRACEPOINTS, watch::Watch};
+use crate::{syscalls::Spec, tracefs::PROCESS_TRACEPOINTS, watch::Watch};
 
 /// The object aya-build compiled from watcher-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/watcher"));
@@ -49,10 +50,11 @@ pub enum LoadError {
         #[source]
         source: ProgramError,
     },
-    #[error("cannot attach to tracepoint {category}/{program}: {source}")]
+    #[error("cannot attach program {program} to tracepoint {category}/{tracepoint}: {source}")]
     Attach {
-        category: &'static str,
         program: &'static str,
+        category: &'static str,
+        tracepoint: String,
         #[source]
         source: ProgramError,
     },
@@ -91,16 +93,33 @@ pub struct Probes {
     watch_ids: Vec<u32>,
 }
 
+/// What the programs are loaded with.
+pub struct Setup<'a> {
+    pub watches: &'a [Watch],
+    /// The directories on the way to each watch (exact mode).
+    pub edges: &'a [(EdgeKey, Edge)],
+    pub specs: &'a [Spec],
+    pub offsets: &'a TracepointOffsets,
+    /// With them the match is exact, without them by prefix.
+    pub kernel: Option<&'a KernelOffsets>,
+    pub ring_buffer_bytes: u32,
+    /// The selected event kinds, as `event_kind::bit`s.
+    pub event_mask: u32,
+}
+
 impl Probes {
-    /// Loads the programs, fills the watch maps and attaches every
-    /// program. With `kernel` offsets the match is exact, without them by
-    /// prefix. Returns them with the ring buffer their events arrive in.
-    pub fn load(
-        watches: &[Watch],
-        offsets: &TracepointOffsets,
-        kernel: Option<&KernelOffsets>,
-        ring_buffer_bytes: u32,
-    ) -> Result<(Self, RingBuf<MapData>), LoadError> {
+    /// Loads the programs, fills the maps and attaches every program.
+    /// Returns them with the ring buffer their events arrive in.
+    pub fn load(setup: &Setup) -> Result<(Self, RingBuf<MapData>), LoadError> {
+        let Setup {
+            watches,
+            edges,
+            specs,
+            offsets,
+            kernel,
+            ring_buffer_bytes,
+            event_mask,
+        } = *setup;
         let tgid = std::process::id();
         let mode = match kernel {
             Some(_) => match_mode::EXACT,
@@ -117,6 +136,7 @@ impl Probes {
                 true,
             )
             .override_global("MATCH_MODE", &mode, true)
+            .override_global("EVENT_MASK", &event_mask, true)
             .override_global("WATCHER_TGID", &tgid, true)
             .map_max_entries("EVENTS", ring_buffer_bytes)
             .load(OBJECT)
@@ -129,7 +149,19 @@ impl Probes {
 
         // Borrowed, not taken: a taken map closes when dropped, and the
         // programs are yet to be loaded with it.
+        let mut spec_map: Array<_, SyscallSpec> =
+            Array::try_from(map_mut("SPECS", &mut ebpf)?).map_err(map_err("SPECS"))?;
+        for spec in specs {
+            spec_map
+                .set(spec.nr, spec.spec, 0)
+                .map_err(map_err("SPECS"))?;
+        }
         if kernel.is_some() {
+            let mut edge_map: HashMap<_, EdgeKey, Edge> =
+                HashMap::try_from(map_mut("EDGES", &mut ebpf)?).map_err(map_err("EDGES"))?;
+            for (key, edge) in edges {
+                edge_map.insert(key, edge, 0).map_err(map_err("EDGES"))?;
+            }
             let mut inodes: HashMap<_, InodeKey, u32> =
                 HashMap::try_from(map_mut("WATCH_INODES", &mut ebpf)?)
                     .map_err(map_err("WATCH_INODES"))?;
@@ -155,11 +187,21 @@ impl Probes {
             }
         }
 
-        // Attach enter programs last, so that no stash is written that
-        // nothing would take back, and no action is forked unseen.
-        let mut order = TRACEPOINTS;
-        order.sort_by_key(|(_, name)| name.starts_with("sys_enter"));
-        for (category, program) in order {
+        // One enter and one exit program for every syscall; enter
+        // attached last, so that no stash is written that nothing would
+        // take back, and no action is forked unseen.
+        let syscall_tracepoints = |side: &str| {
+            specs
+                .iter()
+                .map(|spec| ("syscalls", format!("sys_{side}_{}", spec.name)))
+                .collect::<Vec<_>>()
+        };
+        let mut plan = vec![("sys_exit", syscall_tracepoints("exit"))];
+        for (category, name) in PROCESS_TRACEPOINTS {
+            plan.push((name, vec![(category, name.to_string())]));
+        }
+        plan.push(("sys_enter", syscall_tracepoints("enter")));
+        for (program, tracepoints) in plan {
             let tp: &mut TracePoint = ebpf
                 .program_mut(program)
                 .ok_or(LoadError::MissingProgram(program))?
@@ -176,12 +218,15 @@ impl Probes {
                 },
                 source => LoadError::Load { program, source },
             })?;
-            tp.attach(category, program)
-                .map_err(|source| LoadError::Attach {
-                    category,
-                    program,
-                    source,
-                })?;
+            for (category, tracepoint) in tracepoints {
+                tp.attach(category, &tracepoint)
+                    .map_err(|source| LoadError::Attach {
+                        program,
+                        category,
+                        tracepoint,
+                        source,
+                    })?;
+            }
         }
 
         let events = RingBuf::try_from(map("EVENTS", &mut ebpf)?).map_err(map_err("EVENTS"))?;

@@ -83,6 +83,12 @@ pub fn kernel_offsets() -> Result<KernelOffsets, BtfError> {
         mount_mnt: m("mount", &["mnt"], Shape::Struct("vfsmount"))?,
         mount_parent: m("mount", &["mnt_parent"], Pointer)?,
         mount_mountpoint: m("mount", &["mnt_mountpoint"], Pointer)?,
+        task_fs: m("task_struct", &["fs"], Pointer)?,
+        fs_root: m("fs_struct", &["root"], Shape::Struct("path"))?,
+        fs_pwd: m("fs_struct", &["pwd"], Shape::Struct("path"))?,
+        path_mnt: m("path", &["mnt"], Pointer)?,
+        path_dentry: m("path", &["dentry"], Pointer)?,
+        file_mode: m("file", &["f_mode"], Int(4))?,
     })
 }
 

@@ -2,10 +2,13 @@
 //! check. Exit status 0 when it can, 1 when something it needs is missing.
 
 use aya::{maps::MapType, programs::ProgramType};
+use watcher_common::SYSCALL_NAMES;
 
 use crate::{
-    bpf::{Probes, RING_BUFFER_BYTES},
-    btf, privileges, tracefs,
+    bpf::{Probes, RING_BUFFER_BYTES, Setup},
+    btf,
+    event::Kind,
+    privileges, syscalls, tracefs,
 };
 
 /// Oldest kernel with the BPF ring buffer.
@@ -113,35 +116,24 @@ pub fn run() -> bool {
             "tracefs",
             &format!("mounted at {}", tracefs::TRACEFS),
         );
-        let missing: Vec<String> = tracefs::TRACEPOINTS
-            .into_iter()
-            .filter(|(category, name)| !tracefs::tracepoint_dir(category, name).join("id").exists())
-            .map(|(category, name)| format!("{category}/{name}"))
-            .collect();
-        if !missing.is_empty() {
-            r.line(
-                Status::Fail,
-                "tracepoints",
-                &format!("missing: {}", missing.join(" ")),
-            );
-            None
-        } else {
-            match tracefs::read_offsets() {
-                Ok(offsets) => {
-                    r.line(
-                        Status::Ok,
-                        "tracepoints",
-                        &format!(
-                            "all {} present, argument offsets read",
-                            tracefs::TRACEPOINTS.len()
-                        ),
-                    );
-                    Some(offsets)
-                }
-                Err(e) => {
-                    r.line(Status::Fail, "tracepoints", &e.to_string());
-                    None
-                }
+        let read = syscalls::read_specs()
+            .and_then(|specs| tracefs::read_offsets(&specs).map(|offsets| (specs, offsets)));
+        match read {
+            Ok((specs, offsets)) => {
+                r.line(
+                    Status::Ok,
+                    "tracepoints",
+                    &format!(
+                        "{} syscalls of {} traceable, argument offsets read",
+                        specs.len(),
+                        SYSCALL_NAMES.len() - 1
+                    ),
+                );
+                Some((specs, offsets))
+            }
+            Err(e) => {
+                r.line(Status::Fail, "tracepoints", &e.to_string());
+                None
             }
         }
     };
@@ -171,17 +163,28 @@ pub fn run() -> bool {
     }
     match offsets {
         None => r.line(Status::Skip, "programs", "needs the tracepoints"),
-        Some(offsets) => match Probes::load(&[], &offsets, kernel.as_ref(), RING_BUFFER_BYTES) {
-            Ok(_probes) => r.line(
-                Status::Ok,
-                "programs",
-                &format!(
-                    "all {} load, pass the verifier and attach",
-                    tracefs::TRACEPOINTS.len()
+        Some((specs, offsets)) => {
+            let setup = Setup {
+                watches: &[],
+                edges: &[],
+                specs: &specs,
+                offsets: &offsets,
+                kernel: kernel.as_ref(),
+                ring_buffer_bytes: RING_BUFFER_BYTES,
+                event_mask: Kind::mask(&Kind::ALL),
+            };
+            match Probes::load(&setup) {
+                Ok(_probes) => r.line(
+                    Status::Ok,
+                    "programs",
+                    &format!(
+                        "load, pass the verifier and attach to {} tracepoints",
+                        specs.len() * 2 + tracefs::PROCESS_TRACEPOINTS.len()
+                    ),
                 ),
-            ),
-            Err(e) => r.line(Status::Fail, "programs", &e.to_string()),
-        },
+                Err(e) => r.line(Status::Fail, "programs", &e.to_string()),
+            }
+        }
     }
     !r.failed
 }

@@ -5,6 +5,7 @@ use std::{ffi::OsString, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
+    event::Kind,
     output::Format,
     runner::{StdinFormat, parse_signal},
 };
@@ -48,6 +49,44 @@ pub struct WatchArgs {
     /// 1G (e.g. 64k, 1M, 16M). When it is full, events are counted as lost.
     #[arg(long, default_value = "1M", value_parser = parse_ring_size, value_name = "BYTES")]
     pub ring_buffer_size: u32,
+    /// Kinds of change to report, comma-separated: write, create, delete,
+    /// rename, mkdir, link, truncate, attrib, close_write, or all. The
+    /// default is every change of the tree's contents: all but attrib and
+    /// close_write.
+    #[arg(
+        long,
+        default_value = "write,create,delete,rename,mkdir,link,truncate",
+        value_parser = parse_events,
+        value_name = "KINDS"
+    )]
+    pub events: Events,
+}
+
+/// The kinds `--events` selected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Events(pub Vec<Kind>);
+
+fn parse_events(s: &str) -> Result<Events, String> {
+    if s == "all" {
+        return Ok(Events(Kind::ALL.to_vec()));
+    }
+    let mut kinds = Vec::new();
+    for name in s.split(',') {
+        let kind = Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+                format!(
+                    "unknown event kind `{name}`; kinds are {}, or all",
+                    names.join(", ")
+                )
+            })?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    Ok(Events(kinds))
 }
 
 #[derive(Debug, Args)]

@@ -3,51 +3,100 @@
 use std::mem::size_of;
 
 use watcher_common::{
-    EVENT_HEADER_LEN, EventHeader, WATCH_NONE, event_kind, event_status, syscall,
+    EVENT_HEADER_LEN, EventHeader, SYSCALL_NAMES, Target, WATCH_NONE, event_kind, event_status,
 };
+
+use crate::place::normalize;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("event of {0} bytes is shorter than its header")]
     Short(usize),
-    #[error("event says its name and path are {said} bytes but carries {carried}")]
+    #[error("event says its names and paths are {said} bytes but carries {carried}")]
     Len { said: usize, carried: usize },
     #[error("unknown event kind {0}")]
     Kind(u32),
     #[error("unknown syscall {0}")]
     Syscall(u32),
+    #[error("event says it has {0} files")]
+    Targets(u32),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What happened, by its `--events` name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     Write,
+    Create,
+    Delete,
+    Rename,
+    Mkdir,
+    Link,
+    Truncate,
+    Attrib,
+    CloseWrite,
 }
 
 impl Kind {
+    pub const ALL: [Self; 9] = [
+        Self::Write,
+        Self::Create,
+        Self::Delete,
+        Self::Rename,
+        Self::Mkdir,
+        Self::Link,
+        Self::Truncate,
+        Self::Attrib,
+        Self::CloseWrite,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Write => "write",
+            Self::Create => "create",
+            Self::Delete => "delete",
+            Self::Rename => "rename",
+            Self::Mkdir => "mkdir",
+            Self::Link => "link",
+            Self::Truncate => "truncate",
+            Self::Attrib => "attrib",
+            Self::CloseWrite => "close_write",
         }
     }
-}
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Syscall {
-    Openat,
-    Openat2,
-    Open,
-    Creat,
-}
-
-impl Syscall {
-    pub fn name(self) -> &'static str {
+    /// The kernel's [`event_kind`] value.
+    pub fn id(self) -> u32 {
         match self {
-            Self::Openat => "openat",
-            Self::Openat2 => "openat2",
-            Self::Open => "open",
-            Self::Creat => "creat",
+            Self::Write => event_kind::WRITE,
+            Self::Create => event_kind::CREATE,
+            Self::Delete => event_kind::DELETE,
+            Self::Rename => event_kind::RENAME,
+            Self::Mkdir => event_kind::MKDIR,
+            Self::Link => event_kind::LINK,
+            Self::Truncate => event_kind::TRUNCATE,
+            Self::Attrib => event_kind::ATTRIB,
+            Self::CloseWrite => event_kind::CLOSE_WRITE,
         }
     }
+
+    fn from_id(id: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.id() == id)
+    }
+
+    /// Bits of a set of kinds, as the kernel's `EVENT_MASK`.
+    pub fn mask(kinds: &[Self]) -> u32 {
+        kinds.iter().fold(0, |m, k| m | event_kind::bit(k.id()))
+    }
+}
+
+/// The old name of a rename or a link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Old {
+    pub name: Vec<u8>,
+    pub path: Vec<u8>,
+    pub truncated: bool,
+    /// Prefix mode: as [`Event::relative`].
+    pub relative: bool,
+    pub dfd: i32,
 }
 
 /// One event, decoded.
@@ -56,7 +105,7 @@ pub struct Event {
     /// Wall-clock time, nanoseconds since the Unix epoch.
     pub time_ns: i128,
     pub kind: Kind,
-    pub syscall: Syscall,
+    pub syscall: &'static str,
     pub pid: u32,
     pub tid: u32,
     pub uid: u32,
@@ -68,16 +117,29 @@ pub struct Event {
     /// watch.
     pub watch_id: Option<u32>,
     pub comm: Vec<u8>,
-    /// The name as the process passed it.
+    /// The name as the process passed it (empty for fd operations).
     pub name: Vec<u8>,
-    /// The file's canonical absolute path; only its last components when
-    /// `truncated`.
+    /// The file's absolute path, with symlinks in the directories above it
+    /// resolved; only its last components when `truncated`.
     pub path: Vec<u8>,
     pub truncated: bool,
     /// Prefix mode: `name` is relative to `dfd` (or the cwd) of the
     /// process, and user space still has to place it.
     pub relative: bool,
+    /// The kernel could not follow the name (`..` after going down): user
+    /// space decides its watch from `path`.
+    pub lexical: bool,
+    /// The directory fd the name is relative to, or the fd operated on.
     pub dfd: i32,
+    /// The descriptor the event is about: an open's new fd, or the fd of a
+    /// close or an fd operation.
+    pub fd: Option<i64>,
+    /// The open created the file.
+    pub created: bool,
+    /// The name is a directory on the way to a watch, or a watched one.
+    pub edge: bool,
+    /// Renames and links: the old name.
+    pub old: Option<Old>,
 }
 
 /// Converts the kernel's `CLOCK_BOOTTIME` stamps to wall-clock time.
@@ -110,7 +172,7 @@ impl Clock {
 }
 
 /// Decodes one ring-buffer record. `exact`: the kernel matched exactly and
-/// sent the path's components; otherwise the name is the path.
+/// sent the paths' components; otherwise the names are the paths.
 pub fn decode(bytes: &[u8], clock: &Clock, exact: bool) -> Result<Event, DecodeError> {
     if bytes.len() < EVENT_HEADER_LEN {
         return Err(DecodeError::Short(bytes.len()));
@@ -119,70 +181,131 @@ pub fn decode(bytes: &[u8], clock: &Clock, exact: bool) -> Result<Event, DecodeE
     // SAFETY: length checked above; `EventHeader` is plain data valid for
     // any bit pattern; the read is unaligned-safe.
     let header: EventHeader = unsafe { bytes.as_ptr().cast::<EventHeader>().read_unaligned() };
-    let EventHeader {
-        time_ns,
-        kind,
-        syscall,
-        pid,
-        tid,
-        uid,
-        gid,
-        flags,
-        ret,
-        watch_id,
-        status,
-        dfd,
-        name_len,
-        path_len,
-        _pad,
-        comm,
-    } = header;
-    let rest = &bytes[EVENT_HEADER_LEN..];
-    let said = name_len as usize + path_len as usize;
+    let targets = match header.targets_len {
+        1 => &header.targets[..1],
+        2 => &header.targets[..],
+        n => return Err(DecodeError::Targets(n)),
+    };
+    let mut rest = &bytes[EVENT_HEADER_LEN..];
+    let said: usize = targets
+        .iter()
+        .map(|t| t.name_len as usize + t.path_len as usize)
+        .sum();
     if rest.len() < said {
         return Err(DecodeError::Len {
             said,
             carried: rest.len(),
         });
     }
-    let (name, components) = rest[..said].split_at(name_len as usize);
-    let truncated = status & event_status::PATH_TRUNCATED != 0;
-    let path = if exact {
-        join_components(components, truncated)
+    let mut take = |n: u32| {
+        let (head, tail) = rest.split_at(n as usize);
+        rest = tail;
+        head
+    };
+    let names: Vec<&[u8]> = targets.iter().map(|t| take(t.name_len)).collect();
+    let sides: Vec<Old> = targets
+        .iter()
+        .zip(names)
+        .map(|(t, name)| side(t, name, take(t.path_len), exact))
+        .collect();
+    let kind = Kind::from_id(header.kind).ok_or(DecodeError::Kind(header.kind))?;
+    let syscall = SYSCALL_NAMES
+        .get(header.syscall as usize)
+        .copied()
+        .ok_or(DecodeError::Syscall(header.syscall))?;
+    let comm_len = header
+        .comm
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(header.comm.len());
+    let status = targets.iter().fold(0, |s, t| s | t.status);
+    let (old, new) = match sides.as_slice() {
+        [old, new] => (Some(old.clone()), new.clone()),
+        [only] => (None, only.clone()),
+        _ => return Err(DecodeError::Targets(header.targets_len)),
+    };
+    let opened = matches!(syscall, "openat" | "openat2" | "open" | "creat");
+    let fd = if opened {
+        Some(header.ret)
+    } else if new.name.is_empty() && header.targets[0].status & event_status::BASE == 0 {
+        Some(i64::from(new.dfd))
     } else {
-        name.to_vec()
+        None
     };
-    let kind = match kind {
-        event_kind::WRITE => Kind::Write,
-        other => return Err(DecodeError::Kind(other)),
-    };
-    let syscall = match syscall {
-        syscall::OPENAT => Syscall::Openat,
-        syscall::OPENAT2 => Syscall::Openat2,
-        syscall::OPEN => Syscall::Open,
-        syscall::CREAT => Syscall::Creat,
-        other => return Err(DecodeError::Syscall(other)),
-    };
-    let comm_len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
     Ok(Event {
-        time_ns: clock.wall(time_ns),
+        time_ns: clock.wall(header.time_ns),
         kind,
         syscall,
-        pid,
-        tid,
-        uid,
-        gid,
-        flags,
-        ret,
-        watch_id: (watch_id != WATCH_NONE && status & event_status::UNDECIDED == 0)
-            .then_some(watch_id),
-        comm: comm[..comm_len].to_vec(),
+        pid: header.pid,
+        tid: header.tid,
+        uid: header.uid,
+        gid: header.gid,
+        flags: header.flags,
+        ret: header.ret,
+        watch_id: (header.watch_id != WATCH_NONE && status & event_status::UNDECIDED == 0)
+            .then_some(header.watch_id),
+        comm: header.comm[..comm_len].to_vec(),
+        name: new.name,
+        path: new.path,
+        truncated: new.truncated,
+        relative: new.relative,
+        lexical: status & event_status::LEXICAL != 0,
+        dfd: new.dfd,
+        fd,
+        created: status & event_status::CREATED != 0,
+        edge: status & event_status::EDGE != 0,
+        old,
+    })
+}
+
+/// One target's name and path. A name followed from a directory (`BASE`)
+/// is joined to that directory's path after the part the walk took.
+fn side(t: &Target, name: &[u8], components: &[u8], exact: bool) -> Old {
+    let truncated = t.status & event_status::PATH_TRUNCATED != 0;
+    let path = if !exact {
+        name.to_vec()
+    } else if t.status & event_status::BASE == 0 {
+        join_components(components, truncated)
+    } else {
+        let base = join_components(components, truncated);
+        let rest = name.get(t.skip as usize..).unwrap_or_default();
+        if truncated {
+            // Only the tail of the directory is known: joined as written.
+            [base.as_slice(), b"/", rest].concat()
+        } else {
+            normalize(&base, rest)
+        }
+    };
+    Old {
         name: name.to_vec(),
         path,
         truncated,
-        relative: status & event_status::RELATIVE != 0,
-        dfd,
-    })
+        relative: t.status & event_status::RELATIVE != 0,
+        dfd: t.dfd,
+    }
+}
+
+/// The events one record stands for, among the `selected` kinds: an open
+/// is a `create` when it created the file, a `truncate` when O_TRUNC
+/// emptied an existing one, and a `write`, in that order.
+pub fn expand(ev: Event, selected: &[Kind]) -> Vec<Event> {
+    if ev.kind != Kind::Write {
+        return if selected.contains(&ev.kind) {
+            vec![ev]
+        } else {
+            Vec::new()
+        };
+    }
+    let truncated = !ev.created && ev.flags & libc::O_TRUNC as u64 != 0;
+    [
+        (Kind::Create, ev.created),
+        (Kind::Truncate, truncated),
+        (Kind::Write, true),
+    ]
+    .into_iter()
+    .filter(|&(kind, applies)| applies && selected.contains(&kind))
+    .map(|(kind, _)| Event { kind, ..ev.clone() })
+    .collect()
 }
 
 /// The path from the kernel's components (file first, each ended by a
@@ -209,7 +332,7 @@ impl Event {
         Self {
             time_ns: 0,
             kind: Kind::Write,
-            syscall: Syscall::Openat,
+            syscall: "openat",
             pid: 1,
             tid: 1,
             uid: 0,
@@ -222,7 +345,12 @@ impl Event {
             path: path.to_vec(),
             truncated: false,
             relative: false,
+            lexical: false,
             dfd: libc::AT_FDCWD,
+            fd: Some(3),
+            created: false,
+            edge: false,
+            old: None,
         }
     }
 }
@@ -233,17 +361,11 @@ mod tests {
 
     use super::*;
 
-    fn record(
-        name: &[u8],
-        components: &[u8],
-        said: (u32, u32),
-        status: u32,
-        kind: u32,
-        syscall: u32,
-    ) -> Vec<u8> {
+    /// A record with one target per (name, components, status).
+    fn record(kind: u32, syscall: u32, targets: &[(&[u8], &[u8], u32)]) -> Vec<u8> {
         let mut comm = [0u8; TASK_COMM_LEN];
         comm[..5].copy_from_slice(b"touch");
-        let header = EventHeader {
+        let mut header = EventHeader {
             time_ns: 5,
             kind,
             syscall,
@@ -254,31 +376,34 @@ mod tests {
             flags: 0o101,
             ret: 3,
             watch_id: 1,
-            status,
-            dfd: -100,
-            name_len: said.0,
-            path_len: said.1,
-            _pad: 0,
+            targets_len: targets.len() as u32,
+            targets: [Target::default(); 2],
             comm,
         };
+        for (t, (name, components, status)) in header.targets.iter_mut().zip(targets) {
+            *t = Target {
+                status: *status,
+                dfd: -100,
+                name_len: name.len() as u32,
+                path_len: components.len() as u32,
+                skip: 0,
+                _pad: 0,
+            };
+        }
         // SAFETY: plain data without padding.
         let bytes: [u8; EVENT_HEADER_LEN] = unsafe { std::mem::transmute(header) };
         let mut v = bytes.to_vec();
-        v.extend_from_slice(name);
-        v.extend_from_slice(components);
+        for (name, _, _) in targets {
+            v.extend_from_slice(name);
+        }
+        for (_, components, _) in targets {
+            v.extend_from_slice(components);
+        }
         v
     }
 
     fn write(name: &[u8], components: &[u8], status: u32) -> Vec<u8> {
-        let said = (name.len() as u32, components.len() as u32);
-        record(
-            name,
-            components,
-            said,
-            status,
-            event_kind::WRITE,
-            syscall::OPENAT,
-        )
+        record(event_kind::WRITE, 0, &[(name, components, status)])
     }
 
     #[test]
@@ -286,17 +411,10 @@ mod tests {
         let clock = Clock {
             realtime_minus_boottime_ns: 1_000,
         };
-        let bytes = record(
-            b"../a\xff",
-            b"a\xff\0w\0",
-            (5, 5),
-            0,
-            event_kind::WRITE,
-            syscall::OPENAT2,
-        );
+        let bytes = record(event_kind::WRITE, 1, &[(b"../a\xff", b"a\xff\0w\0", 0)]);
         let ev = decode(&bytes, &clock, true).unwrap();
         assert_eq!(ev.time_ns, 1_005);
-        assert_eq!((ev.kind, ev.syscall), (Kind::Write, Syscall::Openat2));
+        assert_eq!((ev.kind, ev.syscall), (Kind::Write, "openat2"));
         assert_eq!(
             (ev.pid, ev.tid, ev.uid, ev.gid, ev.ret, ev.watch_id),
             (10, 11, 12, 13, 3, Some(1))
@@ -304,7 +422,8 @@ mod tests {
         assert_eq!(ev.comm, b"touch");
         assert_eq!(ev.name, b"../a\xff");
         assert_eq!(ev.path, b"/w/a\xff");
-        assert!(!ev.truncated && !ev.relative);
+        assert_eq!(ev.fd, Some(3));
+        assert!(!ev.truncated && !ev.relative && ev.old.is_none());
     }
 
     #[test]
@@ -331,20 +450,66 @@ mod tests {
     }
 
     #[test]
+    fn names_are_joined_to_their_directory() {
+        let clock = Clock::new();
+        let base = event_status::BASE;
+        // rename("../in/a", "sub/./b") from /w/dir: the kernel walked the
+        // `../` (skip 3) and sent /w and /w/dir.
+        let mut bytes = record(
+            event_kind::RENAME,
+            6,
+            &[(b"../in/a", b"w\0", base), (b"sub/./b", b"dir\0w\0", base)],
+        );
+        // Patch the first target's skip.
+        let skip_at =
+            std::mem::offset_of!(EventHeader, targets) + std::mem::offset_of!(Target, skip);
+        bytes[skip_at] = 3;
+        let ev = decode(&bytes, &clock, true).unwrap();
+        assert_eq!(ev.kind, Kind::Rename);
+        assert_eq!(ev.syscall, "renameat2");
+        assert_eq!(ev.path, b"/w/dir/sub/b");
+        let old = ev.old.unwrap();
+        assert_eq!(old.path, b"/w/in/a");
+        assert_eq!(old.name, b"../in/a");
+        assert_eq!(ev.fd, None);
+    }
+
+    #[test]
+    fn an_open_stands_for_create_truncate_and_write() {
+        let clock = Clock::new();
+        let created = decode(&write(b"f", b"f\0", event_status::CREATED), &clock, true).unwrap();
+        let kinds = |ev: &Event, selected: &[Kind]| -> Vec<Kind> {
+            expand(ev.clone(), selected)
+                .iter()
+                .map(|e| e.kind)
+                .collect()
+        };
+        assert_eq!(kinds(&created, &Kind::ALL), [Kind::Create, Kind::Write]);
+        let mut trunc = decode(&write(b"f", b"f\0", 0), &clock, true).unwrap();
+        trunc.flags = (libc::O_WRONLY | libc::O_TRUNC) as u64;
+        assert_eq!(kinds(&trunc, &Kind::ALL), [Kind::Truncate, Kind::Write]);
+        assert_eq!(kinds(&trunc, &[Kind::Write]), [Kind::Write]);
+        assert_eq!(kinds(&created, &[Kind::Delete]), []);
+    }
+
+    #[test]
     fn rejects_malformed_records() {
         let clock = Clock::new();
         assert_eq!(decode(&[0; 8], &clock, true), Err(DecodeError::Short(8)));
-        let short = record(b"/w", b"", (2, 7), 0, event_kind::WRITE, syscall::OPEN);
+        let mut short = write(b"/w", b"", 0);
+        short.truncate(short.len() - 1);
         assert_eq!(
             decode(&short, &clock, true),
             Err(DecodeError::Len {
-                said: 9,
-                carried: 2
+                said: 2,
+                carried: 1
             })
         );
-        let kind = record(b"", b"", (0, 0), 0, 99, syscall::OPEN);
+        let kind = record(99, 0, &[(b"", b"", 0)]);
         assert_eq!(decode(&kind, &clock, true), Err(DecodeError::Kind(99)));
-        let sys = record(b"", b"", (0, 0), 0, event_kind::WRITE, 42);
-        assert_eq!(decode(&sys, &clock, true), Err(DecodeError::Syscall(42)));
+        let sys = record(event_kind::WRITE, 420, &[(b"", b"", 0)]);
+        assert_eq!(decode(&sys, &clock, true), Err(DecodeError::Syscall(420)));
+        let none = record(event_kind::WRITE, 0, &[]);
+        assert_eq!(decode(&none, &clock, true), Err(DecodeError::Targets(0)));
     }
 }

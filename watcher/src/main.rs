@@ -12,6 +12,7 @@ mod place;
 mod privileges;
 mod runner;
 mod start;
+mod syscalls;
 mod trace;
 mod tracefs;
 mod watch;

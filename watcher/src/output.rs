@@ -40,31 +40,49 @@ impl<'a, W: Write> Printer<'a, W> {
             .find(|w| Some(w.id) == ev.watch_id)
             .map(|w| w.root.as_os_str().as_bytes());
         match self.format {
-            Format::Text => writeln!(
-                self.out,
-                "{} {:<5} {:>7} {:<16} {}{}  ({} {}{})",
-                rfc3339(ev.time_ns),
-                ev.kind.name(),
-                ev.pid,
-                escape(&ev.comm),
-                if ev.truncated { ".../" } else { "" },
-                escape(&ev.path),
-                ev.syscall.name(),
-                flag_names(ev.flags),
-                match ev.watch_id {
-                    None => ", watch undecided",
-                    Some(_) => "",
-                },
-            ),
+            Format::Text => {
+                let shown = |path: &[u8], truncated| {
+                    format!("{}{}", if truncated { ".../" } else { "" }, escape(path))
+                };
+                let old = ev
+                    .old
+                    .as_ref()
+                    .map(|old| format!("{} -> ", shown(&old.path, old.truncated)))
+                    .unwrap_or_default();
+                let flags = flag_names(ev.syscall, ev.flags);
+                writeln!(
+                    self.out,
+                    "{} {:<11} {:>7} {:<16} {old}{}  ({}{}{}{})",
+                    rfc3339(ev.time_ns),
+                    ev.kind.name(),
+                    ev.pid,
+                    escape(&ev.comm),
+                    shown(&ev.path, ev.truncated),
+                    ev.syscall,
+                    if flags.is_empty() { "" } else { " " },
+                    flags,
+                    match ev.watch_id {
+                        None => ", watch undecided",
+                        Some(_) => "",
+                    },
+                )
+            }
             Format::Json => {
                 let mut obj = Map::new();
                 obj.insert("time".into(), rfc3339(ev.time_ns).into());
                 obj.insert("event".into(), ev.kind.name().into());
-                obj.insert("syscall".into(), ev.syscall.name().into());
+                obj.insert("syscall".into(), ev.syscall.into());
                 insert_bytes(&mut obj, "path", &ev.path);
                 insert_bytes(&mut obj, "name", &ev.name);
                 if ev.truncated {
                     obj.insert("truncated".into(), true.into());
+                }
+                if let Some(old) = &ev.old {
+                    insert_bytes(&mut obj, "old_path", &old.path);
+                    insert_bytes(&mut obj, "old_name", &old.name);
+                    if old.truncated {
+                        obj.insert("old_truncated".into(), true.into());
+                    }
                 }
                 match watch {
                     Some(watch) => insert_bytes(&mut obj, "watch", watch),
@@ -77,8 +95,10 @@ impl<'a, W: Write> Printer<'a, W> {
                 obj.insert("uid".into(), ev.uid.into());
                 obj.insert("gid".into(), ev.gid.into());
                 insert_bytes(&mut obj, "comm", &ev.comm);
-                obj.insert("flags".into(), json!(flag_names(ev.flags)));
-                obj.insert("fd".into(), ev.ret.into());
+                obj.insert("flags".into(), json!(flag_names(ev.syscall, ev.flags)));
+                if let Some(fd) = ev.fd {
+                    obj.insert("fd".into(), fd.into());
+                }
                 serde_json::to_writer(&mut self.out, &Value::Object(obj))?;
                 self.out.write_all(b"\n")
             }
@@ -135,8 +155,41 @@ pub fn rfc3339(time_ns: i128) -> String {
         .to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
+/// The flags argument of `syscall` by name, `|`-separated, with unknown
+/// bits in octal (opens) or hex; empty when there are none.
+pub fn flag_names(syscall: &str, flags: u64) -> String {
+    const RENAME: &[(u64, &str)] = &[
+        (libc::RENAME_NOREPLACE as u64, "RENAME_NOREPLACE"),
+        (libc::RENAME_EXCHANGE as u64, "RENAME_EXCHANGE"),
+        (libc::RENAME_WHITEOUT as u64, "RENAME_WHITEOUT"),
+    ];
+    const AT: &[(u64, &str)] = &[
+        (libc::AT_SYMLINK_NOFOLLOW as u64, "AT_SYMLINK_NOFOLLOW"),
+        (libc::AT_REMOVEDIR as u64, "AT_REMOVEDIR"),
+        (libc::AT_SYMLINK_FOLLOW as u64, "AT_SYMLINK_FOLLOW"),
+        (libc::AT_EMPTY_PATH as u64, "AT_EMPTY_PATH"),
+    ];
+    let named = match syscall {
+        "openat" | "openat2" | "open" | "creat" => return open_flag_names(flags),
+        "renameat2" => RENAME,
+        _ => AT,
+    };
+    let mut names = Vec::new();
+    let mut rest = flags;
+    for &(bits, name) in named {
+        if rest & bits == bits {
+            names.push(name.to_string());
+            rest &= !bits;
+        }
+    }
+    if rest != 0 {
+        names.push(format!("{rest:#x}"));
+    }
+    names.join("|")
+}
+
 /// Open flags by name, `|`-separated, with unknown bits in octal.
-pub fn flag_names(flags: u64) -> String {
+fn open_flag_names(flags: u64) -> String {
     const NAMED: &[(i32, &str)] = &[
         (libc::O_CREAT, "O_CREAT"),
         (libc::O_EXCL, "O_EXCL"),
@@ -198,11 +251,8 @@ mod tests {
         let watches = [Watch {
             id: 0,
             root: "/srv/media".into(),
-            key: watcher_common::InodeKey {
-                dev: 0,
-                _pad: 0,
-                ino: 0,
-            },
+            key: watcher_common::InodeKey::default(),
+            named: Vec::new(),
         }];
         let mut buf = Vec::new();
         Printer::new(format, &mut buf, &watches).event(ev).unwrap();
@@ -211,12 +261,21 @@ mod tests {
 
     #[test]
     fn flags_by_name() {
-        assert_eq!(flag_names(0o1101), "O_WRONLY|O_CREAT|O_TRUNC");
+        assert_eq!(flag_names("openat", 0o1101), "O_WRONLY|O_CREAT|O_TRUNC");
         assert_eq!(
-            flag_names((libc::O_RDWR | libc::O_SYNC) as u64),
+            flag_names("open", (libc::O_RDWR | libc::O_SYNC) as u64),
             "O_RDWR|O_SYNC"
         );
-        assert_eq!(flag_names(0o2 | 1 << 40), "O_RDWR|0o20000000000000");
+        assert_eq!(
+            flag_names("creat", 0o2 | 1 << 40),
+            "O_RDWR|0o20000000000000"
+        );
+        assert_eq!(flag_names("renameat2", 2), "RENAME_EXCHANGE");
+        assert_eq!(
+            flag_names("unlinkat", 0x200 | 1 << 20),
+            "AT_REMOVEDIR|0x100000"
+        );
+        assert_eq!(flag_names("rename", 0), "");
     }
 
     #[test]

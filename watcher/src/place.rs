@@ -1,41 +1,65 @@
-//! The prefix match's user-space half (no BTF): the kernel sends every
-//! write-open by a relative name, and this places it from the process's
-//! cwd or directory fd, read from /proc, then matches it by prefix. A
-//! process that is gone by then cannot be placed.
+//! Events the kernel leaves to user space. In prefix mode (no BTF) it
+//! sends every change by a relative name (or a bare fd): this places it
+//! from the process's cwd or directory fd, read from /proc (a process that
+//! is gone by then cannot be placed). In exact mode it sends names it
+//! cannot follow (`..` after going down) with their directory's path: this
+//! decides from the joined path. Either way the match is by prefix.
 
 use std::{fs, os::unix::ffi::OsStrExt, path::PathBuf};
 
 use crate::{event::Event, watch::Watch};
 
-/// Fills in `ev.path` and `ev.watch_id` for a relative name; `false` when
-/// it lies under no watch or cannot be placed.
+/// Places `ev`'s relative names and decides its watch when the kernel did
+/// not; `false` when it lies under no watch or cannot be placed.
 pub fn place(ev: &mut Event, watches: &[Watch]) -> bool {
-    let base = if ev.dfd == libc::AT_FDCWD {
-        PathBuf::from(format!("/proc/{}/task/{}/cwd", ev.pid, ev.tid))
-    } else {
-        PathBuf::from(format!("/proc/{}/fd/{}", ev.pid, ev.dfd))
-    };
-    let Ok(base) = fs::read_link(base) else {
-        return false;
-    };
-    let path = normalize(base.as_os_str().as_bytes(), &ev.name);
-    let Some(watch) = watches
-        .iter()
-        .filter(|w| w.holds(&path))
-        .max_by_key(|w| w.root.as_os_str().len())
-    else {
-        return false;
-    };
-    ev.path = path;
-    ev.watch_id = Some(watch.id);
-    ev.relative = false;
+    if ev.relative {
+        match from_proc(ev.pid, ev.tid, ev.dfd, &ev.name) {
+            Some(path) => ev.path = path,
+            None => return false,
+        }
+        ev.relative = false;
+    }
+    if let Some(old) = ev.old.as_mut().filter(|old| old.relative) {
+        match from_proc(ev.pid, ev.tid, old.dfd, &old.name) {
+            Some(path) => old.path = path,
+            None => return false,
+        }
+        old.relative = false;
+    }
+    if ev.watch_id.is_none() {
+        let innermost = |path: &[u8]| {
+            watches
+                .iter()
+                .filter(|w| w.holds(path))
+                .max_by_key(|w| w.root.as_os_str().len())
+                .map(|w| w.id)
+        };
+        ev.watch_id =
+            innermost(&ev.path).or_else(|| ev.old.as_ref().and_then(|o| innermost(&o.path)));
+        if ev.watch_id.is_none() {
+            return false;
+        }
+    }
     true
+}
+
+/// A name relative to the cwd of thread `tid` (`dfd` AT_FDCWD) or to the
+/// directory `dfd` of process `pid` (or, with an empty name, the file
+/// `dfd` is open on).
+fn from_proc(pid: u32, tid: u32, dfd: i32, name: &[u8]) -> Option<Vec<u8>> {
+    let base = if dfd == libc::AT_FDCWD {
+        PathBuf::from(format!("/proc/{pid}/task/{tid}/cwd"))
+    } else {
+        PathBuf::from(format!("/proc/{pid}/fd/{dfd}"))
+    };
+    let base = fs::read_link(base).ok()?;
+    Some(normalize(base.as_os_str().as_bytes(), name))
 }
 
 /// `name` joined to the absolute `base`, with `.` and `..` resolved as
 /// written (symlinks are not followed: that is what the prefix match
 /// cannot do).
-fn normalize(base: &[u8], name: &[u8]) -> Vec<u8> {
+pub fn normalize(base: &[u8], name: &[u8]) -> Vec<u8> {
     let mut parts: Vec<&[u8]> = Vec::new();
     for part in base.split(|&b| b == b'/').chain(name.split(|&b| b == b'/')) {
         match part {

@@ -11,13 +11,13 @@ use tokio::{
 };
 
 use crate::{
-    bpf::{LoadError, Probes},
+    bpf::{LoadError, Probes, Setup},
     btf,
     cli::WatchArgs,
     escape::escape,
-    event::{Clock, DecodeError, Event, decode},
+    event::{Clock, DecodeError, Event, Kind, decode, expand},
     place::place,
-    privileges, tracefs,
+    privileges, syscalls, tracefs,
     watch::{self, Watch},
 };
 
@@ -40,9 +40,24 @@ pub fn start(args: &WatchArgs, verbose: bool) -> anyhow::Result<Watching> {
     if tracefs::ensure_mounted()? {
         eprintln!("watcher: mounted tracefs at {}", tracefs::TRACEFS);
     }
-    let offsets = tracefs::read_offsets()?;
-    let (probes, ring) = Probes::load(&watches, &offsets, kernel.as_ref(), args.ring_buffer_size)
-        .inspect_err(|e: &LoadError| {
+    let specs = syscalls::read_specs()?;
+    let offsets = tracefs::read_offsets(&specs)?;
+    let edges = if kernel.is_some() {
+        watch::edges(&watches)
+    } else {
+        Vec::new()
+    };
+    let selected = args.events.0.clone();
+    let setup = Setup {
+        watches: &watches,
+        edges: &edges,
+        specs: &specs,
+        offsets: &offsets,
+        kernel: kernel.as_ref(),
+        ring_buffer_bytes: args.ring_buffer_size,
+        event_mask: Kind::mask(&selected),
+    };
+    let (probes, ring) = Probes::load(&setup).inspect_err(|e: &LoadError| {
         if let (true, Some(log)) = (verbose, e.verifier_log()) {
             eprintln!("{log}");
         }
@@ -52,7 +67,9 @@ pub fn start(args: &WatchArgs, verbose: bool) -> anyhow::Result<Watching> {
         // replaces it while the AsyncFd holds it.
         fd: unsafe { AsyncFd::register(ring) }.context("cannot poll the ring buffer")?,
         clock: Clock::new(),
-        placing: kernel.is_none().then(|| watches.clone()),
+        exact: kernel.is_some(),
+        watches: watches.clone(),
+        selected,
     };
     // Signal handlers go in before the `watching` line, so that a signal
     // sent as soon as it appears is handled.
@@ -82,9 +99,12 @@ pub fn start(args: &WatchArgs, verbose: bool) -> anyhow::Result<Watching> {
 pub struct EventStream {
     fd: AsyncFd<RingBuf<MapData>>,
     clock: Clock,
-    /// Prefix mode (no BTF): the watches relative names are placed
-    /// against here. `None`: the kernel matches exactly.
-    placing: Option<Vec<Watch>>,
+    /// The kernel matches exactly (with BTF), rather than by prefix.
+    exact: bool,
+    /// What names the kernel leaves to user space are placed against.
+    watches: Vec<Watch>,
+    /// The kinds `--events` selected.
+    selected: Vec<Kind>,
 }
 
 impl EventStream {
@@ -96,16 +116,19 @@ impl EventStream {
         let mut guard = self.fd.readable_mut().await?;
         let ring = guard.get_inner_mut();
         while let Some(item) = ring.next() {
-            match (
-                decode(&item, &self.clock, self.placing.is_none()),
-                &self.placing,
-            ) {
-                (Ok(mut ev), Some(watches)) if ev.relative => {
-                    if place(&mut ev, watches) {
-                        each(Ok(ev))?;
-                    }
+            let mut ev = match decode(&item, &self.clock, self.exact) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    each(Err(e))?;
+                    continue;
                 }
-                (decoded, _) => each(decoded)?,
+            };
+            let placed = ev.relative || ev.lexical || ev.old.as_ref().is_some_and(|o| o.relative);
+            if placed && !place(&mut ev, &self.watches) {
+                continue;
+            }
+            for ev in expand(ev, &self.selected) {
+                each(Ok(ev))?;
             }
         }
         guard.clear_ready();

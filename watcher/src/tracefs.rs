@@ -1,5 +1,5 @@
-//! tracefs: making sure it is mounted, and reading the syscall tracepoints'
-//! argument offsets from their `format` files.
+//! tracefs: making sure it is mounted, and reading where tracepoint
+//! records keep what the programs read, from their `format` files.
 
 use std::{
     ffi::CString,
@@ -7,21 +7,15 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use watcher_common::TracepointOffsets;
+use watcher_common::{SYSCALL_RECORD_LEN, TracepointOffsets};
+
+use crate::syscalls::Spec;
 
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 
-/// Every tracepoint the programs attach to, as (category, name); each
-/// program is named after its tracepoint.
-pub const TRACEPOINTS: [(&str, &str); 10] = [
-    ("syscalls", "sys_enter_openat"),
-    ("syscalls", "sys_exit_openat"),
-    ("syscalls", "sys_enter_openat2"),
-    ("syscalls", "sys_exit_openat2"),
-    ("syscalls", "sys_enter_open"),
-    ("syscalls", "sys_exit_open"),
-    ("syscalls", "sys_enter_creat"),
-    ("syscalls", "sys_exit_creat"),
+/// The process tracepoints, as (category, name); their programs are named
+/// after them.
+pub const PROCESS_TRACEPOINTS: [(&str, &str); 2] = [
     ("sched", "sched_process_fork"),
     ("sched", "sched_process_exit"),
 ];
@@ -45,8 +39,17 @@ pub enum TracefsError {
         size: u32,
         expected: u32,
     },
-    #[error("the sys_exit tracepoints disagree on the offset of `ret` ({0} and {1})")]
-    ExitRetMismatch(u32, u32),
+    #[error("the syscall tracepoints disagree on the offset of `{field}` ({0} and {1})", .offsets.0, .offsets.1)]
+    Mismatch {
+        field: &'static str,
+        offsets: (u32, u32),
+    },
+    #[error("tracepoint format {}: field `{field}` is not an 8-byte argument in the first {SYSCALL_RECORD_LEN} bytes (offset {offset})", path.display())]
+    Argument {
+        path: PathBuf,
+        field: &'static str,
+        offset: u32,
+    },
 }
 
 /// Whether tracefs is mounted where aya looks for it.
@@ -83,49 +86,51 @@ pub fn tracepoint_dir(category: &str, name: &str) -> PathBuf {
     Path::new(TRACEFS).join("events").join(category).join(name)
 }
 
-/// Reads the argument offsets of every tracepoint in [`TRACEPOINTS`].
-pub fn read_offsets() -> Result<TracepointOffsets, TracefsError> {
-    let syscall = |name| Format::read("syscalls", name);
-    let enter_openat = syscall("sys_enter_openat")?;
-    let enter_openat2 = syscall("sys_enter_openat2")?;
-    let enter_open = syscall("sys_enter_open")?;
-    let enter_creat = syscall("sys_enter_creat")?;
+/// Reads the record offsets the programs need, from the tracepoints of
+/// every syscall in `specs` and the process tracepoints.
+pub fn read_offsets(specs: &[Spec]) -> Result<TracepointOffsets, TracefsError> {
+    let mut syscall_nr = None;
     let mut exit_ret = None;
-    for name in [
-        "sys_exit_openat",
-        "sys_exit_openat2",
-        "sys_exit_open",
-        "sys_exit_creat",
-    ] {
-        let ret = syscall(name)?.offset("ret", 8)?;
-        match exit_ret {
-            Some(seen) if seen != ret => return Err(TracefsError::ExitRetMismatch(seen, ret)),
-            _ => exit_ret = Some(ret),
+    let agree = |seen: &mut Option<u32>, field, offset| match *seen {
+        Some(before) if before != offset => Err(TracefsError::Mismatch {
+            field,
+            offsets: (before, offset),
+        }),
+        _ => {
+            *seen = Some(offset);
+            Ok(())
+        }
+    };
+    for spec in specs {
+        for side in ["enter", "exit"] {
+            let format = Format::read("syscalls", &format!("sys_{side}_{}", spec.name))?;
+            agree(
+                &mut syscall_nr,
+                "__syscall_nr",
+                format.offset("__syscall_nr", 4)?,
+            )?;
+            if side == "exit" {
+                agree(&mut exit_ret, "ret", format.offset("ret", 8)?)?;
+            }
         }
     }
+    let exit = Format::read("sched", "sched_process_exit")?;
     Ok(TracepointOffsets {
-        openat_dfd: enter_openat.offset("dfd", 8)?,
-        openat_filename: enter_openat.offset("filename", 8)?,
-        openat_flags: enter_openat.offset("flags", 8)?,
-        openat2_dfd: enter_openat2.offset("dfd", 8)?,
-        openat2_filename: enter_openat2.offset("filename", 8)?,
-        openat2_how: enter_openat2.offset("how", 8)?,
-        open_filename: enter_open.offset("filename", 8)?,
-        open_flags: enter_open.offset("flags", 8)?,
-        creat_pathname: enter_creat.offset("pathname", 8)?,
+        syscall_nr: syscall_nr.unwrap_or_default(),
         exit_ret: exit_ret.unwrap_or_default(),
         fork_child_pid: Format::read("sched", "sched_process_fork")?.offset("child_pid", 4)?,
+        exit_group_dead: exit.offset("group_dead", 1)?,
     })
 }
 
 /// A parsed tracepoint `format` file.
-struct Format {
+pub struct Format {
     path: PathBuf,
     text: String,
 }
 
 impl Format {
-    fn read(category: &str, name: &str) -> Result<Self, TracefsError> {
+    pub fn read(category: &str, name: &str) -> Result<Self, TracefsError> {
         let path = tracepoint_dir(category, name).join("format");
         let text = fs::read_to_string(&path).map_err(|source| TracefsError::ReadFormat {
             path: path.clone(),
@@ -151,6 +156,22 @@ impl Format {
             });
         }
         Ok(offset)
+    }
+}
+
+impl Format {
+    /// Which 8-byte word of the record holds syscall argument `field`
+    /// (what the enter program indexes its copy of the record with).
+    pub fn argument_slot(&self, field: &'static str) -> Result<u8, TracefsError> {
+        let offset = self.offset(field, 8)?;
+        if offset % 8 != 0 || offset as usize + 8 > SYSCALL_RECORD_LEN {
+            return Err(TracefsError::Argument {
+                path: self.path.clone(),
+                field,
+                offset,
+            });
+        }
+        Ok((offset / 8) as u8)
     }
 }
 

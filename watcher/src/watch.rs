@@ -3,15 +3,18 @@
 //! match).
 
 use std::{
-    ffi::CString,
+    collections::HashMap,
+    ffi::{CString, OsStr},
     fs, io,
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
 };
 
-use watcher_common::{InodeKey, MAX_WATCHES, WATCH_PREFIX_MAX};
+use watcher_common::{
+    Edge, EdgeKey, InodeKey, MAX_WATCHES, WATCH_NONE, WATCH_PREFIX_MAX, name_hash,
+};
 
-use crate::escape::escape;
+use crate::{escape::escape, place::normalize};
 
 /// One watched directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +25,9 @@ pub struct Watch {
     pub root: PathBuf,
     /// The directory's identity as the kernel sees it.
     pub key: InodeKey,
+    /// The absolute paths the user named it by (symlinks kept): names
+    /// through them are followed down to it too.
+    pub named: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,12 +85,75 @@ pub fn resolve(dirs: &[PathBuf], by_prefix: bool) -> Result<Vec<Watch>, WatchErr
             path: dir.clone(),
             source,
         })?;
-        if !watches.iter().any(|w| w.key == key) {
-            let id = watches.len() as u32;
-            watches.push(Watch { id, root, key });
+        let named = absolute(dir).map_err(|source| WatchError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        match watches.iter_mut().find(|w| w.key == key) {
+            Some(watch) => watch.named.push(named),
+            None => {
+                let id = watches.len() as u32;
+                watches.push(Watch {
+                    id,
+                    root,
+                    key,
+                    named: vec![named],
+                });
+            }
         }
     }
     Ok(watches)
+}
+
+/// `dir` made absolute from the cwd, `.` and `..` taken as written.
+fn absolute(dir: &Path) -> io::Result<PathBuf> {
+    let cwd = std::env::current_dir()?;
+    let joined = normalize(cwd.as_os_str().as_bytes(), dir.as_os_str().as_bytes());
+    Ok(PathBuf::from(OsStr::from_bytes(&joined)))
+}
+
+/// The `EDGES` map: for every watch, each directory on the way down to it
+/// from the root (by its canonical path and by every path it was named
+/// by), keyed by its parent and name. The kernel follows names of files
+/// that no longer (or do not yet) exist down through it. A directory that
+/// cannot be looked at ends that way down.
+pub fn edges(watches: &[Watch]) -> Vec<(EdgeKey, Edge)> {
+    let mut map: HashMap<EdgeKey, Edge> = HashMap::new();
+    for watch in watches {
+        for path in std::iter::once(&watch.root).chain(&watch.named) {
+            let Ok(mut parent) = identity(Path::new("/")) else {
+                continue;
+            };
+            let mut at = PathBuf::from("/");
+            let components: Vec<&[u8]> = path
+                .as_os_str()
+                .as_bytes()
+                .split(|&b| b == b'/')
+                .filter(|c| !c.is_empty())
+                .collect();
+            for (i, component) in components.iter().enumerate() {
+                at.push(OsStr::from_bytes(component));
+                let Ok(child) = identity(&at) else {
+                    break;
+                };
+                let is_watch = i + 1 == components.len() && child == watch.key;
+                let key = EdgeKey {
+                    parent,
+                    hash: name_hash(component),
+                };
+                let edge = map.entry(key).or_insert(Edge {
+                    child,
+                    watch: WATCH_NONE,
+                    _pad: 0,
+                });
+                if is_watch {
+                    edge.watch = watch.id;
+                }
+                parent = child;
+            }
+        }
+    }
+    map.into_iter().collect()
 }
 
 /// The identity the kernel side compares: `s_dev` of the super block and
@@ -174,11 +243,8 @@ mod tests {
         Watch {
             id: 0,
             root: root.into(),
-            key: InodeKey {
-                dev: 0,
-                _pad: 0,
-                ino: 0,
-            },
+            key: InodeKey::default(),
+            named: vec![root.into()],
         }
     }
 

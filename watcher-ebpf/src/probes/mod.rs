@@ -1,2 +1,2 @@
-pub mod open;
 pub mod process;
+pub mod syscalls;

@@ -1,14 +1,23 @@
-//! Process lifetimes, for `EXCLUDED`: a process forked by watcher or by an
+//! Process lifetimes. For `EXCLUDED`: a process forked by watcher or by an
 //! excluded process is excluded from birth (so an action cannot write
-//! before it is known), and leaves the map when it exits.
+//! before it is known), and leaves the map when it exits. For
+//! `close_write`: a process that exits with descriptors still open for
+//! writing under a watch closes them then.
+
+use core::{ffi::c_void, ptr};
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+    helpers::{bpf_get_current_pid_tgid, generated::bpf_loop},
+    macros::tracepoint,
+    programs::TracePointContext,
 };
+use watcher_common::{FdKey, MAX_WRITE_FDS, SYSCALL_EXIT, event_kind};
 
 use crate::{
-    config::{tp_offsets, watcher_tgid},
-    maps::EXCLUDED,
+    config::{kernel_offsets, tp_offsets, watcher_tgid},
+    emit::{Hit, emit, op},
+    maps::{EXCLUDED, WRITE_FDS, WRITERS},
+    resolve::{fd_table_size, file_of_fd},
 };
 
 /// Whether writes by the process `tgid` are left out.
@@ -30,11 +39,51 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Runs for every exiting thread; the key is only present for excluded
-/// processes (and the threads of their forks).
+/// Runs for every exiting thread; the `EXCLUDED` key is only present for
+/// excluded processes (and the threads of their forks). Runs before the
+/// kernel closes the exiting process's descriptors.
 #[tracepoint]
-pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
-    let tid = bpf_get_current_pid_tgid() as u32;
-    let _ = EXCLUDED.remove(&tid);
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let _ = EXCLUDED.remove(&(pid_tgid as u32));
+    let tgid = (pid_tgid >> 32) as u32;
+    // The last thread out closes the descriptors.
+    let group_dead =
+        unsafe { ctx.read_at::<u8>(tp_offsets().exit_group_dead as usize) }.unwrap_or(0) != 0;
+    if group_dead && unsafe { WRITERS.get(&tgid) }.is_some() {
+        let _ = WRITERS.remove(&tgid);
+        let fds = fd_table_size(&kernel_offsets())
+            .unwrap_or(0)
+            .min(MAX_WRITE_FDS);
+        unsafe { bpf_loop(fds, close_at_exit_cb as *mut c_void, ptr::null_mut(), 0) };
+    }
+    0
+}
+
+/// Descriptor `fd` of the exiting process: a `close_write` when it was
+/// open for writing under a watch.
+#[inline(never)]
+extern "C" fn close_at_exit_cb(fd: u64, _ctx: *mut c_void) -> i64 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let key = FdKey {
+        tgid,
+        fd: fd as u32,
+    };
+    if unsafe { WRITE_FDS.get(&key) }.is_none() {
+        return 0;
+    }
+    let _ = WRITE_FDS.remove(&key);
+    let (Ok(file), Some(op)) = (file_of_fd(&kernel_offsets(), fd as i64), op()) else {
+        return 0;
+    };
+    op.len = 1;
+    op.targets[0].reset(file, fd as i64, 0);
+    let _ = emit(&Hit {
+        kind: event_kind::CLOSE_WRITE,
+        syscall: SYSCALL_EXIT,
+        flags: 0,
+        ret: 0,
+        quiet: false,
+    });
     0
 }

@@ -63,18 +63,26 @@ impl Batch {
 
     pub fn add(&mut self, ev: &Event, cap: usize) {
         self.events += 1;
-        match ev.kind {
-            Kind::Write => self.writes += 1,
+        if ev.kind == Kind::Write {
+            self.writes += 1;
         }
         self.mark(ev.watch_id);
+        // A rename or link changed both names.
+        if let Some(old) = &ev.old {
+            self.add_path(&old.path, old.truncated, cap);
+        }
+        self.add_path(&ev.path, ev.truncated, cap);
+    }
+
+    fn add_path(&mut self, path: &[u8], truncated: bool, cap: usize) {
         // A path seen before in this batch is already kept or counted.
-        if !self.seen.insert(ev.path.clone()) {
+        if !self.seen.insert(path.to_vec()) {
             return;
         }
         // A relative-looking tail is no use to the action: left out, and
         // counted so that the action knows the list is incomplete.
-        if self.paths.len() < cap && !ev.truncated {
-            self.paths.push(ev.path.clone());
+        if self.paths.len() < cap && !truncated {
+            self.paths.push(path.to_vec());
         } else {
             self.omitted += 1;
         }

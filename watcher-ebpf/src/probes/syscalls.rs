@@ -1,0 +1,233 @@
+//! One enter and one exit program for every traced syscall, attached to
+//! each `syscalls/sys_{enter,exit}_NAME` tracepoint (so the verifier checks
+//! each once). `SPECS`, by syscall number, says what the arguments are:
+//! the enter program keeps them per thread, the exit program takes them
+//! back (always deleting the stash) and turns successful calls into
+//! events.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use watcher_common::{
+    FdKey, NO_ARG, SYSCALL_RECORD_LEN, Stash, SyscallSpec, event_kind, event_status, match_mode,
+    open_flags::{AT_FDCWD, FMODE_CREATED, has_write_intent},
+    role, shape,
+};
+
+use super::process::is_excluded;
+use crate::{
+    config::{event_mask, kernel_offsets, match_mode, tp_offsets},
+    emit::{Hit, emit, op},
+    maps::{SPECS, STASH, WRITE_FDS, WRITERS},
+    resolve::{file_mode, file_of_fd},
+};
+
+/// The kinds an open's event stands for (user space splits it).
+const OPEN_KINDS: u32 = event_kind::bit(event_kind::WRITE)
+    | event_kind::bit(event_kind::CREATE)
+    | event_kind::bit(event_kind::TRUNCATE);
+
+#[tracepoint]
+pub fn sys_enter(ctx: TracePointContext) -> u32 {
+    let _ = try_enter(&ctx);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit(ctx: TracePointContext) -> u32 {
+    let _ = try_exit(&ctx);
+    0
+}
+
+/// The syscall number of a `sys_enter_*` or `sys_exit_*` record.
+#[inline(always)]
+fn syscall_nr(ctx: &TracePointContext) -> Result<u32, i64> {
+    unsafe { ctx.read_at::<i32>(tp_offsets().syscall_nr as usize) }
+        .map(|nr| nr as u32)
+        .map_err(i64::from)
+}
+
+#[inline(always)]
+fn spec(nr: u32) -> Result<&'static SyscallSpec, i64> {
+    SPECS.get(nr).ok_or(0)
+}
+
+#[inline(always)]
+fn try_enter(ctx: &TracePointContext) -> Result<(), i64> {
+    let nr = syscall_nr(ctx)?;
+    let spec = spec(nr)?;
+    if spec.select & event_mask() == 0 {
+        return Ok(());
+    }
+    let record = unsafe { ctx.read_at::<[u64; SYSCALL_RECORD_LEN / 8]>(0) }.map_err(i64::from)?;
+    let mut stash = Stash {
+        args: [0; role::COUNT],
+        file: 0,
+        nr,
+        _pad: 0,
+    };
+    for (role, value) in stash.args.iter_mut().enumerate() {
+        let slot = usize::from(spec.args.get(role).copied().unwrap_or(NO_ARG));
+        // Verifier: it refuses a stack read at an offset it cannot bound,
+        // and the compiler, knowing `slot < 8` from the check, would drop
+        // a mask; read back through a volatile load, the masked index
+        // keeps its bound.
+        let index = slot & (SYSCALL_RECORD_LEN / 8 - 1);
+        let index = unsafe { core::ptr::read_volatile(&index) };
+        let word = if slot < record.len() {
+            record.get(index)
+        } else {
+            None
+        };
+        *value = match word {
+            // A directory fd is a C `int` in an 8-byte slot, whose upper
+            // half depends on how the caller loaded the register: only the
+            // low 32 bits count (AT_FDCWD is -100 either way).
+            Some(&raw) if role == role::DFD || role == role::DFD2 => {
+                raw as u32 as i32 as i64 as u64
+            }
+            Some(&raw) => raw,
+            None if role == role::DFD || role == role::DFD2 => AT_FDCWD as u64,
+            None if role == role::FLAGS => spec.flags,
+            None => 0,
+        };
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    match spec.shape {
+        // Read-only opens stop here, so they cost no map update.
+        shape::OPEN if !has_write_intent(stash.args[role::FLAGS]) => return Ok(()),
+        shape::CLOSE => {
+            let key = FdKey {
+                tgid,
+                fd: stash.args[role::FD] as u32,
+            };
+            if unsafe { WRITE_FDS.get(&key) }.is_none() {
+                return Ok(());
+            }
+            // Taken now: after the close the fd no longer leads to it.
+            stash.file = file_of_fd(&kernel_offsets(), i64::from(key.fd))?;
+        }
+        _ => {}
+    }
+    if is_excluded(tgid) {
+        return Ok(());
+    }
+    STASH.insert(&pid_tgid, &stash, 0).map_err(i64::from)
+}
+
+#[inline(always)]
+fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out before the entry is removed.
+    let stash = *unsafe { STASH.get(&pid_tgid) }.ok_or(0i64)?;
+    let _ = STASH.remove(&pid_tgid);
+    let nr = syscall_nr(ctx)?;
+    // A stash left by another syscall (a thread whose exit was missed while
+    // the programs were being attached) is not ours.
+    if stash.nr != nr {
+        return Ok(());
+    }
+    let ret = unsafe { ctx.read_at::<i64>(tp_offsets().exit_ret as usize) }.map_err(i64::from)?;
+    if ret < 0 {
+        return Ok(());
+    }
+    let spec = spec(nr)?;
+    let args = &stash.args;
+    let tgid = (pid_tgid >> 32) as u32;
+    let exact = match_mode() == match_mode::EXACT;
+    let op = op().ok_or(0i64)?;
+    op.len = 1;
+    let mut flags = args[role::FLAGS];
+    let mut quiet = false;
+    let mut kind = spec.kind;
+    let [first, second] = &mut op.targets;
+    match spec.shape {
+        shape::OPEN | shape::OPEN_HOW => {
+            if spec.shape == shape::OPEN_HOW {
+                flags = unsafe { bpf_probe_read_user(flags as *const u64) }.map_err(i64::from)?;
+            }
+            if !has_write_intent(flags) {
+                return Ok(());
+            }
+            let file = if exact {
+                file_of_fd(&kernel_offsets(), ret)?
+            } else {
+                0
+            };
+            first.reset(file, args[role::DFD] as i64, args[role::NAME]);
+            quiet = event_mask() & OPEN_KINDS == 0;
+            let watch = emit_open(
+                &Hit {
+                    kind,
+                    syscall: spec.id,
+                    flags,
+                    ret,
+                    quiet,
+                },
+                file,
+            )?;
+            if let (true, Some(watch)) = (exact, watch) {
+                track_write_fd(tgid, ret, watch);
+            }
+            return Ok(());
+        }
+        shape::PATH => first.reset(0, args[role::DFD] as i64, args[role::NAME]),
+        shape::PATHS => {
+            first.reset(0, args[role::DFD] as i64, args[role::NAME]);
+            second.reset(0, args[role::DFD2] as i64, args[role::NAME2]);
+            op.len = 2;
+        }
+        shape::FD => {
+            let fd = args[role::FD] as u32 as i64;
+            let file = if exact {
+                file_of_fd(&kernel_offsets(), fd)?
+            } else {
+                0
+            };
+            first.reset(file, fd, 0);
+        }
+        shape::CLOSE => {
+            let fd = args[role::FD] as u32;
+            let _ = WRITE_FDS.remove(&FdKey { tgid, fd });
+            first.reset(stash.file, i64::from(fd), 0);
+            kind = event_kind::CLOSE_WRITE;
+        }
+        _ => return Ok(()),
+    }
+    emit(&Hit {
+        kind,
+        syscall: spec.id,
+        flags,
+        ret,
+        quiet,
+    })
+    .map(|_| ())
+}
+
+/// An open's event, marked when the open created the file.
+#[inline(always)]
+fn emit_open(hit: &Hit, file: u64) -> Result<Option<u32>, i64> {
+    if file != 0 && file_mode(&kernel_offsets(), file)? & FMODE_CREATED != 0 {
+        if let Some(op) = op() {
+            op.targets[0].mark(event_status::CREATED);
+        }
+    }
+    emit(hit)
+}
+
+/// Remembers an fd opened for writing under a watch, for `close_write`.
+#[inline(always)]
+fn track_write_fd(tgid: u32, fd: i64, watch: u32) {
+    if event_mask() & event_kind::bit(event_kind::CLOSE_WRITE) == 0 {
+        return;
+    }
+    let key = FdKey {
+        tgid,
+        fd: fd as u32,
+    };
+    let _ = WRITE_FDS.insert(&key, &watch, 0);
+    let _ = WRITERS.insert(&tgid, &1, 0);
+}

@@ -1,0 +1,419 @@
+//! The syscalls watcher traces: what each changes, and where its
+//! arguments are in its tracepoint record (read from the `format` files,
+//! by field name). The programs get this as the `SPECS` map.
+
+use watcher_common::{
+    NO_ARG, SYSCALL_NAMES, SyscallSpec, event_kind,
+    open_flags::{O_CREAT, O_TRUNC, O_WRONLY},
+    role, shape,
+};
+
+use crate::tracefs::{Format, TracefsError};
+
+/// One traced syscall: its kind, shape and argument fields by role.
+struct Traced {
+    name: &'static str,
+    nr: libc::c_long,
+    kind: u32,
+    shape: u32,
+    /// (role, field name in the `format` file).
+    args: &'static [(usize, &'static str)],
+}
+
+/// `setxattrat` and `removexattrat` (Linux 6.13) are newer than libc's
+/// tables; syscalls added since 5.1 have one number on every architecture.
+const SYS_SETXATTRAT: libc::c_long = 463;
+const SYS_REMOVEXATTRAT: libc::c_long = 466;
+
+use role::{DFD, DFD2, FD, FLAGS, NAME, NAME2};
+use shape::{CLOSE, OPEN, OPEN_HOW, PATH, PATHS};
+
+const TRACED: &[Traced] = &[
+    t(
+        "openat",
+        libc::SYS_openat,
+        event_kind::WRITE,
+        OPEN,
+        &[(DFD, "dfd"), (NAME, "filename"), (FLAGS, "flags")],
+    ),
+    t(
+        "openat2",
+        libc::SYS_openat2,
+        event_kind::WRITE,
+        OPEN_HOW,
+        &[(DFD, "dfd"), (NAME, "filename"), (FLAGS, "how")],
+    ),
+    t(
+        "open",
+        libc::SYS_open,
+        event_kind::WRITE,
+        OPEN,
+        &[(NAME, "filename"), (FLAGS, "flags")],
+    ),
+    t(
+        "creat",
+        libc::SYS_creat,
+        event_kind::WRITE,
+        OPEN,
+        &[(NAME, "pathname")],
+    ),
+    t(
+        "rename",
+        libc::SYS_rename,
+        event_kind::RENAME,
+        PATHS,
+        &[(NAME, "oldname"), (NAME2, "newname")],
+    ),
+    t(
+        "renameat",
+        libc::SYS_renameat,
+        event_kind::RENAME,
+        PATHS,
+        &[
+            (DFD, "olddfd"),
+            (NAME, "oldname"),
+            (DFD2, "newdfd"),
+            (NAME2, "newname"),
+        ],
+    ),
+    t(
+        "renameat2",
+        libc::SYS_renameat2,
+        event_kind::RENAME,
+        PATHS,
+        &[
+            (DFD, "olddfd"),
+            (NAME, "oldname"),
+            (DFD2, "newdfd"),
+            (NAME2, "newname"),
+            (FLAGS, "flags"),
+        ],
+    ),
+    t(
+        "unlink",
+        libc::SYS_unlink,
+        event_kind::DELETE,
+        PATH,
+        &[(NAME, "pathname")],
+    ),
+    t(
+        "unlinkat",
+        libc::SYS_unlinkat,
+        event_kind::DELETE,
+        PATH,
+        &[(DFD, "dfd"), (NAME, "pathname"), (FLAGS, "flag")],
+    ),
+    t(
+        "rmdir",
+        libc::SYS_rmdir,
+        event_kind::DELETE,
+        PATH,
+        &[(NAME, "pathname")],
+    ),
+    t(
+        "mkdir",
+        libc::SYS_mkdir,
+        event_kind::MKDIR,
+        PATH,
+        &[(NAME, "pathname")],
+    ),
+    t(
+        "mkdirat",
+        libc::SYS_mkdirat,
+        event_kind::MKDIR,
+        PATH,
+        &[(DFD, "dfd"), (NAME, "pathname")],
+    ),
+    t(
+        "link",
+        libc::SYS_link,
+        event_kind::LINK,
+        PATHS,
+        &[(NAME, "oldname"), (NAME2, "newname")],
+    ),
+    t(
+        "linkat",
+        libc::SYS_linkat,
+        event_kind::LINK,
+        PATHS,
+        &[
+            (DFD, "olddfd"),
+            (NAME, "oldname"),
+            (DFD2, "newdfd"),
+            (NAME2, "newname"),
+            (FLAGS, "flags"),
+        ],
+    ),
+    // A symlink's target is its contents, not a file it changes.
+    t(
+        "symlink",
+        libc::SYS_symlink,
+        event_kind::LINK,
+        PATH,
+        &[(NAME, "newname")],
+    ),
+    t(
+        "symlinkat",
+        libc::SYS_symlinkat,
+        event_kind::LINK,
+        PATH,
+        &[(DFD, "newdfd"), (NAME, "newname")],
+    ),
+    t(
+        "mknod",
+        libc::SYS_mknod,
+        event_kind::CREATE,
+        PATH,
+        &[(NAME, "filename")],
+    ),
+    t(
+        "mknodat",
+        libc::SYS_mknodat,
+        event_kind::CREATE,
+        PATH,
+        &[(DFD, "dfd"), (NAME, "filename")],
+    ),
+    t(
+        "truncate",
+        libc::SYS_truncate,
+        event_kind::TRUNCATE,
+        PATH,
+        &[(NAME, "path")],
+    ),
+    t(
+        "ftruncate",
+        libc::SYS_ftruncate,
+        event_kind::TRUNCATE,
+        shape::FD,
+        &[(FD, "fd")],
+    ),
+    t(
+        "chmod",
+        libc::SYS_chmod,
+        event_kind::ATTRIB,
+        PATH,
+        &[(NAME, "filename")],
+    ),
+    t(
+        "fchmod",
+        libc::SYS_fchmod,
+        event_kind::ATTRIB,
+        shape::FD,
+        &[(FD, "fd")],
+    ),
+    t(
+        "fchmodat",
+        libc::SYS_fchmodat,
+        event_kind::ATTRIB,
+        PATH,
+        &[(DFD, "dfd"), (NAME, "filename")],
+    ),
+    t(
+        "fchmodat2",
+        libc::SYS_fchmodat2,
+        event_kind::ATTRIB,
+        PATH,
+        &[(DFD, "dfd"), (NAME, "filename"), (FLAGS, "flags")],
+    ),
+    t(
+        "chown",
+        libc::SYS_chown,
+        event_kind::ATTRIB,
+        PATH,
+        &[(NAME, "filename")],
+    ),
+    t(
+        "fchown",
+        libc::SYS_fchown,
+        event_kind::ATTRIB,
+        shape::FD,
+        &[(FD, "fd")],
+    ),
+    t(
+        "fchownat",
+        libc::SYS_fchownat,
+        event_kind::ATTRIB,
+        PATH,
+        &[(DFD, "dfd"), (NAME, "filename"), (FLAGS, "flag")],
+    ),
+    t(
+        "lchown",
+        libc::SYS_lchown,
+        event_kind::ATTRIB,
+        PATH,
+        &[(NAME, "filename")],
+    ),
+    t(
+        "utimensat",
+        libc::SYS_utimensat,
+        event_kind::ATTRIB,
+        PATH,
+        &[(DFD, "dfd"), (NAME, "filename"), (FLAGS, "flags")],
+    ),
+    t(
+        "setxattr",
+        libc::SYS_setxattr,
+        event_kind::ATTRIB,
+        PATH,
+        &[(NAME, "pathname")],
+    ),
+    t(
+        "lsetxattr",
+        libc::SYS_lsetxattr,
+        event_kind::ATTRIB,
+        PATH,
+        &[(NAME, "pathname")],
+    ),
+    t(
+        "fsetxattr",
+        libc::SYS_fsetxattr,
+        event_kind::ATTRIB,
+        shape::FD,
+        &[(FD, "fd")],
+    ),
+    t(
+        "setxattrat",
+        SYS_SETXATTRAT,
+        event_kind::ATTRIB,
+        PATH,
+        &[(DFD, "dfd"), (NAME, "pathname"), (FLAGS, "at_flags")],
+    ),
+    t(
+        "removexattr",
+        libc::SYS_removexattr,
+        event_kind::ATTRIB,
+        PATH,
+        &[(NAME, "pathname")],
+    ),
+    t(
+        "lremovexattr",
+        libc::SYS_lremovexattr,
+        event_kind::ATTRIB,
+        PATH,
+        &[(NAME, "pathname")],
+    ),
+    t(
+        "fremovexattr",
+        libc::SYS_fremovexattr,
+        event_kind::ATTRIB,
+        shape::FD,
+        &[(FD, "fd")],
+    ),
+    t(
+        "removexattrat",
+        SYS_REMOVEXATTRAT,
+        event_kind::ATTRIB,
+        PATH,
+        &[(DFD, "dfd"), (NAME, "pathname"), (FLAGS, "at_flags")],
+    ),
+    t(
+        "close",
+        libc::SYS_close,
+        event_kind::CLOSE_WRITE,
+        CLOSE,
+        &[(FD, "fd")],
+    ),
+];
+
+const fn t(
+    name: &'static str,
+    nr: libc::c_long,
+    kind: u32,
+    shape: u32,
+    args: &'static [(usize, &'static str)],
+) -> Traced {
+    Traced {
+        name,
+        nr,
+        kind,
+        shape,
+        args,
+    }
+}
+
+/// The flags `creat(2)` is defined as: an open without a flags argument.
+const CREAT_FLAGS: u64 = O_CREAT | O_WRONLY | O_TRUNC;
+
+/// A traced syscall this kernel has, ready for the `SPECS` map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    pub name: &'static str,
+    pub nr: u32,
+    pub spec: SyscallSpec,
+}
+
+/// The kinds whose events need syscall `kind`'s: an open also makes
+/// `create`, `truncate` and the descriptors `close_write` waits for.
+fn select(kind: u32) -> u32 {
+    let bit = event_kind::bit;
+    match kind {
+        event_kind::WRITE => {
+            bit(event_kind::WRITE)
+                | bit(event_kind::CREATE)
+                | bit(event_kind::TRUNCATE)
+                | bit(event_kind::CLOSE_WRITE)
+        }
+        kind => bit(kind),
+    }
+}
+
+/// The spec of every traced syscall whose tracepoints this kernel has
+/// (`setxattrat` and the like are missing on older ones); the opens and
+/// `close` must be there.
+pub fn read_specs() -> Result<Vec<Spec>, TracefsError> {
+    let mut specs = Vec::new();
+    for traced in TRACED {
+        let format = match Format::read("syscalls", &format!("sys_enter_{}", traced.name)) {
+            Ok(format) => format,
+            Err(TracefsError::ReadFormat { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound
+                    && traced.kind != event_kind::WRITE
+                    && traced.shape != CLOSE =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut args = [NO_ARG; role::COUNT];
+        for &(role, field) in traced.args {
+            args[role] = format.argument_slot(field)?;
+        }
+        let id = SYSCALL_NAMES
+            .iter()
+            .position(|&n| n == traced.name)
+            .expect("every traced syscall is in SYSCALL_NAMES") as u32;
+        specs.push(Spec {
+            name: traced.name,
+            nr: traced.nr as u32,
+            spec: SyscallSpec {
+                id,
+                kind: traced.kind,
+                select: select(traced.kind),
+                shape: traced.shape,
+                args,
+                _pad: [0; 2],
+                flags: if traced.name == "creat" {
+                    CREAT_FLAGS
+                } else {
+                    0
+                },
+            },
+        });
+    }
+    Ok(specs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_traced_syscall_has_a_name_and_a_number_in_range() {
+        for traced in TRACED {
+            assert!(SYSCALL_NAMES.contains(&traced.name), "{}", traced.name);
+            assert!((traced.nr as u32) < watcher_common::MAX_SYSCALL_NR);
+        }
+        // Every name but the pseudo-syscall `exit` is traced.
+        assert_eq!(TRACED.len(), SYSCALL_NAMES.len() - 1);
+    }
+}
