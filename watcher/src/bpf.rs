@@ -7,7 +7,7 @@ use aya::{
         Array, HashMap, MapData, MapError, PerCpuArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{ProgramError, TracePoint},
+    programs::{ProgramError, TracePoint, trace_point::TracePointLink},
 };
 use watcher_common::{
     Edge, EdgeKey, InodeKey, KernelOffsets, SyscallSpec, TracepointOffsets, UNDECIDED_SLOT,
@@ -86,7 +86,10 @@ fn map_mut<'a>(
 
 /// The loaded and attached programs. Dropping it detaches everything.
 pub struct Probes {
-    // Owns programs and links; kept alive for as long as watching goes on.
+    /// Taken from their programs, so that dropping detaches them all at
+    /// once (see `Drop`).
+    links: Vec<TracePointLink>,
+    // Owns programs and maps; kept alive for as long as watching goes on.
     _ebpf: Ebpf,
     lost: PerCpuArray<MapData, u64>,
     dirty: Array<MapData, u32>,
@@ -196,6 +199,7 @@ impl Probes {
                 .map(|spec| ("syscalls", format!("sys_{side}_{}", spec.name)))
                 .collect::<Vec<_>>()
         };
+        let mut links = Vec::new();
         let mut plan = vec![("sys_exit", syscall_tracepoints("exit"))];
         for (category, name) in PROCESS_TRACEPOINTS {
             plan.push((name, vec![(category, name.to_string())]));
@@ -219,13 +223,15 @@ impl Probes {
                 source => LoadError::Load { program, source },
             })?;
             for (category, tracepoint) in tracepoints {
-                tp.attach(category, &tracepoint)
-                    .map_err(|source| LoadError::Attach {
-                        program,
-                        category,
-                        tracepoint,
-                        source,
-                    })?;
+                let attached = tp
+                    .attach(category, &tracepoint)
+                    .and_then(|id| tp.take_link(id));
+                links.push(attached.map_err(|source| LoadError::Attach {
+                    program,
+                    category,
+                    tracepoint,
+                    source,
+                })?);
             }
         }
 
@@ -233,6 +239,7 @@ impl Probes {
         let lost = PerCpuArray::try_from(map("LOST", &mut ebpf)?).map_err(map_err("LOST"))?;
         let dirty = Array::try_from(map("DIRTY", &mut ebpf)?).map_err(map_err("DIRTY"))?;
         let probes = Self {
+            links,
             _ebpf: ebpf,
             lost,
             dirty,
@@ -267,5 +274,22 @@ impl Probes {
             .chain([(None, UNDECIDED_SLOT)])
             .map(|(watch, slot)| Ok((watch, self.lost.get(&slot, 0)?.iter().sum())))
             .collect()
+    }
+}
+
+impl Drop for Probes {
+    /// Detaching a tracepoint waits for an RCU grace period (about 70 ms
+    /// here), one after the other when the links are dropped in turn: 5 s
+    /// for watcher's 78. Dropped from a thread each, the waits overlap.
+    fn drop(&mut self) {
+        std::thread::scope(|scope| {
+            for link in self.links.drain(..) {
+                if let Err(e) = std::thread::Builder::new().spawn_scoped(scope, move || drop(link)) {
+                    // No thread: this one detaches it (the closure, and the
+                    // link in it, are dropped with the error).
+                    drop(e);
+                }
+            }
+        });
     }
 }

@@ -40,14 +40,20 @@ pub fn start(args: &WatchArgs, verbose: bool) -> anyhow::Result<Watching> {
     if tracefs::ensure_mounted()? {
         eprintln!("watcher: mounted tracefs at {}", tracefs::TRACEFS);
     }
-    let specs = syscalls::read_specs()?;
+    let selected = args.events.0.clone();
+    let event_mask = Kind::mask(&selected);
+    // Only the syscalls the selected kinds need: each tracepoint costs
+    // every process on the machine a little, and stopping a little time.
+    let specs: Vec<_> = syscalls::read_specs()?
+        .into_iter()
+        .filter(|s| s.spec.select & event_mask != 0)
+        .collect();
     let offsets = tracefs::read_offsets(&specs)?;
     let edges = if kernel.is_some() {
         watch::edges(&watches)
     } else {
         Vec::new()
     };
-    let selected = args.events.0.clone();
     let setup = Setup {
         watches: &watches,
         edges: &edges,
@@ -55,7 +61,7 @@ pub fn start(args: &WatchArgs, verbose: bool) -> anyhow::Result<Watching> {
         offsets: &offsets,
         kernel: kernel.as_ref(),
         ring_buffer_bytes: args.ring_buffer_size,
-        event_mask: Kind::mask(&selected),
+        event_mask,
     };
     let (probes, ring) = Probes::load(&setup).inspect_err(|e: &LoadError| {
         if let (true, Some(log)) = (verbose, e.verifier_log()) {
