@@ -50,13 +50,13 @@ pub enum LoadError {
         #[source]
         source: ProgramError,
     },
-    #[error("cannot attach program {program} to tracepoint {category}/{tracepoint}: {source}")]
+    #[error("cannot attach program {program} to tracepoint {tracepoint}: {source}")]
     Attach {
         program: &'static str,
-        category: &'static str,
+        /// `category/name`.
         tracepoint: String,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     #[error("cannot use map {map}: {source}")]
     Map {
@@ -228,9 +228,8 @@ impl Probes {
                     .and_then(|id| tp.take_link(id));
                 links.push(attached.map_err(|source| LoadError::Attach {
                     program,
-                    category,
-                    tracepoint,
-                    source,
+                    tracepoint: format!("{category}/{tracepoint}"),
+                    source: Box::new(source),
                 })?);
             }
         }
@@ -284,7 +283,8 @@ impl Drop for Probes {
     fn drop(&mut self) {
         std::thread::scope(|scope| {
             for link in self.links.drain(..) {
-                if let Err(e) = std::thread::Builder::new().spawn_scoped(scope, move || drop(link)) {
+                if let Err(e) = std::thread::Builder::new().spawn_scoped(scope, move || drop(link))
+                {
                     // No thread: this one detaches it (the closure, and the
                     // link in it, are dropped with the error).
                     drop(e);

@@ -107,8 +107,12 @@ pub fn resolve(dirs: &[PathBuf], by_prefix: bool) -> Result<Vec<Watch>, WatchErr
 
 /// `dir` made absolute from the cwd, `.` and `..` taken as written.
 fn absolute(dir: &Path) -> io::Result<PathBuf> {
-    let cwd = std::env::current_dir()?;
-    let joined = normalize(cwd.as_os_str().as_bytes(), dir.as_os_str().as_bytes());
+    let base = if dir.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        std::env::current_dir()?
+    };
+    let joined = normalize(base.as_os_str().as_bytes(), dir.as_os_str().as_bytes());
     Ok(PathBuf::from(OsStr::from_bytes(&joined)))
 }
 

@@ -8,7 +8,15 @@
 //!
 //! Two more operations set where relative paths start: `chdir PATH`, and
 //! `dirfd PATH`, which opens PATH as a directory (read-only) for the
-//! `openat` and `openat2` calls after it to use instead of AT_FDCWD.
+//! `*at` calls after it to use instead of AT_FDCWD.
+//!
+//! The other `*at` calls, each relative to that dirfd: `unlinkat PATH`,
+//! `rmdirat PATH` (unlinkat with AT_REMOVEDIR), `mkdirat PATH`,
+//! `mknodat PATH` (a FIFO), `symlinkat PATH` (pointing to `target`),
+//! `fchmodat PATH` (mode 0600), `utimensat PATH` (now), and the two-name
+//! `renameat NEW`, `exchange NEW` (renameat2 with RENAME_EXCHANGE) and
+//! `linkat NEW`, whose old name is the PATH of the `from PATH` before
+//! them.
 
 use std::{
     ffi::{CString, OsString},
@@ -73,6 +81,7 @@ fn main() {
         "usage: opener SYSCALL:FLAGS PATH..."
     );
     let mut dirfd = libc::AT_FDCWD;
+    let mut from = CString::default();
     for pair in args.chunks(2) {
         let op = pair[0].to_str().expect("operation is ASCII");
         let path = CString::new(pair[1].clone().into_vec()).expect("no NUL in path");
@@ -88,6 +97,27 @@ fn main() {
                     }
                     fd.into()
                 }
+                "from" => {
+                    from = path.clone();
+                    0
+                }
+                "unlinkat" => libc::unlinkat(dirfd, path.as_ptr(), 0).into(),
+                "rmdirat" => libc::unlinkat(dirfd, path.as_ptr(), libc::AT_REMOVEDIR).into(),
+                "mkdirat" => libc::mkdirat(dirfd, path.as_ptr(), 0o755).into(),
+                "mknodat" => libc::mknodat(dirfd, path.as_ptr(), libc::S_IFIFO | 0o644, 0).into(),
+                "symlinkat" => libc::symlinkat(c"target".as_ptr(), dirfd, path.as_ptr()).into(),
+                "fchmodat" => libc::fchmodat(dirfd, path.as_ptr(), 0o600, 0).into(),
+                "utimensat" => libc::utimensat(dirfd, path.as_ptr(), std::ptr::null(), 0).into(),
+                "renameat" => libc::renameat(dirfd, from.as_ptr(), dirfd, path.as_ptr()).into(),
+                "exchange" => libc::syscall(
+                    libc::SYS_renameat2,
+                    dirfd,
+                    from.as_ptr(),
+                    dirfd,
+                    path.as_ptr(),
+                    libc::RENAME_EXCHANGE,
+                ),
+                "linkat" => libc::linkat(dirfd, from.as_ptr(), dirfd, path.as_ptr(), 0).into(),
                 _ => {
                     let fd = open(op, &path, dirfd);
                     if fd >= 0 {
