@@ -236,9 +236,16 @@ impl Watcher {
         }
     }
 
-    /// `watcher trace --format json DIRS...`
+    /// `watcher trace --format json --events write DIRS...`: one event
+    /// per open for writing (tests/tests/kinds.rs covers the other kinds).
     pub fn trace_json(dirs: &[&Path]) -> Self {
-        let mut args: Vec<&OsStr> = vec!["trace".as_ref(), "--format".as_ref(), "json".as_ref()];
+        let mut args: Vec<&OsStr> = vec![
+            "trace".as_ref(),
+            "--format".as_ref(),
+            "json".as_ref(),
+            "--events".as_ref(),
+            "write".as_ref(),
+        ];
         args.extend(dirs.iter().map(|d| d.as_os_str()));
         Self::start(&args)
     }

@@ -12,10 +12,12 @@ use std::{
 use serde_json::Value;
 use watcher_tests::{Mount, Tree, Watcher, chain, eventually, helper_bin, opener};
 
-/// `watcher run OPTIONS... DIRS... [-- ACTION...]` (no `--` when ACTION is
+/// `watcher run --events write OPTIONS... DIRS... [-- ACTION...]` (no `--` when ACTION is
 /// empty, as with `--signal`).
 fn run_watcher(options: &[&str], dirs: &[&Path], action: &[&OsStr]) -> Watcher {
-    let mut args: Vec<&OsStr> = vec!["run".as_ref()];
+    // One event per file written, which the counts below rely on
+    // (tests/tests/kinds.rs covers the other kinds).
+    let mut args: Vec<&OsStr> = vec!["run".as_ref(), "--events".as_ref(), "write".as_ref()];
     args.extend(options.iter().map(OsStr::new));
     args.extend(dirs.iter().map(|d| d.as_os_str()));
     if !action.is_empty() {

@@ -1,7 +1,7 @@
 //! What `trace` and `run` share: checks, loading, attaching, the
 //! `watching` line, the event stream, and stopping on SIGINT or SIGTERM.
 
-use std::{collections::HashMap, io};
+use std::{collections::HashMap, fs, io};
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
@@ -93,6 +93,8 @@ pub fn start(args: &WatchArgs, verbose: bool) -> anyhow::Result<Watching> {
         "directories"
     };
     eprintln!("watching {} {plural}: {}", watches.len(), roots.join(", "));
+    // Off the start-up path: it reads every process's descriptors.
+    std::thread::spawn(warn_blind_spots);
     Ok(Watching {
         watches,
         probes,
@@ -188,5 +190,41 @@ impl LossWatch {
             eprintln!("watcher: {now} events lost (ring buffer full), {total} in all");
         }
         new
+    }
+}
+
+/// Warns about what syscall tracepoints cannot see, where it shows
+/// cheaply: processes using io_uring, and a running NFS server.
+fn warn_blind_spots() {
+    let mut uring = Vec::new();
+    for proc in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = proc.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let fds = fs::read_dir(proc.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten();
+        if fds
+            .filter_map(|fd| fs::read_link(fd.path()).ok())
+            .any(|target| target.as_os_str() == "anon_inode:[io_uring]")
+        {
+            uring.push(pid.to_string());
+        }
+    }
+    if !uring.is_empty() {
+        eprintln!(
+            "watcher: warning: changes made through io_uring are not seen; processes using it: {}",
+            uring.join(" ")
+        );
+    }
+    let nfsd_threads = fs::read_to_string("/proc/fs/nfsd/threads")
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    if nfsd_threads > 0 {
+        eprintln!(
+            "watcher: warning: an NFS server runs here: changes its clients make are not seen"
+        );
     }
 }
