@@ -225,6 +225,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn events() {
+        assert_eq!(
+            parse_events("delete,rename,delete"),
+            Ok(Events(vec![Kind::Delete, Kind::Rename]))
+        );
+        assert_eq!(parse_events("all"), Ok(Events(Kind::ALL.to_vec())));
+        for bad in ["", "writes", "write,", "all,write"] {
+            assert!(parse_events(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
