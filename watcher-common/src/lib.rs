@@ -268,7 +268,7 @@ pub struct Edge {
 }
 
 /// Most entries of `EDGES`: every watch's path, as given and canonical.
-pub const MAX_EDGES: u32 = 16384;
+pub const MAX_EDGES: u32 = 8192;
 
 /// FNV-1a, the hash of `EDGES` names; the kernel hashes byte by byte with
 /// [`name_hash_step`].
@@ -297,9 +297,10 @@ pub struct FdKey {
     pub fd: u32,
 }
 
-/// Descriptors open for writing under a watch, for `close_write`; an LRU
-/// map, so the oldest are forgotten rather than new ones refused.
-pub const MAX_WRITE_FDS: u32 = 65536;
+/// Descriptors open for writing under a watch, for `close_write`, and
+/// processes holding them; LRU maps, so the oldest are forgotten rather
+/// than new ones refused.
+pub const MAX_WRITE_FDS: u32 = 16384;
 
 /// What `sys_enter` keeps, per thread, for `sys_exit`: the arguments by
 /// [`role`], read from the record with the syscall's [`SyscallSpec`].
