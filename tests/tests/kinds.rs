@@ -468,3 +468,15 @@ fn events_select_the_kinds() {
     assert!(of_pid(&events, touch).is_empty(), "{events:#?}");
     assert_eq!(kinds(of_pid(&events, rm)), [k("delete", &file)]);
 }
+
+#[test]
+fn removing_the_watched_directory_itself_is_reported_with_its_watch() {
+    let tree = Tree::new("rmwatch");
+    let media = tree.dir("media");
+    let w = trace("delete", &[&media]);
+    let pid = run("rmdir", &[os(&media)]);
+    let events = w.events_through(|ev| ev["pid"] == pid);
+    let ev = events.last().unwrap();
+    assert_eq!(kinds([ev]), [k("delete", &media)]);
+    assert_eq!(ev["watch"].as_str().unwrap().as_bytes(), bytes(&media));
+}

@@ -229,10 +229,6 @@ pub mod event_status {
     pub const LEXICAL: u32 = 16;
     /// The open created the file (`FMODE_CREATED`).
     pub const CREATED: u32 = 32;
-    /// The name's last component is a directory on the way to a watch (or
-    /// a watched directory itself): the kernel's map of those names is
-    /// out of date after a rename or delete of it.
-    pub const EDGE: u32 = 64;
 }
 
 /// Key of `WATCH_INODES`: a watched directory's identity as the kernel

@@ -480,8 +480,9 @@ fn go_down(target: &mut TargetState, hash: u64) {
     }
 }
 
-/// The file itself is `hash` in the current directory: a directory on the
-/// way to a watch, or a watched directory, is worth telling.
+/// The file itself is `hash` in the current directory: when it is a
+/// watched directory (removed, renamed, made again), the event is that
+/// watch's.
 #[inline(always)]
 fn at_last(target: &mut TargetState, hash: u64) {
     if target.on_edge == 0 {
@@ -492,7 +493,6 @@ fn at_last(target: &mut TargetState, hash: u64) {
         hash,
     };
     if let Some(edge) = unsafe { EDGES.get(&key) } {
-        target.status |= event_status::EDGE;
         if edge.watch != WATCH_NONE {
             met_watch(target, edge.watch);
         }

@@ -136,8 +136,6 @@ pub struct Event {
     pub fd: Option<i64>,
     /// The open created the file.
     pub created: bool,
-    /// The name is a directory on the way to a watch, or a watched one.
-    pub edge: bool,
     /// Renames and links: the old name.
     pub old: Option<Old>,
 }
@@ -253,7 +251,6 @@ pub fn decode(bytes: &[u8], clock: &Clock, exact: bool) -> Result<Event, DecodeE
         dfd: new.dfd,
         fd,
         created: status & event_status::CREATED != 0,
-        edge: status & event_status::EDGE != 0,
         old,
     })
 }
@@ -349,7 +346,6 @@ impl Event {
             dfd: libc::AT_FDCWD,
             fd: Some(3),
             created: false,
-            edge: false,
             old: None,
         }
     }
