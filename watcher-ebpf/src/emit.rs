@@ -23,13 +23,13 @@ use aya_ebpf::helpers::{
 use watcher_common::{
     EVENT_HEADER_LEN, EdgeKey, EventBuf, InodeKey, MAX_WALK, NAME_MAX, PATH_MAX, TASK_COMM_LEN,
     Target, UNDECIDED_SLOT, WATCH_NONE, WATCH_PREFIX_MAX, event_status, match_mode, name_hash_step,
-    open_flags::AT_FDCWD,
+    open_flags::{AT_FDCWD, FMODE_CREATED},
 };
 
 use crate::{
     config::{kernel_offsets, match_mode},
     maps::{DIRTY, EDGES, EVENTS, LOST, SCRATCH, Scratch, WATCHES},
-    resolve::{Cursor, Step, TaskDir, file_of_fd},
+    resolve::{Cursor, Step, TaskDir, file_mode, file_of_fd},
 };
 
 /// What [`emit`] needs besides the targets in [`Op`].
@@ -42,6 +42,9 @@ pub struct Hit {
     /// Decide only, send nothing (an open tracked for `close_write` whose
     /// own kinds are not selected).
     pub quiet: bool,
+    /// The syscall opened the first target's file: a hit is marked
+    /// `CREATED` when the open created it.
+    pub opened: bool,
 }
 
 /// How a walk ended.
@@ -118,12 +121,6 @@ impl TargetState {
         self.off_depth = 0;
         self.on_edge = 0;
     }
-
-    /// Adds [`event_status`] bits known before the walk.
-    #[inline(always)]
-    pub fn mark(&mut self, status: u32) {
-        self.status |= status;
-    }
 }
 
 /// The syscall being turned into an event (in the per-CPU scratch map).
@@ -172,6 +169,12 @@ pub fn emit(hit: &Hit) -> Result<Option<u32>, i64> {
     if hit.quiet {
         return Ok(Some(watch));
     }
+    // Read for hits only, not for every open on the machine.
+    let opened = if hit.opened { first.file } else { 0 };
+    if opened != 0 && file_mode(&kernel_offsets(), opened)? & FMODE_CREATED != 0 {
+        op.targets[0].status |= event_status::CREATED;
+    }
+    let [first, second] = &op.targets;
     if first.verdict == UNDECIDED || second_verdict == UNDECIDED {
         mark_dirty(UNDECIDED_SLOT);
     }

@@ -84,6 +84,7 @@ extern "C" fn close_at_exit_cb(fd: u64, _ctx: *mut c_void) -> i64 {
         flags: 0,
         ret: 0,
         quiet: false,
+        opened: false,
     });
     0
 }

@@ -11,8 +11,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use watcher_common::{
-    FdKey, NO_ARG, SYSCALL_RECORD_LEN, Stash, SyscallSpec, event_kind, event_status, match_mode,
-    open_flags::{AT_FDCWD, FMODE_CREATED, has_write_intent},
+    FdKey, NO_ARG, SYSCALL_RECORD_LEN, Stash, SyscallSpec, event_kind, match_mode,
+    open_flags::{AT_FDCWD, has_write_intent},
     role, shape,
 };
 
@@ -21,7 +21,7 @@ use crate::{
     config::{event_mask, kernel_offsets, match_mode, tp_offsets},
     emit::{Hit, emit, op},
     maps::{SPECS, STASH, WRITE_FDS, WRITERS},
-    resolve::{file_mode, file_of_fd},
+    resolve::file_of_fd,
 };
 
 /// The kinds an open's event stands for (user space splits it).
@@ -138,11 +138,19 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let args = &stash.args;
     let tgid = (pid_tgid >> 32) as u32;
     let exact = match_mode() == match_mode::EXACT;
+    // The file `fd` leads to; without BTF user space places it.
+    let file_of = |fd| {
+        if exact {
+            file_of_fd(&kernel_offsets(), fd)
+        } else {
+            Ok(0)
+        }
+    };
     let op = op().ok_or(0i64)?;
     op.len = 1;
     let mut flags = args[role::FLAGS];
     let mut quiet = false;
-    let mut kind = spec.kind;
+    let mut opened = false;
     let [first, second] = &mut op.targets;
     match spec.shape {
         shape::OPEN | shape::OPEN_HOW => {
@@ -152,27 +160,9 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
             if !has_write_intent(flags) {
                 return Ok(());
             }
-            let file = if exact {
-                file_of_fd(&kernel_offsets(), ret)?
-            } else {
-                0
-            };
-            first.reset(file, args[role::DFD] as i64, args[role::NAME]);
+            first.reset(file_of(ret)?, args[role::DFD] as i64, args[role::NAME]);
             quiet = event_mask() & OPEN_KINDS == 0;
-            let watch = emit_open(
-                &Hit {
-                    kind,
-                    syscall: spec.id,
-                    flags,
-                    ret,
-                    quiet,
-                },
-                file,
-            )?;
-            if let (true, Some(watch)) = (exact, watch) {
-                track_write_fd(tgid, ret, watch);
-            }
-            return Ok(());
+            opened = true;
         }
         shape::PATH => first.reset(0, args[role::DFD] as i64, args[role::NAME]),
         shape::PATHS => {
@@ -182,40 +172,27 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         }
         shape::FD => {
             let fd = args[role::FD] as u32 as i64;
-            let file = if exact {
-                file_of_fd(&kernel_offsets(), fd)?
-            } else {
-                0
-            };
-            first.reset(file, fd, 0);
+            first.reset(file_of(fd)?, fd, 0);
         }
         shape::CLOSE => {
             let fd = args[role::FD] as u32;
             let _ = WRITE_FDS.remove(&FdKey { tgid, fd });
             first.reset(stash.file, i64::from(fd), 0);
-            kind = event_kind::CLOSE_WRITE;
         }
         _ => return Ok(()),
     }
-    emit(&Hit {
-        kind,
+    let watch = emit(&Hit {
+        kind: spec.kind,
         syscall: spec.id,
         flags,
         ret,
         quiet,
-    })
-    .map(|_| ())
-}
-
-/// An open's event, marked when the open created the file.
-#[inline(always)]
-fn emit_open(hit: &Hit, file: u64) -> Result<Option<u32>, i64> {
-    if file != 0 && file_mode(&kernel_offsets(), file)? & FMODE_CREATED != 0 {
-        if let Some(op) = op() {
-            op.targets[0].mark(event_status::CREATED);
-        }
+        opened,
+    })?;
+    if let (true, true, Some(watch)) = (opened, exact, watch) {
+        track_write_fd(tgid, ret, watch);
     }
-    emit(hit)
+    Ok(())
 }
 
 /// Remembers an fd opened for writing under a watch, for `close_write`.
