@@ -169,14 +169,13 @@ pub fn emit(hit: &Hit) -> Result<Option<u32>, i64> {
     if hit.quiet {
         return Ok(Some(watch));
     }
+    if first.verdict == UNDECIDED || second_verdict == UNDECIDED {
+        mark_dirty(UNDECIDED_SLOT);
+    }
     // Read for hits only, not for every open on the machine.
     let opened = if hit.opened { first.file } else { 0 };
     if opened != 0 && file_mode(&kernel_offsets(), opened)? & FMODE_CREATED != 0 {
         op.targets[0].status |= event_status::CREATED;
-    }
-    let [first, second] = &op.targets;
-    if first.verdict == UNDECIDED || second_verdict == UNDECIDED {
-        mark_dirty(UNDECIDED_SLOT);
     }
     if match_mode() == match_mode::EXACT {
         unsafe { bpf_loop(len, build_cb as *mut c_void, ptr::null_mut(), 0) };
