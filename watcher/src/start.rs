@@ -50,7 +50,7 @@ pub fn start(args: &WatchArgs, verbose: bool) -> anyhow::Result<Watching> {
         .collect();
     let offsets = tracefs::read_offsets(&specs)?;
     let edges = if kernel.is_some() {
-        watch::edges(&watches)
+        watch::edges(&watches)?
     } else {
         Vec::new()
     };

@@ -60,6 +60,7 @@ pub fn resolve(dirs: &[PathBuf], by_prefix: bool) -> Result<Vec<Watch>, WatchErr
     if dirs.len() > MAX_WATCHES as usize {
         return Err(WatchError::TooMany(dirs.len()));
     }
+    let mountinfo = read_mountinfo()?;
     let mut watches: Vec<Watch> = Vec::with_capacity(dirs.len());
     for dir in dirs {
         let root = fs::canonicalize(dir).map_err(|source| match source.kind() {
@@ -81,7 +82,7 @@ pub fn resolve(dirs: &[PathBuf], by_prefix: bool) -> Result<Vec<Watch>, WatchErr
         if by_prefix && len > WATCH_PREFIX_MAX {
             return Err(WatchError::TooLong { path: root, len });
         }
-        let key = identity(&root).map_err(|source| WatchError::Io {
+        let key = identity(&root, &mountinfo).map_err(|source| WatchError::Io {
             path: dir.clone(),
             source,
         })?;
@@ -121,13 +122,16 @@ fn absolute(dir: &Path) -> io::Result<PathBuf> {
 /// by), keyed by its parent and name. The kernel follows names of files
 /// that no longer (or do not yet) exist down through it. A directory that
 /// cannot be looked at ends that way down.
-pub fn edges(watches: &[Watch]) -> Vec<(EdgeKey, Edge)> {
+pub fn edges(watches: &[Watch]) -> Result<Vec<(EdgeKey, Edge)>, WatchError> {
+    let mountinfo = read_mountinfo()?;
+    let root = identity(Path::new("/"), &mountinfo).map_err(|source| WatchError::Io {
+        path: "/".into(),
+        source,
+    })?;
     let mut map: HashMap<EdgeKey, Edge> = HashMap::new();
     for watch in watches {
         for path in std::iter::once(&watch.root).chain(&watch.named) {
-            let Ok(mut parent) = identity(Path::new("/")) else {
-                continue;
-            };
+            let mut parent = root;
             let mut at = PathBuf::from("/");
             let components: Vec<&[u8]> = path
                 .as_os_str()
@@ -137,7 +141,7 @@ pub fn edges(watches: &[Watch]) -> Vec<(EdgeKey, Edge)> {
                 .collect();
             for (i, component) in components.iter().enumerate() {
                 at.push(OsStr::from_bytes(component));
-                let Ok(child) = identity(&at) else {
+                let Ok(child) = identity(&at, &mountinfo) else {
                     break;
                 };
                 let is_watch = i + 1 == components.len() && child == watch.key;
@@ -157,14 +161,25 @@ pub fn edges(watches: &[Watch]) -> Vec<(EdgeKey, Edge)> {
             }
         }
     }
-    map.into_iter().collect()
+    Ok(map.into_iter().collect())
+}
+
+const MOUNTINFO: &str = "/proc/self/mountinfo";
+
+/// The mount table [`identity`] looks devices up in, read once for all
+/// the paths it is asked about.
+fn read_mountinfo() -> Result<String, WatchError> {
+    fs::read_to_string(MOUNTINFO).map_err(|source| WatchError::Io {
+        path: MOUNTINFO.into(),
+        source,
+    })
 }
 
 /// The identity the kernel side compares: `s_dev` of the super block and
 /// the inode number. `stat`'s `st_dev` is not always `s_dev` (btrfs
 /// subvolumes report their own), so the device comes from the mount's
 /// line in /proc/self/mountinfo, which shows `s_dev`.
-fn identity(path: &Path) -> io::Result<InodeKey> {
+fn identity(path: &Path, mountinfo: &str) -> io::Result<InodeKey> {
     let c_path = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
     // SAFETY: all-zero is a valid statx buffer.
@@ -185,8 +200,7 @@ fn identity(path: &Path) -> io::Result<InodeKey> {
     if stx.stx_mask & libc::STATX_MNT_ID == 0 {
         return Err(io::Error::other("the kernel did not report its mount id"));
     }
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
-    let (major, minor) = mount_device(&mountinfo, stx.stx_mnt_id).ok_or_else(|| {
+    let (major, minor) = mount_device(mountinfo, stx.stx_mnt_id).ok_or_else(|| {
         io::Error::other(format!(
             "mount {} not in /proc/self/mountinfo",
             stx.stx_mnt_id
@@ -281,7 +295,7 @@ mod tests {
     fn identity_is_the_mounts_device_and_the_inode() {
         use std::os::unix::fs::MetadataExt;
         let dir = std::env::temp_dir();
-        let key = identity(&dir).unwrap();
+        let key = identity(&dir, &read_mountinfo().unwrap()).unwrap();
         let meta = fs::metadata(&dir).unwrap();
         assert_eq!(key.ino, meta.ino());
         // Outside btrfs, stat's device is the super block's.
