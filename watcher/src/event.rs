@@ -88,9 +88,10 @@ impl Kind {
     }
 }
 
-/// The old name of a rename or a link.
+/// One file of a record: the only one, or the old or the new name of a
+/// rename or a link.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Old {
+pub struct Side {
     pub name: Vec<u8>,
     pub path: Vec<u8>,
     pub truncated: bool,
@@ -137,7 +138,7 @@ pub struct Event {
     /// The open created the file.
     pub created: bool,
     /// Renames and links: the old name.
-    pub old: Option<Old>,
+    pub old: Option<Side>,
 }
 
 /// Converts the kernel's `CLOCK_BOOTTIME` stamps to wall-clock time.
@@ -201,7 +202,7 @@ pub fn decode(bytes: &[u8], clock: &Clock, exact: bool) -> Result<Event, DecodeE
         head
     };
     let names: Vec<&[u8]> = targets.iter().map(|t| take(t.name_len)).collect();
-    let sides: Vec<Old> = targets
+    let mut sides: Vec<Side> = targets
         .iter()
         .zip(names)
         .map(|(t, name)| side(t, name, take(t.path_len), exact))
@@ -217,15 +218,17 @@ pub fn decode(bytes: &[u8], clock: &Clock, exact: bool) -> Result<Event, DecodeE
         .position(|&b| b == 0)
         .unwrap_or(header.comm.len());
     let status = targets.iter().fold(0, |s, t| s | t.status);
-    let (old, new) = match sides.as_slice() {
-        [old, new] => (Some(old.clone()), new.clone()),
-        [only] => (None, only.clone()),
-        _ => return Err(DecodeError::Targets(header.targets_len)),
-    };
-    let opened = matches!(syscall, "openat" | "openat2" | "open" | "creat");
-    let fd = if opened {
+    // The new name is the last; a rename or link has the old one before.
+    let new = sides
+        .pop()
+        .ok_or(DecodeError::Targets(header.targets_len))?;
+    let old = sides.pop();
+    let by_name = targets
+        .last()
+        .is_some_and(|t| t.status & event_status::BASE != 0);
+    let fd = if is_open(syscall) {
         Some(header.ret)
-    } else if new.name.is_empty() && header.targets[0].status & event_status::BASE == 0 {
+    } else if new.name.is_empty() && !by_name {
         Some(i64::from(new.dfd))
     } else {
         None
@@ -257,7 +260,7 @@ pub fn decode(bytes: &[u8], clock: &Clock, exact: bool) -> Result<Event, DecodeE
 
 /// One target's name and path. A name followed from a directory (`BASE`)
 /// is joined to that directory's path after the part the walk took.
-fn side(t: &Target, name: &[u8], components: &[u8], exact: bool) -> Old {
+fn side(t: &Target, name: &[u8], components: &[u8], exact: bool) -> Side {
     let truncated = t.status & event_status::PATH_TRUNCATED != 0;
     let path = if !exact {
         name.to_vec()
@@ -273,13 +276,19 @@ fn side(t: &Target, name: &[u8], components: &[u8], exact: bool) -> Old {
             normalize(&base, rest)
         }
     };
-    Old {
+    Side {
         name: name.to_vec(),
         path,
         truncated,
         relative: t.status & event_status::RELATIVE != 0,
         dfd: t.dfd,
     }
+}
+
+/// Whether `syscall` is one of the opens (whose flags are open flags and
+/// whose return value is the new fd).
+pub fn is_open(syscall: &str) -> bool {
+    matches!(syscall, "openat" | "openat2" | "open" | "creat")
 }
 
 /// The events one record stands for, among the `selected` kinds: an open

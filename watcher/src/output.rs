@@ -8,7 +8,11 @@ use std::{
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
-use crate::{escape::escape, event::Event, watch::Watch};
+use crate::{
+    escape::escape,
+    event::{Event, is_open},
+    watch::Watch,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -169,11 +173,10 @@ pub fn flag_names(syscall: &str, flags: u64) -> String {
         (libc::AT_SYMLINK_FOLLOW as u64, "AT_SYMLINK_FOLLOW"),
         (libc::AT_EMPTY_PATH as u64, "AT_EMPTY_PATH"),
     ];
-    let named = match syscall {
-        "openat" | "openat2" | "open" | "creat" => return open_flag_names(flags),
-        "renameat2" => RENAME,
-        _ => AT,
-    };
+    if is_open(syscall) {
+        return open_flag_names(flags);
+    }
+    let named = if syscall == "renameat2" { RENAME } else { AT };
     let mut names = Vec::new();
     let mut rest = flags;
     for &(bits, name) in named {
