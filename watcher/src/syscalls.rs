@@ -340,6 +340,8 @@ pub struct Spec {
     pub name: &'static str,
     pub nr: u32,
     pub spec: SyscallSpec,
+    /// Where its `sys_enter_*` record keeps `__syscall_nr`.
+    pub enter_nr_offset: u32,
 }
 
 /// The kinds whose events need syscall `kind`'s: an open also makes
@@ -385,6 +387,7 @@ pub fn read_specs() -> Result<Vec<Spec>, TracefsError> {
         specs.push(Spec {
             name: traced.name,
             nr: traced.nr as u32,
+            enter_nr_offset: format.offset("__syscall_nr", 4)?,
             spec: SyscallSpec {
                 id,
                 kind: traced.kind,

@@ -86,8 +86,10 @@ pub fn tracepoint_dir(category: &str, name: &str) -> PathBuf {
     Path::new(TRACEFS).join("events").join(category).join(name)
 }
 
-/// Reads the record offsets the programs need, from the tracepoints of
-/// every syscall in `specs` and the process tracepoints.
+/// Reads the record offsets the programs need, from the `sys_exit_*`
+/// tracepoints of every syscall in `specs` (whose `sys_enter_*` ones
+/// [`read_specs`](crate::syscalls::read_specs) read) and the process
+/// tracepoints.
 pub fn read_offsets(specs: &[Spec]) -> Result<TracepointOffsets, TracefsError> {
     let mut syscall_nr = None;
     let mut exit_ret = None;
@@ -102,17 +104,14 @@ pub fn read_offsets(specs: &[Spec]) -> Result<TracepointOffsets, TracefsError> {
         }
     };
     for spec in specs {
-        for side in ["enter", "exit"] {
-            let format = Format::read("syscalls", &format!("sys_{side}_{}", spec.name))?;
-            agree(
-                &mut syscall_nr,
-                "__syscall_nr",
-                format.offset("__syscall_nr", 4)?,
-            )?;
-            if side == "exit" {
-                agree(&mut exit_ret, "ret", format.offset("ret", 8)?)?;
-            }
-        }
+        agree(&mut syscall_nr, "__syscall_nr", spec.enter_nr_offset)?;
+        let exit = Format::read("syscalls", &format!("sys_exit_{}", spec.name))?;
+        agree(
+            &mut syscall_nr,
+            "__syscall_nr",
+            exit.offset("__syscall_nr", 4)?,
+        )?;
+        agree(&mut exit_ret, "ret", exit.offset("ret", 8)?)?;
     }
     let exit = Format::read("sched", "sched_process_exit")?;
     Ok(TracepointOffsets {
@@ -141,7 +140,7 @@ impl Format {
 
     /// Offset of a field that must be `expected` bytes long (every syscall
     /// argument is stored as 8 bytes on 64-bit kernels).
-    fn offset(&self, field: &'static str, expected: u32) -> Result<u32, TracefsError> {
+    pub fn offset(&self, field: &'static str, expected: u32) -> Result<u32, TracefsError> {
         let (offset, size) =
             find_field(&self.text, field).ok_or_else(|| TracefsError::MissingField {
                 path: self.path.clone(),
