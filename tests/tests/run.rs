@@ -481,7 +481,7 @@ fn signal_goes_to_the_named_process_the_pid_or_the_pidfile() {
     let watched = tree.dir("media");
     let name = format!("hup{}", std::process::id() % 1_000_000);
     let pidfile = tree.root.join("daemon.pid");
-    for (n, how) in ["--process-name", "--pid", "--pidfile"]
+    for (n, how) in ["--process-name", "--target-pid", "--pidfile"]
         .into_iter()
         .enumerate()
     {
@@ -489,7 +489,7 @@ fn signal_goes_to_the_named_process_the_pid_or_the_pidfile() {
         std::fs::write(&pidfile, format!("{}\n", target.id())).unwrap();
         let value = match how {
             "--process-name" => format!("{name}{n}"),
-            "--pid" => target.id().to_string(),
+            "--target-pid" => target.id().to_string(),
             _ => pidfile.to_str().unwrap().to_owned(),
         };
         let w = run_watcher(

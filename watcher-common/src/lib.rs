@@ -32,6 +32,27 @@ pub const MAX_INFLIGHT: u32 = 16384;
 /// whose writes are never events.
 pub const MAX_EXCLUDED: u32 = 8192;
 
+/// Most keys of each process filter map (`--pid`, `--uid`, `--comm`,
+/// `--exclude-comm`).
+pub const MAX_FILTER_KEYS: u32 = 1024;
+
+/// Bits of the `FILTERS` global: which process filters are on. A syscall
+/// is traced only when its process passes every one that is.
+pub mod filter {
+    /// Its thread group id is in `FILTER_PIDS`.
+    pub const PID: u32 = 1;
+    /// Its uid is in `FILTER_UIDS`.
+    pub const UID: u32 = 2;
+    /// Its comm is in `FILTER_COMMS` with [`COMM_INCLUDE`].
+    pub const COMM: u32 = 4;
+    /// Its comm is not in `FILTER_COMMS` with [`COMM_EXCLUDE`].
+    pub const EXCLUDE_COMM: u32 = 8;
+
+    /// Values of `FILTER_COMMS`.
+    pub const COMM_INCLUDE: u8 = 1;
+    pub const COMM_EXCLUDE: u8 = 2;
+}
+
 /// Open flags (x86-64 and the generic ABI) that the programs test.
 pub mod open_flags {
     pub const O_ACCMODE: u64 = 0o3;
@@ -332,8 +353,10 @@ pub struct Target {
 /// The fixed part of every event. The data that follows holds the names
 /// as the process passed them, then the paths, each path as components
 /// from the file up, each ended by a NUL (empty in prefix mode, where the
-/// name is the path): `name[0] name[1] path[0] path[1]`, lengths in
-/// `targets`. Renames and links have two targets (old, new), everything
+/// name is the path), then the process's executable (components, as the
+/// paths) and command line (arguments each ended by a NUL):
+/// `name[0] name[1] path[0] path[1] exe cmdline`, lengths in `targets` and
+/// [`Process`]. Renames and links have two targets (old, new), everything
 /// else one.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -360,7 +383,48 @@ pub struct EventHeader {
     pub targets_len: u32,
     pub targets: [Target; 2],
     pub comm: [u8; TASK_COMM_LEN],
+    pub process: Process,
 }
+
+/// Who made the change, as the kernel saw it during the syscall (reading
+/// `/proc` later misses processes that have already exited). Without BTF
+/// only `cgroup_id` is filled ([`proc_status::KNOWN`] unset).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Process {
+    /// [`proc_status`] bits.
+    pub status: u32,
+    /// The parent's thread group id (`real_parent`).
+    pub ppid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    /// The login uid (`auid` in the audit subsystem), `u32::MAX` when
+    /// unset or when the kernel has no audit support.
+    pub loginuid: u32,
+    /// Inode number of the mount namespace (as in `/proc/PID/ns/mnt`).
+    pub mntns: u32,
+    /// The cgroup v2 id (the inode number of its cgroupfs directory).
+    pub cgroup_id: u64,
+    pub exe_len: u32,
+    pub cmdline_len: u32,
+}
+
+/// Bits of [`Process::status`].
+pub mod proc_status {
+    /// The fields read through kernel structures are filled.
+    pub const KNOWN: u32 = 1;
+    /// The executable's path lacks its leading components.
+    pub const EXE_TRUNCATED: u32 = 2;
+    /// The command line was longer than [`CMDLINE_MAX`](super::CMDLINE_MAX).
+    pub const CMDLINE_TRUNCATED: u32 = 4;
+}
+
+/// Most bytes of a command line an event carries.
+pub const CMDLINE_MAX: usize = 1024;
+
+/// Room for the executable's path, written one component (at most
+/// `NAME_MAX`) at a time while less than `PATH_MAX` is used.
+pub const EXE_BUF_LEN: usize = PATH_MAX + NAME_MAX;
 
 pub const EVENT_HEADER_LEN: usize = core::mem::size_of::<EventHeader>();
 
@@ -432,6 +496,24 @@ pub struct KernelOffsets {
     pub path_mnt: u32,
     pub path_dentry: u32,
     pub file_mode: u32,
+    pub task_real_parent: u32,
+    pub task_tgid: u32,
+    /// `task_struct.cred` (the effective credentials).
+    pub task_cred: u32,
+    /// `cred.euid.val`.
+    pub cred_euid: u32,
+    /// `cred.egid.val`.
+    pub cred_egid: u32,
+    /// `task_struct.loginuid.val`; 0 when the kernel has no audit support.
+    pub task_loginuid: u32,
+    pub task_nsproxy: u32,
+    pub nsproxy_mnt_ns: u32,
+    /// `mnt_namespace.ns.inum`.
+    pub mnt_namespace_inum: u32,
+    pub task_mm: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub mm_exe_file: u32,
 }
 
 #[cfg(feature = "user")]

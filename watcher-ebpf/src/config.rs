@@ -38,6 +38,19 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     path_mnt: 0,
     path_dentry: 0,
     file_mode: 0,
+    task_real_parent: 0,
+    task_tgid: 0,
+    task_cred: 0,
+    cred_euid: 0,
+    cred_egid: 0,
+    task_loginuid: 0,
+    task_nsproxy: 0,
+    nsproxy_mnt_ns: 0,
+    mnt_namespace_inum: 0,
+    task_mm: 0,
+    mm_arg_start: 0,
+    mm_arg_end: 0,
+    mm_exe_file: 0,
 };
 
 /// A [`match_mode`] value.
@@ -52,6 +65,10 @@ static EVENT_MASK: u32 = 0;
 /// process it forks, are never events.
 #[unsafe(no_mangle)]
 static WATCHER_TGID: u32 = 0;
+
+/// The process filters that are on, as `watcher_common::filter` bits.
+#[unsafe(no_mangle)]
+static FILTERS: u32 = 0;
 
 // Volatile reads: without them the compiler would fold the initialisers
 // above into the code, and the values user space sets at load time would
@@ -80,4 +97,9 @@ pub fn event_mask() -> u32 {
 #[inline(always)]
 pub fn watcher_tgid() -> u32 {
     unsafe { core::ptr::read_volatile(&WATCHER_TGID) }
+}
+
+#[inline(always)]
+pub fn filters() -> u32 {
+    unsafe { core::ptr::read_volatile(&FILTERS) }
 }

@@ -12,17 +12,24 @@
 //! the way to each watch. Every step of both is a `bpf_loop` callback, so
 //! the verifier checks each once.
 
-use core::{ffi::c_void, ptr};
+use core::{ffi::c_void, mem::MaybeUninit, ptr};
 
-use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
-    generated::{
-        bpf_loop, bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user_str,
+use aya_ebpf::{
+    bindings::bpf_dynptr,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_ktime_get_boot_ns,
+        generated::{
+            bpf_dynptr_write, bpf_loop, bpf_probe_read_kernel, bpf_probe_read_kernel_str,
+            bpf_probe_read_user_str, bpf_ringbuf_discard_dynptr, bpf_ringbuf_reserve_dynptr,
+            bpf_ringbuf_submit_dynptr,
+        },
     },
 };
 use watcher_common::{
-    EVENT_HEADER_LEN, EdgeKey, EventBuf, InodeKey, MAX_WALK, NAME_MAX, PATH_MAX, TASK_COMM_LEN,
-    Target, UNDECIDED_SLOT, WATCH_NONE, WATCH_PREFIX_MAX, event_status, match_mode, name_hash_step,
+    CMDLINE_MAX, EVENT_HEADER_LEN, EdgeKey, EventBuf, InodeKey, MAX_WALK, NAME_MAX, PATH_MAX,
+    TASK_COMM_LEN, Target, UNDECIDED_SLOT, WATCH_NONE, WATCH_PREFIX_MAX, event_status, match_mode,
+    name_hash_step,
     open_flags::{AT_FDCWD, FMODE_CREATED},
 };
 
@@ -30,6 +37,7 @@ use crate::{
     config::{kernel_offsets, match_mode},
     maps::{DIRTY, EDGES, EVENTS, LOST, SCRATCH, Scratch, WATCHES},
     resolve::{Cursor, Step, TaskDir, file_mode, file_of_fd},
+    who,
 };
 
 /// What [`emit`] needs besides the targets in [`Op`].
@@ -133,7 +141,7 @@ pub struct Op {
 }
 
 #[inline(always)]
-fn scratch() -> Option<&'static mut Scratch> {
+pub fn scratch() -> Option<&'static mut Scratch> {
     // SAFETY: per-CPU map value, and tracepoint programs run with
     // preemption disabled and do not nest, so nobody else uses it now.
     SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
@@ -611,18 +619,25 @@ fn path_step(target: &mut TargetState, event: &mut EventBuf) -> Result<Step, i64
     // stays inside `data` (4 * PATH_MAX + NAME_MAX) whatever the values;
     // the checks above keep them right.
     let at = (target.path_start as usize + target.path_len as usize) & (4 * PATH_MAX - 1);
-    let dst = unsafe { event.data.as_mut_ptr().add(at) };
-    let n = unsafe { bpf_probe_read_kernel_str(dst.cast(), NAME_MAX as u32, name as *const _) };
-    if n > 0 {
-        target.path_len += n as u32;
-    } else {
-        target.complete = 0;
+    match read_component(unsafe { event.data.as_mut_ptr().add(at) }, name) {
+        Some(n) => target.path_len += n,
+        None => target.complete = 0,
     }
     Ok(step)
 }
 
+/// Copies the dentry name at kernel address `name`, with its NUL, to
+/// `dst`, which has room for `NAME_MAX` bytes; the bytes written.
+#[inline(always)]
+pub fn read_component(dst: *mut u8, name: u64) -> Option<u32> {
+    let n = unsafe { bpf_probe_read_kernel_str(dst.cast(), NAME_MAX as u32, name as *const _) };
+    (n > 0).then_some(n as u32)
+}
+
 #[inline(always)]
 fn send(hit: &Hit, watch_id: u32) -> Result<(), i64> {
+    // Before the header is filled: it resets the process part.
+    let _ = who::fill();
     let s = scratch().ok_or(0i64)?;
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
@@ -648,26 +663,67 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), i64> {
             Target::default()
         },
     ];
-    // Verifier: each length masked below PATH_MAX.
-    let total: usize = header
+    // Verifier: each length masked below PATH_MAX (the kernel keeps them
+    // below), so every part below is within its buffer.
+    let data_len: usize = header
         .targets
         .iter()
         .map(|t| (t.name_len as usize & (PATH_MAX - 1)) + (t.path_len as usize & (PATH_MAX - 1)))
         .sum();
-
-    // SAFETY: `EventBuf` is `repr(C)` plain data.
-    let bytes: &[u8; size_of::<EventBuf>()] =
-        unsafe { &*ptr::from_ref(&s.event).cast::<[u8; size_of::<EventBuf>()]>() };
-    // `.get()` both avoids a panic path and shows the verifier that the
-    // variable size stays within the map value.
-    let out = bytes.get(..EVENT_HEADER_LEN + total).ok_or(0i64)?;
-    if EVENTS.output::<[u8]>(out, 0).is_err() {
+    let exe_len = header.process.exe_len as usize & (PATH_MAX - 1);
+    let cmdline_len = (header.process.cmdline_len as usize).min(CMDLINE_MAX);
+    let parts = [
+        (ptr::from_ref(header).cast(), EVENT_HEADER_LEN),
+        (s.event.data.as_ptr(), data_len),
+        (s.exe.as_ptr(), exe_len),
+        (s.cmdline.as_ptr(), cmdline_len),
+    ];
+    if output(parts).is_err() {
         count_lost(if watch_id == WATCH_NONE {
             UNDECIDED_SLOT
         } else {
             watch_id
         });
     }
+    Ok(())
+}
+
+/// Sends `parts` as one ring-buffer record. The record is reserved at its
+/// exact size through a dynptr (a plain reservation needs a size the
+/// verifier knows, and the parts live in different buffers), then written
+/// part by part; it is submitted, or discarded when the reservation failed
+/// (the verifier requires either).
+#[inline(always)]
+fn output(parts: [(*const u8, usize); 4]) -> Result<(), i64> {
+    let total: usize = parts.iter().map(|&(_, len)| len).sum();
+    let mut record = MaybeUninit::<bpf_dynptr>::uninit();
+    let ring = ptr::from_ref(&EVENTS).cast_mut().cast::<c_void>();
+    let reserved =
+        unsafe { bpf_ringbuf_reserve_dynptr(ring, total as u32, 0, record.as_mut_ptr()) };
+    if reserved != 0 {
+        unsafe { bpf_ringbuf_discard_dynptr(record.as_mut_ptr(), 0) };
+        return Err(reserved);
+    }
+    // One call per part, so that each pointer keeps its type for the
+    // verifier (one loaded from an array at a variable index would not).
+    let [a, b, c, d] = parts;
+    let write = |at: usize, (part, len): (*const u8, usize)| {
+        unsafe {
+            bpf_dynptr_write(
+                record.as_ptr(),
+                at as u32,
+                part.cast_mut().cast(),
+                len as u32,
+                0,
+            )
+        };
+        at + len
+    };
+    let at = write(0, a);
+    let at = write(at, b);
+    let at = write(at, c);
+    write(at, d);
+    unsafe { bpf_ringbuf_submit_dynptr(record.as_mut_ptr(), 0) };
     Ok(())
 }
 

@@ -8,6 +8,7 @@ mod emit;
 mod maps;
 mod probes;
 mod resolve;
+mod who;
 
 #[cfg(not(test))]
 #[panic_handler]

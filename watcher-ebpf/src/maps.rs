@@ -5,11 +5,12 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use watcher_common::{
-    Edge, EdgeKey, EventBuf, FdKey, InodeKey, MAX_EDGES, MAX_EXCLUDED, MAX_INFLIGHT,
-    MAX_SYSCALL_NR, MAX_WATCHES, MAX_WRITE_FDS, Stash, SyscallSpec, WATCH_PREFIX_MAX,
+    CMDLINE_MAX, EXE_BUF_LEN, Edge, EdgeKey, EventBuf, FdKey, InodeKey, MAX_EDGES, MAX_EXCLUDED,
+    MAX_FILTER_KEYS, MAX_INFLIGHT, MAX_SYSCALL_NR, MAX_WATCHES, MAX_WRITE_FDS, Stash, SyscallSpec,
+    TASK_COMM_LEN, WATCH_PREFIX_MAX,
 };
 
-use crate::emit::Op;
+use crate::{emit::Op, who::ExeWalk};
 
 /// Events for user space. User space sets the size at load time.
 #[map]
@@ -73,13 +74,26 @@ pub static STASH: LruHashMap<u64, Stash> = LruHashMap::with_max_entries(MAX_INFL
 #[map]
 pub static EXCLUDED: LruHashMap<u32, u8> = LruHashMap::with_max_entries(MAX_EXCLUDED, 0);
 
+/// Process filters, when the `FILTERS` global turns them on: thread
+/// group ids (`--pid`), uids (`--uid`) and comms (`--comm` and
+/// `--exclude-comm`, the value says which). Checked when a syscall enters,
+/// so a process filtered out costs no more than an unrelated syscall.
+#[map]
+pub static FILTER_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_FILTER_KEYS, 0);
+#[map]
+pub static FILTER_UIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_FILTER_KEYS, 0);
+#[map]
+pub static FILTER_COMMS: HashMap<[u8; TASK_COMM_LEN], u8> =
+    HashMap::with_max_entries(MAX_FILTER_KEYS, 0);
+
 /// Events that did not fit in the ring buffer, per CPU and per watch id;
 /// the last slot is for undecided events.
 #[map]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_WATCHES + 1, 0);
 
 /// Per-CPU scratch space: an event is far larger than the 512-byte BPF
-/// stack.
+/// stack. Its size must stay under 32 KiB, the kernel's limit for a
+/// per-CPU value.
 #[repr(C)]
 pub struct Scratch {
     pub key: Key<[u8; WATCH_PREFIX_MAX]>,
@@ -87,6 +101,11 @@ pub struct Scratch {
     /// The syscall being turned into an event, shared with the `bpf_loop`
     /// callbacks (the BPF stack is too small for it).
     pub op: Op,
+    /// The process's executable and command line, sent after the event's
+    /// data.
+    pub exe: [u8; EXE_BUF_LEN],
+    pub cmdline: [u8; CMDLINE_MAX],
+    pub exe_walk: ExeWalk,
 }
 
 #[map]

@@ -11,7 +11,7 @@ use watcher_common::{InodeKey, KernelOffsets};
 use crate::maps::{WATCH_DEVS, WATCH_INODES};
 
 #[inline(always)]
-fn read<T>(base: u64, offset: u32) -> Result<T, i64> {
+pub fn read<T>(base: u64, offset: u32) -> Result<T, i64> {
     unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) }.map_err(i64::from)
 }
 

@@ -10,11 +10,11 @@ use aya::{
     programs::{ProgramError, TracePoint, trace_point::TracePointLink},
 };
 use watcher_common::{
-    Edge, EdgeKey, InodeKey, KernelOffsets, SyscallSpec, TracepointOffsets, UNDECIDED_SLOT,
-    WATCH_PREFIX_MAX, match_mode,
+    Edge, EdgeKey, InodeKey, KernelOffsets, SyscallSpec, TASK_COMM_LEN, TracepointOffsets,
+    UNDECIDED_SLOT, WATCH_PREFIX_MAX, filter, match_mode,
 };
 
-use crate::{syscalls::Spec, tracefs::PROCESS_TRACEPOINTS, watch::Watch};
+use crate::{filter::ProcessFilter, syscalls::Spec, tracefs::PROCESS_TRACEPOINTS, watch::Watch};
 
 /// The object aya-build compiled from watcher-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/watcher"));
@@ -108,6 +108,7 @@ pub struct Setup<'a> {
     pub ring_buffer_bytes: u32,
     /// The selected event kinds, as `event_kind::bit`s.
     pub event_mask: u32,
+    pub filters: &'a ProcessFilter,
 }
 
 impl Probes {
@@ -122,6 +123,7 @@ impl Probes {
             kernel,
             ring_buffer_bytes,
             event_mask,
+            filters,
         } = *setup;
         let tgid = std::process::id();
         let mode = match kernel {
@@ -141,6 +143,7 @@ impl Probes {
             .override_global("MATCH_MODE", &mode, true)
             .override_global("EVENT_MASK", &event_mask, true)
             .override_global("WATCHER_TGID", &tgid, true)
+            .override_global("FILTERS", &filters.bits(), true)
             .map_max_entries("EVENTS", ring_buffer_bytes)
             .load(OBJECT)
             .map_err(LoadError::Object)?;
@@ -159,6 +162,7 @@ impl Probes {
                 .set(spec.nr, spec.spec, 0)
                 .map_err(map_err("SPECS"))?;
         }
+        fill_filters(&mut ebpf, filters)?;
         if kernel.is_some() {
             let mut edge_map: HashMap<_, EdgeKey, Edge> =
                 HashMap::try_from(map_mut("EDGES", &mut ebpf)?).map_err(map_err("EDGES"))?;
@@ -274,6 +278,35 @@ impl Probes {
             .map(|(watch, slot)| Ok((watch, self.lost.get(&slot, 0)?.iter().sum())))
             .collect()
     }
+}
+
+/// The keys of the process filters that are on.
+fn fill_filters(ebpf: &mut Ebpf, filters: &ProcessFilter) -> Result<(), LoadError> {
+    let map_err = |map: &'static str| move |source| LoadError::Map { map, source };
+    let mut pids: HashMap<_, u32, u8> =
+        HashMap::try_from(map_mut("FILTER_PIDS", ebpf)?).map_err(map_err("FILTER_PIDS"))?;
+    for pid in &filters.pids {
+        pids.insert(pid, 1, 0).map_err(map_err("FILTER_PIDS"))?;
+    }
+    let mut uids: HashMap<_, u32, u8> =
+        HashMap::try_from(map_mut("FILTER_UIDS", ebpf)?).map_err(map_err("FILTER_UIDS"))?;
+    for uid in &filters.uids {
+        uids.insert(uid, 1, 0).map_err(map_err("FILTER_UIDS"))?;
+    }
+    let mut comms: HashMap<_, [u8; TASK_COMM_LEN], u8> =
+        HashMap::try_from(map_mut("FILTER_COMMS", ebpf)?).map_err(map_err("FILTER_COMMS"))?;
+    let listed = [
+        (&filters.comms, filter::COMM_INCLUDE),
+        (&filters.exclude_comms, filter::COMM_EXCLUDE),
+    ];
+    for (names, value) in listed {
+        for comm in names {
+            comms
+                .insert(comm.0, value, 0)
+                .map_err(map_err("FILTER_COMMS"))?;
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Probes {

@@ -89,6 +89,23 @@ pub fn kernel_offsets() -> Result<KernelOffsets, BtfError> {
         path_mnt: m("path", &["mnt"], Pointer)?,
         path_dentry: m("path", &["dentry"], Pointer)?,
         file_mode: m("file", &["f_mode"], Int(4))?,
+        task_real_parent: m("task_struct", &["real_parent"], Pointer)?,
+        task_tgid: m("task_struct", &["tgid"], Int(4))?,
+        task_cred: m("task_struct", &["cred"], Pointer)?,
+        cred_euid: m("cred", &["euid", "val"], Int(4))?,
+        cred_egid: m("cred", &["egid", "val"], Int(4))?,
+        // Only with CONFIG_AUDIT; 0 (never this member's offset) without.
+        task_loginuid: match m("task_struct", &["loginuid", "val"], Int(4)) {
+            Err(BtfError::NoMember { .. }) => 0,
+            r => r?,
+        },
+        task_nsproxy: m("task_struct", &["nsproxy"], Pointer)?,
+        nsproxy_mnt_ns: m("nsproxy", &["mnt_ns"], Pointer)?,
+        mnt_namespace_inum: m("mnt_namespace", &["ns", "inum"], Int(4))?,
+        task_mm: m("task_struct", &["mm"], Pointer)?,
+        mm_arg_start: m("mm_struct", &["arg_start"], Int(8))?,
+        mm_arg_end: m("mm_struct", &["arg_end"], Int(8))?,
+        mm_exe_file: m("mm_struct", &["exe_file"], Pointer)?,
     })
 }
 

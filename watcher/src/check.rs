@@ -8,6 +8,7 @@ use crate::{
     bpf::{Probes, RING_BUFFER_BYTES, Setup},
     btf,
     event::Kind,
+    filter::ProcessFilter,
     privileges, syscalls, tracefs,
 };
 
@@ -172,6 +173,7 @@ pub fn run() -> bool {
                 kernel: kernel.as_ref(),
                 ring_buffer_bytes: RING_BUFFER_BYTES,
                 event_mask: Kind::mask(&Kind::ALL),
+                filters: &ProcessFilter::default(),
             };
             match Probes::load(&setup) {
                 Ok(_probes) => r.line(

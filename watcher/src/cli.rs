@@ -6,7 +6,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::{
     event::Kind,
-    output::Format,
+    filter::{Comm, PathFilter, Pattern, ProcessFilter},
+    output::{Color, Format},
     runner::{StdinFormat, parse_signal},
 };
 
@@ -60,6 +61,59 @@ pub struct WatchArgs {
         value_name = "KINDS"
     )]
     pub events: Events,
+    /// Only changes by this process (thread group id; repeatable). Applied
+    /// in the kernel.
+    #[arg(long = "pid", value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pids: Vec<u32>,
+    /// Only changes by processes with this real uid (a user name or a
+    /// number; repeatable). Applied in the kernel.
+    #[arg(long = "uid", value_name = "USER", value_parser = parse_uid)]
+    pub uids: Vec<u32>,
+    /// Only changes by processes with this name (the kernel's comm, at
+    /// most 15 bytes; repeatable). Applied in the kernel.
+    #[arg(long = "comm", value_name = "NAME")]
+    pub comms: Vec<Comm>,
+    /// No changes by processes with this name (repeatable). Applied in the
+    /// kernel.
+    #[arg(long = "exclude-comm", value_name = "NAME")]
+    pub exclude_comms: Vec<Comm>,
+    /// Only changes to paths matching this glob (repeatable; .gitignore
+    /// style: `*.mp3`, `music/**`, `/srv/media/new/`). Applied in user
+    /// space.
+    #[arg(long = "include", value_name = "GLOB")]
+    pub include: Vec<Pattern>,
+    /// No changes to paths matching this glob (repeatable: `*.part`,
+    /// `.*.swp`, `.git/`). Applied in user space.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<Pattern>,
+}
+
+impl WatchArgs {
+    pub fn process_filter(&self) -> ProcessFilter {
+        ProcessFilter {
+            pids: self.pids.clone(),
+            uids: self.uids.clone(),
+            comms: self.comms.clone(),
+            exclude_comms: self.exclude_comms.clone(),
+        }
+    }
+
+    pub fn path_filter(&self) -> PathFilter {
+        PathFilter {
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+        }
+    }
+}
+
+/// A user name or a uid.
+fn parse_uid(s: &str) -> Result<u32, String> {
+    if let Ok(uid) = s.parse::<u32>() {
+        return Ok(uid);
+    }
+    crate::runner::lookup_user(s)
+        .map(|user| user.uid)
+        .map_err(|e| e.to_string())
 }
 
 /// The kinds `--events` selected.
@@ -96,6 +150,17 @@ pub struct TraceArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Append events to FILE instead of stdout (created mode 0640), and
+    /// reopen it on SIGHUP, after logrotate moved it.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Color the text output.
+    #[arg(long, value_enum, default_value_t = Color::Auto, value_name = "WHEN")]
+    pub color: Color,
+    /// Print counts at exit to stderr: events by kind, lost, and dropped by
+    /// --include/--exclude.
+    #[arg(long)]
+    pub stats: bool,
 }
 
 #[derive(Debug, Args)]
@@ -133,7 +198,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_paths: u32,
     /// Instead of COMMAND, send this signal (HUP, USR1, TERM, ... or a
-    /// number) to the process named by --process-name, --pid or --pidfile.
+    /// number) to the process named by --process-name, --target-pid or --pidfile.
     #[arg(long, value_parser = parse_signal, value_name = "SIGNAL", requires = "target", conflicts_with = "command")]
     pub signal: Option<i32>,
     /// With --signal: every process with exactly this name (as `pkill -x`).
@@ -141,7 +206,7 @@ pub struct RunArgs {
     pub process_name: Option<String>,
     /// With --signal: this process.
     #[arg(long, group = "target", value_name = "PID", value_parser = clap::value_parser!(i32).range(1..))]
-    pub pid: Option<i32>,
+    pub target_pid: Option<i32>,
     /// With --signal: the process whose pid is in FILE (read at each run).
     #[arg(long, group = "target", value_name = "FILE")]
     pub pidfile: Option<PathBuf>,
@@ -169,9 +234,9 @@ impl RunArgs {
     /// is not enforced when COMMAND is given too).
     pub fn validate(&self) -> Result<(), &'static str> {
         let has_target =
-            self.process_name.is_some() || self.pid.is_some() || self.pidfile.is_some();
+            self.process_name.is_some() || self.target_pid.is_some() || self.pidfile.is_some();
         if has_target && self.signal.is_none() {
-            return Err("--process-name, --pid and --pidfile go with --signal");
+            return Err("--process-name, --target-pid and --pidfile go with --signal");
         }
         Ok(())
     }
@@ -296,20 +361,29 @@ mod tests {
             };
             args.validate().map_err(str::to_owned)
         };
-        assert!(run(&["--signal", "HUP", "--pid", "7", "/a"]).is_ok());
+        assert!(run(&["--signal", "HUP", "--target-pid", "7", "/a"]).is_ok());
         assert!(run(&["--signal", "HUP", "--process-name", "x", "/a"]).is_ok());
         assert!(run(&["--signal", "HUP", "/a"]).is_err(), "no target");
         assert!(
-            run(&["--pid", "7", "/a", "--", "true"]).is_err(),
+            run(&["--target-pid", "7", "/a", "--", "true"]).is_err(),
             "target without signal"
         );
         assert!(run(&["--pidfile", "/p", "/a"]).is_err());
         assert!(
-            run(&["--signal", "HUP", "--pid", "7", "--pidfile", "/p", "/a"]).is_err(),
+            run(&[
+                "--signal",
+                "HUP",
+                "--target-pid",
+                "7",
+                "--pidfile",
+                "/p",
+                "/a"
+            ])
+            .is_err(),
             "two targets"
         );
         assert!(
-            run(&["--signal", "HUP", "--pid", "7", "/a", "--", "true"]).is_err(),
+            run(&["--signal", "HUP", "--target-pid", "7", "/a", "--", "true"]).is_err(),
             "signal and command"
         );
     }

@@ -3,7 +3,8 @@
 use std::mem::size_of;
 
 use watcher_common::{
-    EVENT_HEADER_LEN, EventHeader, SYSCALL_NAMES, Target, WATCH_NONE, event_kind, event_status,
+    EVENT_HEADER_LEN, EventHeader, Process, SYSCALL_NAMES, Target, WATCH_NONE, event_kind,
+    event_status, proc_status,
 };
 
 use crate::place::normalize;
@@ -12,7 +13,9 @@ use crate::place::normalize;
 pub enum DecodeError {
     #[error("event of {0} bytes is shorter than its header")]
     Short(usize),
-    #[error("event says its names and paths are {said} bytes but carries {carried}")]
+    #[error(
+        "event says its names, paths, executable and command line are {said} bytes but carries {carried}"
+    )]
     Len { said: usize, carried: usize },
     #[error("unknown event kind {0}")]
     Kind(u32),
@@ -139,6 +142,35 @@ pub struct Event {
     pub created: bool,
     /// Renames and links: the old name.
     pub old: Option<Side>,
+    pub who: Who,
+}
+
+/// Who made the change, beyond pid, tid, uid, gid and comm: read by the
+/// kernel during the syscall. The options are `None` without BTF (the
+/// kernel could not read them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Who {
+    pub ppid: Option<u32>,
+    pub euid: Option<u32>,
+    pub egid: Option<u32>,
+    /// The audit login uid; also `None` when it is unset.
+    pub loginuid: Option<u32>,
+    /// The mount namespace's inode number (`/proc/PID/ns/mnt`).
+    pub mntns: Option<u32>,
+    pub cgroup_id: u64,
+    /// The cgroup's path below the cgroup v2 root, found in user space from
+    /// `cgroup_id` (`None` when the cgroup is already gone).
+    pub cgroup: Option<Vec<u8>>,
+    /// A container id the cgroup path names (Docker, Podman, containerd,
+    /// CRI-O, Kubernetes).
+    pub container: Option<String>,
+    /// The executable's absolute path (its last components when
+    /// `exe_truncated`).
+    pub exe: Option<Vec<u8>>,
+    pub exe_truncated: bool,
+    /// The command line's arguments, at most `CMDLINE_MAX` bytes of them.
+    pub cmdline: Vec<Vec<u8>>,
+    pub cmdline_truncated: bool,
 }
 
 /// Converts the kernel's `CLOCK_BOOTTIME` stamps to wall-clock time.
@@ -149,25 +181,30 @@ pub struct Clock {
 
 impl Clock {
     pub fn new() -> Self {
-        let now = |clock| {
-            let mut ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: valid clock id and out pointer; cannot fail for these clocks.
-            unsafe { libc::clock_gettime(clock, &mut ts) };
-            i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
-        };
-        let boot = now(libc::CLOCK_BOOTTIME);
-        let real = now(libc::CLOCK_REALTIME);
         Self {
-            realtime_minus_boottime_ns: real - boot,
+            realtime_minus_boottime_ns: clock_ns(libc::CLOCK_REALTIME)
+                - clock_ns(libc::CLOCK_BOOTTIME),
         }
+    }
+
+    /// Wall-clock time now, in nanoseconds since the Unix epoch.
+    pub fn now(&self) -> i128 {
+        clock_ns(libc::CLOCK_BOOTTIME) + self.realtime_minus_boottime_ns
     }
 
     fn wall(&self, boottime_ns: u64) -> i128 {
         i128::from(boottime_ns) + self.realtime_minus_boottime_ns
     }
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid clock id and out pointer; cannot fail for these clocks.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
 }
 
 /// Decodes one ring-buffer record. `exact`: the kernel matched exactly and
@@ -186,10 +223,13 @@ pub fn decode(bytes: &[u8], clock: &Clock, exact: bool) -> Result<Event, DecodeE
         n => return Err(DecodeError::Targets(n)),
     };
     let mut rest = &bytes[EVENT_HEADER_LEN..];
+    let process = header.process;
     let said: usize = targets
         .iter()
         .map(|t| t.name_len as usize + t.path_len as usize)
-        .sum();
+        .sum::<usize>()
+        + process.exe_len as usize
+        + process.cmdline_len as usize;
     if rest.len() < said {
         return Err(DecodeError::Len {
             said,
@@ -207,6 +247,9 @@ pub fn decode(bytes: &[u8], clock: &Clock, exact: bool) -> Result<Event, DecodeE
         .zip(names)
         .map(|(t, name)| side(t, name, take(t.path_len), exact))
         .collect();
+    let exe = take(process.exe_len);
+    let cmdline = take(process.cmdline_len);
+    let who = who(&process, exe, cmdline);
     let kind = Kind::from_id(header.kind).ok_or(DecodeError::Kind(header.kind))?;
     let syscall = SYSCALL_NAMES
         .get(header.syscall as usize)
@@ -255,7 +298,32 @@ pub fn decode(bytes: &[u8], clock: &Clock, exact: bool) -> Result<Event, DecodeE
         fd,
         created: status & event_status::CREATED != 0,
         old,
+        who,
     })
+}
+
+fn who(p: &Process, exe: &[u8], cmdline: &[u8]) -> Who {
+    let known = |v| (p.status & proc_status::KNOWN != 0).then_some(v);
+    let exe_truncated = p.status & proc_status::EXE_TRUNCATED != 0;
+    let mut args: Vec<Vec<u8>> = cmdline.split(|&b| b == 0).map(<[u8]>::to_vec).collect();
+    // The last argument's NUL leaves an empty piece (none when cut).
+    if cmdline.last() == Some(&0) {
+        args.pop();
+    }
+    Who {
+        ppid: known(p.ppid),
+        euid: known(p.euid),
+        egid: known(p.egid),
+        loginuid: known(p.loginuid).filter(|&uid| uid != u32::MAX),
+        mntns: known(p.mntns).filter(|&ns| ns != 0),
+        cgroup_id: p.cgroup_id,
+        cgroup: None,
+        container: None,
+        exe: (!exe.is_empty()).then(|| join_components(exe, exe_truncated)),
+        exe_truncated,
+        cmdline: args,
+        cmdline_truncated: p.status & proc_status::CMDLINE_TRUNCATED != 0,
+    }
 }
 
 /// One target's name and path. A name followed from a directory (`BASE`)
@@ -356,6 +424,7 @@ impl Event {
             fd: Some(3),
             created: false,
             old: None,
+            who: Who::default(),
         }
     }
 }
@@ -384,6 +453,7 @@ mod tests {
             targets_len: targets.len() as u32,
             targets: [Target::default(); 2],
             comm,
+            process: Process::default(),
         };
         for (t, (name, components, status)) in header.targets.iter_mut().zip(targets) {
             *t = Target {

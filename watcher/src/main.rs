@@ -3,10 +3,13 @@
 
 mod bpf;
 mod btf;
+mod cgroup;
 mod check;
 mod cli;
 mod escape;
 mod event;
+mod filter;
+mod journal;
 mod output;
 mod place;
 mod privileges;

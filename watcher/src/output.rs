@@ -1,8 +1,11 @@
-//! Writing events as readable text or as JSON Lines.
+//! Writing events as readable text, as JSON Lines (the schema is in
+//! docs/events.md) or to the systemd journal.
 
 use std::{
-    io::{self, Write},
-    os::unix::ffi::OsStrExt,
+    fs::{File, OpenOptions},
+    io::{self, BufWriter, IsTerminal, Write},
+    os::unix::{ffi::OsStrExt, fs::OpenOptionsExt},
+    path::PathBuf,
 };
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -10,31 +13,127 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     escape::escape,
-    event::{Event, is_open},
+    event::{Event, Kind, is_open},
+    journal::Journal,
     watch::Watch,
 };
+
+/// Version of the JSON schema (`"v"` in every object; docs/events.md).
+pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// One aligned line per event, control characters escaped.
     Text,
-    /// One JSON object per line.
+    /// One JSON object per line (schema in docs/events.md).
     Json,
+    /// Structured entries in the systemd journal (WATCHER_* fields).
+    Journal,
 }
 
-pub struct Printer<'a, W: Write> {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Color {
+    /// When writing text to a terminal, unless NO_COLOR is set.
+    Auto,
+    Always,
+    Never,
+}
+
+/// Where events go.
+enum Sink {
+    Stdout(BufWriter<io::Stdout>),
+    /// `--output FILE`: appended to, reopened on SIGHUP (logrotate).
+    File(PathBuf, BufWriter<File>),
+    Journal(Journal),
+    #[cfg(test)]
+    Buffer(Vec<u8>),
+}
+
+impl Sink {
+    fn writer(&mut self) -> Option<&mut dyn Write> {
+        match self {
+            Self::Stdout(w) => Some(w),
+            Self::File(_, w) => Some(w),
+            Self::Journal(_) => None,
+            #[cfg(test)]
+            Self::Buffer(b) => Some(b),
+        }
+    }
+}
+
+/// Creates or appends to `path`, readable by its owner and group only when
+/// it is created (never world-writable).
+fn open_output(path: &PathBuf) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+}
+
+pub struct Printer<'a> {
     format: Format,
-    out: W,
+    sink: Sink,
     watches: &'a [Watch],
+    color: bool,
 }
 
-impl<'a, W: Write> Printer<'a, W> {
-    pub fn new(format: Format, out: W, watches: &'a [Watch]) -> Self {
+impl<'a> Printer<'a> {
+    /// Events in `format` to `output` (stdout when `None`).
+    pub fn new(
+        format: Format,
+        output: Option<PathBuf>,
+        color: Color,
+        watches: &'a [Watch],
+    ) -> anyhow::Result<Self> {
+        let sink = match (format, output) {
+            (Format::Journal, _) => Sink::Journal(
+                Journal::connect()
+                    .map_err(|e| anyhow::anyhow!("cannot reach the systemd journal: {e}"))?,
+            ),
+            (_, Some(path)) => {
+                let file = open_output(&path).map_err(|e| {
+                    anyhow::anyhow!("cannot open {}: {e}", escape(path.as_os_str().as_bytes()))
+                })?;
+                Sink::File(path, BufWriter::new(file))
+            }
+            (_, None) => Sink::Stdout(BufWriter::new(io::stdout())),
+        };
+        let color = format == Format::Text
+            && match color {
+                Color::Always => true,
+                Color::Never => false,
+                Color::Auto => {
+                    matches!(sink, Sink::Stdout(_))
+                        && io::stdout().is_terminal()
+                        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                }
+            };
+        Ok(Self {
+            format,
+            sink,
+            watches,
+            color,
+        })
+    }
+
+    #[cfg(test)]
+    fn to_buffer(format: Format, watches: &'a [Watch]) -> Self {
         Self {
             format,
-            out,
+            sink: Sink::Buffer(Vec::new()),
             watches,
+            color: false,
         }
+    }
+
+    /// `--output FILE`: reopens it, after logrotate moved it away.
+    pub fn reopen(&mut self) -> io::Result<()> {
+        if let Sink::File(path, w) = &mut self.sink {
+            w.flush()?;
+            *w = BufWriter::new(open_output(path)?);
+        }
+        Ok(())
     }
 
     pub fn event(&mut self, ev: &Event) -> io::Result<()> {
@@ -43,75 +142,283 @@ impl<'a, W: Write> Printer<'a, W> {
             .iter()
             .find(|w| Some(w.id) == ev.watch_id)
             .map(|w| w.root.as_os_str().as_bytes());
+        let fields = fields(ev, watch);
         match self.format {
             Format::Text => {
-                let shown = |path: &[u8], truncated| {
-                    format!("{}{}", if truncated { ".../" } else { "" }, escape(path))
-                };
-                let old = ev
-                    .old
-                    .as_ref()
-                    .map(|old| format!("{} -> ", shown(&old.path, old.truncated)))
-                    .unwrap_or_default();
-                let flags = flag_names(ev.syscall, ev.flags);
-                writeln!(
-                    self.out,
-                    "{} {:<11} {:>7} {:<16} {old}{}  ({}{}{}{})",
-                    rfc3339(ev.time_ns),
-                    ev.kind.name(),
-                    ev.pid,
-                    escape(&ev.comm),
-                    shown(&ev.path, ev.truncated),
-                    ev.syscall,
-                    if flags.is_empty() { "" } else { " " },
-                    flags,
-                    match ev.watch_id {
-                        None => ", watch undecided",
-                        Some(_) => "",
-                    },
-                )
+                let line = text_line(ev, self.color);
+                let w = self.sink.writer().ok_or_else(no_writer)?;
+                writeln!(w, "{line}")
             }
             Format::Json => {
-                let mut obj = Map::new();
-                obj.insert("time".into(), rfc3339(ev.time_ns).into());
-                obj.insert("event".into(), ev.kind.name().into());
-                obj.insert("syscall".into(), ev.syscall.into());
-                insert_bytes(&mut obj, "path", &ev.path);
-                insert_bytes(&mut obj, "name", &ev.name);
-                if ev.truncated {
-                    obj.insert("truncated".into(), true.into());
-                }
-                if let Some(old) = &ev.old {
-                    insert_bytes(&mut obj, "old_path", &old.path);
-                    insert_bytes(&mut obj, "old_name", &old.name);
-                    if old.truncated {
-                        obj.insert("old_truncated".into(), true.into());
-                    }
-                }
-                match watch {
-                    Some(watch) => insert_bytes(&mut obj, "watch", watch),
-                    None => {
-                        obj.insert("watch".into(), Value::Null);
-                    }
-                }
-                obj.insert("pid".into(), ev.pid.into());
-                obj.insert("tid".into(), ev.tid.into());
-                obj.insert("uid".into(), ev.uid.into());
-                obj.insert("gid".into(), ev.gid.into());
-                insert_bytes(&mut obj, "comm", &ev.comm);
-                obj.insert("flags".into(), json!(flag_names(ev.syscall, ev.flags)));
-                if let Some(fd) = ev.fd {
-                    obj.insert("fd".into(), fd.into());
-                }
-                serde_json::to_writer(&mut self.out, &Value::Object(obj))?;
-                self.out.write_all(b"\n")
+                let w = self.sink.writer().ok_or_else(no_writer)?;
+                serde_json::to_writer(&mut *w, &json_object(&fields))?;
+                w.write_all(b"\n")
+            }
+            Format::Journal => {
+                let message = format!(
+                    "{} {} by {}[{}]",
+                    ev.kind.name(),
+                    escape(&ev.path),
+                    escape(&ev.comm),
+                    ev.pid
+                );
+                self.journal(&message, 6, &fields, Some(ev.pid))
             }
         }
     }
 
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+    /// Events the kernel could not send (the ring buffer was full): `lost`
+    /// since the last report, `total` since start.
+    pub fn overflow(&mut self, time_ns: i128, lost: u64, total: u64) -> io::Result<()> {
+        let fields = vec![
+            ("time", Field::Text(rfc3339(time_ns))),
+            ("event", Field::Text("overflow".into())),
+            ("lost", Field::Uint(lost)),
+            ("lost_total", Field::Uint(total)),
+        ];
+        let message = format!("{lost} events lost (ring buffer full), {total} in all");
+        match self.format {
+            Format::Text => {
+                let kind = self.paint("overflow", "1;31");
+                let w = self.sink.writer().ok_or_else(no_writer)?;
+                writeln!(w, "{} {kind:<11} {message}", rfc3339(time_ns))
+            }
+            Format::Json => {
+                let w = self.sink.writer().ok_or_else(no_writer)?;
+                serde_json::to_writer(&mut *w, &json_object(&fields))?;
+                w.write_all(b"\n")
+            }
+            Format::Journal => self.journal(&message, 4, &fields, None),
+        }
     }
+
+    fn journal(
+        &mut self,
+        message: &str,
+        priority: u8,
+        fields: &[(&str, Field)],
+        object_pid: Option<u32>,
+    ) -> io::Result<()> {
+        let Sink::Journal(journal) = &mut self.sink else {
+            return Err(no_writer());
+        };
+        let mut entry: Vec<(String, Vec<u8>)> = vec![
+            ("MESSAGE".into(), message.as_bytes().to_vec()),
+            ("PRIORITY".into(), priority.to_string().into_bytes()),
+            ("SYSLOG_IDENTIFIER".into(), b"watcher".to_vec()),
+        ];
+        if let Some(pid) = object_pid {
+            // journald adds the OBJECT_* fields of that process if it still runs.
+            entry.push(("OBJECT_PID".into(), pid.to_string().into_bytes()));
+        }
+        for (key, value) in fields {
+            if let Some(bytes) = value.journal_bytes() {
+                entry.push((format!("WATCHER_{}", key.to_ascii_uppercase()), bytes));
+            }
+        }
+        journal.send(&entry)
+    }
+
+    fn paint(&self, text: &str, sgr: &str) -> String {
+        if self.color {
+            format!("\x1b[{sgr}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        match self.sink.writer() {
+            Some(w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+fn no_writer() -> io::Error {
+    io::Error::other("the journal takes entries, not lines")
+}
+
+/// One aligned line: time, kind, pid, uid, comm, path (`OLD -> NEW` for
+/// renames and links), then syscall and flags.
+fn text_line(ev: &Event, color: bool) -> String {
+    let shown =
+        |path: &[u8], truncated| format!("{}{}", if truncated { ".../" } else { "" }, escape(path));
+    let old = ev
+        .old
+        .as_ref()
+        .map(|old| format!("{} -> ", shown(&old.path, old.truncated)))
+        .unwrap_or_default();
+    let flags = flag_names(ev.syscall, ev.flags);
+    // Padded before it is painted, so that the columns stay aligned.
+    let kind = format!("{:<11}", ev.kind.name());
+    let kind = match (color, kind_color(ev.kind)) {
+        (true, sgr) => format!("\x1b[{sgr}m{kind}\x1b[0m"),
+        (false, _) => kind,
+    };
+    format!(
+        "{} {kind} {:>7} {:>5} {:<16} {old}{}  ({}{}{}{})",
+        rfc3339(ev.time_ns),
+        ev.pid,
+        ev.uid,
+        escape(&ev.comm),
+        shown(&ev.path, ev.truncated),
+        ev.syscall,
+        if flags.is_empty() { "" } else { " " },
+        flags,
+        match ev.watch_id {
+            None => ", watch undecided",
+            Some(_) => "",
+        },
+    )
+}
+
+/// SGR color of each kind in text on a terminal.
+fn kind_color(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Create | Kind::Mkdir | Kind::Link => "32",
+        Kind::Delete => "31",
+        Kind::Rename => "33",
+        Kind::Write | Kind::CloseWrite => "34",
+        Kind::Truncate => "35",
+        Kind::Attrib => "36",
+    }
+}
+
+/// A field's value, rendered by JSON and the journal alike.
+#[derive(Debug)]
+pub enum Field<'e> {
+    /// Bytes from the kernel (paths, names): a JSON string, with a
+    /// `_base64` twin when not UTF-8.
+    Bytes(&'e [u8]),
+    Text(String),
+    Uint(u64),
+    Int(i64),
+    /// Present only when true.
+    Flag,
+    Null,
+    /// Command-line arguments: a JSON array of strings, with a `_base64`
+    /// twin array when one is not UTF-8.
+    Args(&'e [Vec<u8>]),
+}
+
+impl Field<'_> {
+    fn journal_bytes(&self) -> Option<Vec<u8>> {
+        match self {
+            Self::Bytes(b) => Some(b.to_vec()),
+            Self::Text(t) => Some(t.clone().into_bytes()),
+            Self::Uint(n) => Some(n.to_string().into_bytes()),
+            Self::Int(n) => Some(n.to_string().into_bytes()),
+            Self::Flag => Some(b"1".to_vec()),
+            Self::Null => None,
+            Self::Args(args) => Some(
+                args.iter()
+                    .map(|a| escape(a))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .into_bytes(),
+            ),
+        }
+    }
+}
+
+/// Every field of an event, in the order of docs/events.md. Optional
+/// fields are left out when they do not apply; flags only when true.
+pub fn fields<'e>(ev: &'e Event, watch: Option<&'e [u8]>) -> Vec<(&'static str, Field<'e>)> {
+    let who = &ev.who;
+    let opt = |v: Option<u32>| v.map_or(Field::Null, |v| Field::Uint(v.into()));
+    let mut f = vec![
+        ("time", Field::Text(rfc3339(ev.time_ns))),
+        ("event", Field::Text(ev.kind.name().into())),
+        ("syscall", Field::Text(ev.syscall.into())),
+        ("path", Field::Bytes(&ev.path)),
+        ("name", Field::Bytes(&ev.name)),
+    ];
+    if ev.truncated {
+        f.push(("truncated", Field::Flag));
+    }
+    if let Some(old) = &ev.old {
+        f.push(("old_path", Field::Bytes(&old.path)));
+        f.push(("old_name", Field::Bytes(&old.name)));
+        if old.truncated {
+            f.push(("old_truncated", Field::Flag));
+        }
+    }
+    f.push(("watch", watch.map_or(Field::Null, Field::Bytes)));
+    f.extend([
+        ("pid", Field::Uint(ev.pid.into())),
+        ("tid", Field::Uint(ev.tid.into())),
+        ("ppid", opt(who.ppid)),
+        ("uid", Field::Uint(ev.uid.into())),
+        ("gid", Field::Uint(ev.gid.into())),
+        ("euid", opt(who.euid)),
+        ("egid", opt(who.egid)),
+        ("loginuid", opt(who.loginuid)),
+        ("comm", Field::Bytes(&ev.comm)),
+        ("exe", who.exe.as_deref().map_or(Field::Null, Field::Bytes)),
+    ]);
+    if who.exe_truncated {
+        f.push(("exe_truncated", Field::Flag));
+    }
+    f.push(("cmdline", Field::Args(&who.cmdline)));
+    if who.cmdline_truncated {
+        f.push(("cmdline_truncated", Field::Flag));
+    }
+    f.extend([
+        ("cgroup_id", Field::Uint(who.cgroup_id)),
+        (
+            "cgroup",
+            who.cgroup.as_deref().map_or(Field::Null, Field::Bytes),
+        ),
+        (
+            "container_id",
+            who.container.clone().map_or(Field::Null, Field::Text),
+        ),
+        ("mntns", opt(who.mntns)),
+        ("flags", Field::Text(flag_names(ev.syscall, ev.flags))),
+    ]);
+    if let Some(fd) = ev.fd {
+        f.push(("fd", Field::Int(fd)));
+    }
+    f
+}
+
+/// The JSON object of `fields`, after `"v"`.
+pub fn json_object(fields: &[(&str, Field)]) -> Value {
+    let mut obj = Map::new();
+    obj.insert("v".into(), SCHEMA_VERSION.into());
+    for (key, value) in fields {
+        match value {
+            Field::Bytes(b) => insert_bytes(&mut obj, key, b),
+            Field::Text(t) => {
+                obj.insert((*key).into(), t.as_str().into());
+            }
+            Field::Uint(n) => {
+                obj.insert((*key).into(), (*n).into());
+            }
+            Field::Int(n) => {
+                obj.insert((*key).into(), (*n).into());
+            }
+            Field::Flag => {
+                obj.insert((*key).into(), true.into());
+            }
+            Field::Null => {
+                obj.insert((*key).into(), Value::Null);
+            }
+            Field::Args(args) => {
+                let lossy: Vec<String> = args
+                    .iter()
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                obj.insert((*key).into(), json!(lossy));
+                if args.iter().any(|a| std::str::from_utf8(a).is_err()) {
+                    let exact: Vec<String> = args.iter().map(|a| base64(a)).collect();
+                    obj.insert(format!("{key}_base64"), json!(exact));
+                }
+            }
+        }
+    }
+    Value::Object(obj)
 }
 
 /// Inserts `bytes` as a string under `key`. Bytes that are not UTF-8
@@ -257,8 +564,11 @@ mod tests {
             key: watcher_common::InodeKey::default(),
             named: Vec::new(),
         }];
-        let mut buf = Vec::new();
-        Printer::new(format, &mut buf, &watches).event(ev).unwrap();
+        let mut printer = Printer::to_buffer(format, &watches);
+        printer.event(ev).unwrap();
+        let Sink::Buffer(buf) = printer.sink else {
+            unreachable!()
+        };
         String::from_utf8(buf).unwrap()
     }
 

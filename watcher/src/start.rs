@@ -13,9 +13,11 @@ use tokio::{
 use crate::{
     bpf::{LoadError, Probes, Setup},
     btf,
+    cgroup::{Cgroups, container_id},
     cli::WatchArgs,
     escape::escape,
     event::{Clock, DecodeError, Event, Kind, decode, expand},
+    filter::PathFilter,
     place::place,
     privileges, syscalls, tracefs,
     watch::{self, Watch},
@@ -62,6 +64,7 @@ pub fn start(args: &WatchArgs, verbose: bool) -> anyhow::Result<Watching> {
         kernel: kernel.as_ref(),
         ring_buffer_bytes: args.ring_buffer_size,
         event_mask,
+        filters: &args.process_filter(),
     };
     let (probes, ring) = Probes::load(&setup).inspect_err(|e: &LoadError| {
         if let (true, Some(log)) = (verbose, e.verifier_log()) {
@@ -76,6 +79,9 @@ pub fn start(args: &WatchArgs, verbose: bool) -> anyhow::Result<Watching> {
         exact: kernel.is_some(),
         watches: watches.clone(),
         selected,
+        cgroups: Cgroups::new(),
+        paths: args.path_filter(),
+        filtered: 0,
     };
     // Signal handlers go in before the `watching` line, so that a signal
     // sent as soon as it appears is handled.
@@ -113,16 +119,36 @@ pub struct EventStream {
     watches: Vec<Watch>,
     /// The kinds `--events` selected.
     selected: Vec<Kind>,
+    cgroups: Cgroups,
+    /// `--include` and `--exclude`.
+    paths: PathFilter,
+    /// Events dropped by `paths`.
+    pub filtered: u64,
 }
 
 impl EventStream {
+    /// Whether `--include` or `--exclude` leave events out.
+    pub fn filters_paths(&self) -> bool {
+        !self.paths.is_empty()
+    }
+
     /// Waits for events, then hands every one that is ready to `each`.
     pub async fn next_batch(
         &mut self,
-        mut each: impl FnMut(Result<Event, DecodeError>) -> io::Result<()>,
+        each: impl FnMut(Result<Event, DecodeError>) -> io::Result<()>,
     ) -> io::Result<()> {
         let mut guard = self.fd.readable_mut().await?;
-        let ring = guard.get_inner_mut();
+        guard.clear_ready();
+        self.drain(each)
+    }
+
+    /// Hands every event that is ready to `each`, without waiting: at
+    /// stop, for those still in the ring buffer.
+    pub fn drain(
+        &mut self,
+        mut each: impl FnMut(Result<Event, DecodeError>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let ring = self.fd.get_mut();
         while let Some(item) = ring.next() {
             let mut ev = match decode(&item, &self.clock, self.exact) {
                 Ok(ev) => ev,
@@ -135,11 +161,16 @@ impl EventStream {
             if placed && !place(&mut ev, &self.watches) {
                 continue;
             }
+            if !self.paths.keeps(&ev, &self.watches) {
+                self.filtered += 1;
+                continue;
+            }
+            ev.who.cgroup = self.cgroups.path(ev.who.cgroup_id).map(<[u8]>::to_vec);
+            ev.who.container = ev.who.cgroup.as_deref().and_then(container_id);
             for ev in expand(ev, &self.selected) {
                 each(Ok(ev))?;
             }
         }
-        guard.clear_ready();
         Ok(())
     }
 }
@@ -186,10 +217,17 @@ impl LossWatch {
             .collect();
         let now: u64 = new.iter().map(|(_, n)| n).sum();
         if now > 0 {
-            let total: u64 = self.seen.values().sum();
-            eprintln!("watcher: {now} events lost (ring buffer full), {total} in all");
+            eprintln!(
+                "watcher: {now} events lost (ring buffer full), {} in all",
+                self.total()
+            );
         }
         new
+    }
+
+    /// Losses since start.
+    pub fn total(&self) -> u64 {
+        self.seen.values().sum()
     }
 }
 

@@ -1,45 +1,100 @@
-//! `watcher trace`: one line per event.
+//! `watcher trace`: one line (or journal entry) per event.
 
-use std::{
-    io::{self, BufWriter},
-    time::Duration,
-};
+use std::{collections::BTreeMap, io, time::Duration};
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     cli::TraceArgs,
+    event::{Clock, DecodeError, Event, Kind},
     output::Printer,
     start::{LossWatch, start},
 };
 
+/// How often the loss counters are read: an `overflow` event follows a
+/// loss within this time.
+const LOSS_CHECK: Duration = Duration::from_millis(200);
+
 pub async fn trace(args: TraceArgs, verbose: bool) -> anyhow::Result<()> {
     let mut w = start(&args.watch, verbose)?;
-    let stdout = io::stdout();
-    let mut printer = Printer::new(args.format, BufWriter::new(stdout.lock()), &w.watches);
+    let mut printer = Printer::new(args.format, args.output.clone(), args.color, &w.watches)?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let mut losses = LossWatch::default();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(LOSS_CHECK);
+    let clock = Clock::new();
+    let mut counts: BTreeMap<Kind, u64> = BTreeMap::new();
+    let report_losses = |printer: &mut Printer, losses: &mut LossWatch| -> io::Result<()> {
+        let lost: u64 = losses.check(&w.probes).iter().map(|(_, n)| n).sum();
+        if lost > 0 {
+            printer.overflow(clock.now(), lost, losses.total())?;
+            printer.flush()?;
+        }
+        Ok(())
+    };
     let result = loop {
         tokio::select! {
-            batch = w.events.next_batch(|ev| match ev {
-                Ok(ev) => printer.event(&ev),
-                Err(e) => {
-                    eprintln!("watcher: skipping a malformed event: {e}");
-                    Ok(())
-                }
-            }) => {
+            batch = w.events.next_batch(|ev| show(&mut printer, &mut counts, ev)) => {
                 if let Err(e) = batch.and_then(|()| printer.flush()) {
                     break Err(e);
                 }
             }
             _ = tick.tick() => {
-                losses.check(&w.probes);
+                if let Err(e) = report_losses(&mut printer, &mut losses) {
+                    break Err(e);
+                }
+            }
+            _ = hup.recv() => {
+                if let Err(e) = printer.reopen() {
+                    break Err(e);
+                }
             }
             () = w.stop.wait() => break Ok(()),
         }
     };
-    losses.check(&w.probes);
+    // What is still in the ring buffer, then the last losses.
+    let result = result
+        .and_then(|()| w.events.drain(|ev| show(&mut printer, &mut counts, ev)))
+        .and_then(|()| printer.flush())
+        .and_then(|()| report_losses(&mut printer, &mut losses));
+    if args.stats {
+        let total: u64 = counts.values().sum();
+        let by_kind: Vec<String> = counts
+            .iter()
+            .map(|(kind, n)| format!("{} {n}", kind.name()))
+            .collect();
+        eprintln!(
+            "watcher: stats: {total} events ({}), {} lost, {} left out by --include/--exclude",
+            if by_kind.is_empty() {
+                "none".to_string()
+            } else {
+                by_kind.join(", ")
+            },
+            losses.total(),
+            w.events.filtered
+        );
+    }
     match result {
         // The reader went away (`watcher trace | head`): not an error.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         r => r.map_err(|e| anyhow::anyhow!("cannot write events: {e}")),
+    }
+}
+
+/// Prints one event and counts it by kind.
+fn show(
+    printer: &mut Printer,
+    counts: &mut BTreeMap<Kind, u64>,
+    ev: Result<Event, DecodeError>,
+) -> io::Result<()> {
+    match ev {
+        Ok(ev) => {
+            *counts.entry(ev.kind).or_default() += 1;
+            printer.event(&ev)
+        }
+        Err(e) => {
+            eprintln!("watcher: skipping a malformed event: {e}");
+            Ok(())
+        }
     }
 }

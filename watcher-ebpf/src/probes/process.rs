@@ -7,16 +7,19 @@
 use core::{ffi::c_void, ptr};
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, generated::bpf_loop},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        generated::bpf_loop,
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
-use watcher_common::{FdKey, MAX_WRITE_FDS, SYSCALL_EXIT, event_kind};
+use watcher_common::{FdKey, MAX_WRITE_FDS, SYSCALL_EXIT, TASK_COMM_LEN, event_kind, filter};
 
 use crate::{
-    config::{kernel_offsets, tp_offsets, watcher_tgid},
+    config::{filters, kernel_offsets, tp_offsets, watcher_tgid},
     emit::{Hit, emit, op},
-    maps::{EXCLUDED, WRITE_FDS, WRITERS},
+    maps::{EXCLUDED, FILTER_COMMS, FILTER_PIDS, FILTER_UIDS, WRITE_FDS, WRITERS},
     resolve::{fd_table_size, file_of_fd},
 };
 
@@ -24,6 +27,35 @@ use crate::{
 #[inline(always)]
 pub fn is_excluded(tgid: u32) -> bool {
     tgid == watcher_tgid() || unsafe { EXCLUDED.get(&tgid) }.is_some()
+}
+
+/// Whether the current process passes the process filters that are on.
+#[inline(always)]
+pub fn passes_filters(tgid: u32) -> bool {
+    let on = filters();
+    if on == 0 {
+        return true;
+    }
+    if on & filter::PID != 0 && unsafe { FILTER_PIDS.get(&tgid) }.is_none() {
+        return false;
+    }
+    if on & filter::UID != 0 {
+        let uid = bpf_get_current_uid_gid() as u32;
+        if unsafe { FILTER_UIDS.get(&uid) }.is_none() {
+            return false;
+        }
+    }
+    if on & (filter::COMM | filter::EXCLUDE_COMM) != 0 {
+        let comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
+        let listed = unsafe { FILTER_COMMS.get(&comm) }.copied();
+        if on & filter::COMM != 0 && listed != Some(filter::COMM_INCLUDE) {
+            return false;
+        }
+        if listed == Some(filter::COMM_EXCLUDE) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Runs in the parent. A new thread has the parent's tgid, which is

@@ -16,7 +16,7 @@ use watcher_common::{
     role, shape,
 };
 
-use super::process::is_excluded;
+use super::process::{is_excluded, passes_filters};
 use crate::{
     config::{event_mask, kernel_offsets, match_mode, tp_offsets},
     emit::{Hit, emit, op},
@@ -112,7 +112,7 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i64> {
         }
         _ => {}
     }
-    if is_excluded(tgid) {
+    if is_excluded(tgid) || !passes_filters(tgid) {
         return Ok(());
     }
     STASH.insert(&pid_tgid, &stash, 0).map_err(i64::from)

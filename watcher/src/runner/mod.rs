@@ -6,7 +6,8 @@
 //! has passed since the last start, and no run is going on. Events that
 //! arrive during a run form the next batch, so they cause exactly one more
 //! run after it. Lost events, and watches the kernel flagged as changed
-//! without an event, count as changes.
+//! without an event (unless --include or --exclude are given), count as
+//! changes.
 
 mod action;
 mod batch;
@@ -18,6 +19,7 @@ use std::{mem, time::Duration};
 pub use action::StdinFormat;
 pub use signal::parse_signal;
 use tokio::time::{Instant, sleep_until};
+pub use user::lookup as lookup_user;
 
 use self::{
     action::Running,
@@ -43,7 +45,7 @@ pub async fn run(args: RunArgs, verbose: bool) -> anyhow::Result<()> {
     let mut last_change: Option<Instant> = None;
     let mut last_start: Option<Instant> = None;
     let mut running: Option<Running> = None;
-    let target = match (&args.process_name, args.pid, &args.pidfile) {
+    let target = match (&args.process_name, args.target_pid, &args.pidfile) {
         (Some(name), _, _) => Some(Target::Name(name.clone())),
         (_, Some(pid), _) => Some(Target::Pid(pid)),
         (_, _, Some(path)) => Some(Target::Pidfile(path.clone())),
@@ -117,7 +119,11 @@ pub async fn run(args: RunArgs, verbose: bool) -> anyhow::Result<()> {
                 // even when no event arrived for them.
                 let was_empty = batch.is_empty();
                 batch.add_lost(&losses.check(&w.probes));
-                batch.flag(&take_flags(&mut w.probes));
+                // The kernel flags every hit, also those --include and
+                // --exclude leave out: then only events count.
+                if !w.events.filters_paths() {
+                    batch.flag(&take_flags(&mut w.probes));
+                }
                 if was_empty && !batch.is_empty() {
                     last_change = Some(Instant::now());
                 }

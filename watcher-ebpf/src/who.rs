@@ -1,0 +1,151 @@
+//! Who made a change: the process's parent, credentials, namespaces,
+//! executable and command line, read from its `task_struct` during the
+//! syscall, so that a process that exits right after is still named.
+
+use core::{ffi::c_void, ptr};
+
+use aya_ebpf::helpers::{
+    bpf_probe_read_user_buf,
+    generated::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_loop},
+};
+use watcher_common::{
+    CMDLINE_MAX, EXE_BUF_LEN, KernelOffsets, NAME_MAX, PATH_MAX, Process, match_mode, proc_status,
+};
+
+use crate::{
+    config::{kernel_offsets, match_mode},
+    emit::{read_component, scratch},
+    resolve::{Cursor, Step, read},
+};
+
+/// The walk from the executable up to the root, in the per-CPU scratch
+/// map (shared with the `bpf_loop` callback).
+#[repr(C)]
+pub struct ExeWalk {
+    at: Cursor,
+    len: u32,
+    complete: u32,
+    top: u32,
+}
+
+/// Fills the scratch event's [`Process`], executable and command line.
+#[inline(always)]
+pub fn fill() -> Result<(), i64> {
+    let s = scratch().ok_or(0i64)?;
+    let p = &mut s.event.header.process;
+    *p = Process {
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        loginuid: u32::MAX,
+        ..Process::default()
+    };
+    if match_mode() != match_mode::EXACT {
+        return Ok(());
+    }
+    let off = kernel_offsets();
+    let task = unsafe { bpf_get_current_task() };
+    let parent: u64 = read(task, off.task_real_parent)?;
+    p.ppid = read(parent, off.task_tgid)?;
+    let cred: u64 = read(task, off.task_cred)?;
+    p.euid = read(cred, off.cred_euid)?;
+    p.egid = read(cred, off.cred_egid)?;
+    if off.task_loginuid != 0 {
+        p.loginuid = read(task, off.task_loginuid)?;
+    }
+    let nsproxy: u64 = read(task, off.task_nsproxy)?;
+    // A task past exit_task_namespaces() has none.
+    if nsproxy != 0 {
+        let mnt_ns: u64 = read(nsproxy, off.nsproxy_mnt_ns)?;
+        p.mntns = read(mnt_ns, off.mnt_namespace_inum)?;
+    }
+    p.status = proc_status::KNOWN;
+    let mm: u64 = read(task, off.task_mm)?;
+    // Kernel threads, and a process past exit_mm(), have none.
+    if mm != 0 {
+        command_line(&off, mm)?;
+        executable(&off, mm)?;
+    }
+    Ok(())
+}
+
+/// The arguments, each ended by a NUL, from the process's own memory.
+#[inline(always)]
+fn command_line(off: &KernelOffsets, mm: u64) -> Result<(), i64> {
+    let s = scratch().ok_or(0i64)?;
+    let start: u64 = read(mm, off.mm_arg_start)?;
+    let end: u64 = read(mm, off.mm_arg_end)?;
+    let mut len = end.saturating_sub(start) as usize;
+    if len > CMDLINE_MAX {
+        len = CMDLINE_MAX;
+        s.event.header.process.status |= proc_status::CMDLINE_TRUNCATED;
+    }
+    // `.get_mut()` shows the verifier the length is within the buffer.
+    let dst = s.cmdline.get_mut(..len).ok_or(0i64)?;
+    if unsafe { bpf_probe_read_user_buf(start as *const u8, dst) }.is_ok() {
+        s.event.header.process.cmdline_len = len as u32;
+    }
+    Ok(())
+}
+
+/// The executable's path, as components from the file up (as events'
+/// paths), walked as the changed files are.
+#[inline(always)]
+fn executable(off: &KernelOffsets, mm: u64) -> Result<(), i64> {
+    let s = scratch().ok_or(0i64)?;
+    let file: u64 = read(mm, off.mm_exe_file)?;
+    if file == 0 {
+        return Ok(());
+    }
+    s.exe_walk.at = Cursor::of_file(off, file)?;
+    s.exe_walk.len = 0;
+    s.exe_walk.complete = 1;
+    s.exe_walk.top = 0;
+    unsafe {
+        bpf_loop(
+            watcher_common::MAX_WALK,
+            exe_cb as *mut c_void,
+            ptr::null_mut(),
+            0,
+        )
+    };
+    let s = scratch().ok_or(0i64)?;
+    let p = &mut s.event.header.process;
+    p.exe_len = s.exe_walk.len;
+    if s.exe_walk.top == 0 || s.exe_walk.complete == 0 {
+        p.status |= proc_status::EXE_TRUNCATED;
+    }
+    Ok(())
+}
+
+#[inline(never)]
+extern "C" fn exe_cb(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(s) = scratch() else {
+        return 1;
+    };
+    let off = kernel_offsets();
+    let w = &mut s.exe_walk;
+    let Ok(name) = w.at.name(&off) else {
+        return 1;
+    };
+    match w.at.up(&off) {
+        Ok(Step::Parent) => {}
+        Ok(Step::Crossed) => return 0,
+        Ok(Step::Top) => {
+            w.top = 1;
+            return 1;
+        }
+        Err(_) => return 1,
+    }
+    if w.len >= (PATH_MAX - NAME_MAX) as u32 {
+        w.complete = 0;
+        return 1;
+    }
+    // Verifier: masked below PATH_MAX, so a component (at most NAME_MAX)
+    // written there stays inside the EXE_BUF_LEN buffer.
+    let at = w.len as usize & (PATH_MAX - 1);
+    const _: () = assert!(EXE_BUF_LEN >= PATH_MAX + NAME_MAX);
+    match read_component(unsafe { s.exe.as_mut_ptr().add(at) }, name) {
+        Some(n) => w.len += n,
+        None => w.complete = 0,
+    }
+    0
+}

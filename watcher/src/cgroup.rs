@@ -1,0 +1,169 @@
+//! Cgroup paths and container ids for the cgroup ids the kernel reports.
+//! A cgroup v2 id is the inode number of the cgroup's directory in
+//! cgroupfs, so the path is found by walking the hierarchy (again only
+//! when an id is not known yet).
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    os::unix::{ffi::OsStrExt, fs::MetadataExt},
+    path::{Path, PathBuf},
+};
+
+/// Deepest directory the walk descends to (systemd and Kubernetes
+/// hierarchies are a handful of levels deep).
+const MAX_DEPTH: usize = 32;
+
+pub struct Cgroups {
+    /// Where the cgroup v2 hierarchy is mounted, if it is.
+    root: Option<PathBuf>,
+    paths: HashMap<u64, Vec<u8>>,
+    /// Ids a walk did not find: not looked for again.
+    missing: HashSet<u64>,
+}
+
+impl Cgroups {
+    pub fn new() -> Self {
+        Self {
+            root: fs::read_to_string("/proc/self/mountinfo")
+                .ok()
+                .and_then(|info| cgroup2_root(&info)),
+            paths: HashMap::new(),
+            missing: HashSet::new(),
+        }
+    }
+
+    /// The path of cgroup `id` below the hierarchy's root (`/` for the
+    /// root itself), or `None` when it is gone or there is no cgroup v2.
+    pub fn path(&mut self, id: u64) -> Option<&[u8]> {
+        if !self.paths.contains_key(&id) && !self.missing.contains(&id) {
+            if let Some(root) = &self.root {
+                self.paths.clear();
+                walk(root, b"", 0, &mut self.paths);
+            }
+            if !self.paths.contains_key(&id) {
+                self.missing.insert(id);
+            }
+        }
+        self.paths.get(&id).map(Vec::as_slice)
+    }
+}
+
+fn walk(dir: &Path, rel: &[u8], depth: usize, paths: &mut HashMap<u64, Vec<u8>>) {
+    let Ok(meta) = fs::metadata(dir) else {
+        return;
+    };
+    paths.insert(
+        meta.ino(),
+        if rel.is_empty() {
+            b"/".to_vec()
+        } else {
+            rel.to_vec()
+        },
+    );
+    if depth >= MAX_DEPTH {
+        return;
+    }
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let rel = [rel, b"/", entry.file_name().as_bytes()].concat();
+            walk(&entry.path(), &rel, depth + 1, paths);
+        }
+    }
+}
+
+/// The mount point of the cgroup2 file system, from mountinfo.
+fn cgroup2_root(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        if fs.split(' ').next()? != "cgroup2" {
+            return None;
+        }
+        let point = mount.split(' ').nth(4)?;
+        Some(PathBuf::from(unescape_octal(point)))
+    })
+}
+
+/// Mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape_octal(s: &str) -> std::ffi::OsString {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.get(i + 1..i + 4).and_then(|d| {
+            std::str::from_utf8(d)
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+        });
+        match (b[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsStr::from_bytes(&out).to_os_string()
+}
+
+/// The container id a cgroup path names, innermost first: a 64-digit hex
+/// component, bare (cgroupfs driver: `/docker/ID`, `/kubepods/…/ID`) or as
+/// systemd names scopes (`docker-ID.scope`, `libpod-ID.scope`,
+/// `cri-containerd-ID.scope`, `crio-ID.scope`).
+pub fn container_id(path: &[u8]) -> Option<String> {
+    const PREFIXES: [&[u8]; 5] = [b"docker-", b"libpod-", b"cri-containerd-", b"crio-", b""];
+    path.rsplit(|&b| b == b'/').find_map(|component| {
+        let component = component.strip_suffix(b".scope").unwrap_or(component);
+        PREFIXES.iter().find_map(|prefix| {
+            let id = component.strip_prefix(*prefix)?;
+            (id.len() == 64 && id.iter().all(u8::is_ascii_hexdigit))
+                .then(|| String::from_utf8_lossy(id).into_owned())
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_container_ids() {
+        let id = "0123456789abcdef".repeat(4);
+        for path in [
+            format!("/system.slice/docker-{id}.scope"),
+            format!("/docker/{id}"),
+            format!("/kubepods.slice/kubepods-burstable.slice/cri-containerd-{id}.scope"),
+            format!("/machine.slice/libpod-{id}.scope/container"),
+            format!("/kubepods/besteffort/pod1234/{id}"),
+        ] {
+            assert_eq!(container_id(path.as_bytes()), Some(id.clone()), "{path}");
+        }
+        assert_eq!(container_id(b"/system.slice/ssh.service"), None);
+        assert_eq!(container_id(b"/user.slice/docker-abc.scope"), None);
+    }
+
+    #[test]
+    fn finds_the_cgroup2_mount() {
+        let info = "30 23 0:26 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                    35 23 0:31 / /sys/fs/cgroup/uni\\040fied rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            cgroup2_root(info),
+            Some(PathBuf::from("/sys/fs/cgroup/uni fied"))
+        );
+        assert_eq!(cgroup2_root("1 0 0:1 / / rw - ext4 /dev/sda rw\n"), None);
+    }
+
+    #[test]
+    fn knows_this_process_cgroup() {
+        let mut cgroups = Cgroups::new();
+        if cgroups.root.is_none() {
+            return;
+        }
+        // The root cgroup's directory is inode 1 of cgroupfs.
+        assert_eq!(cgroups.path(1), Some(b"/".as_slice()));
+        assert_eq!(cgroups.path(u64::MAX), None);
+    }
+}
