@@ -181,6 +181,8 @@ pub struct Watcher {
 pub struct Stopped {
     pub status: ExitStatus,
     pub stderr: String,
+    /// The lines on stdout not read before the exit.
+    pub stdout: Vec<String>,
 }
 
 impl Watcher {
@@ -314,11 +316,14 @@ impl Watcher {
         let status = wait_child(&mut child, || {
             format!("watcher, after signal {signal}; stderr:\n{}", self.stderr())
         });
-        // Let the reader thread take the last lines.
+        // The reader thread ends with the output: every line is in.
+        let stdout = self.stdout.iter().collect();
+        // Let the stderr reader take the last lines.
         thread::sleep(Duration::from_millis(50));
         Stopped {
             status,
             stderr: self.stderr(),
+            stdout,
         }
     }
 

@@ -20,6 +20,7 @@ use crate::{
         watcher trace /srv/media\n  \
         watcher trace --format json /srv/media /home/share\n  \
         watcher run /srv/media -- pkill -HUP minidlnad\n  \
+        watcher top /srv\n  \
         watcher check"
 )]
 pub struct Cli {
@@ -36,6 +37,8 @@ pub enum Command {
     Trace(TraceArgs),
     /// Run a command after writes under the watched directories.
     Run(RunArgs),
+    /// Show changes per process and per path, refreshed every interval.
+    Top(TopArgs),
     /// Check whether this machine can run watcher (exit 0 if it can, 1 if not).
     Check,
 }
@@ -161,6 +164,41 @@ pub struct TraceArgs {
     /// --include/--exclude.
     #[arg(long)]
     pub stats: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    watcher top /srv\n  \
+    watcher top --sort writes --interval 10s /home\n  \
+    watcher top --once --interval 1m /srv/media > report.txt")]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub watch: WatchArgs,
+    /// Time each report covers.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: Duration,
+    /// Order of the rows.
+    #[arg(long, value_enum, default_value_t = Sort::Events)]
+    pub sort: Sort,
+    /// Most rows in each table.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub limit: usize,
+    /// Print one report, after --interval or at SIGINT or SIGTERM, and exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// How `top` orders its rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sort {
+    /// Most changes first.
+    Events,
+    /// Most opens for writing first.
+    Writes,
+    /// By process id (paths: most changes first).
+    Pid,
+    /// By process name and by path.
+    Name,
 }
 
 #[derive(Debug, Args)]

@@ -306,8 +306,9 @@ fn who(p: &Process, exe: &[u8], cmdline: &[u8]) -> Who {
     let known = |v| (p.status & proc_status::KNOWN != 0).then_some(v);
     let exe_truncated = p.status & proc_status::EXE_TRUNCATED != 0;
     let mut args: Vec<Vec<u8>> = cmdline.split(|&b| b == 0).map(<[u8]>::to_vec).collect();
-    // The last argument's NUL leaves an empty piece (none when cut).
-    if cmdline.last() == Some(&0) {
+    // The last argument's NUL leaves an empty piece (none when cut), and
+    // a command line not read leaves one.
+    if cmdline.last() == Some(&0) || cmdline.is_empty() {
         args.pop();
     }
     Who {
@@ -499,6 +500,8 @@ mod tests {
         assert_eq!(ev.path, b"/w/a\xff");
         assert_eq!(ev.fd, Some(3));
         assert!(!ev.truncated && !ev.relative && ev.old.is_none());
+        // No command line read: no arguments, not one empty one.
+        assert!(ev.who.cmdline.is_empty() && ev.who.exe.is_none());
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod privileges;
 mod runner;
 mod start;
 mod syscalls;
+mod top;
 mod trace;
 mod tracefs;
 mod watch;
@@ -78,6 +79,7 @@ fn main() -> ExitCode {
         }
         Command::Trace(args) => runtime.block_on(trace::trace(args, verbose)),
         Command::Run(args) => runtime.block_on(runner::run(args, verbose)),
+        Command::Top(args) => runtime.block_on(top::top(args, verbose)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -155,8 +155,13 @@ impl<'a> Printer<'a> {
                 w.write_all(b"\n")
             }
             Format::Journal => {
+                let old = ev
+                    .old
+                    .as_ref()
+                    .map(|old| format!("{} -> ", escape(&old.path)))
+                    .unwrap_or_default();
                 let message = format!(
-                    "{} {} by {}[{}]",
+                    "{} {old}{} by {}[{}]",
                     ev.kind.name(),
                     escape(&ev.path),
                     escape(&ev.comm),
@@ -313,12 +318,24 @@ impl Field<'_> {
             Self::Null => None,
             Self::Args(args) => Some(
                 args.iter()
-                    .map(|a| escape(a))
+                    .map(|a| quote(a))
                     .collect::<Vec<_>>()
                     .join(" ")
                     .into_bytes(),
             ),
         }
+    }
+}
+
+/// One argument of a command line, escaped, and in single quotes (as the
+/// shell reads them) when it is empty or holds a space or a quote, so
+/// that the arguments can be told apart.
+fn quote(arg: &[u8]) -> String {
+    let escaped = escape(arg);
+    if escaped.is_empty() || escaped.contains([' ', '\'', '"']) {
+        format!("'{}'", escaped.replace('\'', "'\\''"))
+    } else {
+        escaped
     }
 }
 
@@ -626,6 +643,18 @@ mod tests {
         assert_eq!(v["comm"], "tee");
         assert_eq!(v["flags"], "O_WRONLY|O_CREAT|O_TRUNC");
         assert!(v.get("path_base64").is_none());
+    }
+
+    #[test]
+    fn journal_arguments_can_be_told_apart() {
+        let args = [
+            b"a b".to_vec(),
+            Vec::new(),
+            b"it's".to_vec(),
+            b"x\n".to_vec(),
+        ];
+        let joined = Field::Args(&args).journal_bytes().unwrap();
+        assert_eq!(joined, br"'a b' '' 'it'\''s' x\n");
     }
 
     #[test]

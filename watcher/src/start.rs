@@ -127,6 +127,11 @@ pub struct EventStream {
 }
 
 impl EventStream {
+    /// The clock events are stamped with.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// Whether `--include` or `--exclude` leave events out.
     pub fn filters_paths(&self) -> bool {
         !self.paths.is_empty()

@@ -7,7 +7,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     cli::TraceArgs,
-    event::{Clock, DecodeError, Event, Kind},
+    event::{DecodeError, Event, Kind},
     output::Printer,
     start::{LossWatch, start},
 };
@@ -22,7 +22,7 @@ pub async fn trace(args: TraceArgs, verbose: bool) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let mut losses = LossWatch::default();
     let mut tick = tokio::time::interval(LOSS_CHECK);
-    let clock = Clock::new();
+    let clock = *w.events.clock();
     let mut counts: BTreeMap<Kind, u64> = BTreeMap::new();
     let report_losses = |printer: &mut Printer, losses: &mut LossWatch| -> io::Result<()> {
         let lost: u64 = losses.check(&w.probes).iter().map(|(_, n)| n).sum();

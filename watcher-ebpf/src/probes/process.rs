@@ -47,11 +47,14 @@ pub fn passes_filters(tgid: u32) -> bool {
     }
     if on & (filter::COMM | filter::EXCLUDE_COMM) != 0 {
         let comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
-        let listed = unsafe { FILTER_COMMS.get(&comm) }.copied();
-        if on & filter::COMM != 0 && listed != Some(filter::COMM_INCLUDE) {
+        // Verifier: a plain u8, not an Option<u8>, whose payload the
+        // compiler reads even when it is None (an uninitialised register
+        // the verifier refuses).
+        let listed = unsafe { FILTER_COMMS.get(&comm) }.copied().unwrap_or(0);
+        if on & filter::COMM != 0 && listed != filter::COMM_INCLUDE {
             return false;
         }
-        if listed == Some(filter::COMM_EXCLUDE) {
+        if listed == filter::COMM_EXCLUDE {
             return false;
         }
     }
