@@ -381,6 +381,17 @@ pub fn spawn(cmd: &mut Command) -> (u32, Output) {
     (pid, output)
 }
 
+/// Runs `program ARGS...`, checks it succeeded, and returns its pid.
+pub fn run(program: &str, args: &[&OsStr]) -> u32 {
+    let (pid, out) = spawn(Command::new(program).args(args));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pid
+}
+
 /// Runs `opener` with `(SYSCALL:FLAGS, path)` pairs; returns its pid and
 /// one result per operation (`ok` or `err ERRNO`).
 pub fn opener(ops: &[(&str, &Path)]) -> (u32, Vec<String>) {

@@ -17,7 +17,7 @@ use std::{
 
 use serde_json::{Value, json};
 use watcher_tests::{
-    Tree, Watcher, eventually, helper_bin, of_pid, opener, path_bytes, spawn, watcher_bin,
+    Tree, Watcher, eventually, helper_bin, of_pid, opener, path_bytes, run, spawn, watcher_bin,
 };
 
 /// `watcher trace --format json ARGS... DIR`
@@ -28,25 +28,19 @@ fn trace(args: &[&str], dir: &Path) -> Watcher {
     Watcher::start(&all)
 }
 
-/// Runs `program ARGS...` to success; its pid.
-fn run(program: &str, args: &[&OsStr]) -> u32 {
-    let (pid, out) = spawn(Command::new(program).args(args));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    pid
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().expect("UTF-8 test path")
 }
 
-/// The inode number in `/proc/PID/ns/mnt`'s link (`mnt:[N]`).
+/// The inode number in `/proc/PID/ns/mnt`'s link.
 fn mount_ns(pid: &str) -> u64 {
     let link = fs::read_link(format!("/proc/{pid}/ns/mnt")).expect("ns link");
-    let link = link.to_str().unwrap();
+    ns_inode(link.to_str().unwrap())
+}
+
+/// N in a namespace link's `mnt:[N]`.
+fn ns_inode(link: &str) -> u64 {
+    let link = link.trim();
     link["mnt:[".len()..link.len() - 1].parse().unwrap()
 }
 
@@ -164,10 +158,7 @@ fn a_writer_in_another_mount_namespace_is_seen_with_its_namespace() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let link = String::from_utf8(out.stdout).unwrap();
-    let ns: u64 = link.trim()["mnt:[".len()..link.trim().len() - 1]
-        .parse()
-        .unwrap();
+    let ns = ns_inode(&String::from_utf8(out.stdout).unwrap());
     assert_ne!(ns, mount_ns("self"));
     let events = w.events_until_marker(&media);
     let ev = of_pid(&events, pid)[0];

@@ -119,6 +119,14 @@ fn invalid_arguments_are_one_line_with_status_2() {
             "/tmp",
         ],
         &["run", "--ring-buffer-size", "3k", "/tmp", "--", "true"],
+        &["trace", "--format", "journal", "--output", "/tmp/x", "/tmp"],
+        &["trace", "--uid", "no-such-user-here", "/tmp"],
+        &["trace", "--comm", "longer-than-fifteen", "/tmp"],
+        &["trace", "--include", "[a", "/tmp"],
+        &["trace", "--pid", "0", "/tmp"],
+        &["trace", "--color", "sometimes", "/tmp"],
+        &["top", "--sort", "size", "/tmp"],
+        &["top", "--interval", "0", "/tmp"],
         &["frobnicate"],
     ] {
         let (code, _, stderr) = watcher(args);

@@ -11,7 +11,7 @@ use std::{
 };
 
 use serde_json::Value;
-use watcher_tests::{Tree, Watcher, of_pid, opener, path_bytes, spawn};
+use watcher_tests::{Tree, Watcher, of_pid, opener, path_bytes, run, spawn};
 
 /// `watcher trace --format json --events KINDS DIRS...`
 fn trace(events: &str, dirs: &[&Path]) -> Watcher {
@@ -44,17 +44,6 @@ fn kinds<'a>(events: impl IntoIterator<Item = &'a Value>) -> Vec<(String, Vec<u8
 
 fn k(kind: &str, path: &Path) -> (String, Vec<u8>) {
     (kind.to_owned(), bytes(path))
-}
-
-/// Runs `program ARGS...`, checks it succeeded, and returns its pid.
-fn run(program: &str, args: &[&OsStr]) -> u32 {
-    let (pid, out) = spawn(Command::new(program).args(args));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    pid
 }
 
 fn os(p: &Path) -> &OsStr {

@@ -267,6 +267,16 @@ pub struct RunArgs {
     pub command: Vec<OsString>,
 }
 
+impl TraceArgs {
+    /// What clap cannot say: the journal is not a file.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.format == Format::Journal && self.output.is_some() {
+            return Err("--output goes with --format text or json, not journal");
+        }
+        Ok(())
+    }
+}
+
 impl RunArgs {
     /// What clap cannot say: a target needs `--signal` (clap's `requires`
     /// is not enforced when COMMAND is given too).

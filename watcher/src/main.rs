@@ -52,9 +52,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Command::Run(args) = &cli.command
-        && let Err(e) = args.validate()
-    {
+    let invalid = match &cli.command {
+        Command::Run(args) => args.validate().err(),
+        Command::Trace(args) => args.validate().err(),
+        _ => None,
+    };
+    if let Some(e) = invalid {
         eprintln!("watcher: {e}");
         return ExitCode::from(2);
     }

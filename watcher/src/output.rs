@@ -87,6 +87,7 @@ impl<'a> Printer<'a> {
         watches: &'a [Watch],
     ) -> anyhow::Result<Self> {
         let sink = match (format, output) {
+            // `TraceArgs::validate` refuses an output file with it.
             (Format::Journal, _) => Sink::Journal(
                 Journal::connect()
                     .map_err(|e| anyhow::anyhow!("cannot reach the systemd journal: {e}"))?,

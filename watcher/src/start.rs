@@ -167,7 +167,8 @@ impl EventStream {
                 continue;
             }
             if !self.paths.keeps(&ev, &self.watches) {
-                self.filtered += 1;
+                // Counted as the events the record stands for.
+                self.filtered += expand(ev, &self.selected).len() as u64;
                 continue;
             }
             ev.who.cgroup = self.cgroups.path(ev.who.cgroup_id).map(<[u8]>::to_vec);
