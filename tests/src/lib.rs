@@ -241,13 +241,13 @@ impl Watcher {
     /// `watcher trace --format json --events write DIRS...`: one event
     /// per open for writing (tests/tests/kinds.rs covers the other kinds).
     pub fn trace_json(dirs: &[&Path]) -> Self {
-        let mut args: Vec<&OsStr> = vec![
-            "trace".as_ref(),
-            "--format".as_ref(),
-            "json".as_ref(),
-            "--events".as_ref(),
-            "write".as_ref(),
-        ];
+        Self::trace_json_with(&["--events", "write"], dirs)
+    }
+
+    /// `watcher trace --format json OPTIONS... DIRS...`
+    pub fn trace_json_with(options: &[&str], dirs: &[&Path]) -> Self {
+        let mut args: Vec<&OsStr> = vec!["trace".as_ref(), "--format".as_ref(), "json".as_ref()];
+        args.extend(options.iter().map(OsStr::new));
         args.extend(dirs.iter().map(|d| d.as_os_str()));
         Self::start(&args)
     }

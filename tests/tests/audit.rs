@@ -22,10 +22,7 @@ use watcher_tests::{
 
 /// `watcher trace --format json ARGS... DIR`
 fn trace(args: &[&str], dir: &Path) -> Watcher {
-    let mut all: Vec<&OsStr> = vec!["trace".as_ref(), "--format".as_ref(), "json".as_ref()];
-    all.extend(args.iter().map(OsStr::new));
-    all.push(dir.as_os_str());
-    Watcher::start(&all)
+    Watcher::trace_json_with(args, &[dir])
 }
 
 fn s(p: &Path) -> &str {

@@ -15,15 +15,7 @@ use watcher_tests::{Tree, Watcher, of_pid, opener, path_bytes, run, spawn};
 
 /// `watcher trace --format json --events KINDS DIRS...`
 fn trace(events: &str, dirs: &[&Path]) -> Watcher {
-    let mut args: Vec<&OsStr> = vec![
-        "trace".as_ref(),
-        "--format".as_ref(),
-        "json".as_ref(),
-        "--events".as_ref(),
-        events.as_ref(),
-    ];
-    args.extend(dirs.iter().map(|d| d.as_os_str()));
-    Watcher::start(&args)
+    Watcher::trace_json_with(&["--events", events], dirs)
 }
 
 fn bytes(p: &Path) -> Vec<u8> {

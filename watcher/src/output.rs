@@ -138,12 +138,14 @@ impl<'a> Printer<'a> {
     }
 
     pub fn event(&mut self, ev: &Event) -> io::Result<()> {
-        let watch = self
-            .watches
-            .iter()
-            .find(|w| Some(w.id) == ev.watch_id)
-            .map(|w| w.root.as_os_str().as_bytes());
-        let fields = fields(ev, watch);
+        // The field list only for the formats that use it: text is the
+        // default, and this runs for every event.
+        let watch = || {
+            self.watches
+                .iter()
+                .find(|w| Some(w.id) == ev.watch_id)
+                .map(|w| w.root.as_os_str().as_bytes())
+        };
         match self.format {
             Format::Text => {
                 let line = text_line(ev, self.color);
@@ -151,20 +153,17 @@ impl<'a> Printer<'a> {
                 writeln!(w, "{line}")
             }
             Format::Json => {
+                let object = json_object(&fields(ev, watch()));
                 let w = self.sink.writer().ok_or_else(no_writer)?;
-                serde_json::to_writer(&mut *w, &json_object(&fields))?;
+                serde_json::to_writer(&mut *w, &object)?;
                 w.write_all(b"\n")
             }
             Format::Journal => {
-                let old = ev
-                    .old
-                    .as_ref()
-                    .map(|old| format!("{} -> ", escape(&old.path)))
-                    .unwrap_or_default();
+                let fields = fields(ev, watch());
                 let message = format!(
-                    "{} {old}{} by {}[{}]",
+                    "{} {} by {}[{}]",
                     ev.kind.name(),
-                    escape(&ev.path),
+                    paths_shown(ev),
                     escape(&ev.comm),
                     ev.pid
                 );
@@ -185,7 +184,7 @@ impl<'a> Printer<'a> {
         let message = format!("{lost} events lost (ring buffer full), {total} in all");
         match self.format {
             Format::Text => {
-                let kind = self.paint("overflow", "1;31");
+                let kind = paint("overflow", "1;31", self.color);
                 let w = self.sink.writer().ok_or_else(no_writer)?;
                 writeln!(w, "{} {kind:<11} {message}", rfc3339(time_ns))
             }
@@ -225,14 +224,6 @@ impl<'a> Printer<'a> {
         journal.send(&entry)
     }
 
-    fn paint(&self, text: &str, sgr: &str) -> String {
-        if self.color {
-            format!("\x1b[{sgr}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
-    }
-
     pub fn flush(&mut self) -> io::Result<()> {
         match self.sink.writer() {
             Some(w) => w.flush(),
@@ -248,27 +239,20 @@ fn no_writer() -> io::Error {
 /// One aligned line: time, kind, pid, uid, comm, path (`OLD -> NEW` for
 /// renames and links), then syscall and flags.
 fn text_line(ev: &Event, color: bool) -> String {
-    let shown =
-        |path: &[u8], truncated| format!("{}{}", if truncated { ".../" } else { "" }, escape(path));
-    let old = ev
-        .old
-        .as_ref()
-        .map(|old| format!("{} -> ", shown(&old.path, old.truncated)))
-        .unwrap_or_default();
     let flags = flag_names(ev.syscall, ev.flags);
     // Padded before it is painted, so that the columns stay aligned.
-    let kind = format!("{:<11}", ev.kind.name());
-    let kind = match (color, kind_color(ev.kind)) {
-        (true, sgr) => format!("\x1b[{sgr}m{kind}\x1b[0m"),
-        (false, _) => kind,
-    };
+    let kind = paint(
+        &format!("{:<11}", ev.kind.name()),
+        kind_color(ev.kind),
+        color,
+    );
     format!(
-        "{} {kind} {:>7} {:>5} {:<16} {old}{}  ({}{}{}{})",
+        "{} {kind} {:>7} {:>5} {:<16} {}  ({}{}{}{})",
         rfc3339(ev.time_ns),
         ev.pid,
         ev.uid,
         escape(&ev.comm),
-        shown(&ev.path, ev.truncated),
+        paths_shown(ev),
         ev.syscall,
         if flags.is_empty() { "" } else { " " },
         flags,
@@ -277,6 +261,28 @@ fn text_line(ev: &Event, color: bool) -> String {
             Some(_) => "",
         },
     )
+}
+
+/// The event's path, escaped, as `OLD -> NEW` for renames and hard links;
+/// a truncated path starts with `.../`.
+fn paths_shown(ev: &Event) -> String {
+    let shown =
+        |path: &[u8], truncated| format!("{}{}", if truncated { ".../" } else { "" }, escape(path));
+    let old = ev
+        .old
+        .as_ref()
+        .map(|old| format!("{} -> ", shown(&old.path, old.truncated)))
+        .unwrap_or_default();
+    format!("{old}{}", shown(&ev.path, ev.truncated))
+}
+
+/// `text` in SGR color `sgr` when `color` is on.
+fn paint(text: &str, sgr: &str, color: bool) -> String {
+    if color {
+        format!("\x1b[{sgr}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
 }
 
 /// SGR color of each kind in text on a terminal.

@@ -12,7 +12,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::{
     cli::{Sort, TopArgs},
     escape::escape,
-    event::{Event, Kind},
+    event::{DecodeError, Event, Kind},
     output::rfc3339,
     start::{LossWatch, start},
 };
@@ -54,6 +54,14 @@ impl Tally {
             .or_default()
             .add(ev.kind);
         self.paths.entry(ev.path.clone()).or_default().add(ev.kind);
+    }
+
+    /// Counts a decoded event; malformed ones are skipped.
+    fn take(&mut self, ev: Result<Event, DecodeError>) -> io::Result<()> {
+        if let Ok(ev) = ev {
+            self.add(&ev);
+        }
+        Ok(())
     }
 
     /// The report: a process table and a path table, each sorted and cut
@@ -128,12 +136,7 @@ pub async fn top(args: TopArgs, verbose: bool) -> anyhow::Result<()> {
     let mut stopping = false;
     loop {
         tokio::select! {
-            batch = w.events.next_batch(|ev| {
-                if let Ok(ev) = ev {
-                    tally.add(&ev);
-                }
-                Ok(())
-            }) => batch?,
+            batch = w.events.next_batch(|ev| tally.take(ev)) => batch?,
             () = sleep_until(due) => {}
             () = w.stop.wait() => stopping = true,
         }
@@ -141,12 +144,7 @@ pub async fn top(args: TopArgs, verbose: bool) -> anyhow::Result<()> {
             continue;
         }
         if stopping {
-            w.events.drain(|ev| {
-                if let Ok(ev) = ev {
-                    tally.add(&ev);
-                }
-                Ok(())
-            })?;
+            w.events.drain(|ev| tally.take(ev))?;
         }
         let lost: u64 = losses.check(&w.probes).iter().map(|(_, n)| n).sum();
         let report = tally.render(args.sort, args.limit, lost);
