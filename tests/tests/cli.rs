@@ -186,8 +186,9 @@ fn check_passes_on_this_machine() {
         "privileges",
         "kernel",
         "btf",
+        "memlock",
         "tracefs",
-        "tracepoints",
+        "tracepoint",
         "ring buffer",
         "programs",
     ] {
@@ -232,4 +233,66 @@ fn unmounted_tracefs_is_reported_by_check_and_mounted_by_watcher() {
     assert!(event.contains(file.to_str().unwrap()), "{event}");
     let stopped = w.stop();
     assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+}
+
+/// Completion scripts and man pages come from the command-line
+/// definitions, subcommands and options included.
+#[test]
+fn completions_and_man_pages_are_generated() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, script, stderr) = watcher(&["completions", shell]);
+        assert_eq!(code, 0, "{stderr}");
+        for word in ["serve", "config", "bpf-log", "stdin-format"] {
+            assert!(script.contains(word), "{shell}: no {word}");
+        }
+    }
+    let (code, _, stderr) = watcher(&["completions", "tcsh"]);
+    assert_eq!(code, 2, "{stderr}");
+
+    let tree = Tree::new("man");
+    let dir = tree.root.join("man1");
+    let (code, _, stderr) = watcher(&["man", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    for (page, words) in [
+        ("watcher.1", &["watcher\\-serve(1)", "Examples:"][..]),
+        ("watcher-serve.1", &["\\-\\-config", "SIGHUP"][..]),
+        (
+            "watcher-run.1",
+            &["\\-\\-settle", "\\-\\-stdin\\-format"][..],
+        ),
+        ("watcher-check.1", &["Exit status 0"][..]),
+    ] {
+        let text = std::fs::read_to_string(dir.join(page)).unwrap();
+        assert!(
+            text.starts_with(".ie \\n(.g .ds Aq") || text.contains(".TH"),
+            "{page}"
+        );
+        for word in words {
+            assert!(text.contains(word), "{page}: no {word}:\n{text}");
+        }
+    }
+}
+
+/// The shipped unit file is one systemd accepts, key by key.
+#[test]
+fn the_unit_file_is_valid() {
+    let tree = Tree::new("unit");
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/watcher.service"),
+    )
+    .unwrap();
+    let local = tree.root.join("watcher.service");
+    std::fs::write(
+        &local,
+        unit.replace("/usr/local/bin/watcher", watcher_bin().to_str().unwrap()),
+    )
+    .unwrap();
+    let (_, out) = spawn(
+        Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&local),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr, "", "systemd-analyze has remarks");
 }

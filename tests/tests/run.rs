@@ -678,7 +678,7 @@ fn an_action_that_cannot_start_is_logged_and_watcher_goes_on() {
     );
     std::fs::remove_file(&tool).unwrap();
     write_files(&[watched.join("a")]);
-    w.wait_for_log("watcher: cannot start the action: ", 1);
+    w.wait_for_log("watcher: error: cannot start the action: ", 1);
     std::fs::copy(helper_bin("record"), &tool).unwrap();
     write_files(&[watched.join("b")]);
     let runs = wait_for_runs(&w, &log, 1);

@@ -36,7 +36,18 @@ pub const MAX_EXCLUDED: u32 = 8192;
 /// `--exclude-comm`).
 pub const MAX_FILTER_KEYS: u32 = 1024;
 
-/// Bits of the `FILTERS` global: which process filters are on. A syscall
+/// What user space may change while the programs run (a reload): the
+/// single value of the `SETTINGS` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// The selected kinds, as `event_kind::bit`s.
+    pub event_mask: u32,
+    /// The process filters that are on, as [`filter`] bits.
+    pub filters: u32,
+}
+
+/// Bits of [`Settings::filters`]: which process filters are on. A syscall
 /// is traced only when its process passes every one that is.
 pub mod filter {
     /// Its thread group id is in `FILTER_PIDS`.
@@ -530,4 +541,6 @@ mod user {
     unsafe impl aya::Pod for super::Edge {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SyscallSpec {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Settings {}
 }

@@ -1,8 +1,10 @@
 //! Read-only globals that user space sets before loading
-//! (`EbpfLoader::override_global`). They live in `.rodata`, so the verifier
-//! knows their values.
+//! (`EbpfLoader::override_global`): they live in `.rodata`, so the verifier
+//! knows their values. What a reload changes is in the `SETTINGS` map.
 
 use watcher_common::{KernelOffsets, TracepointOffsets, match_mode};
+
+use crate::maps::SETTINGS;
 
 /// Tracepoint argument offsets from tracefs `format` files.
 #[unsafe(no_mangle)]
@@ -57,18 +59,10 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
 #[unsafe(no_mangle)]
 static MATCH_MODE: u32 = match_mode::EXACT;
 
-/// The selected kinds (`--events`), as `event_kind::bit`s.
-#[unsafe(no_mangle)]
-static EVENT_MASK: u32 = 0;
-
 /// The watcher's own thread group id: its writes, and those of every
 /// process it forks, are never events.
 #[unsafe(no_mangle)]
 static WATCHER_TGID: u32 = 0;
-
-/// The process filters that are on, as `watcher_common::filter` bits.
-#[unsafe(no_mangle)]
-static FILTERS: u32 = 0;
 
 // Volatile reads: without them the compiler would fold the initialisers
 // above into the code, and the values user space sets at load time would
@@ -89,9 +83,11 @@ pub fn match_mode() -> u32 {
     unsafe { core::ptr::read_volatile(&MATCH_MODE) }
 }
 
+/// The selected kinds, as `event_kind::bit`s: in the `SETTINGS` map, not
+/// a global, because a reload changes them.
 #[inline(always)]
 pub fn event_mask() -> u32 {
-    unsafe { core::ptr::read_volatile(&EVENT_MASK) }
+    SETTINGS.get(0).map_or(0, |s| s.event_mask)
 }
 
 #[inline(always)]
@@ -99,7 +95,8 @@ pub fn watcher_tgid() -> u32 {
     unsafe { core::ptr::read_volatile(&WATCHER_TGID) }
 }
 
+/// The process filters that are on (`SETTINGS`, as the kinds).
 #[inline(always)]
 pub fn filters() -> u32 {
-    unsafe { core::ptr::read_volatile(&FILTERS) }
+    SETTINGS.get(0).map_or(0, |s| s.filters)
 }

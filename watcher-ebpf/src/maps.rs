@@ -6,8 +6,8 @@ use aya_ebpf::{
 };
 use watcher_common::{
     CMDLINE_MAX, EXE_BUF_LEN, Edge, EdgeKey, EventBuf, FdKey, InodeKey, MAX_EDGES, MAX_EXCLUDED,
-    MAX_FILTER_KEYS, MAX_INFLIGHT, MAX_SYSCALL_NR, MAX_WATCHES, MAX_WRITE_FDS, Stash, SyscallSpec,
-    TASK_COMM_LEN, WATCH_PREFIX_MAX,
+    MAX_FILTER_KEYS, MAX_INFLIGHT, MAX_SYSCALL_NR, MAX_WATCHES, MAX_WRITE_FDS, Settings, Stash,
+    SyscallSpec, TASK_COMM_LEN, WATCH_PREFIX_MAX,
 };
 
 use crate::{emit::Op, who::ExeWalk};
@@ -38,6 +38,10 @@ pub static EDGES: HashMap<EdgeKey, Edge> = HashMap::with_max_entries(MAX_EDGES, 
 /// by user space from the tracepoints' `format` files.
 #[map]
 pub static SPECS: Array<SyscallSpec> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
+
+/// The settings a reload may change: one value.
+#[map]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
 /// Descriptors opened for writing under a watch, for `close_write`; the
 /// value is the watch.
@@ -74,7 +78,7 @@ pub static STASH: LruHashMap<u64, Stash> = LruHashMap::with_max_entries(MAX_INFL
 #[map]
 pub static EXCLUDED: LruHashMap<u32, u8> = LruHashMap::with_max_entries(MAX_EXCLUDED, 0);
 
-/// Process filters, when the `FILTERS` global turns them on: thread
+/// Process filters, when `Settings::filters` turns them on: thread
 /// group ids (`--pid`), uids (`--uid`) and comms (`--comm` and
 /// `--exclude-comm`, the value says which). Checked when a syscall enters,
 /// so a process filtered out costs no more than an unrelated syscall.

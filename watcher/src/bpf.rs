@@ -1,17 +1,21 @@
 //! Loading the eBPF programs, handing them their globals and the watched
 //! directories, and attaching them to the syscall tracepoints.
 
+use std::collections::{BTreeMap, HashSet};
+
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{
-        Array, HashMap, MapData, MapError, PerCpuArray, RingBuf,
+        Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{ProgramError, TracePoint, trace_point::TracePointLink},
+    util::nr_cpus,
 };
+use aya_log::EbpfLogger;
 use watcher_common::{
-    Edge, EdgeKey, InodeKey, KernelOffsets, SyscallSpec, TASK_COMM_LEN, TracepointOffsets,
-    UNDECIDED_SLOT, WATCH_PREFIX_MAX, filter, match_mode,
+    Edge, EdgeKey, InodeKey, KernelOffsets, Settings, SyscallSpec, TASK_COMM_LEN,
+    TracepointOffsets, UNDECIDED_SLOT, WATCH_PREFIX_MAX, filter, match_mode,
 };
 
 use crate::{filter::ProcessFilter, syscalls::Spec, tracefs::PROCESS_TRACEPOINTS, watch::Watch};
@@ -58,6 +62,10 @@ pub enum LoadError {
         #[source]
         source: Box<ProgramError>,
     },
+    #[error("cannot read the eBPF programs' logs: {0}")]
+    Logger(#[source] aya_log::Error),
+    #[error("cannot count the CPUs ({0}): {1}")]
+    Cpus(&'static str, #[source] std::io::Error),
     #[error("cannot use map {map}: {source}")]
     Map {
         map: &'static str,
@@ -86,26 +94,45 @@ fn map_mut<'a>(
 
 /// The loaded and attached programs. Dropping it detaches everything.
 pub struct Probes {
+    /// The `sys_enter`/`sys_exit` links of each traced syscall, by name.
     /// Taken from their programs, so that dropping detaches them all at
     /// once (see `Drop`).
+    syscall_links: BTreeMap<&'static str, [TracePointLink; 2]>,
+    /// The process tracepoints' links.
     links: Vec<TracePointLink>,
-    // Owns programs and maps; kept alive for as long as watching goes on.
-    _ebpf: Ebpf,
+    /// Owns programs and maps; kept alive for as long as watching goes on.
+    ebpf: Ebpf,
     lost: PerCpuArray<MapData, u64>,
     dirty: Array<MapData, u32>,
-    watch_ids: Vec<u32>,
+    /// What the kernel side was last given (exact mode).
+    watches: Vec<Watch>,
+    edges: HashSet<EdgeKey>,
+    exact: bool,
+    /// Every syscall this kernel can trace; attached are those the
+    /// selected kinds need.
+    specs: Vec<Spec>,
 }
+
+/// Where the eBPF programs' logs are read (`--bpf-log`).
+pub type Logger = EbpfLogger<&'static dyn log::Log>;
 
 /// What the programs are loaded with.
 pub struct Setup<'a> {
-    pub watches: &'a [Watch],
-    /// The directories on the way to each watch (exact mode).
-    pub edges: &'a [(EdgeKey, Edge)],
     pub specs: &'a [Spec],
     pub offsets: &'a TracepointOffsets,
     /// With them the match is exact, without them by prefix.
     pub kernel: Option<&'a KernelOffsets>,
     pub ring_buffer_bytes: u32,
+    /// The eBPF side's log level (`aya_log::Level` as u8; 0: off).
+    pub log_level: u8,
+    pub watching: &'a Watching<'a>,
+}
+
+/// What a reload may change while the programs stay attached.
+pub struct Watching<'a> {
+    pub watches: &'a [Watch],
+    /// The directories on the way to each watch (exact mode).
+    pub edges: &'a [(EdgeKey, Edge)],
     /// The selected event kinds, as `event_kind::bit`s.
     pub event_mask: u32,
     pub filters: &'a ProcessFilter,
@@ -113,17 +140,16 @@ pub struct Setup<'a> {
 
 impl Probes {
     /// Loads the programs, fills the maps and attaches every program.
-    /// Returns them with the ring buffer their events arrive in.
-    pub fn load(setup: &Setup) -> Result<(Self, RingBuf<MapData>), LoadError> {
+    /// Returns them with the ring buffer their events arrive in, and the
+    /// eBPF side's logs when `log_level` is not 0.
+    pub fn load(setup: &Setup) -> Result<(Self, RingBuf<MapData>, Option<Logger>), LoadError> {
         let Setup {
-            watches,
-            edges,
             specs,
             offsets,
             kernel,
             ring_buffer_bytes,
-            event_mask,
-            filters,
+            log_level,
+            watching,
         } = *setup;
         let tgid = std::process::id();
         let mode = match kernel {
@@ -141,17 +167,18 @@ impl Probes {
                 true,
             )
             .override_global("MATCH_MODE", &mode, true)
-            .override_global("EVENT_MASK", &event_mask, true)
             .override_global("WATCHER_TGID", &tgid, true)
-            .override_global("FILTERS", &filters.bits(), true)
+            // Off (0), the verifier drops the logging code: it is in
+            // `.rodata`, so the verifier knows the value.
+            .override_global(aya_log::LEVEL, &log_level, true)
             .map_max_entries("EVENTS", ring_buffer_bytes)
             .load(OBJECT)
             .map_err(LoadError::Object)?;
-
-        let map = |name: &'static str, ebpf: &mut Ebpf| {
-            ebpf.take_map(name).ok_or(LoadError::MissingMap(name))
+        let logger = if log_level == 0 {
+            None
+        } else {
+            Some(EbpfLogger::init(&mut ebpf).map_err(LoadError::Logger)?)
         };
-        let map_err = |map: &'static str| move |source| LoadError::Map { map, source };
 
         // Borrowed, not taken: a taken map closes when dropped, and the
         // programs are yet to be loaded with it.
@@ -162,59 +189,199 @@ impl Probes {
                 .set(spec.nr, spec.spec, 0)
                 .map_err(map_err("SPECS"))?;
         }
-        fill_filters(&mut ebpf, filters)?;
-        if kernel.is_some() {
+        let lost = PerCpuArray::try_from(take_map("LOST", &mut ebpf)?).map_err(map_err("LOST"))?;
+        let dirty = Array::try_from(take_map("DIRTY", &mut ebpf)?).map_err(map_err("DIRTY"))?;
+        let mut probes = Self {
+            syscall_links: BTreeMap::new(),
+            links: Vec::new(),
+            ebpf,
+            lost,
+            dirty,
+            watches: Vec::new(),
+            edges: HashSet::new(),
+            exact: kernel.is_some(),
+            specs: specs.to_vec(),
+        };
+        probes.set_watching(watching)?;
+
+        // The process programs first, the syscall programs (exit before
+        // enter) after them: no stash is written that nothing would take
+        // back, and no action is forked unseen.
+        for (category, name) in PROCESS_TRACEPOINTS {
+            let link = probes.attach(name, category, name)?;
+            probes.links.push(link);
+        }
+        probes.attach_syscalls(watching.event_mask)?;
+        let events =
+            RingBuf::try_from(take_map("EVENTS", &mut probes.ebpf)?).map_err(map_err("EVENTS"))?;
+        Ok((probes, events, logger))
+    }
+
+    /// Hands the programs new watches, kinds and process filters, while
+    /// they stay attached: the tracepoints a new kind needs are attached,
+    /// those no kind needs any more detached. A watch that stays keeps
+    /// its id and entries throughout, so none of its changes is missed.
+    pub fn set_watching(&mut self, w: &Watching) -> Result<(), LoadError> {
+        // Filters off while their maps are rewritten: for a moment every
+        // process passes (user space filters again), rather than none.
+        let mut settings = Settings {
+            event_mask: w.event_mask,
+            filters: 0,
+        };
+        self.write_settings(&settings)?;
+        fill_filters(&mut self.ebpf, w.filters)?;
+        settings.filters = w.filters.bits();
+        self.write_settings(&settings)?;
+
+        let gone: Vec<Watch> = self
+            .watches
+            .iter()
+            .filter(|old| {
+                !w.watches
+                    .iter()
+                    .any(|new| new.id == old.id && new.key == old.key)
+            })
+            .cloned()
+            .collect();
+        // A slot is reused only after its counters are cleared.
+        let fresh: Vec<u32> = w
+            .watches
+            .iter()
+            .filter(|new| !self.watches.contains(new))
+            .map(|new| new.id)
+            .collect();
+        for id in fresh {
+            self.clear_slot(id)?;
+        }
+        if self.exact {
             let mut edge_map: HashMap<_, EdgeKey, Edge> =
-                HashMap::try_from(map_mut("EDGES", &mut ebpf)?).map_err(map_err("EDGES"))?;
-            for (key, edge) in edges {
+                HashMap::try_from(map_mut("EDGES", &mut self.ebpf)?).map_err(map_err("EDGES"))?;
+            let keys: HashSet<EdgeKey> = w.edges.iter().map(|(key, _)| *key).collect();
+            for (key, edge) in w.edges {
                 edge_map.insert(key, edge, 0).map_err(map_err("EDGES"))?;
             }
+            for key in self.edges.difference(&keys) {
+                edge_map.remove(key).map_err(map_err("EDGES"))?;
+            }
+            self.edges = keys;
             let mut inodes: HashMap<_, InodeKey, u32> =
-                HashMap::try_from(map_mut("WATCH_INODES", &mut ebpf)?)
+                HashMap::try_from(map_mut("WATCH_INODES", &mut self.ebpf)?)
                     .map_err(map_err("WATCH_INODES"))?;
-            for watch in watches {
+            for watch in w.watches {
                 inodes
                     .insert(watch.key, watch.id, 0)
                     .map_err(map_err("WATCH_INODES"))?;
             }
+            for watch in gone
+                .iter()
+                .filter(|g| !w.watches.iter().any(|n| n.key == g.key))
+            {
+                inodes.remove(&watch.key).map_err(map_err("WATCH_INODES"))?;
+            }
             let mut devs: HashMap<_, u32, u8> =
-                HashMap::try_from(map_mut("WATCH_DEVS", &mut ebpf)?)
+                HashMap::try_from(map_mut("WATCH_DEVS", &mut self.ebpf)?)
                     .map_err(map_err("WATCH_DEVS"))?;
-            for watch in watches {
+            for watch in w.watches {
                 devs.insert(watch.key.dev, 1, 0)
                     .map_err(map_err("WATCH_DEVS"))?;
             }
+            for watch in &gone {
+                if !w.watches.iter().any(|n| n.key.dev == watch.key.dev) {
+                    devs.remove(&watch.key.dev).map_err(map_err("WATCH_DEVS"))?;
+                }
+            }
         } else {
             let mut trie: LpmTrie<_, [u8; WATCH_PREFIX_MAX], u32> =
-                LpmTrie::try_from(map_mut("WATCHES", &mut ebpf)?).map_err(map_err("WATCHES"))?;
-            for watch in watches {
+                LpmTrie::try_from(map_mut("WATCHES", &mut self.ebpf)?)
+                    .map_err(map_err("WATCHES"))?;
+            for watch in w.watches {
                 let (bits, data) = watch.lpm_key();
                 trie.insert(&Key::new(bits, data), watch.id, 0)
                     .map_err(map_err("WATCHES"))?;
             }
-        }
-
-        // One enter and one exit program for every syscall; enter
-        // attached last, so that no stash is written that nothing would
-        // take back, and no action is forked unseen.
-        let syscall_tracepoints = |side: &str| {
-            specs
+            for watch in gone
                 .iter()
-                .map(|spec| ("syscalls", format!("sys_{side}_{}", spec.name)))
-                .collect::<Vec<_>>()
-        };
-        let mut links = Vec::new();
-        let mut plan = vec![("sys_exit", syscall_tracepoints("exit"))];
-        for (category, name) in PROCESS_TRACEPOINTS {
-            plan.push((name, vec![(category, name.to_string())]));
+                .filter(|g| !w.watches.iter().any(|n| n.root == g.root))
+            {
+                let (bits, data) = watch.lpm_key();
+                trie.remove(&Key::new(bits, data))
+                    .map_err(map_err("WATCHES"))?;
+            }
         }
-        plan.push(("sys_enter", syscall_tracepoints("enter")));
-        for (program, tracepoints) in plan {
-            let tp: &mut TracePoint = ebpf
-                .program_mut(program)
-                .ok_or(LoadError::MissingProgram(program))?
-                .try_into()
-                .map_err(|source| LoadError::ProgramType { program, source })?;
+        self.watches = w.watches.to_vec();
+        if !self.syscall_links.is_empty() || !self.links.is_empty() {
+            self.attach_syscalls(w.event_mask)?;
+        }
+        Ok(())
+    }
+
+    fn write_settings(&mut self, settings: &Settings) -> Result<(), LoadError> {
+        let mut map: Array<_, Settings> =
+            Array::try_from(map_mut("SETTINGS", &mut self.ebpf)?).map_err(map_err("SETTINGS"))?;
+        map.set(0, settings, 0).map_err(map_err("SETTINGS"))
+    }
+
+    /// Clears the dirty flag and loss counters of a watch id.
+    fn clear_slot(&mut self, id: u32) -> Result<(), LoadError> {
+        self.dirty.set(id, 0, 0).map_err(map_err("DIRTY"))?;
+        let zeros = PerCpuValues::try_from(vec![
+            0u64;
+            nr_cpus().map_err(|(what, e)| LoadError::Cpus(
+                what, e
+            ))?
+        ])
+        .map_err(|e| LoadError::Cpus("per-CPU values", e))?;
+        self.lost.set(id, zeros, 0).map_err(map_err("LOST"))
+    }
+
+    /// Attaches the syscalls `event_mask` needs and not yet attached
+    /// (exit before enter), and detaches those it does not need.
+    fn attach_syscalls(&mut self, event_mask: u32) -> Result<(), LoadError> {
+        let specs = self.specs.clone();
+        let needed: Vec<&Spec> = specs
+            .iter()
+            .filter(|s| s.spec.select & event_mask != 0)
+            .collect();
+        let unneeded: Vec<&'static str> = self
+            .syscall_links
+            .keys()
+            .filter(|name| !needed.iter().any(|s| s.name == **name))
+            .copied()
+            .collect();
+        detach(
+            unneeded
+                .iter()
+                .filter_map(|name| self.syscall_links.remove(name))
+                .flatten()
+                .collect(),
+        );
+        for spec in needed {
+            if self.syscall_links.contains_key(spec.name) {
+                continue;
+            }
+            let exit = self.attach("sys_exit", "syscalls", &format!("sys_exit_{}", spec.name))?;
+            let enter =
+                self.attach("sys_enter", "syscalls", &format!("sys_enter_{}", spec.name))?;
+            self.syscall_links.insert(spec.name, [exit, enter]);
+        }
+        Ok(())
+    }
+
+    /// Attaches `program` to `category/tracepoint`, loading it first if
+    /// it is not loaded yet.
+    fn attach(
+        &mut self,
+        program: &'static str,
+        category: &str,
+        tracepoint: &str,
+    ) -> Result<TracePointLink, LoadError> {
+        let tp: &mut TracePoint = self
+            .ebpf
+            .program_mut(program)
+            .ok_or(LoadError::MissingProgram(program))?
+            .try_into()
+            .map_err(|source| LoadError::ProgramType { program, source })?;
+        if tp.fd().is_err() {
             tp.load().map_err(|source| match source {
                 ProgramError::LoadError {
                     io_error,
@@ -226,43 +393,37 @@ impl Probes {
                 },
                 source => LoadError::Load { program, source },
             })?;
-            for (category, tracepoint) in tracepoints {
-                let attached = tp
-                    .attach(category, &tracepoint)
-                    .and_then(|id| tp.take_link(id));
-                links.push(attached.map_err(|source| LoadError::Attach {
-                    program,
-                    tracepoint: format!("{category}/{tracepoint}"),
-                    source: Box::new(source),
-                })?);
-            }
         }
+        tp.attach(category, tracepoint)
+            .and_then(|id| tp.take_link(id))
+            .map_err(|source| LoadError::Attach {
+                program,
+                tracepoint: format!("{category}/{tracepoint}"),
+                source: Box::new(source),
+            })
+    }
 
-        let events = RingBuf::try_from(map("EVENTS", &mut ebpf)?).map_err(map_err("EVENTS"))?;
-        let lost = PerCpuArray::try_from(map("LOST", &mut ebpf)?).map_err(map_err("LOST"))?;
-        let dirty = Array::try_from(map("DIRTY", &mut ebpf)?).map_err(map_err("DIRTY"))?;
-        let probes = Self {
-            links,
-            _ebpf: ebpf,
-            lost,
-            dirty,
-            watch_ids: watches.iter().map(|w| w.id).collect(),
-        };
-        Ok((probes, events))
+    /// How many tracepoints are attached.
+    pub fn attached(&self) -> usize {
+        self.links.len() + 2 * self.syscall_links.len()
+    }
+
+    fn watch_ids(&self) -> Vec<u32> {
+        self.watches.iter().map(|w| w.id).collect()
     }
 
     /// The watches whose dirty flag the kernel set since the last call, and
     /// clears them. An undecided change flags every watch.
     pub fn take_dirty(&mut self) -> Result<Vec<u32>, MapError> {
         let mut dirty = Vec::new();
-        for &id in self.watch_ids.iter().chain(&[UNDECIDED_SLOT]) {
+        for id in self.watch_ids().into_iter().chain([UNDECIDED_SLOT]) {
             if self.dirty.get(&id, 0)? != 0 {
                 self.dirty.set(id, 0, 0)?;
                 dirty.push(id);
             }
         }
         if dirty.contains(&UNDECIDED_SLOT) {
-            return Ok(self.watch_ids.clone());
+            return Ok(self.watch_ids());
         }
         Ok(dirty)
     }
@@ -271,30 +432,41 @@ impl Probes {
     /// summed over the CPUs: per watch id, and (`None`) for undecided
     /// events.
     pub fn lost(&self) -> Result<Vec<(Option<u32>, u64)>, MapError> {
-        self.watch_ids
-            .iter()
-            .map(|&id| (Some(id), id))
+        self.watch_ids()
+            .into_iter()
+            .map(|id| (Some(id), id))
             .chain([(None, UNDECIDED_SLOT)])
             .map(|(watch, slot)| Ok((watch, self.lost.get(&slot, 0)?.iter().sum())))
             .collect()
     }
 }
 
-/// The keys of the process filters that are on.
+fn map_err(map: &'static str) -> impl Fn(MapError) -> LoadError {
+    move |source| LoadError::Map { map, source }
+}
+
+/// Map `name`, taken from the loaded object: it closes when dropped.
+fn take_map(name: &'static str, ebpf: &mut Ebpf) -> Result<aya::maps::Map, LoadError> {
+    ebpf.take_map(name).ok_or(LoadError::MissingMap(name))
+}
+
+/// The keys of the process filters that are on, in place of those there.
 fn fill_filters(ebpf: &mut Ebpf, filters: &ProcessFilter) -> Result<(), LoadError> {
-    let map_err = |map: &'static str| move |source| LoadError::Map { map, source };
     let mut pids: HashMap<_, u32, u8> =
         HashMap::try_from(map_mut("FILTER_PIDS", ebpf)?).map_err(map_err("FILTER_PIDS"))?;
+    clear(&mut pids).map_err(map_err("FILTER_PIDS"))?;
     for pid in &filters.pids {
         pids.insert(pid, 1, 0).map_err(map_err("FILTER_PIDS"))?;
     }
     let mut uids: HashMap<_, u32, u8> =
         HashMap::try_from(map_mut("FILTER_UIDS", ebpf)?).map_err(map_err("FILTER_UIDS"))?;
+    clear(&mut uids).map_err(map_err("FILTER_UIDS"))?;
     for uid in &filters.uids {
         uids.insert(uid, 1, 0).map_err(map_err("FILTER_UIDS"))?;
     }
     let mut comms: HashMap<_, [u8; TASK_COMM_LEN], u8> =
         HashMap::try_from(map_mut("FILTER_COMMS", ebpf)?).map_err(map_err("FILTER_COMMS"))?;
+    clear(&mut comms).map_err(map_err("FILTER_COMMS"))?;
     let listed = [
         (&filters.comms, filter::COMM_INCLUDE),
         (&filters.exclude_comms, filter::COMM_EXCLUDE),
@@ -309,20 +481,36 @@ fn fill_filters(ebpf: &mut Ebpf, filters: &ProcessFilter) -> Result<(), LoadErro
     Ok(())
 }
 
-impl Drop for Probes {
-    /// Detaching a tracepoint waits for an RCU grace period (about 70 ms
-    /// here), one after the other when the links are dropped in turn: 5 s
-    /// for watcher's 78. Dropped from a thread each, the waits overlap.
-    fn drop(&mut self) {
-        std::thread::scope(|scope| {
-            for link in self.links.drain(..) {
-                if let Err(e) = std::thread::Builder::new().spawn_scoped(scope, move || drop(link))
-                {
-                    // No thread: this one detaches it (the closure, and the
-                    // link in it, are dropped with the error).
-                    drop(e);
-                }
+/// Removes every key of a hash map.
+fn clear<K: aya::Pod, V: aya::Pod>(map: &mut HashMap<&mut MapData, K, V>) -> Result<(), MapError> {
+    let keys: Vec<K> = map.keys().collect::<Result<_, _>>()?;
+    keys.iter().try_for_each(|key| map.remove(key))
+}
+
+/// Detaches links, each from a thread of its own: detaching a tracepoint
+/// waits for an RCU grace period (about 70 ms here), one after the other
+/// when the links are dropped in turn: 5 s for watcher's 78. Dropped from
+/// a thread each, the waits overlap.
+fn detach(links: Vec<TracePointLink>) {
+    std::thread::scope(|scope| {
+        for link in links {
+            if let Err(e) = std::thread::Builder::new().spawn_scoped(scope, move || drop(link)) {
+                // No thread: this one detaches it (the closure, and the
+                // link in it, are dropped with the error).
+                drop(e);
             }
-        });
+        }
+    });
+}
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        let mut links: Vec<TracePointLink> = self.links.drain(..).collect();
+        links.extend(
+            std::mem::take(&mut self.syscall_links)
+                .into_values()
+                .flatten(),
+        );
+        detach(links);
     }
 }

@@ -1,12 +1,16 @@
-//! `watcher check`: whether this machine can run watcher, one line per
-//! check. Exit status 0 when it can, 1 when something it needs is missing.
+//! `watcher check`: whether this machine can run watcher, and whether a
+//! configuration's watches can be set up; one line per check. Exit status
+//! 0 when all is well, 1 when something watcher needs is missing, 2 when
+//! the configuration is bad, 3 when watcher runs but with a warning.
+
+use std::path::Path;
 
 use aya::{maps::MapType, programs::ProgramType};
 use watcher_common::SYSCALL_NAMES;
 
 use crate::{
-    bpf::{Probes, RING_BUFFER_BYTES, Setup},
-    btf,
+    bpf::{self, Probes, RING_BUFFER_BYTES, Setup},
+    btf, config,
     event::Kind,
     filter::ProcessFilter,
     privileges, syscalls, tracefs,
@@ -26,27 +30,87 @@ enum Status {
 
 struct Report {
     failed: bool,
+    warned: bool,
 }
 
 impl Report {
     fn line(&mut self, status: Status, what: &str, detail: &str) {
         let tag = match status {
             Status::Ok => "ok",
-            Status::Warn => "warn",
+            Status::Warn => {
+                self.warned = true;
+                "warn"
+            }
             Status::Fail => {
                 self.failed = true;
                 "FAIL"
             }
             Status::Skip => "skip",
         };
-        println!("{tag:<5} {what:<12} {detail}");
+        say(tag, what, detail);
     }
 }
 
-/// Runs every check; returns whether watcher can run here.
-pub fn run() -> bool {
-    let mut r = Report { failed: false };
+/// Prints one line; a closed stdout (`check | head`) is not an error.
+fn say(tag: &str, what: &str, detail: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{tag:<5} {what:<12} {detail}");
+}
 
+/// Oldest kernel that charges BPF memory to the cgroup rather than to
+/// RLIMIT_MEMLOCK.
+const MEMCG_KERNEL: (u8, u8) = (5, 11);
+
+/// Runs every check, and those of the configuration at `config`; returns
+/// the exit status.
+pub fn run(config: Option<&Path>) -> u8 {
+    let mut r = Report {
+        failed: false,
+        warned: false,
+    };
+    let config_bad = config.is_some_and(|path| !check_config(&mut r, path));
+    check_machine(&mut r);
+    if r.failed {
+        1
+    } else if config_bad {
+        2
+    } else if r.warned {
+        3
+    } else {
+        0
+    }
+}
+
+/// The configuration and each directory it watches; whether it loads.
+fn check_config(r: &mut Report, path: &Path) -> bool {
+    match config::load(path) {
+        Ok(config) => {
+            r.line(
+                Status::Ok,
+                "config",
+                &format!("{}: {} watches", path.display(), config.jobs.len()),
+            );
+            for job in &config.jobs {
+                for dir in &job.dirs {
+                    r.line(
+                        Status::Ok,
+                        "watch",
+                        &format!("{}: {} is a directory", job.name, dir.display()),
+                    );
+                }
+            }
+            true
+        }
+        Err(e) => {
+            // Not `Fail`: the machine may be fine; exit status 2 says which.
+            say("FAIL", "config", &e.to_string());
+            false
+        }
+    }
+}
+
+/// What the machine offers.
+fn check_machine(r: &mut Report) {
     let privileged = match privileges::check() {
         Ok(p) => {
             let who = if p.euid == 0 { "root" } else { "not root" };
@@ -84,6 +148,8 @@ pub fn run() -> bool {
         ),
     }
 
+    check_memlock(r);
+
     let kernel = match btf::kernel_offsets() {
         Ok(offsets) => {
             r.line(
@@ -109,7 +175,7 @@ pub fn run() -> bool {
                 tracefs::TRACEFS
             ),
         );
-        r.line(Status::Skip, "tracepoints", "needs tracefs");
+        r.line(Status::Skip, "tracepoint", "needs tracefs");
         None
     } else {
         r.line(
@@ -121,19 +187,39 @@ pub fn run() -> bool {
             .and_then(|specs| tracefs::read_offsets(&specs).map(|offsets| (specs, offsets)));
         match read {
             Ok((specs, offsets)) => {
-                r.line(
-                    Status::Ok,
-                    "tracepoints",
-                    &format!(
-                        "{} syscalls of {} traceable, argument offsets read",
-                        specs.len(),
-                        SYSCALL_NAMES.len() - 1
-                    ),
-                );
+                // The last name is the process exit, no syscall.
+                for name in &SYSCALL_NAMES[..SYSCALL_NAMES.len() - 1] {
+                    if specs.iter().any(|s| s.name == *name) {
+                        r.line(
+                            Status::Ok,
+                            "tracepoint",
+                            &format!("syscalls/sys_enter_{name}, sys_exit_{name}"),
+                        );
+                    } else {
+                        r.line(
+                            Status::Warn,
+                            "tracepoint",
+                            &format!(
+                                "syscalls/sys_enter_{name} is missing: changes made by {name} are not seen"
+                            ),
+                        );
+                    }
+                }
+                for (category, name) in tracefs::PROCESS_TRACEPOINTS {
+                    if tracefs::has_tracepoint(category, name) {
+                        r.line(Status::Ok, "tracepoint", &format!("{category}/{name}"));
+                    } else {
+                        r.line(
+                            Status::Fail,
+                            "tracepoint",
+                            &format!("{category}/{name} is missing"),
+                        );
+                    }
+                }
                 Some((specs, offsets))
             }
             Err(e) => {
-                r.line(Status::Fail, "tracepoints", &e.to_string());
+                r.line(Status::Fail, "tracepoint", &e.to_string());
                 None
             }
         }
@@ -142,7 +228,7 @@ pub fn run() -> bool {
     if !privileged {
         r.line(Status::Skip, "ring buffer", "needs privileges");
         r.line(Status::Skip, "programs", "needs privileges");
-        return !r.failed;
+        return;
     }
     match aya::sys::is_map_supported(MapType::RingBuf) {
         Ok(true) => r.line(Status::Ok, "ring buffer", "supported"),
@@ -166,27 +252,63 @@ pub fn run() -> bool {
         None => r.line(Status::Skip, "programs", "needs the tracepoints"),
         Some((specs, offsets)) => {
             let setup = Setup {
-                watches: &[],
-                edges: &[],
                 specs: &specs,
                 offsets: &offsets,
                 kernel: kernel.as_ref(),
                 ring_buffer_bytes: RING_BUFFER_BYTES,
-                event_mask: Kind::mask(&Kind::ALL),
-                filters: &ProcessFilter::default(),
+                log_level: 0,
+                watching: &bpf::Watching {
+                    watches: &[],
+                    edges: &[],
+                    event_mask: Kind::mask(&Kind::ALL),
+                    filters: &ProcessFilter::default(),
+                },
             };
             match Probes::load(&setup) {
-                Ok(_probes) => r.line(
+                Ok((probes, ..)) => r.line(
                     Status::Ok,
                     "programs",
                     &format!(
                         "load, pass the verifier and attach to {} tracepoints",
-                        specs.len() * 2 + tracefs::PROCESS_TRACEPOINTS.len()
+                        probes.attached()
                     ),
                 ),
                 Err(e) => r.line(Status::Fail, "programs", &e.to_string()),
             }
         }
     }
-    !r.failed
+}
+
+/// Whether the BPF maps' memory fits: charged to the cgroup on newer
+/// kernels, against RLIMIT_MEMLOCK on older ones.
+fn check_memlock(r: &mut Report) {
+    let newer = procfs::KernelVersion::current().is_ok_and(|v| (v.major, v.minor) >= MEMCG_KERNEL);
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid out pointer.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } == 0;
+    let shown = match (read, limit.rlim_cur) {
+        (false, _) => "unknown".to_string(),
+        (true, libc::RLIM_INFINITY) => "unlimited".to_string(),
+        (true, n) => format!("{} KiB", n / 1024),
+    };
+    // The maps take about 8 MB with the default ring buffer.
+    const NEEDED: u64 = 16 << 20;
+    if newer {
+        r.line(
+            Status::Ok,
+            "memlock",
+            &format!("BPF memory is charged to the cgroup (RLIMIT_MEMLOCK {shown} does not apply)"),
+        );
+    } else if read && (limit.rlim_cur == libc::RLIM_INFINITY || limit.rlim_cur >= NEEDED) {
+        r.line(Status::Ok, "memlock", &format!("RLIMIT_MEMLOCK {shown}"));
+    } else {
+        r.line(
+            Status::Fail,
+            "memlock",
+            &format!("RLIMIT_MEMLOCK {shown} is below the 16 MiB the maps need: raise it (LimitMEMLOCK=infinity)"),
+        );
+    }
 }

@@ -21,12 +21,23 @@ use crate::{
         watcher trace --format json /srv/media /home/share\n  \
         watcher run /srv/media -- pkill -HUP minidlnad\n  \
         watcher top /srv\n  \
+        watcher serve --config /etc/watcher/watcher.toml\n  \
         watcher check"
 )]
 pub struct Cli {
-    /// Say more: -v prints the verifier's log when a program is refused.
+    /// Say more: -v logs each event and the verifier's log when a program
+    /// is refused, -vv traces. RUST_LOG (e.g. RUST_LOG=debug) overrides
+    /// -v and -q.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Say less: -q only warnings and errors, -qq only errors. The
+    /// `watching` line is always printed.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+    /// Log the eBPF programs' own debug lines (aya-log). Off by default:
+    /// then their logging code is removed at load and costs nothing.
+    #[arg(long, global = true)]
+    pub bpf_log: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -37,10 +48,48 @@ pub enum Command {
     Trace(TraceArgs),
     /// Run a command after writes under the watched directories.
     Run(RunArgs),
+    /// Run every watch of a configuration file, as a service: SIGHUP
+    /// reloads it in place.
+    Serve(ServeArgs),
     /// Show changes per process and per path, refreshed every interval.
     Top(TopArgs),
-    /// Check whether this machine can run watcher (exit 0 if it can, 1 if not).
-    Check,
+    /// Check whether this machine can run watcher, and a configuration's
+    /// watches: one line per check. Exit status 0: all is well; 1:
+    /// watcher cannot run; 2: the configuration is bad; 3: watcher runs,
+    /// with a warning (e.g. no BTF: paths matched by prefix).
+    Check(CheckArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (watcher.1, watcher-run.1, ...) into DIR.
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    watcher serve\n  \
+    watcher serve --config /etc/watcher/media.toml\n  \
+    systemctl reload watcher    # sends SIGHUP: the configuration is read anew")]
+pub struct ServeArgs {
+    /// The configuration file (TOML; see docs/config.md).
+    #[arg(long, short, default_value = crate::config::DEFAULT_PATH, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    watcher check\n  \
+    watcher check --config /etc/watcher/watcher.toml")]
+pub struct CheckArgs {
+    /// Also check this configuration file and every directory it watches.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// What `trace` and `run` share.
@@ -110,7 +159,7 @@ impl WatchArgs {
 }
 
 /// A user name or a uid.
-fn parse_uid(s: &str) -> Result<u32, String> {
+pub fn parse_uid(s: &str) -> Result<u32, String> {
     if let Ok(uid) = s.parse::<u32>() {
         return Ok(uid);
     }
@@ -123,7 +172,7 @@ fn parse_uid(s: &str) -> Result<u32, String> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Events(pub Vec<Kind>);
 
-fn parse_events(s: &str) -> Result<Events, String> {
+pub fn parse_events(s: &str) -> Result<Events, String> {
     if s == "all" {
         return Ok(Events(Kind::ALL.to_vec()));
     }
@@ -317,6 +366,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
+    if number.is_empty() {
+        return Err(format!("`{s}` is not a duration (e.g. 500ms, 10s, 2m)"));
+    }
     let scale = match unit {
         "" | "s" => 1.0,
         "ms" => 0.001,

@@ -40,6 +40,18 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// What is watched unless told otherwise: every change of a tree's
+    /// contents (all but `attrib` and `close_write`).
+    pub const DEFAULT: [Self; 7] = [
+        Self::Write,
+        Self::Create,
+        Self::Delete,
+        Self::Rename,
+        Self::Mkdir,
+        Self::Link,
+        Self::Truncate,
+    ];
+
     pub const ALL: [Self; 9] = [
         Self::Write,
         Self::Create,

@@ -16,7 +16,7 @@ use std::{os::unix::ffi::OsStrExt, path::Path};
 use globset::{Glob, GlobBuilder, GlobMatcher};
 use watcher_common::{TASK_COMM_LEN, filter};
 
-use crate::{event::Event, watch::Watch};
+use crate::event::Event;
 
 #[derive(Debug, thiserror::Error)]
 #[error("bad pattern `{pattern}`: {reason}")]
@@ -126,14 +126,13 @@ impl PathFilter {
 
     /// Whether the event is kept: one of its paths (a rename's old or new)
     /// matches an include pattern, if there are any, and no exclude one.
-    pub fn keeps(&self, ev: &Event, watches: &[Watch]) -> bool {
+    /// Whether `ev` passes; `root` is the watch that below-the-watch
+    /// patterns are relative to.
+    pub fn keeps(&self, ev: &Event, root: Option<&Path>) -> bool {
         if self.is_empty() {
             return true;
         }
-        let root = watches
-            .iter()
-            .find(|w| Some(w.id) == ev.watch_id)
-            .map(|w| w.root.as_os_str().as_bytes());
+        let root = root.map(|r| r.as_os_str().as_bytes());
         let keeps = |path: &[u8]| {
             (self.include.is_empty() || self.include.iter().any(|p| p.matches(path, root)))
                 && !self.exclude.iter().any(|p| p.matches(path, root))
@@ -144,7 +143,7 @@ impl PathFilter {
 
 /// `--pid`, `--uid`, `--comm` and `--exclude-comm`: applied by the
 /// kernel when a syscall enters (see `FILTER_*` in the eBPF maps).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcessFilter {
     pub pids: Vec<u32>,
     pub uids: Vec<u32>,
@@ -153,6 +152,16 @@ pub struct ProcessFilter {
 }
 
 impl ProcessFilter {
+    /// Whether the process that made `ev` passes, as the kernel decides
+    /// it (for jobs whose filters the kernel does not apply).
+    pub fn admits(&self, ev: &Event) -> bool {
+        let comm = |list: &[Comm]| list.iter().any(|c| c.name() == ev.comm.as_slice());
+        (self.pids.is_empty() || self.pids.contains(&ev.pid))
+            && (self.uids.is_empty() || self.uids.contains(&ev.uid))
+            && (self.comms.is_empty() || comm(&self.comms))
+            && !comm(&self.exclude_comms)
+    }
+
     /// The `FILTERS` global: which filters are on.
     pub fn bits(&self) -> u32 {
         [
@@ -170,6 +179,14 @@ impl ProcessFilter {
 /// A process name as the kernel keeps it: its first 15 bytes, NUL-padded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Comm(pub [u8; TASK_COMM_LEN]);
+
+impl Comm {
+    /// The name, without the padding.
+    pub fn name(&self) -> &[u8] {
+        let len = self.0.iter().position(|&b| b == 0).unwrap_or(TASK_COMM_LEN);
+        &self.0[..len]
+    }
+}
 
 impl std::str::FromStr for Comm {
     type Err = String;
@@ -230,7 +247,7 @@ mod tests {
             exclude: vec![pattern("*.part")],
         };
         let mut ev = Event::test_write(b"/w/a.part", 0);
-        assert!(!filter.keeps(&ev, &[]));
+        assert!(!filter.keeps(&ev, None));
         ev.old = Some(crate::event::Side {
             name: b"a.part".to_vec(),
             path: b"/w/a.part".to_vec(),
@@ -239,13 +256,13 @@ mod tests {
             dfd: -100,
         });
         ev.path = b"/w/a".to_vec();
-        assert!(filter.keeps(&ev, &[]));
+        assert!(filter.keeps(&ev, None));
         let only_mp3 = PathFilter {
             include: vec![pattern("*.mp3")],
             exclude: Vec::new(),
         };
-        assert!(!only_mp3.keeps(&ev, &[]));
+        assert!(!only_mp3.keeps(&ev, None));
         ev.path = b"/w/a.mp3".to_vec();
-        assert!(only_mp3.keeps(&ev, &[]));
+        assert!(only_mp3.keeps(&ev, None));
     }
 }

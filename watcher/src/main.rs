@@ -6,10 +6,13 @@ mod btf;
 mod cgroup;
 mod check;
 mod cli;
+mod config;
 mod escape;
 mod event;
 mod filter;
 mod journal;
+mod log;
+mod notify;
 mod output;
 mod place;
 mod privileges;
@@ -23,9 +26,12 @@ mod watch;
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, Parser as _};
 
-use crate::cli::{Cli, Command};
+use crate::{
+    cli::{Cli, Command},
+    start::Options,
+};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -61,7 +67,14 @@ fn main() -> ExitCode {
         eprintln!("watcher: {e}");
         return ExitCode::from(2);
     }
-    let verbose = cli.verbose > 0;
+    log::init(
+        cli.verbose.min(i8::MAX as u8) as i8 - cli.quiet.min(i8::MAX as u8) as i8,
+        cli.bpf_log,
+    );
+    let options = Options {
+        verbose: cli.verbose > 0,
+        bpf_log: cli.bpf_log,
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -73,16 +86,21 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Check => {
-            return if check::run() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            };
+        Command::Check(args) => return ExitCode::from(check::run(args.config.as_deref())),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "watcher",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
         }
-        Command::Trace(args) => runtime.block_on(trace::trace(args, verbose)),
-        Command::Run(args) => runtime.block_on(runner::run(args, verbose)),
-        Command::Top(args) => runtime.block_on(top::top(args, verbose)),
+        Command::Man { dir } => man_pages(&dir),
+        Command::Trace(args) => runtime.block_on(trace::trace(args, options)),
+        Command::Run(args) => runtime.block_on(runner::run(args, options)),
+        Command::Serve(args) => runtime.block_on(runner::serve(args, options)),
+        Command::Top(args) => runtime.block_on(top::top(args, options)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -91,4 +109,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes a man page for watcher and one for each subcommand into `dir`.
+fn man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let cli = Cli::command();
+    let mut pages = vec![(String::from("watcher"), cli.clone())];
+    for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("watcher-{}", sub.get_name());
+        let bin = format!("watcher {}", sub.get_name());
+        let page = sub.clone().display_name(name.clone()).bin_name(bin);
+        pages.push((name, page.version(env!("CARGO_PKG_VERSION"))));
+    }
+    for (name, command) in pages {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(command).render(&mut out)?;
+        std::fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }

@@ -238,7 +238,7 @@ fn no_writer() -> io::Error {
 
 /// One aligned line: time, kind, pid, uid, comm, path (`OLD -> NEW` for
 /// renames and links), then syscall and flags.
-fn text_line(ev: &Event, color: bool) -> String {
+pub fn text_line(ev: &Event, color: bool) -> String {
     let flags = flag_names(ev.syscall, ev.flags);
     // Padded before it is painted, so that the columns stay aligned.
     let kind = paint(

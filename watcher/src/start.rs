@@ -1,7 +1,7 @@
 //! What `trace` and `run` share: checks, loading, attaching, the
 //! `watching` line, the event stream, and stopping on SIGINT or SIGTERM.
 
-use std::{collections::HashMap, fs, io};
+use std::{collections::HashMap, fs, io, path::PathBuf};
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
@@ -11,13 +11,13 @@ use tokio::{
 };
 
 use crate::{
-    bpf::{LoadError, Probes, Setup},
+    bpf::{self, LoadError, Probes, Setup},
     btf,
     cgroup::{Cgroups, container_id},
     cli::WatchArgs,
     escape::escape,
     event::{Clock, DecodeError, Event, Kind, decode, expand},
-    filter::PathFilter,
+    filter::{PathFilter, ProcessFilter},
     place::place,
     privileges, syscalls, tracefs,
     watch::{self, Watch},
@@ -30,26 +30,49 @@ pub struct Watching {
     pub stop: Stop,
 }
 
+/// What to watch, and what the kernel and the event stream leave out.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub dirs: Vec<PathBuf>,
+    pub kinds: Vec<Kind>,
+    pub process: ProcessFilter,
+    pub paths: PathFilter,
+    pub ring_buffer_size: u32,
+}
+
+impl WatchArgs {
+    pub fn plan(&self) -> Plan {
+        Plan {
+            dirs: self.dirs.clone(),
+            kinds: self.events.0.clone(),
+            process: self.process_filter(),
+            paths: self.path_filter(),
+            ring_buffer_size: self.ring_buffer_size,
+        }
+    }
+}
+
+/// How to start, from the global options.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Show the verifier's log when a program is refused.
+    pub verbose: bool,
+    /// Pass on the eBPF programs' debug logs.
+    pub bpf_log: bool,
+}
+
 /// Checks privileges and directories, loads and attaches the programs and
-/// prints the `watching` line. `verbose` shows the verifier's log when a
-/// program is refused.
-pub fn start(args: &WatchArgs, verbose: bool) -> anyhow::Result<Watching> {
+/// prints the `watching` line (and tells systemd it is ready).
+pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Watching> {
     privileges::check()?;
     let kernel = btf::kernel_offsets()
-        .inspect_err(|e| eprintln!("watcher: warning: {e}; {}", btf::FALLBACK))
+        .inspect_err(|e| tracing::warn!("{e}; {}", btf::FALLBACK))
         .ok();
-    let watches = watch::resolve(&args.dirs, kernel.is_none())?;
+    let watches = watch::resolve(&plan.dirs, kernel.is_none(), &[])?;
     if tracefs::ensure_mounted()? {
-        eprintln!("watcher: mounted tracefs at {}", tracefs::TRACEFS);
+        tracing::info!("mounted tracefs at {}", tracefs::TRACEFS);
     }
-    let selected = args.events.0.clone();
-    let event_mask = Kind::mask(&selected);
-    // Only the syscalls the selected kinds need: each tracepoint costs
-    // every process on the machine a little, and stopping a little time.
-    let specs: Vec<_> = syscalls::read_specs()?
-        .into_iter()
-        .filter(|s| s.spec.select & event_mask != 0)
-        .collect();
+    let specs = syscalls::read_specs()?;
     let offsets = tracefs::read_offsets(&specs)?;
     let edges = if kernel.is_some() {
         watch::edges(&watches)?
@@ -57,20 +80,42 @@ pub fn start(args: &WatchArgs, verbose: bool) -> anyhow::Result<Watching> {
         Vec::new()
     };
     let setup = Setup {
-        watches: &watches,
-        edges: &edges,
         specs: &specs,
         offsets: &offsets,
         kernel: kernel.as_ref(),
-        ring_buffer_bytes: args.ring_buffer_size,
-        event_mask,
-        filters: &args.process_filter(),
+        ring_buffer_bytes: plan.ring_buffer_size,
+        log_level: if options.bpf_log {
+            aya_log::Level::Debug as u8
+        } else {
+            0
+        },
+        // Only the syscalls the selected kinds need are attached: each
+        // tracepoint costs every process on the machine a little, and
+        // stopping a little time.
+        watching: &bpf::Watching {
+            watches: &watches,
+            edges: &edges,
+            event_mask: Kind::mask(&plan.kinds),
+            filters: &plan.process,
+        },
     };
-    let (probes, ring) = Probes::load(&setup).inspect_err(|e: &LoadError| {
-        if let (true, Some(log)) = (verbose, e.verifier_log()) {
+    let (probes, ring, logger) = Probes::load(&setup).inspect_err(|e: &LoadError| {
+        if let (true, Some(log)) = (options.verbose, e.verifier_log()) {
             eprintln!("{log}");
         }
     })?;
+    if let Some(logger) = logger {
+        // SAFETY: the logger owns its ring buffer's fd and neither closes
+        // nor replaces it while the AsyncFd holds it.
+        let mut fd =
+            unsafe { AsyncFd::register(logger) }.context("cannot poll the eBPF programs' logs")?;
+        tokio::spawn(async move {
+            while let Ok(mut guard) = fd.readable_mut().await {
+                guard.get_inner_mut().flush();
+                guard.clear_ready();
+            }
+        });
+    }
     let events = EventStream {
         // SAFETY: the ring buffer owns its fd and neither closes nor
         // replaces it while the AsyncFd holds it.
@@ -78,9 +123,9 @@ pub fn start(args: &WatchArgs, verbose: bool) -> anyhow::Result<Watching> {
         clock: Clock::new(),
         exact: kernel.is_some(),
         watches: watches.clone(),
-        selected,
+        selected: plan.kinds.clone(),
         cgroups: Cgroups::new(),
-        paths: args.path_filter(),
+        paths: plan.paths.clone(),
         filtered: 0,
     };
     // Signal handlers go in before the `watching` line, so that a signal
@@ -98,7 +143,12 @@ pub fn start(args: &WatchArgs, verbose: bool) -> anyhow::Result<Watching> {
     } else {
         "directories"
     };
+    // The ready line, printed whatever the log level: scripts wait for it.
     eprintln!("watching {} {plural}: {}", watches.len(), roots.join(", "));
+    crate::notify::send(&format!(
+        "READY=1\nSTATUS=watching {} {plural}",
+        watches.len()
+    ));
     // Off the start-up path: it reads every process's descriptors.
     std::thread::spawn(warn_blind_spots);
     Ok(Watching {
@@ -107,6 +157,30 @@ pub fn start(args: &WatchArgs, verbose: bool) -> anyhow::Result<Watching> {
         events,
         stop,
     })
+}
+
+/// Gives the attached programs and the event stream a new plan (a
+/// reload): watches that stay keep their ids, the programs stay attached.
+/// The ring buffer keeps its size.
+pub fn rewatch(w: &mut Watching, plan: &Plan) -> anyhow::Result<()> {
+    let exact = w.events.exact;
+    let watches = watch::resolve(&plan.dirs, !exact, &w.watches)?;
+    let edges = if exact {
+        watch::edges(&watches)?
+    } else {
+        Vec::new()
+    };
+    w.probes.set_watching(&bpf::Watching {
+        watches: &watches,
+        edges: &edges,
+        event_mask: Kind::mask(&plan.kinds),
+        filters: &plan.process,
+    })?;
+    w.events.watches = watches.clone();
+    w.events.selected = plan.kinds.clone();
+    w.events.paths = plan.paths.clone();
+    w.watches = watches;
+    Ok(())
 }
 
 /// Events as they arrive from the ring buffer.
@@ -130,11 +204,6 @@ impl EventStream {
     /// The clock events are stamped with.
     pub fn clock(&self) -> &Clock {
         &self.clock
-    }
-
-    /// Whether `--include` or `--exclude` leave events out.
-    pub fn filters_paths(&self) -> bool {
-        !self.paths.is_empty()
     }
 
     /// Waits for events, then hands every one that is ready to `each`.
@@ -166,7 +235,12 @@ impl EventStream {
             if placed && !place(&mut ev, &self.watches) {
                 continue;
             }
-            if !self.paths.keeps(&ev, &self.watches) {
+            let root = self
+                .watches
+                .iter()
+                .find(|w| Some(w.id) == ev.watch_id)
+                .map(|w| w.root.as_path());
+            if !self.paths.keeps(&ev, root) {
                 // Counted as the events the record stands for.
                 self.filtered += expand(ev, &self.selected).len() as u64;
                 continue;
@@ -210,7 +284,7 @@ impl LossWatch {
         let totals = match probes.lost() {
             Ok(totals) => totals,
             Err(e) => {
-                eprintln!("watcher: cannot read the loss counters: {e}");
+                tracing::warn!("cannot read the loss counters: {e}");
                 return Vec::new();
             }
         };
@@ -223,8 +297,8 @@ impl LossWatch {
             .collect();
         let now: u64 = new.iter().map(|(_, n)| n).sum();
         if now > 0 {
-            eprintln!(
-                "watcher: {now} events lost (ring buffer full), {} in all",
+            tracing::warn!(
+                "{now} events lost (ring buffer full), {} in all",
                 self.total()
             );
         }
@@ -257,8 +331,8 @@ fn warn_blind_spots() {
         }
     }
     if !uring.is_empty() {
-        eprintln!(
-            "watcher: warning: changes made through io_uring are not seen; processes using it: {}",
+        tracing::warn!(
+            "changes made through io_uring are not seen; processes using it: {}",
             uring.join(" ")
         );
     }
@@ -267,8 +341,6 @@ fn warn_blind_spots() {
         .and_then(|t| t.trim().parse::<u32>().ok())
         .unwrap_or(0);
     if nfsd_threads > 0 {
-        eprintln!(
-            "watcher: warning: an NFS server runs here: changes its clients make are not seen"
-        );
+        tracing::warn!("an NFS server runs here: changes its clients make are not seen");
     }
 }

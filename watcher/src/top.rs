@@ -14,7 +14,7 @@ use crate::{
     escape::escape,
     event::{DecodeError, Event, Kind},
     output::rfc3339,
-    start::{LossWatch, start},
+    start::{LossWatch, Options, start},
 };
 
 /// Counts of one row.
@@ -127,8 +127,8 @@ impl Tally {
     }
 }
 
-pub async fn top(args: TopArgs, verbose: bool) -> anyhow::Result<()> {
-    let mut w = start(&args.watch, verbose)?;
+pub async fn top(args: TopArgs, options: Options) -> anyhow::Result<()> {
+    let mut w = start(&args.watch.plan(), options)?;
     let terminal = io::stdout().is_terminal() && !args.once;
     let mut losses = LossWatch::default();
     let mut tally = Tally::default();

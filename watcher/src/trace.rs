@@ -9,15 +9,15 @@ use crate::{
     cli::TraceArgs,
     event::{DecodeError, Event, Kind},
     output::Printer,
-    start::{LossWatch, start},
+    start::{LossWatch, Options, start},
 };
 
 /// How often the loss counters are read: an `overflow` event follows a
 /// loss within this time.
 const LOSS_CHECK: Duration = Duration::from_millis(200);
 
-pub async fn trace(args: TraceArgs, verbose: bool) -> anyhow::Result<()> {
-    let mut w = start(&args.watch, verbose)?;
+pub async fn trace(args: TraceArgs, options: Options) -> anyhow::Result<()> {
+    let mut w = start(&args.watch.plan(), options)?;
     let mut printer = Printer::new(args.format, args.output.clone(), args.color, &w.watches)?;
     let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let mut losses = LossWatch::default();
@@ -93,7 +93,7 @@ fn show(
             printer.event(&ev)
         }
         Err(e) => {
-            eprintln!("watcher: skipping a malformed event: {e}");
+            tracing::warn!("skipping a malformed event: {e}");
             Ok(())
         }
     }

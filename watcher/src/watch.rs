@@ -17,7 +17,7 @@ use watcher_common::{
 use crate::{escape::escape, place::normalize};
 
 /// One watched directory.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Watch {
     /// Its id in the kernel's `WATCHES` map and in events.
     pub id: u32,
@@ -55,8 +55,14 @@ fn show(path: &Path) -> String {
 /// Checks the directories the user named and gives each a watch id.
 /// Naming the same directory twice (by any spelling, or through a bind
 /// mount) watches it once. `by_prefix`: the prefix match will be used,
-/// which limits the length of a path.
-pub fn resolve(dirs: &[PathBuf], by_prefix: bool) -> Result<Vec<Watch>, WatchError> {
+/// which limits the length of a path. A directory among `previous` (a
+/// reload) keeps its id; a new one takes an id no previous watch had, so
+/// that events still in flight are not taken for it, while there are.
+pub fn resolve(
+    dirs: &[PathBuf],
+    by_prefix: bool,
+    previous: &[Watch],
+) -> Result<Vec<Watch>, WatchError> {
     if dirs.len() > MAX_WATCHES as usize {
         return Err(WatchError::TooMany(dirs.len()));
     }
@@ -93,7 +99,16 @@ pub fn resolve(dirs: &[PathBuf], by_prefix: bool) -> Result<Vec<Watch>, WatchErr
         match watches.iter_mut().find(|w| w.key == key) {
             Some(watch) => watch.named.push(named),
             None => {
-                let id = watches.len() as u32;
+                let taken = |id: &u32| watches.iter().any(|w| w.id == *id);
+                let kept = previous.iter().find(|w| w.key == key).map(|w| w.id);
+                let fresh = || {
+                    (0..MAX_WATCHES)
+                        .find(|id| !taken(id) && !previous.iter().any(|w| w.id == *id))
+                        .or_else(|| (0..MAX_WATCHES).find(|id| !taken(id)))
+                };
+                let Some(id) = kept.filter(|id| !taken(id)).or_else(fresh) else {
+                    return Err(WatchError::TooMany(dirs.len()));
+                };
                 watches.push(Watch {
                     id,
                     root,
@@ -104,6 +119,12 @@ pub fn resolve(dirs: &[PathBuf], by_prefix: bool) -> Result<Vec<Watch>, WatchErr
         }
     }
     Ok(watches)
+}
+
+/// The watch `dir` resolved to.
+pub fn find<'a>(watches: &'a [Watch], dir: &Path) -> Option<&'a Watch> {
+    let named = absolute(dir).ok()?;
+    watches.iter().find(|w| w.named.contains(&named))
 }
 
 /// `dir` made absolute from the cwd, `.` and `..` taken as written.
@@ -310,15 +331,15 @@ mod tests {
         let file = dir.join("file");
         fs::write(&file, b"").unwrap();
         assert!(matches!(
-            resolve(&[dir.join("nope")], false),
+            resolve(&[dir.join("nope")], false, &[]),
             Err(WatchError::Missing(_))
         ));
         assert!(matches!(
-            resolve(std::slice::from_ref(&file), false),
+            resolve(std::slice::from_ref(&file), false, &[]),
             Err(WatchError::NotDirectory(_))
         ));
         assert!(matches!(
-            resolve(&[file.join("x")], false),
+            resolve(&[file.join("x")], false, &[]),
             Err(WatchError::NotDirectory(_))
         ));
         let same = resolve(
@@ -328,6 +349,7 @@ mod tests {
                 dir.join("../").join(dir.file_name().unwrap()),
             ],
             false,
+            &[],
         )
         .unwrap();
         assert_eq!(same.len(), 1);
@@ -342,8 +364,8 @@ mod tests {
             .join("b".repeat(100))
             .join("c".repeat(100));
         fs::create_dir_all(&deep).unwrap();
-        let result = resolve(std::slice::from_ref(&deep), true);
-        let exact = resolve(&[deep], false);
+        let result = resolve(std::slice::from_ref(&deep), true, &[]);
+        let exact = resolve(&[deep], false, &[]);
         fs::remove_dir_all(&base).unwrap();
         assert_eq!(exact.unwrap().len(), 1);
         assert!(

@@ -53,6 +53,10 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Set up, build, then write the man pages (target/docs/man/*.1) and
+    /// the shell completions (target/docs/completions/) from watcher's
+    /// command-line definitions.
+    Docs,
     /// Set up, build, then measure watcher beside the tools it replaces and
     /// write BENCHMARKS.md (needs root; installs the tools from Debian).
     Bench {
@@ -94,6 +98,7 @@ fn xtask(cli: Cli) -> anyhow::Result<()> {
             Err(Command::new(&bin).args(args).exec())
                 .with_context(|| format!("cannot run {}", bin.display()))
         }
+        Task::Docs => docs(&root),
         Task::Test { args } => test(&root, &args),
         Task::Bench { quick } => bench::bench(&root, quick),
     }
@@ -251,6 +256,37 @@ fn bpf_linker() -> anyhow::Result<()> {
 fn build() -> anyhow::Result<()> {
     step("build", "cargo build --release");
     run(Command::new("cargo").args(["build", "--release"]))
+}
+
+/// Shells `watcher completions` writes scripts for, and each script's
+/// file name.
+const COMPLETIONS: &[(&str, &str)] = &[
+    ("bash", "watcher"),
+    ("zsh", "_watcher"),
+    ("fish", "watcher.fish"),
+];
+
+fn docs(root: &Path) -> anyhow::Result<()> {
+    build()?;
+    let bin = root.join("target/release/watcher");
+    let out = root.join("target/docs");
+    step("man pages", &out.join("man").display().to_string());
+    run(Command::new(&bin).arg("man").arg(out.join("man")))?;
+    let completions = out.join("completions");
+    std::fs::create_dir_all(&completions)?;
+    for (shell, file) in COMPLETIONS {
+        step("completions", &completions.join(file).display().to_string());
+        let script = Command::new(&bin)
+            .args(["completions", shell])
+            .output()
+            .with_context(|| format!("cannot run {}", bin.display()))?;
+        ensure!(
+            script.status.success(),
+            "watcher completions {shell} failed"
+        );
+        std::fs::write(completions.join(file), script.stdout)?;
+    }
+    Ok(())
 }
 
 fn test(root: &Path, args: &[OsString]) -> anyhow::Result<()> {

@@ -10,8 +10,9 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
+use aya_log_ebpf::debug;
 use watcher_common::{
-    FdKey, NO_ARG, SYSCALL_RECORD_LEN, Stash, SyscallSpec, event_kind, match_mode,
+    FdKey, NO_ARG, SYSCALL_RECORD_LEN, Stash, SyscallSpec, WATCH_NONE, event_kind, match_mode,
     open_flags::{AT_FDCWD, has_write_intent},
     role, shape,
 };
@@ -37,7 +38,13 @@ pub fn sys_enter(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sys_exit(ctx: TracePointContext) -> u32 {
-    let _ = try_exit(&ctx);
+    // 0 is "nothing to do" (no stash, no spec); other values are a
+    // helper's error, worth a debug line (`--bpf-log`).
+    if let Err(e) = try_exit(&ctx)
+        && e != 0
+    {
+        debug!(&ctx, target: "bpf", "sys_exit: a helper failed with {}, no event", e);
+    }
     0
 }
 
@@ -189,6 +196,14 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
         quiet,
         opened,
     })?;
+    if watch == Some(WATCH_NONE) {
+        debug!(
+            ctx,
+            target: "bpf",
+            "syscall {}: the walk ended before a watch was decided, event sent undecided",
+            nr
+        );
+    }
     if let (true, true, Some(watch)) = (opened, exact, watch) {
         track_write_fd(tgid, ret, watch);
     }

@@ -44,11 +44,12 @@ pub struct Running {
 }
 
 /// How to start the action's command.
-pub struct Spec<'a> {
-    pub command: &'a [OsString],
+#[derive(Clone, Debug)]
+pub struct CommandSpec {
+    pub command: Vec<OsString>,
     /// Run `sh -c COMMAND ARGS...` instead of COMMAND directly.
     pub shell: bool,
-    pub user: Option<&'a RunAs>,
+    pub user: Option<RunAs>,
     pub stdin: StdinFormat,
 }
 
@@ -88,22 +89,29 @@ pub fn check_program(program: &OsStr) -> Result<(), ProgramError> {
     }
 }
 
-/// Starts the action for `batch`.
-pub fn start(spec: &Spec<'_>, batch: &Batch, watches: &[Watch]) -> io::Result<Running> {
-    let Spec {
+/// Starts a job's action for `batch`; `label` starts its log line,
+/// `watches` are the job's.
+pub fn start(
+    label: &str,
+    spec: &CommandSpec,
+    batch: &Batch,
+    watches: &[Watch],
+) -> io::Result<Running> {
+    let CommandSpec {
         command,
         shell,
         user,
         stdin,
-    } = *spec;
+    } = spec;
+    let (shell, stdin) = (*shell, *stdin);
     let shown: Vec<String> = command.iter().map(|a| escape(a.as_bytes())).collect();
     let lost = if batch.lost > 0 {
         format!(", {} events lost", batch.lost)
     } else {
         String::new()
     };
-    eprintln!(
-        "watcher: running {} ({} changes{lost})",
+    tracing::info!(
+        "{label}running {} ({} changes{lost})",
         shown.join(" "),
         batch.events
     );
@@ -179,13 +187,13 @@ async fn log_lines(mut from: impl AsyncRead + Unpin, pid: i32, stream: &'static 
                 line.push(b);
             }
             if b == b'\n' || line.len() == MAX_LOG_LINE {
-                eprintln!("watcher: action[{pid}] {stream}: {}", escape(&line));
+                tracing::info!("action[{pid}] {stream}: {}", escape(&line));
                 line.clear();
             }
         }
     }
     if !line.is_empty() {
-        eprintln!("watcher: action[{pid}] {stream}: {}", escape(&line));
+        tracing::info!("action[{pid}] {stream}: {}", escape(&line));
     }
 }
 
@@ -225,18 +233,15 @@ impl Running {
         let status = match timeout_at(self.started + limit, self.child.wait()).await {
             Ok(status) => status,
             Err(_) => {
-                eprintln!(
-                    "watcher: action[{}] still running after {limit:?}: sending SIGTERM to its process group",
+                tracing::warn!(
+                    "action[{}] still running after {limit:?}: sending SIGTERM to its process group",
                     self.pid
                 );
                 self.signal_group(libc::SIGTERM);
                 match timeout(KILL_GRACE, self.child.wait()).await {
                     Ok(status) => status,
                     Err(_) => {
-                        eprintln!(
-                            "watcher: action[{}] ignored SIGTERM: sending SIGKILL",
-                            self.pid
-                        );
+                        tracing::warn!("action[{}] ignored SIGTERM: sending SIGKILL", self.pid);
                         self.signal_group(libc::SIGKILL);
                         self.child.wait().await
                     }
@@ -245,9 +250,9 @@ impl Running {
         };
         let took = self.started.elapsed().as_secs_f64();
         match &status {
-            Ok(s) if s.success() => eprintln!("watcher: action finished ({s}) after {took:.3}s"),
-            Ok(s) => eprintln!("watcher: action failed ({s}) after {took:.3}s"),
-            Err(e) => eprintln!("watcher: cannot wait for the action: {e}"),
+            Ok(s) if s.success() => tracing::info!("action finished ({s}) after {took:.3}s"),
+            Ok(s) => tracing::warn!("action failed ({s}) after {took:.3}s"),
+            Err(e) => tracing::error!("cannot wait for the action: {e}"),
         }
         status
     }
@@ -269,7 +274,7 @@ mod tests {
     fn batch(paths: &[&[u8]], cap: usize) -> Batch {
         let mut b = Batch::default();
         for p in paths {
-            b.add(&Event::test_write(p, 0), cap);
+            b.add(&Event::test_write(p, 0), Some(&[0]), cap);
         }
         b
     }

@@ -32,20 +32,16 @@ impl Batch {
         self.events == 0 && self.lost == 0 && !self.flagged
     }
 
-    /// Events lost, per watch id (`None`: undecided).
-    pub fn add_lost(&mut self, lost: &[(Option<u32>, u64)]) {
-        for &(id, n) in lost {
-            self.lost += n;
-            self.mark(id);
-        }
+    /// `n` events lost under watches `ids` (`None`: undecided).
+    pub fn add_lost(&mut self, n: u64, ids: Option<&[u32]>) {
+        self.lost += n;
+        self.mark(ids);
     }
 
-    /// Records a change of watch `id`; `None`: of an undecided one.
-    fn mark(&mut self, id: Option<u32>) {
-        match id {
-            Some(id) => {
-                self.watches.insert(id);
-            }
+    /// Records a change of watches `ids`; `None`: of an undecided one.
+    fn mark(&mut self, ids: Option<&[u32]>) {
+        match ids {
+            Some(ids) => self.watches.extend(ids),
             None => self.undecided = true,
         }
     }
@@ -61,12 +57,13 @@ impl Batch {
         self.watches.extend(watch_ids);
     }
 
-    pub fn add(&mut self, ev: &Event, cap: usize) {
+    /// Adds a change of watches `ids` (`None`: undecided).
+    pub fn add(&mut self, ev: &Event, ids: Option<&[u32]>, cap: usize) {
         self.events += 1;
         if ev.kind == Kind::Write {
             self.writes += 1;
         }
-        self.mark(ev.watch_id);
+        self.mark(ids);
         // A rename or link changed both names.
         if let Some(old) = &ev.old {
             self.add_path(&old.path, old.truncated, cap);
@@ -102,7 +99,7 @@ mod tests {
         let mut b = Batch::default();
         assert!(b.is_empty());
         for p in [&b"/w/a"[..], b"/w/b", b"/w/a", b"/w/c", b"/w/d", b"/w/c"] {
-            b.add(&ev(p, 1), 2);
+            b.add(&ev(p, 1), Some(&[1]), 2);
         }
         assert_eq!(b.events, 6);
         assert_eq!(b.writes, 6);
@@ -121,6 +118,7 @@ mod tests {
                 truncated: true,
                 ..ev(b"d2/f", 0)
             },
+            None,
             10,
         );
         assert!(b.touches(0) && b.touches(7));

@@ -1,172 +1,560 @@
-//! `watcher run`: run a command (or send a signal) after changes, batched
-//! and one at a time.
+//! `watcher run` and `watcher serve`: run a command (or send a signal)
+//! after changes, batched and one at a time, for one watch or for each of
+//! a configuration's.
 //!
-//! Every event joins the current batch. The action starts once the batch
-//! is not empty, nothing has happened for `--settle`, at least `--interval`
-//! has passed since the last start, and no run is going on. Events that
+//! Every event joins the current batch of each job whose directories hold
+//! it and whose filters keep it. A job's action starts once its batch is
+//! not empty, nothing has happened for `settle`, at least `interval` has
+//! passed since its last start, and no run of it is going on. Events that
 //! arrive during a run form the next batch, so they cause exactly one more
 //! run after it. Lost events, and watches the kernel flagged as changed
-//! without an event (unless --include or --exclude are given), count as
-//! changes.
+//! without an event (for jobs that filter nothing the kernel does not),
+//! count as changes.
 
 mod action;
 mod batch;
 mod signal;
 mod user;
 
-use std::{mem, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    mem,
+    path::PathBuf,
+    process::ExitStatus,
+    time::Duration,
+};
 
-pub use action::StdinFormat;
-pub use signal::parse_signal;
-use tokio::time::{Instant, sleep_until};
-pub use user::lookup as lookup_user;
+pub use action::{CommandSpec, StdinFormat, check_program};
+pub use signal::{Target, parse_signal};
+use tokio::{
+    signal::unix::{Signal, SignalKind, signal},
+    sync::mpsc,
+    time::{Instant, sleep_until},
+};
+pub use user::{RunAs, lookup as lookup_user};
 
 use self::{
-    action::Running,
     batch::Batch,
-    signal::{Target, deliver, signal_name},
+    signal::{deliver, signal_name},
 };
 use crate::{
     bpf::Probes,
-    cli::RunArgs,
-    start::{LossWatch, start},
+    cli::{RunArgs, ServeArgs},
+    event::{Event, Kind},
+    filter::{PathFilter, ProcessFilter},
+    start::{LossWatch, Options, Plan, Watching, start},
+    watch::Watch,
 };
 
-pub async fn run(args: RunArgs, verbose: bool) -> anyhow::Result<()> {
-    // A bad user or command is bad input: refuse it before attaching.
-    let user = args.user.as_deref().map(user::lookup).transpose()?;
-    if args.signal.is_none() && !args.shell {
-        action::check_program(&args.command[0])?;
+/// One watch and its action, from the command line or a configuration.
+#[derive(Clone, Debug)]
+pub struct JobSpec {
+    /// What logs call it; unique in a configuration (empty for `run`).
+    pub name: String,
+    pub dirs: Vec<PathBuf>,
+    pub kinds: Vec<Kind>,
+    pub process: ProcessFilter,
+    pub paths: PathFilter,
+    pub action: Action,
+    pub settle: Duration,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub run_at_start: bool,
+    pub max_paths: usize,
+}
+
+#[derive(Clone, Debug)]
+pub enum Action {
+    Command(CommandSpec),
+    Signal { signal: i32, target: Target },
+}
+
+impl JobSpec {
+    /// What its log lines start with: `NAME: `, or nothing for `run`.
+    fn label(&self) -> String {
+        if self.name.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", self.name)
+        }
     }
-    let mut w = start(&args.watch, verbose)?;
-    let mut losses = LossWatch::default();
-    let mut check_tick = tokio::time::interval(Duration::from_secs(1));
-    let mut batch = Batch::default();
-    let mut last_change: Option<Instant> = None;
-    let mut last_start: Option<Instant> = None;
-    let mut running: Option<Running> = None;
-    let target = match (&args.process_name, args.target_pid, &args.pidfile) {
-        (Some(name), _, _) => Some(Target::Name(name.clone())),
-        (_, Some(pid), _) => Some(Target::Pid(pid)),
-        (_, _, Some(path)) => Some(Target::Pidfile(path.clone())),
-        _ => None,
+
+    /// The job `watcher run` was given.
+    pub fn from_args(args: &RunArgs) -> anyhow::Result<Self> {
+        let action = match args.signal {
+            Some(signal) => {
+                let target = match (&args.process_name, args.target_pid, &args.pidfile) {
+                    (Some(name), _, _) => Target::Name(name.clone()),
+                    (_, Some(pid), _) => Target::Pid(pid),
+                    (_, _, Some(path)) => Target::Pidfile(path.clone()),
+                    _ => anyhow::bail!("--signal needs --process-name, --target-pid or --pidfile"),
+                };
+                Action::Signal { signal, target }
+            }
+            None => {
+                if !args.shell {
+                    check_program(&args.command[0])?;
+                }
+                Action::Command(CommandSpec {
+                    command: args.command.clone(),
+                    shell: args.shell,
+                    user: args.user.as_deref().map(user::lookup).transpose()?,
+                    stdin: args.stdin_format,
+                })
+            }
+        };
+        Ok(Self {
+            // One job: its lines need no name.
+            name: String::new(),
+            dirs: args.watch.dirs.clone(),
+            kinds: args.watch.events.0.clone(),
+            process: args.watch.process_filter(),
+            paths: args.watch.path_filter(),
+            action,
+            settle: args.settle,
+            interval: args.interval,
+            timeout: args.timeout,
+            run_at_start: args.run_at_start,
+            max_paths: args.max_paths as usize,
+        })
+    }
+}
+
+/// What the kernel is asked for on behalf of `jobs`: every directory and
+/// kind any of them wants, and the process filters when they all share
+/// them (else each job filters in user space).
+pub fn plan(jobs: &[JobSpec], ring_buffer_size: u32) -> Plan {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut kinds: Vec<Kind> = Vec::new();
+    for job in jobs {
+        dirs.extend(
+            job.dirs
+                .iter()
+                .filter(|d| !dirs.contains(d))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        kinds.extend(
+            job.kinds
+                .iter()
+                .filter(|k| !kinds.contains(k))
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+    }
+    let process = match jobs.split_first() {
+        Some((first, rest)) if rest.iter().all(|j| j.process == first.process) => {
+            first.process.clone()
+        }
+        _ => ProcessFilter::default(),
     };
-    let spec = action::Spec {
-        command: &args.command,
-        shell: args.shell,
-        user: user.as_ref(),
-        stdin: args.stdin_format,
+    Plan {
+        dirs,
+        kinds,
+        process,
+        paths: PathFilter::default(),
+        ring_buffer_size,
+    }
+}
+
+/// `watcher run`: one job, no reload.
+pub async fn run(args: RunArgs, options: Options) -> anyhow::Result<()> {
+    // A bad user or command is bad input: refuse it before attaching.
+    let job = JobSpec::from_args(&args)?;
+    let plan = plan(std::slice::from_ref(&job), args.watch.ring_buffer_size);
+    let w = start(&plan, options)?;
+    let mut engine = Engine::new(w, plan, vec![job]);
+    engine.once = args.once;
+    engine.run(None).await
+}
+
+/// `watcher serve`: every job of a configuration; SIGHUP reloads it.
+pub async fn serve(args: ServeArgs, options: Options) -> anyhow::Result<()> {
+    let config = crate::config::load(&args.config)?;
+    let plan = plan(&config.jobs, config.ring_buffer_size);
+    let w = start(&plan, options)?;
+    let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
+    tracing::info!(
+        "{} watches from {}: {}",
+        names.len(),
+        args.config.display(),
+        names.join(", ")
+    );
+    let mut engine = Engine::new(w, plan, config.jobs);
+    let mut read = || {
+        let config = crate::config::load(&args.config)?;
+        Ok((config.jobs, config.ring_buffer_size))
     };
-    // Starts the action for `batch`: a command, which runs on, or a signal,
-    // which is done at once (Ok(None)).
-    let fire = |batch: &Batch| -> anyhow::Result<Option<Running>> {
-        match (args.signal, &target) {
-            (Some(sig), Some(target)) => {
-                let name = signal_name(sig);
-                match deliver(sig, target) {
+    engine.run(Some(&mut read)).await
+}
+
+/// A job and where it stands.
+struct Job {
+    spec: JobSpec,
+    /// Its own watches: those its directories resolved to.
+    watches: Vec<Watch>,
+    /// For every watch id, the job's own watches it lies under.
+    routes: HashMap<u32, Vec<u32>>,
+    /// The kernel's dirty flags stand for this job's changes: it filters
+    /// nothing the kernel does not.
+    uses_flags: bool,
+    batch: Batch,
+    last_change: Option<Instant>,
+    last_start: Option<Instant>,
+    /// The run going on, by number.
+    running: Option<u64>,
+}
+
+impl Job {
+    fn new(spec: JobSpec, watches: &[Watch], plan: &Plan) -> Self {
+        let mut job = Self {
+            spec,
+            watches: Vec::new(),
+            routes: HashMap::new(),
+            uses_flags: false,
+            batch: Batch::default(),
+            last_change: None,
+            last_start: None,
+            running: None,
+        };
+        job.place(watches, plan);
+        job
+    }
+
+    /// Finds the job's watches among every watch, after start or a reload.
+    fn place(&mut self, watches: &[Watch], plan: &Plan) {
+        self.watches = self
+            .spec
+            .dirs
+            .iter()
+            .filter_map(|dir| crate::watch::find(watches, dir))
+            .collect::<HashSet<&Watch>>()
+            .into_iter()
+            .cloned()
+            .collect();
+        self.watches.sort_by_key(|w| w.id);
+        self.routes = watches
+            .iter()
+            .filter_map(|w| {
+                let own: Vec<u32> = self
+                    .watches
+                    .iter()
+                    .filter(|own| w.root.starts_with(&own.root))
+                    .map(|own| own.id)
+                    .collect();
+                (!own.is_empty()).then_some((w.id, own))
+            })
+            .collect();
+        let same_kinds = plan.kinds.len() == self.spec.kinds.len()
+            && plan.kinds.iter().all(|k| self.spec.kinds.contains(k));
+        self.uses_flags =
+            self.spec.paths.is_empty() && same_kinds && plan.process == self.spec.process;
+    }
+
+    /// The job's watches a change of watch `id` (`None`: undecided) counts
+    /// for: `Some(ids)`, `Some(None)` for all of them, or `None` when it
+    /// is none of the job's business.
+    fn route(&self, id: Option<u32>) -> Option<Option<&[u32]>> {
+        match id {
+            Some(id) => self.routes.get(&id).map(|ids| Some(ids.as_slice())),
+            None => Some(None),
+        }
+    }
+
+    /// Takes `ev` into the batch when it is the job's.
+    fn offer(&mut self, ev: &Event, now: Instant) {
+        let Some(ids) = self.route(ev.watch_id) else {
+            return;
+        };
+        if !self.spec.kinds.contains(&ev.kind) || !self.spec.process.admits(ev) {
+            return;
+        }
+        // Below-the-watch patterns are relative to the innermost of the
+        // job's watches that holds the event.
+        let root = self
+            .watches
+            .iter()
+            .filter(|w| ids.is_none_or(|ids| ids.contains(&w.id)))
+            .map(|w| w.root.as_path())
+            .max_by_key(|root| root.as_os_str().len());
+        if !self.spec.paths.keeps(ev, root) {
+            return;
+        }
+        let ids = ids.map(<[u32]>::to_vec);
+        self.batch.add(ev, ids.as_deref(), self.spec.max_paths);
+        self.last_change = Some(now);
+    }
+
+    /// When the action is due, if it is.
+    fn due(&self) -> Option<Instant> {
+        if self.running.is_some() || self.batch.is_empty() {
+            return None;
+        }
+        let settled = self.last_change? + self.spec.settle;
+        Some(
+            self.last_start
+                .map_or(settled, |s| settled.max(s + self.spec.interval)),
+        )
+    }
+
+    /// Counts losses and the kernel's flags as changes.
+    fn note(&mut self, lost: &[(Option<u32>, u64)], flagged: &[u32], now: Instant) {
+        let was_empty = self.batch.is_empty();
+        for &(id, n) in lost {
+            if let Some(ids) = self.route(id).map(|ids| ids.map(<[u32]>::to_vec)) {
+                self.batch.add_lost(n, ids.as_deref());
+            }
+        }
+        if self.uses_flags {
+            let own: Vec<u32> = self
+                .watches
+                .iter()
+                .map(|w| w.id)
+                .filter(|id| flagged.contains(id))
+                .collect();
+            self.batch.flag(&own);
+        }
+        if was_empty && !self.batch.is_empty() {
+            self.last_change = Some(now);
+        }
+    }
+}
+
+/// Runs the jobs over one set of attached programs.
+pub struct Engine {
+    w: Watching,
+    plan: Plan,
+    jobs: Vec<Job>,
+    /// Exit after the first run (`run --once`), with its status.
+    pub once: bool,
+    runs: u64,
+    done_tx: mpsc::UnboundedSender<(u64, std::io::Result<ExitStatus>)>,
+    done_rx: mpsc::UnboundedReceiver<(u64, std::io::Result<ExitStatus>)>,
+}
+
+/// How a reload reads the new jobs.
+pub type Reload<'a> = &'a mut dyn FnMut() -> anyhow::Result<(Vec<JobSpec>, u32)>;
+
+impl Engine {
+    pub fn new(w: Watching, plan: Plan, specs: Vec<JobSpec>) -> Self {
+        let jobs = specs
+            .into_iter()
+            .map(|spec| Job::new(spec, &w.watches, &plan))
+            .collect();
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        Self {
+            w,
+            plan,
+            jobs,
+            once: false,
+            runs: 0,
+            done_tx,
+            done_rx,
+        }
+    }
+
+    /// Runs until SIGINT or SIGTERM (or the first run's end with `once`).
+    /// With `reload`, SIGHUP reads the jobs anew and applies them in place.
+    pub async fn run(&mut self, mut reload: Option<Reload<'_>>) -> anyhow::Result<()> {
+        // Only with a reload: otherwise SIGHUP keeps its default action (a
+        // `run` in a closed terminal ends).
+        let mut hup = match reload {
+            Some(_) => Some(signal(SignalKind::hangup())?),
+            None => None,
+        };
+        let mut losses = LossWatch::default();
+        let mut check_tick = tokio::time::interval(Duration::from_secs(1));
+        let now = Instant::now();
+        for i in 0..self.jobs.len() {
+            if self.jobs[i].spec.run_at_start && self.fire(i, now)? {
+                return Ok(());
+            }
+        }
+        loop {
+            let due = self.jobs.iter().filter_map(Job::due).min();
+            tokio::select! {
+                batch_read = self.w.events.next_batch(|ev| {
+                    match ev {
+                        Ok(ev) => {
+                            let now = Instant::now();
+                            tracing::debug!("{}", crate::output::text_line(&ev, false));
+                            for job in &mut self.jobs {
+                                job.offer(&ev, now);
+                            }
+                        }
+                        Err(e) => tracing::warn!("skipping a malformed event: {e}"),
+                    }
+                    Ok(())
+                }) => batch_read?,
+                _ = check_tick.tick() => {
+                    let lost = losses.check(&self.w.probes);
+                    let flagged = take_flags(&mut self.w.probes);
+                    let now = Instant::now();
+                    for job in &mut self.jobs {
+                        job.note(&lost, &flagged, now);
+                    }
+                }
+                () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                    let now = Instant::now();
+                    for i in 0..self.jobs.len() {
+                        if self.jobs[i].due().is_some_and(|d| d <= now) && self.fire(i, now)? {
+                            return Ok(());
+                        }
+                    }
+                }
+                Some((run, status)) = self.done_rx.recv() => {
+                    // A job removed by a reload may still have had a run.
+                    if let Some(job) = self.jobs.iter_mut().find(|j| j.running == Some(run)) {
+                        job.running = None;
+                    }
+                    if self.once {
+                        let status = status?;
+                        anyhow::ensure!(status.success(), "the action failed ({status})");
+                        return Ok(());
+                    }
+                }
+                () = hangup(&mut hup) => {
+                    if let Some(read) = reload.as_mut() {
+                        self.reload(read);
+                    }
+                }
+                () = self.w.stop.wait() => {
+                    crate::notify::send("STOPPING=1");
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Starts job `i`'s action for its batch: a command, which runs on,
+    /// or a signal, which is done at once. Returns whether to exit
+    /// (`once`, and nothing runs on).
+    fn fire(&mut self, i: usize, now: Instant) -> anyhow::Result<bool> {
+        // The flags raised by this batch's events are spent; the other
+        // jobs get those that are up.
+        let flagged = take_flags(&mut self.w.probes);
+        for (j, job) in self.jobs.iter_mut().enumerate() {
+            if j != i {
+                job.note(&[], &flagged, now);
+            }
+        }
+        let job = &mut self.jobs[i];
+        let batch = mem::take(&mut job.batch);
+        job.last_start = Some(now);
+        let name = job.spec.label();
+        match &job.spec.action {
+            Action::Signal { signal, target } => {
+                let signal_name = signal_name(*signal);
+                match deliver(*signal, target) {
                     Ok(pids) => {
                         let pids: Vec<String> = pids.iter().map(i32::to_string).collect();
-                        eprintln!(
-                            "watcher: sent {name} to pid {} ({} changes)",
+                        tracing::info!(
+                            "{name}sent {signal_name} to pid {} ({} changes)",
                             pids.join(", "),
                             batch.events
                         );
                     }
-                    Err(e) if args.once => anyhow::bail!("cannot send {name}: {e}"),
-                    Err(e) => eprintln!("watcher: cannot send {name}: {e}"),
+                    Err(e) if self.once => anyhow::bail!("cannot send {signal_name}: {e}"),
+                    Err(e) => tracing::error!("{name}cannot send {signal_name}: {e}"),
                 }
-                Ok(None)
+                Ok(self.once)
             }
-            _ => match action::start(&spec, batch, &w.watches) {
-                Ok(running) => Ok(Some(running)),
-                Err(e) if args.once => anyhow::bail!("cannot start the action: {e}"),
+            Action::Command(spec) => match action::start(&name, spec, &batch, &job.watches) {
+                Ok(mut running) => {
+                    self.runs += 1;
+                    let run = self.runs;
+                    job.running = Some(run);
+                    let limit = job.spec.timeout;
+                    let done = self.done_tx.clone();
+                    tokio::spawn(async move {
+                        let status = running.wait(limit).await;
+                        let _ = done.send((run, status));
+                    });
+                    Ok(false)
+                }
+                Err(e) if self.once => anyhow::bail!("cannot start the action: {e}"),
                 Err(e) => {
-                    eprintln!("watcher: cannot start the action: {e}");
-                    Ok(None)
+                    tracing::error!("{name}cannot start the action: {e}");
+                    Ok(false)
                 }
             },
         }
-    };
-
-    if args.run_at_start {
-        running = fire(&batch)?;
-        last_start = Some(Instant::now());
-        if running.is_none() && args.once {
-            return Ok(());
-        }
     }
-    loop {
-        let due = match (&running, batch.is_empty(), last_change) {
-            (None, false, Some(change)) => {
-                let settled = change + args.settle;
-                Some(last_start.map_or(settled, |s| settled.max(s + args.interval)))
-            }
-            _ => None,
-        };
-        tokio::select! {
-            batch_read = w.events.next_batch(|ev| {
-                match ev {
-                    Ok(ev) => batch.add(&ev, args.max_paths as usize),
-                    Err(e) => eprintln!("watcher: skipping a malformed event: {e}"),
-                }
-                Ok(())
-            }) => {
-                batch_read?;
-                last_change = Some(Instant::now());
-            }
-            _ = check_tick.tick() => {
-                // Lost events, and watches the kernel flagged, are changes
-                // even when no event arrived for them.
-                let was_empty = batch.is_empty();
-                batch.add_lost(&losses.check(&w.probes));
-                // The kernel flags every hit, also those --include and
-                // --exclude leave out: then only events count.
-                if !w.events.filters_paths() {
-                    batch.flag(&take_flags(&mut w.probes));
-                }
-                if was_empty && !batch.is_empty() {
-                    last_change = Some(Instant::now());
-                }
-            }
-            () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
-                // The flags raised by this batch's events are spent; those
-                // raised from now on belong to the next batch.
-                take_flags(&mut w.probes);
-                let done = mem::take(&mut batch);
-                running = fire(&done)?;
-                last_start = Some(Instant::now());
-                if running.is_none() && args.once {
-                    return Ok(());
-                }
-            }
-            status = wait(&mut running, args.timeout) => {
-                running = None;
-                if args.once {
-                    let status = status?;
-                    anyhow::ensure!(status.success(), "the action failed ({status})");
-                    return Ok(());
-                }
-            }
-            () = w.stop.wait() => return Ok(()),
+
+    /// Reads the jobs anew and applies them while the programs stay
+    /// attached. A job that keeps its name keeps its batch and its run; a
+    /// watch that stays keeps its id, so none of its changes is missed. A
+    /// configuration that does not load leaves everything as it was.
+    fn reload(&mut self, read: Reload<'_>) {
+        crate::notify::reloading();
+        match read().and_then(|(specs, ring)| self.apply(specs, ring)) {
+            Ok(summary) => tracing::info!("reloaded: {summary}"),
+            Err(e) => tracing::error!("reload refused, the running configuration stays: {e:#}"),
         }
+        crate::notify::send("READY=1");
+    }
+
+    fn apply(&mut self, specs: Vec<JobSpec>, ring_buffer_size: u32) -> anyhow::Result<String> {
+        if ring_buffer_size != self.plan.ring_buffer_size {
+            tracing::warn!(
+                "a new ring_buffer_size takes effect at the next start, not at a reload"
+            );
+        }
+        let plan = plan(&specs, self.plan.ring_buffer_size);
+        crate::start::rewatch(&mut self.w, &plan)?;
+        let mut old: HashMap<String, Job> = self
+            .jobs
+            .drain(..)
+            .map(|job| (job.spec.name.clone(), job))
+            .collect();
+        let (mut added, mut kept) = (0, 0);
+        let now = Instant::now();
+        let mut starting = Vec::new();
+        for spec in specs {
+            match old.remove(&spec.name) {
+                Some(mut job) => {
+                    kept += 1;
+                    job.spec = spec;
+                    job.place(&self.w.watches, &plan);
+                    self.jobs.push(job);
+                }
+                None => {
+                    added += 1;
+                    if spec.run_at_start {
+                        starting.push(self.jobs.len());
+                    }
+                    self.jobs.push(Job::new(spec, &self.w.watches, &plan));
+                }
+            }
+        }
+        self.plan = plan;
+        for i in starting {
+            // `once` is a command-line option: never set here.
+            self.fire(i, now)?;
+        }
+        Ok(format!(
+            "{} watches ({added} added, {kept} kept, {} removed), {} directories",
+            self.jobs.len(),
+            old.len(),
+            self.w.watches.len()
+        ))
+    }
+}
+
+/// Waits for SIGHUP, or forever when it is not handled.
+async fn hangup(hup: &mut Option<Signal>) {
+    match hup {
+        Some(hup) => {
+            hup.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
 /// The watches the kernel flagged as changed, clearing the flags.
 fn take_flags(probes: &mut Probes) -> Vec<u32> {
     probes.take_dirty().unwrap_or_else(|e| {
-        eprintln!("watcher: cannot read the change flags: {e}");
+        tracing::warn!("cannot read the change flags: {e}");
         Vec::new()
     })
-}
-
-/// Waits for the running action, or forever when there is none.
-async fn wait(
-    running: &mut Option<Running>,
-    limit: Duration,
-) -> std::io::Result<std::process::ExitStatus> {
-    match running {
-        Some(r) => r.wait(limit).await,
-        None => std::future::pending().await,
-    }
 }
