@@ -233,23 +233,9 @@ impl Probes {
         settings.filters = w.filters.bits();
         self.write_settings(&settings)?;
 
-        let gone: Vec<Watch> = self
-            .watches
-            .iter()
-            .filter(|old| {
-                !w.watches
-                    .iter()
-                    .any(|new| new.id == old.id && new.key == old.key)
-            })
-            .cloned()
-            .collect();
+        let gone: Vec<Watch> = lacking(&self.watches, w.watches).cloned().collect();
         // A slot is reused only after its counters are cleared.
-        let fresh: Vec<u32> = w
-            .watches
-            .iter()
-            .filter(|new| !self.watches.contains(new))
-            .map(|new| new.id)
-            .collect();
+        let fresh: Vec<u32> = lacking(w.watches, &self.watches).map(|n| n.id).collect();
         for id in fresh {
             self.clear_slot(id)?;
         }
@@ -439,6 +425,13 @@ impl Probes {
             .map(|(watch, slot)| Ok((watch, self.lost.get(&slot, 0)?.iter().sum())))
             .collect()
     }
+}
+
+/// The watches of `these` that `those` lacks (by id and identity).
+fn lacking<'a>(these: &'a [Watch], those: &'a [Watch]) -> impl Iterator<Item = &'a Watch> {
+    these
+        .iter()
+        .filter(|a| !those.iter().any(|b| a.id == b.id && a.key == b.key))
 }
 
 fn map_err(map: &'static str) -> impl Fn(MapError) -> LoadError {

@@ -40,18 +40,6 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// What is watched unless told otherwise: every change of a tree's
-    /// contents (all but `attrib` and `close_write`).
-    pub const DEFAULT: [Self; 7] = [
-        Self::Write,
-        Self::Create,
-        Self::Delete,
-        Self::Rename,
-        Self::Mkdir,
-        Self::Link,
-        Self::Truncate,
-    ];
-
     pub const ALL: [Self; 9] = [
         Self::Write,
         Self::Create,
@@ -63,6 +51,11 @@ impl Kind {
         Self::Attrib,
         Self::CloseWrite,
     ];
+
+    /// What is watched unless told otherwise: every change of a tree's
+    /// contents, all but the last two of [`Self::ALL`] (`attrib` and
+    /// `close_write`).
+    pub const DEFAULT: &[Self] = Self::ALL.split_at(7).0;
 
     pub fn name(self) -> &'static str {
         match self {

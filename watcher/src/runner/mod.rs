@@ -127,20 +127,16 @@ pub fn plan(jobs: &[JobSpec], ring_buffer_size: u32) -> Plan {
     let mut dirs: Vec<PathBuf> = Vec::new();
     let mut kinds: Vec<Kind> = Vec::new();
     for job in jobs {
-        dirs.extend(
-            job.dirs
-                .iter()
-                .filter(|d| !dirs.contains(d))
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
-        kinds.extend(
-            job.kinds
-                .iter()
-                .filter(|k| !kinds.contains(k))
-                .copied()
-                .collect::<Vec<_>>(),
-        );
+        for dir in &job.dirs {
+            if !dirs.contains(dir) {
+                dirs.push(dir.clone());
+            }
+        }
+        for kind in &job.kinds {
+            if !kinds.contains(kind) {
+                kinds.push(*kind);
+            }
+        }
     }
     let process = match jobs.split_first() {
         Some((first, rest)) if rest.iter().all(|j| j.process == first.process) => {
