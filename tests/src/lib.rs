@@ -442,3 +442,22 @@ fn base64_decode(s: &str) -> Vec<u8> {
 pub fn of_pid(events: &[Value], pid: u32) -> Vec<&Value> {
     events.iter().filter(|ev| ev["pid"] == pid).collect()
 }
+
+/// The runs the `record` helper (the tests' action) logged to `log` so
+/// far, one JSON object each.
+pub fn recorded_runs(log: &Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("record writes JSON"))
+        .collect()
+}
+
+/// What one run of `record` received on its stdin.
+pub fn recorded_stdin(run: &Value) -> Vec<u8> {
+    let hex = run["stdin_hex"].as_str().expect("stdin_hex");
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}

@@ -10,7 +10,10 @@ use std::{
 };
 
 use serde_json::Value;
-use watcher_tests::{Mount, Tree, Watcher, chain, eventually, helper_bin, opener};
+use watcher_tests::{
+    Mount, Tree, Watcher, chain, eventually, helper_bin, opener, recorded_runs as runs,
+    recorded_stdin as stdin,
+};
 
 /// `watcher run --events write OPTIONS... DIRS... [-- ACTION...]` (no `--` when ACTION is
 /// empty, as with `--signal`).
@@ -35,15 +38,6 @@ fn start(options: &[&str], watched: &Path, log: &Path, record_args: &[&OsStr]) -
     run_watcher(options, &[watched], &action)
 }
 
-/// The runs `record` logged so far.
-fn runs(log: &Path) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("record writes JSON"))
-        .collect()
-}
-
 fn wait_for_runs(w: &Watcher, log: &Path, n: usize) -> Vec<Value> {
     eventually(
         &format!("run {n}"),
@@ -59,14 +53,6 @@ fn env<'a>(run: &'a Value, name: &str) -> &'a str {
     run["env"][name]
         .as_str()
         .unwrap_or_else(|| panic!("{name} not set in {run}"))
-}
-
-fn stdin(run: &Value) -> Vec<u8> {
-    let hex = run["stdin_hex"].as_str().unwrap();
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 /// NUL-separated paths from an action's stdin.

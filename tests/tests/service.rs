@@ -12,8 +12,10 @@ use std::{
     time::Duration,
 };
 
-use serde_json::Value;
-use watcher_tests::{Tree, Watcher, eventually, helper_bin, require_root, spawn, watcher_bin};
+use watcher_tests::{
+    Tree, Watcher, eventually, helper_bin, recorded_runs, recorded_stdin, require_root, spawn,
+    watcher_bin,
+};
 
 /// Writes `text` as a configuration file of mode 0644 and returns it.
 fn config(tree: &Tree, name: &str, text: &str) -> PathBuf {
@@ -36,31 +38,15 @@ fn watch(name: &str, dir: &Path, log: &Path, extra: &str) -> String {
 
 /// The paths every run `record` logged so far received on stdin.
 fn received(log: &Path) -> Vec<String> {
-    fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .flat_map(|line| {
-            let run: Value = serde_json::from_str(line).unwrap();
-            let hex = run["stdin_hex"].as_str().unwrap().to_owned();
-            let bytes: Vec<u8> = (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                .collect();
-            bytes
+    recorded_runs(log)
+        .iter()
+        .flat_map(|run| {
+            recorded_stdin(run)
                 .split(|&b| b == 0)
                 .filter(|p| !p.is_empty())
                 .map(|p| String::from_utf8(p.to_vec()).unwrap())
                 .collect::<Vec<_>>()
         })
-        .collect()
-}
-
-/// The runs `record` logged.
-fn runs(log: &Path) -> Vec<Value> {
-    fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
 
@@ -123,7 +109,7 @@ fn each_watch_runs_its_own_action_with_its_own_filters() {
         .collect();
     assert_eq!(all, expected, "no x.tmp, and the nested watch's files");
     // The outer watch's action is told about its own directory.
-    for run in runs(&all_log) {
+    for run in recorded_runs(&all_log) {
         assert_eq!(
             run["env"]["WATCHER_WATCHES"],
             tree.root.join("all").to_str().unwrap()
@@ -318,7 +304,7 @@ fn the_units_capabilities_are_enough() {
     let written = dir.join("written");
     fs::write(&written, b"x").unwrap();
     wait_received(&w, &log, &written);
-    let run = &runs(&log)[0];
+    let run = &recorded_runs(&log)[0];
     assert_eq!(run["process"]["uid"], "65534 65534 65534 65534");
     assert_eq!(run["process"]["cap_eff"], "0000000000000000");
     let stopped = w.stop();

@@ -202,16 +202,15 @@ impl Probes {
             exact: kernel.is_some(),
             specs: specs.to_vec(),
         };
-        probes.set_watching(watching)?;
-
         // The process programs first, the syscall programs (exit before
-        // enter) after them: no stash is written that nothing would take
-        // back, and no action is forked unseen.
+        // enter, once their maps are filled) after them: no stash is
+        // written that nothing would take back, and no action is forked
+        // unseen.
         for (category, name) in PROCESS_TRACEPOINTS {
             let link = probes.attach(name, category, name)?;
             probes.links.push(link);
         }
-        probes.attach_syscalls(watching.event_mask)?;
+        probes.set_watching(watching)?;
         let events =
             RingBuf::try_from(take_map("EVENTS", &mut probes.ebpf)?).map_err(map_err("EVENTS"))?;
         Ok((probes, events, logger))
@@ -295,10 +294,7 @@ impl Probes {
             }
         }
         self.watches = w.watches.to_vec();
-        if !self.syscall_links.is_empty() || !self.links.is_empty() {
-            self.attach_syscalls(w.event_mask)?;
-        }
-        Ok(())
+        self.attach_syscalls(w.event_mask)
     }
 
     fn write_settings(&mut self, settings: &Settings) -> Result<(), LoadError> {

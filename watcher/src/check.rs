@@ -205,16 +205,10 @@ fn check_machine(r: &mut Report) {
                         );
                     }
                 }
+                // read_offsets read their formats, so they are there: a
+                // missing one makes it fail, reported by the Err arm.
                 for (category, name) in tracefs::PROCESS_TRACEPOINTS {
-                    if tracefs::has_tracepoint(category, name) {
-                        r.line(Status::Ok, "tracepoint", &format!("{category}/{name}"));
-                    } else {
-                        r.line(
-                            Status::Fail,
-                            "tracepoint",
-                            &format!("{category}/{name} is missing"),
-                        );
-                    }
+                    r.line(Status::Ok, "tracepoint", &format!("{category}/{name}"));
                 }
                 Some((specs, offsets))
             }

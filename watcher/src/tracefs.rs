@@ -53,15 +53,6 @@ pub enum TracefsError {
 }
 
 /// Whether tracefs is mounted where aya looks for it.
-/// Whether tracepoint `category/name` exists (tracefs mounted).
-pub fn has_tracepoint(category: &str, name: &str) -> bool {
-    std::path::Path::new(TRACEFS)
-        .join("events")
-        .join(category)
-        .join(name)
-        .is_dir()
-}
-
 pub fn is_mounted() -> bool {
     Path::new(TRACEFS).join("events").is_dir()
 }

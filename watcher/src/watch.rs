@@ -17,7 +17,7 @@ use watcher_common::{
 use crate::{escape::escape, place::normalize};
 
 /// One watched directory.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Watch {
     /// Its id in the kernel's `WATCHES` map and in events.
     pub id: u32,

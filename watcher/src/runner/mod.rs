@@ -16,13 +16,7 @@ mod batch;
 mod signal;
 mod user;
 
-use std::{
-    collections::{HashMap, HashSet},
-    mem,
-    path::PathBuf,
-    process::ExitStatus,
-    time::Duration,
-};
+use std::{collections::HashMap, mem, path::PathBuf, process::ExitStatus, time::Duration};
 
 pub use action::{CommandSpec, StdinFormat, check_program};
 pub use signal::{Target, parse_signal};
@@ -224,11 +218,11 @@ impl Job {
             .dirs
             .iter()
             .filter_map(|dir| crate::watch::find(watches, dir))
-            .collect::<HashSet<&Watch>>()
-            .into_iter()
             .cloned()
             .collect();
+        // Two spellings of one directory are one watch.
         self.watches.sort_by_key(|w| w.id);
+        self.watches.dedup_by_key(|w| w.id);
         self.routes = watches
             .iter()
             .filter_map(|w| {
@@ -247,19 +241,9 @@ impl Job {
             self.spec.paths.is_empty() && same_kinds && plan.process == self.spec.process;
     }
 
-    /// The job's watches a change of watch `id` (`None`: undecided) counts
-    /// for: `Some(ids)`, `Some(None)` for all of them, or `None` when it
-    /// is none of the job's business.
-    fn route(&self, id: Option<u32>) -> Option<Option<&[u32]>> {
-        match id {
-            Some(id) => self.routes.get(&id).map(|ids| Some(ids.as_slice())),
-            None => Some(None),
-        }
-    }
-
     /// Takes `ev` into the batch when it is the job's.
     fn offer(&mut self, ev: &Event, now: Instant) {
-        let Some(ids) = self.route(ev.watch_id) else {
+        let Some(ids) = route(&self.routes, ev.watch_id) else {
             return;
         };
         if !self.spec.kinds.contains(&ev.kind) || !self.spec.process.admits(ev) {
@@ -276,8 +260,7 @@ impl Job {
         if !self.spec.paths.keeps(ev, root) {
             return;
         }
-        let ids = ids.map(<[u32]>::to_vec);
-        self.batch.add(ev, ids.as_deref(), self.spec.max_paths);
+        self.batch.add(ev, ids, self.spec.max_paths);
         self.last_change = Some(now);
     }
 
@@ -297,8 +280,8 @@ impl Job {
     fn note(&mut self, lost: &[(Option<u32>, u64)], flagged: &[u32], now: Instant) {
         let was_empty = self.batch.is_empty();
         for &(id, n) in lost {
-            if let Some(ids) = self.route(id).map(|ids| ids.map(<[u32]>::to_vec)) {
-                self.batch.add_lost(n, ids.as_deref());
+            if let Some(ids) = route(&self.routes, id) {
+                self.batch.add_lost(n, ids);
             }
         }
         if self.uses_flags {
@@ -313,6 +296,18 @@ impl Job {
         if was_empty && !self.batch.is_empty() {
             self.last_change = Some(now);
         }
+    }
+}
+
+/// The watches of a job a change of watch `id` (`None`: undecided)
+/// counts for, from its `routes`: `Some(ids)`, `Some(None)` for all of
+/// them, or `None` when it is none of the job's business. A function of
+/// the routes alone, so that the job's batch can take the result while it
+/// is borrowed.
+fn route(routes: &HashMap<u32, Vec<u32>>, id: Option<u32>) -> Option<Option<&[u32]>> {
+    match id {
+        Some(id) => routes.get(&id).map(|ids| Some(ids.as_slice())),
+        None => Some(None),
     }
 }
 
