@@ -64,6 +64,12 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// The benchmark's own loops and writers, in processes of their own.
+    #[command(hide = true)]
+    BenchChild {
+        #[command(subcommand)]
+        what: bench::Child,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -87,7 +93,11 @@ fn xtask(cli: Cli) -> anyhow::Result<()> {
     // SAFETY: single-threaded at this point.
     unsafe { env::set_var("PATH", path) };
 
-    setup()?;
+    // The benchmark's children run from a set-up machine; checking it again
+    // for each of them would be measured.
+    if !matches!(cli.command, Task::BenchChild { .. }) {
+        setup()?;
+    }
     match cli.command {
         Task::Setup => Ok(()),
         Task::Build => build(),
@@ -101,6 +111,7 @@ fn xtask(cli: Cli) -> anyhow::Result<()> {
         Task::Docs => docs(&root),
         Task::Test { args } => test(&root, &args),
         Task::Bench { quick } => bench::bench(&root, quick),
+        Task::BenchChild { what } => bench::child(what),
     }
 }
 

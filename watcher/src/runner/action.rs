@@ -17,7 +17,11 @@ use tokio::{
 };
 
 use super::{batch::Batch, user::RunAs};
-use crate::{escape::escape, watch::Watch};
+use crate::{
+    escape::escape,
+    output::{Field, write_json},
+    watch::Watch,
+};
 
 /// How the changed paths reach the action's stdin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -208,16 +212,18 @@ fn stdin_bytes(batch: &Batch, format: StdinFormat) -> Vec<u8> {
             }
         }
         StdinFormat::Jsonl => {
+            // Writing to a Vec cannot fail.
             for path in &batch.paths {
-                let mut obj = serde_json::Map::new();
-                crate::output::insert_bytes(&mut obj, "path", path);
-                let _ = serde_json::to_writer(&mut out, &obj);
+                let _ = write_json(&mut out, &[("path", Field::Bytes(path))]);
                 out.push(b'\n');
             }
             if batch.omitted > 0 {
-                let _ = serde_json::to_writer(
+                let _ = write_json(
                     &mut out,
-                    &serde_json::json!({"truncated": true, "omitted": batch.omitted}),
+                    &[
+                        ("truncated", Field::Flag),
+                        ("omitted", Field::Uint(batch.omitted)),
+                    ],
                 );
                 out.push(b'\n');
             }

@@ -1,0 +1,122 @@
+//! Start-up time and memory by tree size, beside `inotifywait -r`.
+
+use std::{fs, path::Path, process::Command};
+
+use anyhow::Context as _;
+
+use super::{Proc, Ready, Samples, Start};
+
+/// `size` directories under `root` (itself included), a thousand to a
+/// parent, so that no directory is unusually large.
+pub fn make_tree(root: &Path, size: usize) -> anyhow::Result<()> {
+    let _ = fs::remove_dir_all(root);
+    fs::create_dir_all(root)?;
+    let mut made = 1;
+    let mut parent = 0;
+    while made < size {
+        let dir = root.join(format!("p{parent}"));
+        fs::create_dir(&dir)?;
+        made += 1;
+        for child in 0..999 {
+            if made >= size {
+                break;
+            }
+            fs::create_dir(dir.join(format!("c{child}")))?;
+            made += 1;
+        }
+        parent += 1;
+    }
+    Ok(())
+}
+
+pub struct ScaleRow {
+    pub size: usize,
+    pub watcher: Samples,
+    pub inotify: Samples,
+}
+
+pub fn start_watcher(bin: &Path, tree: &Path) -> anyhow::Result<Start> {
+    let (proc, ready) = Proc::start(
+        Command::new(bin).arg("trace").arg(tree),
+        Ready::stderr("watching"),
+    )?;
+    let ready = ready.context("watcher did not start")?;
+    let pid = proc.id();
+    Ok(Start {
+        ready: Some(ready),
+        rss: rss(pid)?,
+        maps: bpf_map_bytes(pid)?,
+    })
+}
+
+pub fn start_inotifywait(tree: &Path) -> anyhow::Result<Start> {
+    let (proc, ready) = Proc::start(
+        Command::new("inotifywait")
+            .args([
+                "-r",
+                "-m",
+                "-e",
+                "modify,close_write,create,moved_to,delete",
+            ])
+            .arg(tree),
+        Ready::stderr("Watches established").failing("upper limit"),
+    )?;
+    let rss = rss(proc.id()).unwrap_or(0);
+    Ok(Start {
+        ready,
+        rss,
+        maps: 0,
+    })
+}
+
+/// VmRSS of `pid`, bytes.
+fn rss(pid: u32) -> anyhow::Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .context("no VmRSS")
+}
+
+/// Kernel memory of the BPF maps `pid` holds open (`memlock` in their
+/// fdinfo).
+fn bpf_map_bytes(pid: u32) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        let Ok(info) = fs::read_to_string(entry?.path()) else {
+            continue;
+        };
+        if !info.contains("map_type:") {
+            continue;
+        }
+        total += info
+            .lines()
+            .find_map(|l| l.strip_prefix("memlock:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trees_have_the_size_asked_for() {
+        let dir = std::env::temp_dir().join(format!("xtask-tree-{}", std::process::id()));
+        make_tree(&dir, 2_345).unwrap();
+        let count = walk(&dir);
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(count, 2_345);
+    }
+
+    fn walk(dir: &Path) -> usize {
+        1 + fs::read_dir(dir)
+            .unwrap()
+            .map(|e| walk(&e.unwrap().path()))
+            .sum::<usize>()
+    }
+}
