@@ -550,7 +550,93 @@ fn locate(text: &str, offset: usize, key: Option<&str>) -> (usize, Option<String
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Lines a configuration is made of: every key, with values of the
+    /// right and the wrong kind, and TOML's own syntax.
+    fn config_line() -> impl Strategy<Value = String> {
+        let key = prop::sample::select(vec![
+            "name",
+            "dirs",
+            "events",
+            "pid",
+            "uid",
+            "comm",
+            "exclude_comm",
+            "include",
+            "exclude",
+            "command",
+            "signal",
+            "process_name",
+            "target_pid",
+            "pidfile",
+            "shell",
+            "user",
+            "stdin_format",
+            "settle",
+            "interval",
+            "timeout",
+            "run_at_start",
+            "max_paths",
+            "ring_buffer_size",
+            "bogus",
+        ]);
+        let value = prop::sample::select(vec![
+            r#""/tmp""#,
+            r#"["/tmp", "/"]"#,
+            "[]",
+            r#""""#,
+            "0",
+            "-1",
+            "4294967296",
+            "true",
+            r#""5s""#,
+            r#""x""#,
+            r#""HUP""#,
+            r#"["true"]"#,
+            r#""all""#,
+            r#""1M""#,
+            "{ a = 1 }",
+            r#""\u0000""#,
+            "1e400",
+            r#""[""#,
+            "'''\n'''",
+            "\"\u{7f}\\n\"",
+        ]);
+        prop_oneof![
+            (key, value).prop_map(|(k, v)| format!("{k} = {v}")),
+            Just("[[watch]]".to_string()),
+            Just("[watch]".to_string()),
+            ".{0,40}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Any text is accepted or refused with a place inside it and a
+        /// message; nothing panics.
+        #[test]
+        fn any_configuration_is_accepted_or_refused(
+            lines in prop::collection::vec(config_line(), 0..12),
+        ) {
+            let text = lines.join("\n");
+            if let Err(e) = parse(&text) {
+                let (line, _) = locate(&text, e.offset, e.key.as_deref());
+                prop_assert!(line >= 1 && line <= text.lines().count() + 1, "line {}", line);
+                prop_assert!(!e.message.is_empty());
+            }
+        }
+
+        #[test]
+        fn any_text_is_accepted_or_refused(text in "\\PC{0,200}") {
+            if let Err(e) = parse(&text) {
+                let _ = locate(&text, e.offset, e.key.as_deref());
+            }
+        }
+    }
 
     fn error(text: &str) -> String {
         let e = parse(text).unwrap_err();

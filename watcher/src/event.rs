@@ -437,9 +437,53 @@ impl Event {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use watcher_common::TASK_COMM_LEN;
 
     use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
+
+        /// Whatever the ring buffer holds, a record is decoded or refused:
+        /// well-formed records with any field values, then with bytes
+        /// changed, added and cut, and plain noise.
+        #[test]
+        fn any_record_is_decoded_or_refused(
+            kind in 0u32..16,
+            syscall in 0u32..64,
+            targets in prop::collection::vec(
+                (
+                    prop::collection::vec(any::<u8>(), 0..64),
+                    prop::collection::vec(any::<u8>(), 0..64),
+                    any::<u32>(),
+                ),
+                0..3,
+            ),
+            flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+            cut in any::<prop::sample::Index>(),
+            tail in prop::collection::vec(any::<u8>(), 0..32),
+            exact in any::<bool>(),
+        ) {
+            let clock = Clock::new();
+            let targets: Vec<(&[u8], &[u8], u32)> = targets
+                .iter()
+                .map(|(n, c, s)| (n.as_slice(), c.as_slice(), *s))
+                .collect();
+            let mut bytes = record(kind, syscall, &targets);
+            let _ = decode(&bytes, &clock, exact);
+            for (at, value) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] = value;
+            }
+            let _ = decode(&bytes, &clock, exact);
+            bytes.extend_from_slice(&tail);
+            let _ = decode(&bytes, &clock, exact);
+            bytes.truncate(cut.index(bytes.len() + 1));
+            let _ = decode(&bytes, &clock, exact);
+            let _ = decode(&tail, &clock, exact);
+        }
+    }
 
     /// A record with one target per (name, components, status).
     fn record(kind: u32, syscall: u32, targets: &[(&[u8], &[u8], u32)]) -> Vec<u8> {

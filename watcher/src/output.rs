@@ -73,18 +73,15 @@ fn open_output(path: &PathBuf) -> io::Result<File> {
 pub struct Printer<'a> {
     format: Format,
     sink: Sink,
-    watches: &'a [Watch],
+    /// The watches, for the JSON and journal `watch` field: set once they
+    /// are known, after the output was opened.
+    pub watches: &'a [Watch],
     color: bool,
 }
 
 impl<'a> Printer<'a> {
     /// Events in `format` to `output` (stdout when `None`).
-    pub fn new(
-        format: Format,
-        output: Option<PathBuf>,
-        color: Color,
-        watches: &'a [Watch],
-    ) -> anyhow::Result<Self> {
+    pub fn new(format: Format, output: Option<PathBuf>, color: Color) -> anyhow::Result<Self> {
         let sink = match (format, output) {
             // `TraceArgs::validate` refuses an output file with it.
             (Format::Journal, _) => Sink::Journal(
@@ -112,7 +109,7 @@ impl<'a> Printer<'a> {
         Ok(Self {
             format,
             sink,
-            watches,
+            watches: &[],
             color,
         })
     }

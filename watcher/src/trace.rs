@@ -17,8 +17,11 @@ use crate::{
 const LOSS_CHECK: Duration = Duration::from_millis(200);
 
 pub async fn trace(args: TraceArgs, options: Options) -> anyhow::Result<()> {
+    // The output first: a file that cannot be opened stops watcher before
+    // anything is loaded.
+    let mut printer = Printer::new(args.format, args.output.clone(), args.color)?;
     let mut w = start(&args.watch.plan(), options)?;
-    let mut printer = Printer::new(args.format, args.output.clone(), args.color, &w.watches)?;
+    printer.watches = &w.watches;
     let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let mut losses = LossWatch::default();
     let mut tick = tokio::time::interval(LOSS_CHECK);
