@@ -78,22 +78,33 @@ fn ops(op: Op, iterations: u64, path: &CString) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens `path` for writing, created if need be, with one raw syscall;
+/// the descriptor (the caller closes it).
+pub fn open_new(path: &std::path::Path) -> anyhow::Result<libc::c_int> {
+    let c = CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: c is NUL-terminated and outlives the call.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+            0o644,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("creating {}", path.display()));
+    }
+    Ok(fd)
+}
+
 fn write(dir: &std::path::Path, files: u64) -> anyhow::Result<()> {
     for i in 0..files {
-        let path = CString::new(dir.join(format!("f{i}")).as_os_str().as_bytes())?;
-        // SAFETY: as in ops().
-        let fd = unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
-                0o644,
-            )
-        };
+        let fd = open_new(&dir.join(format!("f{i}")))?;
         // SAFETY: one byte from a live buffer to our descriptor.
-        if fd < 0 || unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) } != 1 {
+        if unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) } != 1 {
             bail!(
-                "writing {}: {}",
-                path.to_string_lossy(),
+                "writing in {}: {}",
+                dir.display(),
                 std::io::Error::last_os_error()
             );
         }

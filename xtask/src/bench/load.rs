@@ -2,10 +2,8 @@
 //! watcher.
 
 use std::{
-    ffi::CString,
     fs,
     io::{BufRead as _, BufReader},
-    os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
     process::{Child, Command},
     thread,
@@ -272,17 +270,8 @@ pub fn latency(
     });
     let mut returned = Vec::with_capacity(files);
     for i in 0..files {
-        let path = CString::new(dir.join(format!("lat-{i}")).as_os_str().as_bytes())?;
-        // SAFETY: path is NUL-terminated; the descriptor is closed at once.
-        let fd = unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
-                0o644,
-            )
-        };
+        let fd = super::child::open_new(&dir.join(format!("lat-{i}")))?;
         returned.push(boottime_ns());
-        ensure!(fd >= 0, "creating {}", path.to_string_lossy());
         // SAFETY: fd is ours.
         unsafe { libc::close(fd) };
         thread::sleep(gap);

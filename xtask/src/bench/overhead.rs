@@ -263,14 +263,7 @@ impl Bench<'_> {
             },
             Tool::Inotify => Armed::Process {
                 _proc: Proc::ready(
-                    Command::new("inotifywait")
-                        .args([
-                            "-r",
-                            "-m",
-                            "-e",
-                            "modify,close_write,create,moved_to,delete",
-                        ])
-                        .arg(dir),
+                    &mut super::scale::inotifywait(dir),
                     Ready::stderr("Watches established"),
                 )?,
             },

@@ -49,16 +49,22 @@ pub fn start_watcher(bin: &Path, tree: &Path) -> anyhow::Result<Start> {
     })
 }
 
+/// `inotifywait -r -m` on `tree`, for the changes watcher reports by default.
+pub fn inotifywait(tree: &Path) -> Command {
+    let mut cmd = Command::new("inotifywait");
+    cmd.args([
+        "-r",
+        "-m",
+        "-e",
+        "modify,close_write,create,moved_to,delete",
+    ])
+    .arg(tree);
+    cmd
+}
+
 pub fn start_inotifywait(tree: &Path) -> anyhow::Result<Start> {
     let (proc, ready) = Proc::start(
-        Command::new("inotifywait")
-            .args([
-                "-r",
-                "-m",
-                "-e",
-                "modify,close_write,create,moved_to,delete",
-            ])
-            .arg(tree),
+        &mut inotifywait(tree),
         Ready::stderr("Watches established").failing("upper limit"),
     )?;
     let rss = rss(proc.id()).unwrap_or(0);
