@@ -140,6 +140,15 @@ pub struct Op {
     current: u32,
 }
 
+impl Op {
+    /// An opened file's walk starts at the file, not at its name: then the
+    /// name is read in `emit`, for hits only (most opens are of no watch).
+    #[inline(always)]
+    fn name_deferred(&self) -> bool {
+        self.len == 1 && self.targets[0].file != 0
+    }
+}
+
 #[inline(always)]
 pub fn scratch() -> Option<&'static mut Scratch> {
     // SAFETY: per-CPU map value, and tracepoint programs run with
@@ -177,7 +186,7 @@ pub fn emit(hit: &Hit) -> Result<Option<u32>, i64> {
     if hit.quiet {
         return Ok(Some(watch));
     }
-    if op.len == 1 && op.targets[0].file != 0 {
+    if op.name_deferred() {
         read_name(0)?;
     }
     if first.verdict == UNDECIDED || second_verdict == UNDECIDED {
@@ -267,13 +276,11 @@ fn read_name(index: u32) -> Result<u32, i64> {
 #[inline(always)]
 fn decide(index: u32) -> Result<u32, i64> {
     let off = kernel_offsets();
-    // An opened file's walk starts at the file, not at its name: then the
-    // name is read in `emit`, for hits only (most opens are of no watch).
-    let deferred = {
-        let op = op().ok_or(0i64)?;
-        op.len == 1 && op.targets[0].file != 0
+    let name_len = if op().ok_or(0i64)?.name_deferred() {
+        0
+    } else {
+        read_name(index)?
     };
-    let name_len = if deferred { 0 } else { read_name(index)? };
     let (target, event, start) = current().ok_or(0i64)?;
     if target.file == 0 && name_len == 0 {
         // AT_EMPTY_PATH (or a null name, utimensat): the file dfd is on.

@@ -149,11 +149,8 @@ impl<'a> Printer<'a> {
                 writeln!(w, "{line}")
             }
             Format::Json => {
-                let mut fields = fields(ev, watch());
-                fields.insert(0, ("v", Field::Uint(SCHEMA_VERSION.into())));
-                let w = self.sink.writer().ok_or_else(no_writer)?;
-                write_json(w, &fields)?;
-                w.write_all(b"\n")
+                let fields = fields(ev, watch());
+                json_line(self.sink.writer().ok_or_else(no_writer)?, &fields)
             }
             Format::Journal => {
                 let fields = fields(ev, watch());
@@ -172,7 +169,7 @@ impl<'a> Printer<'a> {
     /// Events the kernel could not send (the ring buffer was full): `lost`
     /// since the last report, `total` since start.
     pub fn overflow(&mut self, time_ns: i128, lost: u64, total: u64) -> io::Result<()> {
-        let mut fields = vec![
+        let fields = vec![
             ("time", Field::Text(rfc3339(time_ns))),
             ("event", Field::Text("overflow".into())),
             ("lost", Field::Uint(lost)),
@@ -185,12 +182,7 @@ impl<'a> Printer<'a> {
                 let w = self.sink.writer().ok_or_else(no_writer)?;
                 writeln!(w, "{} {kind:<11} {message}", rfc3339(time_ns))
             }
-            Format::Json => {
-                let w = self.sink.writer().ok_or_else(no_writer)?;
-                fields.insert(0, ("v", Field::Uint(SCHEMA_VERSION.into())));
-                write_json(w, &fields)?;
-                w.write_all(b"\n")
-            }
+            Format::Json => json_line(self.sink.writer().ok_or_else(no_writer)?, &fields),
             Format::Journal => self.journal(&message, 4, &fields, None),
         }
     }
@@ -409,7 +401,10 @@ pub fn fields<'e>(ev: &'e Event, watch: Option<&'e [u8]>) -> Vec<(&'static str, 
 /// between (this runs for every event). Keys are plain identifiers. Bytes
 /// that are not UTF-8 cannot be a JSON string: their key holds a lossy
 /// rendering and `KEY_base64` the exact bytes.
-pub fn write_json<W: Write + ?Sized>(w: &mut W, fields: &[(&str, Field)]) -> io::Result<()> {
+pub fn write_json<'f, 'e: 'f, W: Write + ?Sized>(
+    w: &mut W,
+    fields: impl IntoIterator<Item = &'f (&'f str, Field<'e>)>,
+) -> io::Result<()> {
     // Pieces written as bytes: `write!` goes through the formatting
     // machinery, which was a quarter of watcher's time at full load.
     let mut sep: &[u8] = b"{";
@@ -442,7 +437,14 @@ pub fn write_json<W: Write + ?Sized>(w: &mut W, fields: &[(&str, Field)]) -> io:
             }
         }
     }
-    w.write_all(if fields.is_empty() { b"{}" } else { b"}" })
+    w.write_all(if sep == b"{" { b"{}" } else { b"}" })
+}
+
+/// One line of the JSON output: `"v"`, then `fields`.
+fn json_line<W: Write + ?Sized>(w: &mut W, fields: &[(&str, Field)]) -> io::Result<()> {
+    let version = ("v", Field::Uint(SCHEMA_VERSION.into()));
+    write_json(w, std::iter::once(&version).chain(fields))?;
+    w.write_all(b"\n")
 }
 
 /// `SEP"KEYSUFFIX":` (keys are plain identifiers).
