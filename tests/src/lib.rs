@@ -357,6 +357,34 @@ impl Drop for Watcher {
     }
 }
 
+/// A count the record helper found in its environment (`WATCHER_EVENTS`,
+/// `WATCHER_LOST`, ...).
+pub fn recorded_count(run: &Value, name: &str) -> u64 {
+    run["env"][name]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no count {name} in {run}"))
+}
+
+/// The record helper's runs in `log`, once the events they were told of,
+/// delivered (`WATCHER_EVENTS`) or lost (`WATCHER_LOST`), add up to
+/// `made`; never more.
+pub fn runs_accounting_for(w: &Watcher, log: &Path, made: u64) -> Vec<Value> {
+    eventually(
+        "delivered + lost = made",
+        || format!("stderr:\n{}", w.stderr()),
+        || {
+            let runs = recorded_runs(log);
+            let total: u64 = runs
+                .iter()
+                .map(|r| recorded_count(r, "WATCHER_EVENTS") + recorded_count(r, "WATCHER_LOST"))
+                .sum();
+            assert!(total <= made, "more than made: {runs:?}");
+            (total == made).then_some(runs)
+        },
+    )
+}
+
 /// Runs a command to completion, killing it after [`PATIENCE`]; returns
 /// its pid and output.
 pub fn spawn(cmd: &mut Command) -> (u32, Output) {

@@ -11,8 +11,8 @@ use std::{
 
 use serde_json::Value;
 use watcher_tests::{
-    Mount, Tree, Watcher, eventually, helper_bin, path_bytes, recorded_runs as runs,
-    recorded_stdin as stdin, spawn, watcher_bin,
+    Mount, Tree, Watcher, eventually, helper_bin, path_bytes, recorded_count,
+    recorded_runs as runs, recorded_stdin as stdin, runs_accounting_for, spawn, watcher_bin,
 };
 
 const WRITERS: usize = 8;
@@ -25,13 +25,6 @@ fn writer(dir: &Path, files: usize) -> Child {
         cmd.arg("openat:wc").arg(dir.join(format!("f{i}")));
     }
     cmd.stdout(Stdio::null()).spawn().expect("start a writer")
-}
-
-fn env_count(run: &Value, name: &str) -> usize {
-    run["env"][name]
-        .as_str()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} in {run}"))
 }
 
 #[test]
@@ -98,25 +91,13 @@ fn eight_writers_of_ten_thousand_files_are_each_reported_or_counted() {
 
     // run: the action ran after the burst and was told of every event,
     // delivered or lost.
-    let runs = eventually(
-        "every event in a run",
-        || format!("stderr:\n{}", run.stderr()),
-        || {
-            let runs = runs(&log);
-            let total: usize = runs
-                .iter()
-                .map(|r| env_count(r, "WATCHER_EVENTS") + env_count(r, "WATCHER_LOST"))
-                .sum();
-            assert!(total <= made, "more than made: {total}");
-            (total == made).then_some(runs)
-        },
-    );
+    let runs = runs_accounting_for(&run, &log, made as u64);
     eprintln!(
         "run: {} runs, {} lost",
         runs.len(),
         runs.iter()
-            .map(|r| env_count(r, "WATCHER_LOST"))
-            .sum::<usize>()
+            .map(|r| recorded_count(r, "WATCHER_LOST"))
+            .sum::<u64>()
     );
 }
 
@@ -374,9 +355,11 @@ fn names_of_255_bytes_and_paths_past_4096_bytes_stay_exact_or_marked() {
         || run.stderr(),
         || {
             let runs = runs(&log);
-            let seen: usize = runs
+            let seen: u64 = runs
                 .iter()
-                .map(|r| env_count(r, "WATCHER_PATHS") + env_count(r, "WATCHER_PATHS_OMITTED"))
+                .map(|r| {
+                    recorded_count(r, "WATCHER_PATHS") + recorded_count(r, "WATCHER_PATHS_OMITTED")
+                })
                 .sum();
             (seen >= 2).then_some(runs)
         },
@@ -387,9 +370,9 @@ fn names_of_255_bytes_and_paths_past_4096_bytes_stay_exact_or_marked() {
         paths.contains(long_file.as_os_str().as_bytes()),
         "{paths:?}"
     );
-    let omitted: usize = runs
+    let omitted: u64 = runs
         .iter()
-        .map(|r| env_count(r, "WATCHER_PATHS_OMITTED"))
+        .map(|r| recorded_count(r, "WATCHER_PATHS_OMITTED"))
         .sum();
     assert!(
         paths.contains(deep_file.as_os_str().as_bytes()) || omitted == 1,

@@ -11,8 +11,8 @@ use std::{
 
 use serde_json::Value;
 use watcher_tests::{
-    Mount, Tree, Watcher, chain, eventually, helper_bin, opener, recorded_runs as runs,
-    recorded_stdin as stdin,
+    Mount, Tree, Watcher, chain, eventually, helper_bin, opener, recorded_count,
+    recorded_runs as runs, recorded_stdin as stdin, runs_accounting_for,
 };
 
 /// `watcher run --events write OPTIONS... DIRS... [-- ACTION...]` (no `--` when ACTION is
@@ -549,22 +549,9 @@ fn with_a_tiny_ring_buffer_a_burst_still_runs_the_action_and_counts_every_loss()
     w.send(libc::SIGCONT);
 
     // Every event is delivered or counted as lost: their sum is exact.
-    let count = |run: &Value, name: &str| env(run, name).parse::<u64>().unwrap();
-    let runs = eventually(
-        "delivered + lost = produced",
-        || format!("stderr:\n{}", w.stderr()),
-        || {
-            let runs = runs(&log);
-            let total: u64 = runs
-                .iter()
-                .map(|r| count(r, "WATCHER_EVENTS") + count(r, "WATCHER_LOST"))
-                .sum();
-            assert!(total <= FILES, "more than produced: {runs:?}");
-            (total == FILES).then_some(runs)
-        },
-    );
+    let runs = runs_accounting_for(&w, &log, FILES);
     assert!(
-        runs.iter().any(|r| count(r, "WATCHER_LOST") > 0),
+        runs.iter().any(|r| recorded_count(r, "WATCHER_LOST") > 0),
         "nothing lost with 4k: {runs:?}"
     );
     assert!(

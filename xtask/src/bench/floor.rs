@@ -11,6 +11,8 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+use super::FdInfo;
+
 // From linux/bpf.h.
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TYPE_TRACEPOINT: u32 = 5;
@@ -69,17 +71,11 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
 /// The tracepoints (`sys_enter_openat`, `sched_process_exit`, …) that
 /// process `pid` has eBPF links to, from its descriptors' fdinfo.
 pub fn attached_tracepoints(pid: u32) -> anyhow::Result<Vec<String>> {
-    let mut names = Vec::new();
-    for entry in fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
-        let Ok(info) = fs::read_to_string(entry?.path()) else {
-            continue;
-        };
-        if info.lines().any(|l| l == "event_type:\ttracepoint")
-            && let Some(name) = info.lines().find_map(|l| l.strip_prefix("tp_name:\t"))
-        {
-            names.push(name.to_string());
-        }
-    }
+    let mut names: Vec<String> = FdInfo::of(pid)?
+        .iter()
+        .filter(|info| info.get("event_type") == Some("tracepoint"))
+        .filter_map(|info| Some(info.get("tp_name")?.to_string()))
+        .collect();
     names.sort();
     names.dedup();
     Ok(names)

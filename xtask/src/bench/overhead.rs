@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 
-use super::{Proc, Ready, Stat, child::Op, floor::Floor};
+use super::{FdInfo, Proc, Ready, Stat, child::Op, floor::Floor};
 use crate::step;
 
 /// What is attached while the operations run.
@@ -206,13 +206,10 @@ impl Bench<'_> {
         } else {
             &layout.outside
         };
-        let op = match case.op() {
-            Op::Getppid => "getppid",
-            Op::OpenWrite => "open-write",
-            Op::OpenRead => "open-read",
-        };
+        // The operation as the child's command line names it.
+        let op = clap::ValueEnum::to_possible_value(&case.op()).context("an operation's name")?;
         let out = Command::new(std::env::current_exe()?)
-            .args(["bench-child", "ops", op, &iterations.to_string()])
+            .args(["bench-child", "ops", op.get_name(), &iterations.to_string()])
             .arg(path)
             .stderr(Stdio::inherit())
             .output()
@@ -426,29 +423,24 @@ struct ProgramStats {
 fn program_stats(pid: u32) -> anyhow::Result<BTreeMap<String, ProgramStats>> {
     let mut names = BTreeMap::new();
     let mut stats = BTreeMap::new();
-    for entry in fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
-        let Ok(info) = fs::read_to_string(entry?.path()) else {
+    for info in FdInfo::of(pid)? {
+        let Some(id) = info.get("prog_id") else {
             continue;
         };
-        let field = |key: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(key)?.strip_prefix(":\t"))
-        };
-        let Some(id) = field("prog_id") else { continue };
-        if let Some(tp) = field("tp_name") {
+        if let Some(tp) = info.get("tp_name") {
             let name = ["sys_enter", "sys_exit"]
                 .into_iter()
                 .find(|p| tp.starts_with(p))
                 .unwrap_or(tp);
             names.insert(id.to_string(), name.to_string());
-        } else if let (Some(ns), Some(runs)) = (field("run_time_ns"), field("run_cnt")) {
-            let number = |v: Option<&str>| v.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        } else if let (Some(ns), Some(runs)) = (info.number("run_time_ns"), info.number("run_cnt"))
+        {
             stats.insert(
                 id.to_string(),
                 ProgramStats {
-                    ns: number(Some(ns)),
-                    runs: number(Some(runs)),
-                    insns: number(field("verified_insns")),
+                    ns,
+                    runs,
+                    insns: info.number("verified_insns").unwrap_or(0),
                 },
             );
         }

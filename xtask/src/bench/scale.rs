@@ -4,7 +4,7 @@ use std::{fs, path::Path, process::Command};
 
 use anyhow::Context as _;
 
-use super::{Proc, Ready, Samples, Start};
+use super::{FdInfo, Proc, Ready, Samples, Start};
 
 /// `size` directories under `root` (itself included), a thousand to a
 /// parent, so that no directory is unusually large.
@@ -89,21 +89,11 @@ fn rss(pid: u32) -> anyhow::Result<u64> {
 /// Kernel memory of the BPF maps `pid` holds open (`memlock` in their
 /// fdinfo).
 fn bpf_map_bytes(pid: u32) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for entry in fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
-        let Ok(info) = fs::read_to_string(entry?.path()) else {
-            continue;
-        };
-        if !info.contains("map_type:") {
-            continue;
-        }
-        total += info
-            .lines()
-            .find_map(|l| l.strip_prefix("memlock:"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    Ok(total)
+    Ok(FdInfo::of(pid)?
+        .iter()
+        .filter(|info| info.get("map_type").is_some())
+        .filter_map(|info| info.number("memlock"))
+        .sum())
 }
 
 #[cfg(test)]
