@@ -145,8 +145,8 @@ pub fn chain(base: &Path, depth: u32) -> PathBuf {
 }
 
 /// A tmpfs mounted for a test, unmounted on drop (declare it after the
-/// [`Tree`] it is in, so that it goes first).
-pub struct Mount(PathBuf);
+/// [`Tree`] it is in, so that it goes first) unless it was already.
+pub struct Mount(Option<PathBuf>);
 
 impl Mount {
     pub fn tmpfs(at: &Path) -> Self {
@@ -160,13 +160,21 @@ impl Mount {
             "mount: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Self(at.to_path_buf())
+        Self(Some(at.to_path_buf()))
+    }
+
+    /// Unmounts it now.
+    pub fn unmount(mut self) {
+        let at = self.0.take().expect("mounted");
+        run("umount", &[at.as_os_str()]);
     }
 }
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = spawn(Command::new("umount").arg(&self.0));
+        if let Some(at) = &self.0 {
+            let _ = spawn(Command::new("umount").arg(at));
+        }
     }
 }
 
@@ -492,4 +500,18 @@ pub fn recorded_stdin(run: &Value) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
         .collect()
+}
+
+/// The documented JSON Lines schema, docs/events.schema.json.
+pub fn schema() -> jsonschema::Validator {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/events.schema.json");
+    let text = std::fs::read_to_string(path).expect("docs/events.schema.json");
+    let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
+    jsonschema::validator_for(&schema).expect("a valid JSON Schema")
+}
+
+/// Panics, with the reasons, unless `line` validates against `schema`.
+pub fn assert_valid(schema: &jsonschema::Validator, line: &Value) {
+    let errors: Vec<String> = schema.iter_errors(line).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{line}\n{errors:#?}");
 }

@@ -17,7 +17,8 @@ use std::{
 
 use serde_json::{Value, json};
 use watcher_tests::{
-    Tree, Watcher, eventually, helper_bin, of_pid, opener, path_bytes, run, spawn, watcher_bin,
+    Tree, Watcher, assert_valid, eventually, helper_bin, of_pid, opener, path_bytes, run, schema,
+    spawn, watcher_bin,
 };
 
 /// `watcher trace --format json ARGS... DIR`
@@ -244,15 +245,7 @@ fn w_lines(stdout: Vec<String>) -> Vec<Value> {
 
 #[test]
 fn every_kind_validates_against_the_documented_schema() {
-    let schema: Value = serde_json::from_str(
-        &fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../docs/events.schema.json"
-        ))
-        .expect("docs/events.schema.json"),
-    )
-    .expect("the schema is JSON");
-    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let validator = schema();
     let tree = Tree::new("schema");
     let media = tree.dir("media");
     let w = trace(&["--events", "all"], &media);
@@ -296,8 +289,7 @@ fn every_kind_validates_against_the_documented_schema() {
     }
     assert!(events.iter().any(|ev| ev.get("path_base64").is_some()));
     for ev in &events {
-        let errors: Vec<String> = validator.iter_errors(ev).map(|e| e.to_string()).collect();
-        assert!(errors.is_empty(), "{ev}\n{errors:#?}");
+        assert_valid(&validator, ev);
     }
     // The overflow record too.
     let lossy = trace(&["--events", "write", "--ring-buffer-size", "4k"], &media);
@@ -312,11 +304,7 @@ fn every_kind_validates_against_the_documented_schema() {
         .iter()
         .find(|ev| ev["event"] == "overflow")
         .expect("an overflow");
-    let errors: Vec<String> = validator
-        .iter_errors(overflow)
-        .map(|e| e.to_string())
-        .collect();
-    assert!(errors.is_empty(), "{overflow}\n{errors:#?}");
+    assert_valid(&validator, overflow);
     // And the schema is strict: an unknown field fails.
     let mut extra = events[0].clone();
     extra["surprise"] = json!(1);

@@ -11,8 +11,9 @@ use std::{
 
 use serde_json::Value;
 use watcher_tests::{
-    Mount, Tree, Watcher, eventually, helper_bin, path_bytes, recorded_count,
-    recorded_runs as runs, recorded_stdin as stdin, runs_accounting_for, spawn, watcher_bin,
+    Mount, Tree, Watcher, assert_valid, eventually, helper_bin, path_bytes, recorded_count,
+    recorded_runs as runs, recorded_stdin as stdin, run, runs_accounting_for, schema, spawn,
+    watcher_bin,
 };
 
 const WRITERS: usize = 8;
@@ -450,4 +451,147 @@ fn every_flag_refuses_its_invalid_values_clearly() {
         );
         assert!(!stderr.contains("watching"), "{args:?} started: {stderr}");
     }
+}
+
+/// Reads trace's JSON lines until each `(event, watch)` record in `wanted`
+/// has come; returns every line read.
+fn records_until(w: &Watcher, wanted: &[(&str, &Path)]) -> Vec<Value> {
+    let mut missing = wanted.to_vec();
+    let mut seen = Vec::new();
+    while !missing.is_empty() {
+        let line = w.next_line();
+        let ev: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        missing
+            .retain(|(event, dir)| ev["event"] != *event || ev["watch"] != dir.to_str().unwrap());
+        seen.push(ev);
+    }
+    seen
+}
+
+#[test]
+fn a_deleted_or_replaced_watched_directory_is_reported_and_watched_again() {
+    let tree = Tree::new("replaced");
+    let media = tree.dir("media");
+    let w = Watcher::trace_json_with(&["--events", "create"], &[&media]);
+    let schema = schema();
+
+    // Deleted: reported; watched again once it is back.
+    std::fs::remove_dir(&media).unwrap();
+    let gone = records_until(&w, &[("unwatched", &media)]);
+    let reason = gone.last().unwrap()["reason"].as_str().unwrap();
+    assert!(reason.ends_with(": no such directory"), "{reason}");
+    std::fs::create_dir(&media).unwrap();
+    let back = records_until(&w, &[("rewatched", &media)]);
+    assert_eq!(back.last().unwrap().get("replaced"), None);
+    w.events_until_marker(&media);
+
+    // Replaced in one go: moved away and made anew.
+    let old = tree.root.join("media.old");
+    std::fs::rename(&media, &old).unwrap();
+    std::fs::create_dir(&media).unwrap();
+    let replaced = records_until(&w, &[("rewatched", &media)]);
+    // `replaced`, unless a look came between the two and saw it gone.
+    let seen_gone = replaced.iter().any(|ev| ev["event"] == "unwatched");
+    assert_eq!(
+        replaced.last().unwrap().get("replaced").is_some(),
+        !seen_gone,
+        "{replaced:?}"
+    );
+    // The old directory is no longer watched (under the name of the new
+    // one), the new one is.
+    run("touch", &[old.join("stale").as_os_str()]);
+    let events = w.events_until_marker(&media);
+    assert!(
+        events
+            .iter()
+            .all(|ev| ev["event"] == "create" && !ev["path"].as_str().unwrap().contains("stale")),
+        "{events:?}"
+    );
+    for ev in gone.iter().chain(&back).chain(&replaced) {
+        assert_valid(&schema, ev);
+    }
+    let stopped = w.stop();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+    assert!(
+        stopped
+            .stderr
+            .contains("no such directory: not watched until it is back")
+            && stopped.stderr.contains("watched again"),
+        "{}",
+        stopped.stderr
+    );
+}
+
+#[test]
+fn an_unmounted_filesystem_is_reported_and_its_mount_point_followed() {
+    let tree = Tree::new("unmount");
+    let mnt = tree.dir("mnt");
+    let mount = Mount::tmpfs(&mnt);
+    let inner = mnt.join("inner");
+    std::fs::create_dir(&inner).unwrap();
+    let w = Watcher::trace_json_with(&["--events", "create"], &[&mnt, &inner]);
+    w.events_until_marker(&inner);
+
+    // The mount point is now the directory under it; inner is gone.
+    mount.unmount();
+    let lines = records_until(&w, &[("rewatched", &mnt), ("unwatched", &inner)]);
+    let rewatched = lines.iter().find(|ev| ev["event"] == "rewatched").unwrap();
+    assert_eq!(rewatched["replaced"], true, "{lines:?}");
+    w.events_until_marker(&mnt);
+
+    // Mounted again: both watched again.
+    let _mount = Mount::tmpfs(&mnt);
+    std::fs::create_dir(&inner).unwrap();
+    records_until(&w, &[("rewatched", &mnt), ("rewatched", &inner)]);
+    let events = w.events_until_marker(&inner);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["watch"], inner.to_str().unwrap());
+    let stopped = w.stop();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+}
+
+/// Waits for the record helper's `n`th run (from 1) in `log`.
+fn nth_run(w: &Watcher, log: &Path, n: usize) -> Value {
+    eventually(
+        &format!("run {n}"),
+        || format!("stderr:\n{}", w.stderr()),
+        || runs(log).into_iter().nth(n - 1),
+    )
+}
+
+#[test]
+fn a_watched_directory_going_away_or_coming_back_runs_the_action() {
+    let tree = Tree::new("replaced-run");
+    let media = tree.dir("media");
+    let log = tree.root.join("runs.log");
+    let w = Watcher::start(&[
+        OsStr::new("run"),
+        // Not the delete of the directory itself: one run for each step.
+        "--events".as_ref(),
+        "create".as_ref(),
+        "--settle".as_ref(),
+        "100ms".as_ref(),
+        "--interval".as_ref(),
+        "100ms".as_ref(),
+        media.as_os_str(),
+        "--".as_ref(),
+        helper_bin("record").as_os_str(),
+        log.as_os_str(),
+    ]);
+    std::fs::remove_dir(&media).unwrap();
+    let gone = nth_run(&w, &log, 1);
+    assert_eq!(recorded_count(&gone, "WATCHER_REPLACED"), 1, "{gone}");
+    assert_eq!(gone["env"]["WATCHER_WATCHES"], "", "{gone}");
+    std::fs::create_dir(&media).unwrap();
+    let back = nth_run(&w, &log, 2);
+    assert_eq!(recorded_count(&back, "WATCHER_REPLACED"), 1, "{back}");
+    assert_eq!(back["env"]["WATCHER_WATCHES"], media.to_str().unwrap());
+    let file = media.join("new");
+    run("touch", &[file.as_os_str()]);
+    let changed = nth_run(&w, &log, 3);
+    assert_eq!(recorded_count(&changed, "WATCHER_REPLACED"), 0, "{changed}");
+    assert!(stdin(&changed).starts_with(file.as_os_str().as_bytes()));
+    let stopped = w.stop();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+    assert_eq!(runs(&log).len(), 3, "{}", stopped.stderr);
 }

@@ -414,3 +414,44 @@ fn bpf_logs_are_off_by_default_and_on_with_the_flag() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(!without.stderr().contains("bpf:"), "{}", without.stderr());
 }
+
+#[test]
+fn a_reload_keeps_a_watch_whose_directory_went_away_and_refuses_a_new_missing_one() {
+    let tree = Tree::new("reload-gone");
+    let (media, other) = (tree.dir("media"), tree.dir("other"));
+    let logs = |n: &str| tree.root.join(format!("{n}.log"));
+    let both = format!(
+        "{}{}",
+        watch("media", &media, &logs("media"), ""),
+        watch("other", &other, &logs("other"), "")
+    );
+    let file = config(&tree, "watcher.toml", &both);
+    let w = serve(&file);
+    fs::remove_dir(&media).unwrap();
+    w.wait_for_log("no such directory: not watched until it is back", 1);
+    w.send(libc::SIGHUP);
+    w.wait_for_log(
+        "watcher: reloaded: 2 watches (0 added, 2 kept, 0 removed)",
+        1,
+    );
+    let missing = tree.root.join("missing");
+    fs::write(
+        &file,
+        format!("{both}{}", watch("new", &missing, &logs("new"), "")),
+    )
+    .unwrap();
+    w.send(libc::SIGHUP);
+    w.wait_for_log("reload refused, the running configuration stays: ", 1);
+    assert!(
+        w.stderr()
+            .contains(&format!("{}: no such directory", missing.display())),
+        "{}",
+        w.stderr()
+    );
+    fs::create_dir(&media).unwrap();
+    w.wait_for_log("watched again, now the directory", 1);
+    fs::write(media.join("back"), b"x").unwrap();
+    wait_received(&w, &logs("media"), &media.join("back"));
+    let stopped = w.stop();
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+}

@@ -246,7 +246,7 @@ impl Probes {
                 edge_map.insert(key, edge, 0).map_err(map_err("EDGES"))?;
             }
             for key in self.edges.difference(&keys) {
-                edge_map.remove(key).map_err(map_err("EDGES"))?;
+                absent(edge_map.remove(key)).map_err(map_err("EDGES"))?;
             }
             self.edges = keys;
             let mut inodes: HashMap<_, InodeKey, u32> =
@@ -261,7 +261,7 @@ impl Probes {
                 .iter()
                 .filter(|g| !w.watches.iter().any(|n| n.key == g.key))
             {
-                inodes.remove(&watch.key).map_err(map_err("WATCH_INODES"))?;
+                absent(inodes.remove(&watch.key)).map_err(map_err("WATCH_INODES"))?;
             }
             let mut devs: HashMap<_, u32, u8> =
                 HashMap::try_from(map_mut("WATCH_DEVS", &mut self.ebpf)?)
@@ -270,10 +270,14 @@ impl Probes {
                 devs.insert(watch.key.dev, 1, 0)
                     .map_err(map_err("WATCH_DEVS"))?;
             }
-            for watch in &gone {
-                if !w.watches.iter().any(|n| n.key.dev == watch.key.dev) {
-                    devs.remove(&watch.key.dev).map_err(map_err("WATCH_DEVS"))?;
-                }
+            // Two watches that go may share a device.
+            let gone_devs: HashSet<u32> = gone
+                .iter()
+                .map(|g| g.key.dev)
+                .filter(|dev| !w.watches.iter().any(|n| n.key.dev == *dev))
+                .collect();
+            for dev in gone_devs {
+                absent(devs.remove(&dev)).map_err(map_err("WATCH_DEVS"))?;
             }
         } else {
             let mut trie: LpmTrie<_, [u8; WATCH_PREFIX_MAX], u32> =
@@ -289,8 +293,7 @@ impl Probes {
                 .filter(|g| !w.watches.iter().any(|n| n.root == g.root))
             {
                 let (bits, data) = watch.lpm_key();
-                trie.remove(&Key::new(bits, data))
-                    .map_err(map_err("WATCHES"))?;
+                absent(trie.remove(&Key::new(bits, data))).map_err(map_err("WATCHES"))?;
             }
         }
         self.watches = w.watches.to_vec();
@@ -468,6 +471,15 @@ fn fill_filters(ebpf: &mut Ebpf, filters: &ProcessFilter) -> Result<(), LoadErro
         }
     }
     Ok(())
+}
+
+/// A removal that found its key already gone succeeded: a `set_watching`
+/// that failed half-way can be tried again.
+fn absent(removed: Result<(), MapError>) -> Result<(), MapError> {
+    match removed {
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        r => r,
+    }
 }
 
 /// Removes every key of a hash map.

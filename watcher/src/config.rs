@@ -75,14 +75,15 @@ pub struct Config {
     pub jobs: Vec<JobSpec>,
 }
 
-/// Reads, checks and returns the configuration at `path`.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
+/// Reads, checks and returns the configuration at `path`. Every directory
+/// must exist, except those `gone` excuses (watched, and gone since).
+pub fn load(path: &Path, gone: &dyn Fn(&Path) -> bool) -> Result<Config, ConfigError> {
     check_owner(path)?;
     let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
-    parse(&text).map_err(|e| {
+    parse(&text, gone).map_err(|e| {
         let (line, key) = locate(&text, e.offset, e.key.as_deref());
         ConfigError::Invalid {
             path: path.to_owned(),
@@ -111,7 +112,7 @@ impl ParseError {
     }
 }
 
-fn parse(text: &str) -> Result<Config, ParseError> {
+fn parse(text: &str, gone: &dyn Fn(&Path) -> bool) -> Result<Config, ParseError> {
     let file: File = toml::from_str(text).map_err(|e| ParseError {
         offset: e.span().map_or(0, |s| s.start),
         key: None,
@@ -126,7 +127,7 @@ fn parse(text: &str) -> Result<Config, ParseError> {
     }
     let mut jobs: Vec<JobSpec> = Vec::new();
     for entry in &file.watch {
-        let job = entry.get_ref().job(entry)?;
+        let job = entry.get_ref().job(entry, gone)?;
         if jobs.iter().any(|j| j.name == job.name) {
             let offset = entry
                 .get_ref()
@@ -198,7 +199,7 @@ struct Entry {
 impl Entry {
     /// The job this table describes; `at` is the table, for the errors no
     /// single value is to blame for.
-    fn job(&self, at: &Spanned<Self>) -> Result<JobSpec, ParseError> {
+    fn job(&self, at: &Spanned<Self>, gone: &dyn Fn(&Path) -> bool) -> Result<JobSpec, ParseError> {
         let dirs: Vec<PathBuf> = self
             .dirs
             .get_ref()
@@ -208,6 +209,18 @@ impl Entry {
             .collect();
         if dirs.is_empty() {
             return Err(ParseError::at(&self.dirs, "dirs", "no directory given"));
+        }
+        for dir in dirs.iter().filter(|dir| !gone(dir)) {
+            let shown = dir.display();
+            let problem = match fs::metadata(dir) {
+                Ok(m) if m.is_dir() => continue,
+                Ok(_) => format!("{shown}: not a directory"),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    format!("{shown}: no such directory")
+                }
+                Err(e) => format!("{shown}: {e}"),
+            };
+            return Err(ParseError::at(&self.dirs, "dirs", problem));
         }
         let name = match &self.name {
             Some(name) => name.get_ref().0.0.clone(),
@@ -412,7 +425,8 @@ impl FromStr for Name {
     }
 }
 
-/// An existing directory, as written.
+/// A directory, as written: absolute (whether it exists is checked with
+/// the job).
 #[derive(Debug)]
 struct Dir(PathBuf);
 
@@ -423,12 +437,7 @@ impl FromStr for Dir {
         if !path.is_absolute() {
             return Err(format!("`{s}` is relative: give an absolute path"));
         }
-        match fs::metadata(&path) {
-            Ok(m) if m.is_dir() => Ok(Self(path)),
-            Ok(_) => Err(format!("{s}: not a directory")),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(format!("{s}: no such directory")),
-            Err(e) => Err(format!("{s}: {e}")),
-        }
+        Ok(Self(path))
     }
 }
 
@@ -623,7 +632,7 @@ mod tests {
             lines in prop::collection::vec(config_line(), 0..12),
         ) {
             let text = lines.join("\n");
-            if let Err(e) = parse(&text) {
+            if let Err(e) = parse(&text, &|_| false) {
                 let (line, _) = locate(&text, e.offset, e.key.as_deref());
                 prop_assert!(line >= 1 && line <= text.lines().count() + 1, "line {}", line);
                 prop_assert!(!e.message.is_empty());
@@ -632,14 +641,14 @@ mod tests {
 
         #[test]
         fn any_text_is_accepted_or_refused(text in "\\PC{0,200}") {
-            if let Err(e) = parse(&text) {
+            if let Err(e) = parse(&text, &|_| false) {
                 let _ = locate(&text, e.offset, e.key.as_deref());
             }
         }
     }
 
     fn error(text: &str) -> String {
-        let e = parse(text).unwrap_err();
+        let e = parse(text, &|_| false).unwrap_err();
         let (line, key) = locate(text, e.offset, e.key.as_deref());
         format!("{line}: {}: {}", key.unwrap_or_default(), e.message)
     }
@@ -670,7 +679,7 @@ mod tests {
             signal = "USR1"
             process_name = "minidlnad"
         "#;
-        let config = parse(text).unwrap();
+        let config = parse(text, &|_| false).unwrap();
         assert_eq!(config.ring_buffer_size, 4 << 20);
         let [media, second] = &config.jobs[..] else {
             panic!("two jobs")

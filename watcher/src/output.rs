@@ -14,6 +14,7 @@ use crate::{
     escape::escape,
     event::{Event, Kind, is_open},
     journal::Journal,
+    start::Moved,
     watch::Watch,
 };
 
@@ -70,16 +71,16 @@ fn open_output(path: &PathBuf) -> io::Result<File> {
         .open(path)
 }
 
-pub struct Printer<'a> {
+pub struct Printer {
     format: Format,
     sink: Sink,
     /// The watches, for the JSON and journal `watch` field: set once they
     /// are known, after the output was opened.
-    pub watches: &'a [Watch],
+    pub watches: Vec<Watch>,
     color: bool,
 }
 
-impl<'a> Printer<'a> {
+impl Printer {
     /// Events in `format` to `output` (stdout when `None`).
     pub fn new(format: Format, output: Option<PathBuf>, color: Color) -> anyhow::Result<Self> {
         let sink = match (format, output) {
@@ -109,13 +110,13 @@ impl<'a> Printer<'a> {
         Ok(Self {
             format,
             sink,
-            watches: &[],
+            watches: Vec::new(),
             color,
         })
     }
 
     #[cfg(test)]
-    fn to_buffer(format: Format, watches: &'a [Watch]) -> Self {
+    fn to_buffer(format: Format, watches: Vec<Watch>) -> Self {
         Self {
             format,
             sink: Sink::Buffer(Vec::new()),
@@ -161,7 +162,7 @@ impl<'a> Printer<'a> {
                     escape(&ev.comm),
                     ev.pid
                 );
-                self.journal(&message, 6, &fields, Some(ev.pid))
+                Self::journal(&mut self.sink, &message, 6, &fields, Some(ev.pid))
             }
         }
     }
@@ -183,18 +184,57 @@ impl<'a> Printer<'a> {
                 writeln!(w, "{} {kind:<11} {message}", rfc3339(time_ns))
             }
             Format::Json => json_line(self.sink.writer().ok_or_else(no_writer)?, &fields),
-            Format::Journal => self.journal(&message, 4, &fields, None),
+            Format::Journal => Self::journal(&mut self.sink, &message, 4, &fields, None),
+        }
+    }
+
+    /// A watched directory went away, or is watched again.
+    pub fn moved(&mut self, time_ns: i128, m: &Moved) -> io::Result<()> {
+        let (kind, root, message) = match m {
+            Moved::Gone { root, why, .. } => ("unwatched", root, format!("{why}: {}", Moved::GONE)),
+            Moved::Back { root, replaced, .. } => (
+                "rewatched",
+                root,
+                format!(
+                    "{}: {}; changes made in it before now were not seen",
+                    escape(root.as_os_str().as_bytes()),
+                    if *replaced {
+                        "another directory now"
+                    } else {
+                        "back"
+                    }
+                ),
+            ),
+        };
+        let mut fields = vec![
+            ("time", Field::Text(rfc3339(time_ns))),
+            ("event", Field::Text(kind.into())),
+            ("watch", Field::Bytes(root.as_os_str().as_bytes())),
+        ];
+        match m {
+            Moved::Gone { why, .. } => fields.push(("reason", Field::Text(why.clone()))),
+            Moved::Back { replaced: true, .. } => fields.push(("replaced", Field::Flag)),
+            Moved::Back { .. } => {}
+        }
+        match self.format {
+            Format::Text => {
+                let shown = paint(kind, "1;33", self.color);
+                let w = self.sink.writer().ok_or_else(no_writer)?;
+                writeln!(w, "{} {shown:<11} {message}", rfc3339(time_ns))
+            }
+            Format::Json => json_line(self.sink.writer().ok_or_else(no_writer)?, &fields),
+            Format::Journal => Self::journal(&mut self.sink, &message, 4, &fields, None),
         }
     }
 
     fn journal(
-        &mut self,
+        sink: &mut Sink,
         message: &str,
         priority: u8,
         fields: &[(&str, Field)],
         object_pid: Option<u32>,
     ) -> io::Result<()> {
-        let Sink::Journal(journal) = &mut self.sink else {
+        let Sink::Journal(journal) = sink else {
             return Err(no_writer());
         };
         let mut entry: Vec<(String, Vec<u8>)> = vec![
@@ -569,6 +609,8 @@ fn open_flag_names(flags: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsStr;
+
     use serde_json::{Value, json};
 
     use super::*;
@@ -585,18 +627,54 @@ mod tests {
     }
 
     fn render(format: Format, ev: &Event) -> String {
-        let watches = [Watch {
+        let watches = vec![Watch {
             id: 0,
             root: "/srv/media".into(),
             key: watcher_common::InodeKey::default(),
             named: Vec::new(),
         }];
-        let mut printer = Printer::to_buffer(format, &watches);
+        let mut printer = Printer::to_buffer(format, watches);
         printer.event(ev).unwrap();
         let Sink::Buffer(buf) = printer.sink else {
             unreachable!()
         };
         String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn a_directory_gone_or_back_is_one_escaped_line() {
+        let root = PathBuf::from(OsStr::from_bytes(b"/srv/m\nx\xff"));
+        let gone = Moved::Gone {
+            dir: root.clone(),
+            root: root.clone(),
+            why: "/srv/m\\nx\\xff: no such directory".into(),
+        };
+        let back = Moved::Back {
+            dir: root.clone(),
+            root,
+            id: 1,
+            replaced: true,
+        };
+        let print = |format, m: &Moved| {
+            let mut printer = Printer::to_buffer(format, Vec::new());
+            printer.moved(0, m).unwrap();
+            let Sink::Buffer(buf) = printer.sink else {
+                unreachable!()
+            };
+            String::from_utf8(buf).unwrap()
+        };
+        let text = print(Format::Text, &gone);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains(" unwatched   /srv/m\\nx\\xff: no such directory: not watched until")
+        );
+        assert!(print(Format::Text, &back).contains(" rewatched   /srv/m\\nx\\xff: another"));
+        let json: Value = serde_json::from_str(&print(Format::Json, &back)).unwrap();
+        assert_eq!(json["event"], "rewatched");
+        assert_eq!(json["replaced"], true);
+        assert_eq!(json["watch_base64"], base64(b"/srv/m\nx\xff"));
+        let json: Value = serde_json::from_str(&print(Format::Json, &gone)).unwrap();
+        assert_eq!(json["reason"], "/srv/m\\nx\\xff: no such directory");
     }
 
     #[test]

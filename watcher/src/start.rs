@@ -1,7 +1,11 @@
 //! What `trace` and `run` share: checks, loading, attaching, the
 //! `watching` line, the event stream, and stopping on SIGINT or SIGTERM.
 
-use std::{collections::HashMap, fs, io, path::PathBuf};
+use std::{
+    collections::HashMap,
+    fs, io,
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
@@ -20,11 +24,14 @@ use crate::{
     filter::{PathFilter, ProcessFilter},
     place::place,
     privileges, syscalls, tracefs,
-    watch::{self, Watch},
+    watch::{self, Resolved, Stamp, Watch, WatchError},
 };
 
 pub struct Watching {
     pub watches: Vec<Watch>,
+    /// Every directory named, with how it looked when last resolved, or
+    /// why it is not watched now.
+    dirs: Vec<(PathBuf, Result<Stamp, WatchError>)>,
     pub probes: Probes,
     pub events: EventStream,
     pub stop: Stop,
@@ -68,7 +75,8 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Watching> {
     let kernel = btf::kernel_offsets()
         .inspect_err(|e| tracing::warn!("{e}; {}", btf::FALLBACK))
         .ok();
-    let watches = watch::resolve(&plan.dirs, kernel.is_none(), &[])?;
+    let resolved = watch::resolve(&plan.dirs, kernel.is_none(), &[])?.refuse_missing(|_| false)?;
+    let watches = resolved.watches;
     if tracefs::ensure_mounted()? {
         tracing::info!("mounted tracefs at {}", tracefs::TRACEFS);
     }
@@ -153,6 +161,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Watching> {
     std::thread::spawn(warn_blind_spots);
     Ok(Watching {
         watches,
+        dirs: resolved.dirs,
         probes,
         events,
         stop,
@@ -161,26 +170,119 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Watching> {
 
 /// Gives the attached programs and the event stream a new plan (a
 /// reload): watches that stay keep their ids, the programs stay attached.
-/// The ring buffer keeps its size.
+/// The ring buffer keeps its size. A directory that went away while
+/// watched may still be missing; any other must resolve.
 pub fn rewatch(w: &mut Watching, plan: &Plan) -> anyhow::Result<()> {
-    let exact = w.events.exact;
-    let watches = watch::resolve(&plan.dirs, !exact, &w.watches)?;
-    let edges = if exact {
-        watch::edges(&watches)?
-    } else {
-        Vec::new()
-    };
-    w.probes.set_watching(&bpf::Watching {
-        watches: &watches,
-        edges: &edges,
-        event_mask: Kind::mask(&plan.kinds),
-        filters: &plan.process,
-    })?;
-    w.events.watches = watches.clone();
-    w.events.selected = plan.kinds.clone();
-    w.events.paths = plan.paths.clone();
-    w.watches = watches;
-    Ok(())
+    let resolved = watch::resolve(&plan.dirs, !w.events.exact, &w.watches)?
+        .refuse_missing(|dir| w.gone(dir))?;
+    w.arm(resolved, plan)
+}
+
+/// A directory the user named that is not what it was.
+#[derive(Debug)]
+pub enum Moved {
+    /// No longer a directory (deleted, moved away, or its filesystem
+    /// unmounted): not watched until it is back.
+    Gone {
+        dir: PathBuf,
+        /// What it resolved to while it was watched.
+        root: PathBuf,
+        why: String,
+    },
+    /// A directory again, or another one than before (deleted and
+    /// created anew, or a filesystem mounted or unmounted on the way):
+    /// watched from now on.
+    Back {
+        dir: PathBuf,
+        root: PathBuf,
+        id: u32,
+        /// It was watched until now, as another directory.
+        replaced: bool,
+    },
+}
+
+impl Moved {
+    /// What happens to a directory that is gone.
+    pub const GONE: &str = "not watched until it is back";
+}
+
+impl Watching {
+    /// Whether `dir` was named, and is not watched now: it went away.
+    pub fn gone(&self, dir: &Path) -> bool {
+        self.dirs
+            .iter()
+            .any(|(named, now)| named == dir && now.is_err())
+    }
+
+    /// Looks at the directories the user named again, and when one is not
+    /// what it was, watches what they are now. Cheap when nothing changed
+    /// (one statx each), so it runs every tick.
+    pub fn follow(&mut self, plan: &Plan) -> anyhow::Result<Vec<Moved>> {
+        let same = self
+            .dirs
+            .iter()
+            .all(|(dir, then)| Stamp::of(dir).ok() == then.as_ref().ok().copied());
+        if same {
+            return Ok(Vec::new());
+        }
+        let named: Vec<PathBuf> = self.dirs.iter().map(|(dir, _)| dir.clone()).collect();
+        let resolved = watch::resolve(&named, !self.events.exact, &self.watches)?;
+        let mut moved = Vec::new();
+        for (dir, now) in &resolved.dirs {
+            let then = watch::find(&self.watches, dir);
+            match (then, watch::find(&resolved.watches, dir), now) {
+                (Some(then), None, Err(why)) => moved.push(Moved::Gone {
+                    dir: dir.clone(),
+                    root: then.root.clone(),
+                    why: why.to_string(),
+                }),
+                (then, Some(now), _) if then.is_none_or(|then| then.key != now.key) => {
+                    moved.push(Moved::Back {
+                        dir: dir.clone(),
+                        root: now.root.clone(),
+                        id: now.id,
+                        replaced: then.is_some(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        self.arm(resolved, plan)?;
+        for m in &moved {
+            match m {
+                Moved::Gone { why, .. } => tracing::warn!("{why}: {}", Moved::GONE),
+                Moved::Back { dir, root, .. } => tracing::warn!(
+                    "{}: watched again, now the directory {}; changes made in it before now \
+                     were not seen",
+                    escape(dir.as_os_str().as_encoded_bytes()),
+                    escape(root.as_os_str().as_encoded_bytes())
+                ),
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Hands the programs and the event stream `resolved` under `plan`.
+    fn arm(&mut self, resolved: Resolved, plan: &Plan) -> anyhow::Result<()> {
+        let watches = resolved.watches;
+        let edges = if self.events.exact {
+            watch::edges(&watches)?
+        } else {
+            Vec::new()
+        };
+        self.probes.set_watching(&bpf::Watching {
+            watches: &watches,
+            edges: &edges,
+            event_mask: Kind::mask(&plan.kinds),
+            filters: &plan.process,
+        })?;
+        self.events.watches = watches.clone();
+        self.events.selected = plan.kinds.clone();
+        self.events.paths = plan.paths.clone();
+        self.watches = watches;
+        self.dirs = resolved.dirs;
+        Ok(())
+    }
 }
 
 /// Events as they arrive from the ring buffer.

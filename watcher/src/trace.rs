@@ -6,35 +6,38 @@ use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    bpf::Probes,
     cli::TraceArgs,
     event::{DecodeError, Event, Kind},
     output::Printer,
-    start::{LossWatch, Options, start},
+    start::{LossWatch, Options, Plan, Watching, start},
 };
 
-/// How often the loss counters are read: an `overflow` event follows a
-/// loss within this time.
+/// How often the loss counters are read and the watched directories
+/// looked at: an `overflow` or `unwatched` line follows within this time.
 const LOSS_CHECK: Duration = Duration::from_millis(200);
 
 pub async fn trace(args: TraceArgs, options: Options) -> anyhow::Result<()> {
     // The output first: a file that cannot be opened stops watcher before
     // anything is loaded.
     let mut printer = Printer::new(args.format, args.output.clone(), args.color)?;
-    let mut w = start(&args.watch.plan(), options)?;
-    printer.watches = &w.watches;
+    let plan = args.watch.plan();
+    let mut w = start(&plan, options)?;
+    printer.watches = w.watches.clone();
     let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let mut losses = LossWatch::default();
     let mut tick = tokio::time::interval(LOSS_CHECK);
     let clock = *w.events.clock();
     let mut counts: BTreeMap<Kind, u64> = BTreeMap::new();
-    let report_losses = |printer: &mut Printer, losses: &mut LossWatch| -> io::Result<()> {
-        let lost: u64 = losses.check(&w.probes).iter().map(|(_, n)| n).sum();
-        if lost > 0 {
-            printer.overflow(clock.now(), lost, losses.total())?;
-            printer.flush()?;
-        }
-        Ok(())
-    };
+    let report_losses =
+        |printer: &mut Printer, losses: &mut LossWatch, probes: &Probes| -> io::Result<()> {
+            let lost: u64 = losses.check(probes).iter().map(|(_, n)| n).sum();
+            if lost > 0 {
+                printer.overflow(clock.now(), lost, losses.total())?;
+                printer.flush()?;
+            }
+            Ok(())
+        };
     let result = loop {
         tokio::select! {
             batch = w.events.next_batch(|ev| show(&mut printer, &mut counts, ev)) => {
@@ -43,7 +46,9 @@ pub async fn trace(args: TraceArgs, options: Options) -> anyhow::Result<()> {
                 }
             }
             _ = tick.tick() => {
-                if let Err(e) = report_losses(&mut printer, &mut losses) {
+                if let Err(e) = report_losses(&mut printer, &mut losses, &w.probes)
+                    .and_then(|()| follow(&mut w, &plan, &mut printer))
+                {
                     break Err(e);
                 }
             }
@@ -59,7 +64,7 @@ pub async fn trace(args: TraceArgs, options: Options) -> anyhow::Result<()> {
     let result = result
         .and_then(|()| w.events.drain(|ev| show(&mut printer, &mut counts, ev)))
         .and_then(|()| printer.flush())
-        .and_then(|()| report_losses(&mut printer, &mut losses));
+        .and_then(|()| report_losses(&mut printer, &mut losses, &w.probes));
     if args.stats {
         let total: u64 = counts.values().sum();
         let by_kind: Vec<String> = counts
@@ -82,6 +87,24 @@ pub async fn trace(args: TraceArgs, options: Options) -> anyhow::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         r => r.map_err(|e| anyhow::anyhow!("cannot write events: {e}")),
     }
+}
+
+/// Watches the directories named anew when one went away or was
+/// replaced, and says so in the output.
+fn follow(w: &mut Watching, plan: &Plan, printer: &mut Printer) -> io::Result<()> {
+    let moved = w.follow(plan).unwrap_or_else(|e| {
+        tracing::warn!("cannot look at the watched directories again: {e:#}");
+        Vec::new()
+    });
+    if moved.is_empty() {
+        return Ok(());
+    }
+    printer.watches = w.watches.clone();
+    let now = w.events.clock().now();
+    for m in &moved {
+        printer.moved(now, m)?;
+    }
+    printer.flush()
 }
 
 /// Prints one event and counts it by kind.

@@ -52,50 +52,63 @@ fn show(path: &Path) -> String {
     escape(path.as_os_str().as_bytes())
 }
 
+/// The directories the user named, resolved: the watches, and for each
+/// directory (in the order given) how it looked, or why it is not watched.
+#[derive(Debug)]
+pub struct Resolved {
+    pub watches: Vec<Watch>,
+    pub dirs: Vec<(PathBuf, Result<Stamp, WatchError>)>,
+}
+
+impl Resolved {
+    /// Refuses the lot for the first directory that did not resolve,
+    /// unless `excused` lets it be missing.
+    pub fn refuse_missing(mut self, excused: impl Fn(&Path) -> bool) -> Result<Self, WatchError> {
+        let refused = self
+            .dirs
+            .iter()
+            .position(|(dir, now)| now.is_err() && !excused(dir));
+        if let Some(Err(e)) = refused.map(|i| self.dirs.swap_remove(i).1) {
+            return Err(e);
+        }
+        Ok(self)
+    }
+}
+
 /// Checks the directories the user named and gives each a watch id.
 /// Naming the same directory twice (by any spelling, or through a bind
 /// mount) watches it once. `by_prefix`: the prefix match will be used,
 /// which limits the length of a path. A directory among `previous` (a
-/// reload) keeps its id; a new one takes an id no previous watch had, so
-/// that events still in flight are not taken for it, while there are.
+/// reload, or one that was replaced) keeps its id; a new one takes an id
+/// no previous watch had, so that events still in flight are not taken
+/// for it, while there are. A directory that does not resolve is left out
+/// with its reason.
 pub fn resolve(
     dirs: &[PathBuf],
     by_prefix: bool,
     previous: &[Watch],
-) -> Result<Vec<Watch>, WatchError> {
+) -> Result<Resolved, WatchError> {
     if dirs.len() > MAX_WATCHES as usize {
         return Err(WatchError::TooMany(dirs.len()));
     }
     let mountinfo = read_mountinfo()?;
     let mut watches: Vec<Watch> = Vec::with_capacity(dirs.len());
+    let mut looks = Vec::with_capacity(dirs.len());
     for dir in dirs {
-        let root = fs::canonicalize(dir).map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => WatchError::Missing(dir.clone()),
-            io::ErrorKind::NotADirectory => WatchError::NotDirectory(dir.clone()),
-            _ => WatchError::Io {
-                path: dir.clone(),
-                source,
-            },
-        })?;
-        let meta = fs::metadata(&root).map_err(|source| WatchError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        if !meta.is_dir() {
-            return Err(WatchError::NotDirectory(dir.clone()));
-        }
-        let len = prefix(&root).len();
-        if by_prefix && len > WATCH_PREFIX_MAX {
-            return Err(WatchError::TooLong { path: root, len });
-        }
-        let key = identity(&root, &mountinfo).map_err(|source| WatchError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let named = absolute(dir).map_err(|source| WatchError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        let look = match resolve_one(dir, by_prefix, &mountinfo) {
+            Ok(look) => look,
+            Err(e) => {
+                looks.push((dir.clone(), Err(e)));
+                continue;
+            }
+        };
+        let Look {
+            root,
+            key,
+            named,
+            stamp,
+        } = look;
+        looks.push((dir.clone(), Ok(stamp)));
         match watches.iter_mut().find(|w| w.key == key) {
             Some(watch) => watch.named.push(named),
             None => {
@@ -118,7 +131,50 @@ pub fn resolve(
             }
         }
     }
-    Ok(watches)
+    Ok(Resolved {
+        watches,
+        dirs: looks,
+    })
+}
+
+/// One directory, resolved.
+struct Look {
+    root: PathBuf,
+    key: InodeKey,
+    named: PathBuf,
+    stamp: Stamp,
+}
+
+fn resolve_one(dir: &Path, by_prefix: bool, mountinfo: &str) -> Result<Look, WatchError> {
+    let root = fs::canonicalize(dir).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => WatchError::Missing(dir.to_owned()),
+        io::ErrorKind::NotADirectory => WatchError::NotDirectory(dir.to_owned()),
+        _ => WatchError::Io {
+            path: dir.to_owned(),
+            source,
+        },
+    })?;
+    let io = |source| WatchError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    let meta = fs::metadata(&root).map_err(io)?;
+    if !meta.is_dir() {
+        return Err(WatchError::NotDirectory(dir.to_owned()));
+    }
+    let len = prefix(&root).len();
+    if by_prefix && len > WATCH_PREFIX_MAX {
+        return Err(WatchError::TooLong { path: root, len });
+    }
+    let stamp = Stamp::of(&root).map_err(io)?;
+    let key = stamp.key(mountinfo).map_err(io)?;
+    let named = absolute(dir).map_err(io)?;
+    Ok(Look {
+        root,
+        key,
+        named,
+        stamp,
+    })
 }
 
 /// The watch `dir` resolved to.
@@ -197,42 +253,66 @@ fn read_mountinfo() -> Result<String, WatchError> {
 }
 
 /// The identity the kernel side compares: `s_dev` of the super block and
-/// the inode number. `stat`'s `st_dev` is not always `s_dev` (btrfs
-/// subvolumes report their own), so the device comes from the mount's
-/// line in /proc/self/mountinfo, which shows `s_dev`.
+/// the inode number.
 fn identity(path: &Path, mountinfo: &str) -> io::Result<InodeKey> {
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
-    // SAFETY: all-zero is a valid statx buffer.
-    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: valid path and out pointer.
-    let rc = unsafe {
-        libc::statx(
-            libc::AT_FDCWD,
-            c_path.as_ptr(),
-            libc::AT_STATX_SYNC_AS_STAT,
-            libc::STATX_INO | libc::STATX_MNT_ID,
-            &mut stx,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
+    Stamp::of(path)?.key(mountinfo)
+}
+
+/// What a path leads to, as `statx` tells without the mount table: its
+/// mount, device and inode. A directory whose stamp changed may be
+/// another one (replaced, moved away, a filesystem mounted or unmounted
+/// on the way), so it is resolved again; an unchanged one is the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    mount: u64,
+    dev: (u32, u32),
+    ino: u64,
+}
+
+impl Stamp {
+    /// `path`'s stamp, following symlinks.
+    pub fn of(path: &Path) -> io::Result<Self> {
+        let c_path = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+        // SAFETY: all-zero is a valid statx buffer.
+        let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+        // SAFETY: valid path and out pointer.
+        let rc = unsafe {
+            libc::statx(
+                libc::AT_FDCWD,
+                c_path.as_ptr(),
+                libc::AT_STATX_SYNC_AS_STAT,
+                libc::STATX_INO | libc::STATX_MNT_ID,
+                &mut stx,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if stx.stx_mask & libc::STATX_MNT_ID == 0 {
+            return Err(io::Error::other("the kernel did not report its mount id"));
+        }
+        Ok(Self {
+            mount: stx.stx_mnt_id,
+            dev: (stx.stx_dev_major, stx.stx_dev_minor),
+            ino: stx.stx_ino,
+        })
     }
-    if stx.stx_mask & libc::STATX_MNT_ID == 0 {
-        return Err(io::Error::other("the kernel did not report its mount id"));
+
+    /// The identity: `stat`'s device is not always `s_dev` (btrfs
+    /// subvolumes report their own), so the device comes from the
+    /// mount's line in /proc/self/mountinfo, which shows `s_dev`.
+    fn key(self, mountinfo: &str) -> io::Result<InodeKey> {
+        let (major, minor) = mount_device(mountinfo, self.mount).ok_or_else(|| {
+            io::Error::other(format!("mount {} not in /proc/self/mountinfo", self.mount))
+        })?;
+        Ok(InodeKey {
+            // The kernel's internal dev_t: 12 bits of major, 20 of minor.
+            dev: major << 20 | minor,
+            _pad: 0,
+            ino: self.ino,
+        })
     }
-    let (major, minor) = mount_device(mountinfo, stx.stx_mnt_id).ok_or_else(|| {
-        io::Error::other(format!(
-            "mount {} not in /proc/self/mountinfo",
-            stx.stx_mnt_id
-        ))
-    })?;
-    Ok(InodeKey {
-        // The kernel's internal dev_t: 12 bits of major, 20 of minor.
-        dev: major << 20 | minor,
-        _pad: 0,
-        ino: stx.stx_ino,
-    })
 }
 
 /// `major:minor` (third field) of mount `id` (first field) in a
@@ -330,16 +410,24 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let file = dir.join("file");
         fs::write(&file, b"").unwrap();
+        let refused = |dir: PathBuf| {
+            let resolved = resolve(std::slice::from_ref(&dir), false, &[]).unwrap();
+            assert!(resolved.watches.is_empty());
+            assert!(resolved.refuse_missing(|named| named == dir).is_ok());
+            resolve(&[dir], false, &[])
+                .unwrap()
+                .refuse_missing(|_| false)
+        };
         assert!(matches!(
-            resolve(&[dir.join("nope")], false, &[]),
+            refused(dir.join("nope")),
             Err(WatchError::Missing(_))
         ));
         assert!(matches!(
-            resolve(std::slice::from_ref(&file), false, &[]),
+            refused(file.clone()),
             Err(WatchError::NotDirectory(_))
         ));
         assert!(matches!(
-            resolve(&[file.join("x")], false, &[]),
+            refused(file.join("x")),
             Err(WatchError::NotDirectory(_))
         ));
         let same = resolve(
@@ -352,7 +440,8 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(same.len(), 1);
+        assert_eq!(same.watches.len(), 1);
+        assert!(same.dirs.iter().all(|(_, stamp)| stamp.is_ok()));
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -364,10 +453,12 @@ mod tests {
             .join("b".repeat(100))
             .join("c".repeat(100));
         fs::create_dir_all(&deep).unwrap();
-        let result = resolve(std::slice::from_ref(&deep), true, &[]);
-        let exact = resolve(&[deep], false, &[]);
+        let result = resolve(std::slice::from_ref(&deep), true, &[])
+            .unwrap()
+            .refuse_missing(|_| false);
+        let exact = resolve(&[deep], false, &[]).unwrap();
         fs::remove_dir_all(&base).unwrap();
-        assert_eq!(exact.unwrap().len(), 1);
+        assert_eq!(exact.watches.len(), 1);
         assert!(
             matches!(result, Err(WatchError::TooLong { .. })),
             "{result:?}"

@@ -109,11 +109,13 @@ pub fn start(
     } = spec;
     let (shell, stdin) = (*shell, *stdin);
     let shown: Vec<String> = command.iter().map(|a| escape(a.as_bytes())).collect();
-    let lost = if batch.lost > 0 {
-        format!(", {} events lost", batch.lost)
-    } else {
-        String::new()
-    };
+    let mut lost = String::new();
+    if batch.lost > 0 {
+        lost += &format!(", {} events lost", batch.lost);
+    }
+    if batch.replaced > 0 {
+        lost += &format!(", {} directories gone, back or replaced", batch.replaced);
+    }
     tracing::info!(
         "{label}running {} ({} changes{lost})",
         shown.join(" "),
@@ -141,6 +143,7 @@ pub fn start(
         .env("WATCHER_EVENTS", batch.events.to_string())
         .env("WATCHER_WRITES", batch.writes.to_string())
         .env("WATCHER_LOST", batch.lost.to_string())
+        .env("WATCHER_REPLACED", batch.replaced.to_string())
         .env("WATCHER_PATHS", batch.paths.len().to_string())
         .env("WATCHER_PATHS_OMITTED", batch.omitted.to_string())
         .stdin(if stdin == StdinFormat::None {

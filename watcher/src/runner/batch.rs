@@ -14,6 +14,9 @@ pub struct Batch {
     /// The kernel flagged a watch as changed (its events may have been
     /// lost, or not read yet).
     pub flagged: bool,
+    /// Watched directories that went away, came back or became another
+    /// directory: their whole content may have changed, no path listed.
+    pub replaced: u64,
     /// Ids of the watches that saw changes.
     pub watches: BTreeSet<u32>,
     /// A change the kernel could not place (its walk ended first): it
@@ -29,7 +32,7 @@ pub struct Batch {
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.events == 0 && self.lost == 0 && !self.flagged
+        self.events == 0 && self.lost == 0 && !self.flagged && self.replaced == 0
     }
 
     /// `n` events lost under watches `ids` (`None`: undecided).
@@ -49,6 +52,13 @@ impl Batch {
     /// Whether watch `id` saw changes.
     pub fn touches(&self, id: u32) -> bool {
         self.undecided || self.watches.contains(&id)
+    }
+
+    /// A watched directory went away (`None`), or is watched again as
+    /// watch `id`.
+    pub fn replace(&mut self, id: Option<u32>) {
+        self.replaced += 1;
+        self.watches.extend(id);
     }
 
     /// Watches the kernel flagged as changed.

@@ -16,7 +16,13 @@ mod batch;
 mod signal;
 mod user;
 
-use std::{collections::HashMap, mem, path::PathBuf, process::ExitStatus, time::Duration};
+use std::{
+    collections::HashMap,
+    mem,
+    path::{Path, PathBuf},
+    process::ExitStatus,
+    time::Duration,
+};
 
 pub use action::{CommandSpec, StdinFormat, check_program};
 pub use signal::{Target, parse_signal};
@@ -36,7 +42,7 @@ use crate::{
     cli::{RunArgs, ServeArgs},
     event::{Event, Kind},
     filter::{PathFilter, ProcessFilter},
-    start::{LossWatch, Options, Plan, Watching, start},
+    start::{LossWatch, Moved, Options, Plan, Watching, start},
     watch::Watch,
 };
 
@@ -160,7 +166,7 @@ pub async fn run(args: RunArgs, options: Options) -> anyhow::Result<()> {
 
 /// `watcher serve`: every job of a configuration; SIGHUP reloads it.
 pub async fn serve(args: ServeArgs, options: Options) -> anyhow::Result<()> {
-    let config = crate::config::load(&args.config)?;
+    let config = crate::config::load(&args.config, &|_| false)?;
     let plan = plan(&config.jobs, config.ring_buffer_size);
     let w = start(&plan, options)?;
     let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
@@ -171,8 +177,8 @@ pub async fn serve(args: ServeArgs, options: Options) -> anyhow::Result<()> {
         names.join(", ")
     );
     let mut engine = Engine::new(w, plan, config.jobs);
-    let mut read = || {
-        let config = crate::config::load(&args.config)?;
+    let mut read = |gone: &dyn Fn(&Path) -> bool| {
+        let config = crate::config::load(&args.config, gone)?;
         Ok((config.jobs, config.ring_buffer_size))
     };
     engine.run(Some(&mut read)).await
@@ -276,6 +282,20 @@ impl Job {
         )
     }
 
+    /// Counts its directories that went away or were replaced as changes.
+    fn moved(&mut self, moved: &[Moved], now: Instant) {
+        for m in moved {
+            let (dir, id) = match m {
+                Moved::Gone { dir, .. } => (dir, None),
+                Moved::Back { dir, id, .. } => (dir, Some(*id)),
+            };
+            if self.spec.dirs.contains(dir) {
+                self.batch.replace(id);
+                self.last_change = Some(now);
+            }
+        }
+    }
+
     /// Counts losses and the kernel's flags as changes.
     fn note(&mut self, lost: &[(Option<u32>, u64)], flagged: &[u32], now: Instant) {
         let was_empty = self.batch.is_empty();
@@ -323,8 +343,10 @@ pub struct Engine {
     done_rx: mpsc::UnboundedReceiver<(u64, std::io::Result<ExitStatus>)>,
 }
 
-/// How a reload reads the new jobs.
-pub type Reload<'a> = &'a mut dyn FnMut() -> anyhow::Result<(Vec<JobSpec>, u32)>;
+/// How a reload reads the new jobs; a directory the predicate holds gone
+/// (watched, and gone since) may be missing.
+pub type Reload<'a> =
+    &'a mut dyn FnMut(&dyn Fn(&Path) -> bool) -> anyhow::Result<(Vec<JobSpec>, u32)>;
 
 impl Engine {
     pub fn new(w: Watching, plan: Plan, specs: Vec<JobSpec>) -> Self {
@@ -378,6 +400,7 @@ impl Engine {
                     Ok(())
                 }) => batch_read?,
                 _ = check_tick.tick() => {
+                    self.follow();
                     let lost = losses.check(&self.w.probes);
                     let flagged = take_flags(&mut self.w.probes);
                     let now = Instant::now();
@@ -414,6 +437,23 @@ impl Engine {
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// Watches the directories named anew when one went away or was
+    /// replaced: a change for each job that named it.
+    fn follow(&mut self) {
+        let moved = self.w.follow(&self.plan).unwrap_or_else(|e| {
+            tracing::warn!("cannot look at the watched directories again: {e:#}");
+            Vec::new()
+        });
+        if moved.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for job in &mut self.jobs {
+            job.place(&self.w.watches, &self.plan);
+            job.moved(&moved, now);
         }
     }
 
@@ -478,7 +518,8 @@ impl Engine {
     /// configuration that does not load leaves everything as it was.
     fn reload(&mut self, read: Reload<'_>) {
         crate::notify::reloading();
-        match read().and_then(|(specs, ring)| self.apply(specs, ring)) {
+        let loaded = read(&|dir| self.w.gone(dir));
+        match loaded.and_then(|(specs, ring)| self.apply(specs, ring)) {
             Ok(summary) => tracing::info!("reloaded: {summary}"),
             Err(e) => tracing::error!("reload refused, the running configuration stays: {e:#}"),
         }
