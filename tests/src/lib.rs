@@ -515,3 +515,67 @@ pub fn assert_valid(schema: &jsonschema::Validator, line: &Value) {
     let errors: Vec<String> = schema.iter_errors(line).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{line}\n{errors:#?}");
 }
+
+/// `bpf(cmd, attr)` with `attr` a `bpf_attr` prefix.
+pub fn bpf(cmd: libc::c_long, attr: &[u64]) -> libc::c_long {
+    // SAFETY: attr is a valid, zero-padded bpf_attr prefix of its size;
+    // the pointers in it point to live buffers of the caller.
+    unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_ptr(), size_of_val(attr) as u32) }
+}
+
+/// The kernel's count of entries in watcher's map `name` (process `pid`),
+/// and its `max_entries`: asked of the kernel by map id, key by key.
+pub fn map_entries(pid: u32, name: &str) -> (u64, u32) {
+    const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+    const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("fdinfo") {
+        let info = std::fs::read_to_string(entry.expect("fdinfo entry").path()).unwrap_or_default();
+        let Some(id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("map_id:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let fd = bpf(BPF_MAP_GET_FD_BY_ID, &[id, 0]);
+        assert!(fd >= 0, "map {id}: {}", std::io::Error::last_os_error());
+        // struct bpf_map_info: type, id, key_size, value_size, max_entries,
+        // map_flags (u32 each), then the name (16 bytes).
+        let mut map_info = [0u32; 20];
+        let rc = bpf(
+            BPF_OBJ_GET_INFO_BY_FD,
+            &[
+                fd as u64 | ((size_of_val(&map_info) as u64) << 32),
+                map_info.as_mut_ptr() as u64,
+            ],
+        );
+        assert_eq!(rc, 0, "map info: {}", std::io::Error::last_os_error());
+        let bytes: Vec<u8> = map_info[6..10]
+            .iter()
+            .flat_map(|w| w.to_ne_bytes())
+            .collect();
+        let found = bytes.split(|&b| b == 0).next() == Some(name.as_bytes());
+        let (key_size, max_entries) = (map_info[2] as usize, map_info[4]);
+        let mut count = 0;
+        if found {
+            let (mut key, mut next) = (vec![0u8; key_size], vec![0u8; key_size]);
+            let mut at: u64 = 0; // NULL: the first key
+            while bpf(
+                BPF_MAP_GET_NEXT_KEY,
+                &[fd as u64, at, next.as_mut_ptr() as u64, 0],
+            ) == 0
+            {
+                count += 1;
+                std::mem::swap(&mut key, &mut next);
+                at = key.as_ptr() as u64;
+            }
+        }
+        // SAFETY: the fd was just returned to us.
+        unsafe { libc::close(fd as i32) };
+        if found {
+            return (count, max_entries);
+        }
+    }
+    panic!("watcher (pid {pid}) holds no map {name}")
+}

@@ -11,9 +11,9 @@ use std::{
 
 use serde_json::Value;
 use watcher_tests::{
-    Mount, Tree, Watcher, assert_valid, eventually, helper_bin, path_bytes, recorded_count,
-    recorded_runs as runs, recorded_stdin as stdin, run, runs_accounting_for, schema, spawn,
-    watcher_bin,
+    Mount, Tree, Watcher, assert_valid, bpf, eventually, helper_bin, map_entries, path_bytes,
+    recorded_count, recorded_runs as runs, recorded_stdin as stdin, run, runs_accounting_for,
+    schema, spawn, watcher_bin,
 };
 
 const WRITERS: usize = 8;
@@ -104,9 +104,7 @@ fn eight_writers_of_ten_thousand_files_are_each_reported_or_counted() {
 
 /// `bpf(BPF_{PROG,MAP,LINK}_GET_FD_BY_ID)`: whether the object still exists.
 fn bpf_object_exists(cmd: libc::c_long, id: u32) -> bool {
-    let attr = [id, 0, 0, 0];
-    // SAFETY: attr is a zeroed bpf_attr prefix holding the id.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_ptr(), 16u32) };
+    let fd = bpf(cmd, &[id.into(), 0]);
     if fd >= 0 {
         // SAFETY: the fd was just returned to us.
         unsafe { libc::close(fd as i32) };
@@ -594,4 +592,85 @@ fn a_watched_directory_going_away_or_coming_back_runs_the_action() {
     let stopped = w.stop();
     assert!(stopped.status.success(), "{}", stopped.stderr);
     assert_eq!(runs(&log).len(), 3, "{}", stopped.stderr);
+}
+
+#[test]
+fn per_thread_and_per_fd_maps_are_emptied_by_exits_and_stay_bounded() {
+    let tree = Tree::new("churn");
+    let mnt = tree.dir("mnt");
+    let _mount = Mount::tmpfs(&mnt);
+    // A ring buffer that holds the burst the exit makes.
+    let w = Watcher::trace_json_with(
+        &[
+            "--events",
+            "close_write,create",
+            "--ring-buffer-size",
+            "64M",
+        ],
+        &[&mnt],
+    );
+    let entries = |map| map_entries(w.pid(), map);
+
+    // A process that exits with 2,000 descriptors open for writing: each
+    // is closed by the exit, one close_write each, and forgotten.
+    const HELD: usize = 2_000;
+    let held: Vec<PathBuf> = (0..HELD).map(|i| mnt.join(format!("held{i}"))).collect();
+    let ops: Vec<(&str, &Path)> = held.iter().map(|p| ("openat:wck", p.as_path())).collect();
+    let (_, results) = watcher_tests::opener(&ops);
+    assert!(results.iter().all(|r| r == "ok"), "{results:?}");
+    let mut closed = BTreeSet::new();
+    while closed.len() < HELD {
+        let line = w.next_line();
+        let ev: Value = serde_json::from_str(&line).unwrap();
+        assert_ne!(ev["event"], "overflow", "{line}");
+        if ev["event"] == "close_write" {
+            assert!(closed.insert(path_bytes(&ev)), "closed twice: {line}");
+        }
+    }
+    let expected: BTreeSet<Vec<u8>> = held
+        .iter()
+        .map(|p| p.as_os_str().as_bytes().to_vec())
+        .collect();
+    assert_eq!(closed, expected);
+    assert_eq!(entries("WRITE_FDS").0, 0);
+    assert_eq!(entries("WRITERS").0, 0);
+
+    // Threads that do not return: 200 processes blocked opening a FIFO for
+    // writing (no reader) each hold an entry while they wait; killed, they
+    // hold none. Meanwhile changes are reported.
+    const BLOCKED: usize = 200;
+    let fifo = mnt.join("fifo");
+    assert!(watcher_tests::opener(&[("mknodat", &fifo)]).1 == ["ok"]);
+    let before = entries("STASH").0;
+    let mut blocked: Vec<Child> = (0..BLOCKED)
+        .map(|_| {
+            Command::new(helper_bin("opener"))
+                .arg("openat:w")
+                .arg(&fifo)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let (in_flight, max) = eventually(
+        "every blocked open stashed",
+        || format!("{:?}", entries("STASH")),
+        || {
+            let (n, max) = entries("STASH");
+            (n >= before + BLOCKED as u64).then_some((n, max))
+        },
+    );
+    assert!(in_flight <= u64::from(max));
+    w.events_until_marker(&mnt);
+    for child in &mut blocked {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    eventually(
+        "the killed opens' entries gone",
+        || format!("{:?}", entries("STASH")),
+        || (entries("STASH").0 <= before).then_some(()),
+    );
+    let stopped = w.stop();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
 }

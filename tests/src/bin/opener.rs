@@ -3,8 +3,9 @@
 //! `err ERRNO` for each on its own line.
 //!
 //! SYSCALL is openat, openat2, open or creat; FLAGS are letters: r (O_RDONLY),
-//! w (O_WRONLY), b (O_RDWR), c (O_CREAT), t (O_TRUNC), x (O_EXCL). creat
-//! takes no flags. Paths are raw bytes, so hostile names pass unchanged.
+//! w (O_WRONLY), b (O_RDWR), c (O_CREAT), t (O_TRUNC), x (O_EXCL), and k:
+//! keep the descriptor open until the process exits. creat takes no flags.
+//! Paths are raw bytes, so hostile names pass unchanged.
 //!
 //! Two more operations set where relative paths start: `chdir PATH`, and
 //! `dirfd PATH`, which opens PATH as a directory (read-only) for the
@@ -40,6 +41,7 @@ fn flags(spec: &str) -> libc::c_int {
             'c' => libc::O_CREAT,
             't' => libc::O_TRUNC,
             'x' => libc::O_EXCL,
+            'k' => 0,
             other => panic!("unknown flag letter {other:?}"),
         }
     })
@@ -76,6 +78,18 @@ fn open(op: &str, path: &CString, dirfd: libc::c_int) -> libc::c_long {
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    // Descriptors up to the hard limit, for the `k` opens that keep many.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid out pointer, then the same struct back.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
     assert!(
         args.len().is_multiple_of(2),
         "usage: opener SYSCALL:FLAGS PATH..."
@@ -120,7 +134,8 @@ fn main() {
                 "linkat" => libc::linkat(dirfd, from.as_ptr(), dirfd, path.as_ptr(), 0).into(),
                 _ => {
                     let fd = open(op, &path, dirfd);
-                    if fd >= 0 {
+                    let keep = op.split_once(':').is_some_and(|(_, f)| f.contains('k'));
+                    if fd >= 0 && !keep {
                         libc::close(fd as libc::c_int);
                     }
                     fd
