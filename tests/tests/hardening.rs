@@ -4,7 +4,7 @@
 use std::{
     collections::BTreeSet,
     ffi::{CString, OsStr},
-    os::unix::ffi::OsStrExt,
+    os::unix::{ffi::OsStrExt, fs::PermissionsExt},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
 };
@@ -389,6 +389,11 @@ fn every_flag_refuses_its_invalid_values_clearly() {
     let file = tree.root.join("file");
     std::fs::write(&file, b"").unwrap();
     let file = file.to_str().unwrap();
+    // An output file others may write to.
+    let shared = tree.root.join("shared.log");
+    std::fs::write(&shared, b"").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let shared = shared.to_str().unwrap();
     let cases: &[&[&str]] = &[
         &["trace", "--ring-buffer-size", "3k", dir],
         &["trace", "--ring-buffer-size", "2G", dir],
@@ -405,6 +410,7 @@ fn every_flag_refuses_its_invalid_values_clearly() {
         &["trace", "--format", "xml", dir],
         &["trace", "--color", "sometimes", dir],
         &["trace", "-o", "/nonexistent-dir/events", dir],
+        &["trace", "-o", shared, dir],
         &["trace", "-v", "-q", dir],
         &["trace", "relative/dir"],
         &["trace", file],

@@ -4,7 +4,10 @@
 use std::{
     fs::{File, OpenOptions},
     io::{self, BufWriter, IsTerminal, Write},
-    os::unix::{ffi::OsStrExt, fs::OpenOptionsExt},
+    os::unix::{
+        ffi::OsStrExt,
+        fs::{OpenOptionsExt, PermissionsExt},
+    },
     path::PathBuf,
 };
 
@@ -62,13 +65,22 @@ impl Sink {
 }
 
 /// Creates or appends to `path`, readable by its owner and group only when
-/// it is created (never world-writable).
+/// it is created. An existing file anyone may write to is refused: others
+/// could rewrite the record.
 fn open_output(path: &PathBuf) -> io::Result<File> {
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o640)
-        .open(path)
+        .open(path)?;
+    let mode = file.metadata()?.permissions().mode();
+    if mode & 0o002 != 0 {
+        return Err(io::Error::other(format!(
+            "writable by everyone (mode {:04o}); remove that first (chmod o-w)",
+            mode & 0o7777
+        )));
+    }
+    Ok(file)
 }
 
 pub struct Printer {

@@ -3,7 +3,7 @@
 
 use std::{
     collections::HashMap,
-    fs, io,
+    fs, io, mem,
     path::{Path, PathBuf},
 };
 
@@ -13,6 +13,7 @@ use tokio::{
     io::unix::AsyncFd,
     signal::unix::{Signal, SignalKind, signal},
 };
+use watcher_common::InodeKey;
 
 use crate::{
     bpf::{self, LoadError, Probes, Setup},
@@ -24,7 +25,7 @@ use crate::{
     filter::{PathFilter, ProcessFilter},
     place::place,
     privileges, syscalls, tracefs,
-    watch::{self, Resolved, Stamp, Watch, WatchError},
+    watch::{self, Handle, Resolved, Stamp, Watch, WatchError},
 };
 
 pub struct Watching {
@@ -32,6 +33,9 @@ pub struct Watching {
     /// Every directory named, with how it looked when last resolved, or
     /// why it is not watched now.
     dirs: Vec<(PathBuf, Result<Stamp, WatchError>)>,
+    /// Each watched directory's file handle, by identity: whether it still
+    /// exists once its path is gone.
+    handles: HashMap<InodeKey, Handle>,
     pub probes: Probes,
     pub events: EventStream,
     pub stop: Stop,
@@ -77,6 +81,8 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Watching> {
         .ok();
     let resolved = watch::resolve(&plan.dirs, kernel.is_none(), &[])?.refuse_missing(|_| false)?;
     let watches = resolved.watches;
+    // Taken with the identities, before anything can move them.
+    let handles = handles(&watches, HashMap::new());
     if tracefs::ensure_mounted()? {
         tracing::info!("mounted tracefs at {}", tracefs::TRACEFS);
     }
@@ -160,6 +166,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Watching> {
     // Off the start-up path: it reads every process's descriptors.
     std::thread::spawn(warn_blind_spots);
     Ok(Watching {
+        handles,
         watches,
         dirs: resolved.dirs,
         probes,
@@ -181,8 +188,10 @@ pub fn rewatch(w: &mut Watching, plan: &Plan) -> anyhow::Result<()> {
 /// A directory the user named that is not what it was.
 #[derive(Debug)]
 pub enum Moved {
-    /// No longer a directory (deleted, moved away, or its filesystem
-    /// unmounted): not watched until it is back.
+    /// No longer a directory (deleted, its filesystem unmounted, or moved
+    /// where it cannot be found again): not watched until it is back. A
+    /// directory renamed on its filesystem stays watched where it is, until
+    /// another takes its path.
     Gone {
         dir: PathBuf,
         /// What it resolved to while it was watched.
@@ -226,11 +235,27 @@ impl Watching {
             return Ok(Vec::new());
         }
         let named: Vec<PathBuf> = self.dirs.iter().map(|(dir, _)| dir.clone()).collect();
-        let resolved = watch::resolve(&named, !self.events.exact, &self.watches)?;
+        let mut resolved = watch::resolve(&named, !self.events.exact, &self.watches)?;
         let mut moved = Vec::new();
+        let mut renamed: Vec<Watch> = Vec::new();
         for (dir, now) in &resolved.dirs {
             let then = watch::find(&self.watches, dir);
             match (then, watch::find(&resolved.watches, dir), now) {
+                // Renamed, and nothing in its place: still watched, under
+                // its new path, until something is.
+                (Some(then), None, Err(_))
+                    if dir.parent().is_some_and(|near| {
+                        self.handles.get(&then.key).is_some_and(|h| h.alive(near))
+                    }) =>
+                {
+                    if !renamed.iter().any(|r| r.id == then.id) {
+                        tracing::info!(
+                            "{}: moved away; the directory is still watched where it is now",
+                            escape(dir.as_os_str().as_encoded_bytes())
+                        );
+                        renamed.push(then.clone());
+                    }
+                }
                 (Some(then), None, Err(why)) => moved.push(Moved::Gone {
                     dir: dir.clone(),
                     root: then.root.clone(),
@@ -247,6 +272,7 @@ impl Watching {
                 _ => {}
             }
         }
+        resolved.watches.extend(renamed);
         self.arm(resolved, plan)?;
         for m in &moved {
             match m {
@@ -279,10 +305,24 @@ impl Watching {
         self.events.watches = watches.clone();
         self.events.selected = plan.kinds.clone();
         self.events.paths = plan.paths.clone();
+        self.handles = handles(&watches, mem::take(&mut self.handles));
         self.watches = watches;
         self.dirs = resolved.dirs;
         Ok(())
     }
+}
+
+/// The file handles of `watches`: those in `known`, else taken now.
+fn handles(watches: &[Watch], mut known: HashMap<InodeKey, Handle>) -> HashMap<InodeKey, Handle> {
+    known.retain(|key, _| watches.iter().any(|w| w.key == *key));
+    for w in watches {
+        if !known.contains_key(&w.key)
+            && let Ok(handle) = Handle::of(&w.root)
+        {
+            known.insert(w.key, handle);
+        }
+    }
+    known
 }
 
 /// Events as they arrive from the ring buffer.

@@ -6,7 +6,7 @@ use std::{
     collections::HashMap,
     ffi::{CString, OsStr},
     fs, io,
-    os::unix::ffi::OsStrExt,
+    os::{fd::AsRawFd, unix::ffi::OsStrExt},
     path::{Path, PathBuf},
 };
 
@@ -272,8 +272,7 @@ pub struct Stamp {
 impl Stamp {
     /// `path`'s stamp, following symlinks.
     pub fn of(path: &Path) -> io::Result<Self> {
-        let c_path = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
+        let c_path = c_path(path)?;
         // SAFETY: all-zero is a valid statx buffer.
         let mut stx: libc::statx = unsafe { std::mem::zeroed() };
         // SAFETY: valid path and out pointer.
@@ -313,6 +312,82 @@ impl Stamp {
             ino: self.ino,
         })
     }
+}
+
+/// A file handle of a watched directory: tells later whether it still
+/// exists wherever it was moved, without holding it open (which would keep
+/// its filesystem from being unmounted).
+#[derive(Clone, Debug)]
+pub struct Handle {
+    mount: u64,
+    fh: FileHandle,
+}
+
+/// `struct file_handle` with room for the largest handle.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct FileHandle {
+    bytes: u32,
+    kind: i32,
+    data: [u8; libc::MAX_HANDLE_SZ as usize],
+}
+
+impl Handle {
+    pub fn of(path: &Path) -> io::Result<Self> {
+        let c_path = c_path(path)?;
+        let mut fh = FileHandle {
+            bytes: libc::MAX_HANDLE_SZ as u32,
+            kind: 0,
+            data: [0; libc::MAX_HANDLE_SZ as usize],
+        };
+        let mut mount = 0;
+        // SAFETY: a valid path, a handle buffer as large as it says, and an
+        // out pointer.
+        let rc = unsafe {
+            libc::name_to_handle_at(
+                libc::AT_FDCWD,
+                c_path.as_ptr(),
+                (&raw mut fh).cast(),
+                &mut mount,
+                0,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            mount: Stamp::of(path)?.mount,
+            fh,
+        })
+    }
+
+    /// Whether the directory still exists (it was renamed, perhaps out of
+    /// `near`), on the mount `near` is on: a rename stays on its
+    /// filesystem. Not when that mount is gone, or `near` is elsewhere.
+    pub fn alive(&self, near: &Path) -> bool {
+        if Stamp::of(near).map(|s| s.mount).ok() != Some(self.mount) {
+            return false;
+        }
+        let Ok(dir) = fs::File::open(near) else {
+            return false;
+        };
+        let mut fh = self.fh;
+        // SAFETY: an open directory on the handle's mount and a handle
+        // name_to_handle_at wrote.
+        let fd =
+            unsafe { libc::open_by_handle_at(dir.as_raw_fd(), (&raw mut fh).cast(), libc::O_PATH) };
+        if fd < 0 {
+            return false;
+        }
+        // SAFETY: the fd was just returned to us.
+        unsafe { libc::close(fd) };
+        true
+    }
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))
 }
 
 /// `major:minor` (third field) of mount `id` (first field) in a
