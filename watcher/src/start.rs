@@ -248,13 +248,11 @@ impl Watching {
                         self.handles.get(&then.key).is_some_and(|h| h.alive(near))
                     }) =>
                 {
-                    if !renamed.iter().any(|r| r.id == then.id) {
-                        tracing::info!(
-                            "{}: moved away; the directory is still watched where it is now",
-                            escape(dir.as_os_str().as_encoded_bytes())
-                        );
-                        renamed.push(then.clone());
-                    }
+                    tracing::info!(
+                        "{}: moved away; the directory is still watched where it is now",
+                        escape(dir.as_os_str().as_encoded_bytes())
+                    );
+                    renamed.push(then.clone());
                 }
                 (Some(then), None, Err(why)) => moved.push(Moved::Gone {
                     dir: dir.clone(),
@@ -272,6 +270,9 @@ impl Watching {
                 _ => {}
             }
         }
+        // Once, if two of its spellings led to it.
+        renamed.sort_by_key(|w| w.id);
+        renamed.dedup_by_key(|w| w.id);
         resolved.watches.extend(renamed);
         self.arm(resolved, plan)?;
         for m in &moved {
