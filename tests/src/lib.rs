@@ -374,6 +374,18 @@ pub fn recorded_count(run: &Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no count {name} in {run}"))
 }
 
+/// The record helper's runs in `log`, once there are at least `n`.
+pub fn wait_for_runs(w: &Watcher, log: &Path, n: usize) -> Vec<Value> {
+    eventually(
+        &format!("run {n}"),
+        || format!("stderr:\n{}", w.stderr()),
+        || {
+            let runs = recorded_runs(log);
+            (runs.len() >= n).then_some(runs)
+        },
+    )
+}
+
 /// The record helper's runs in `log`, once the events they were told of,
 /// delivered (`WATCHER_EVENTS`) or lost (`WATCHER_LOST`), add up to
 /// `made`; never more.
@@ -523,22 +535,28 @@ pub fn bpf(cmd: libc::c_long, attr: &[u64]) -> libc::c_long {
     unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_ptr(), size_of_val(attr) as u32) }
 }
 
+/// The ids after `key` (`map_id:`, `prog_id:`, `link_id:`) in the fdinfo
+/// of process `pid`'s descriptors: the BPF objects it holds.
+pub fn bpf_ids(pid: u32, key: &str) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .expect("fdinfo")
+        .filter_map(|entry| {
+            let info = std::fs::read_to_string(entry.ok()?.path()).ok()?;
+            info.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .collect()
+}
+
 /// The kernel's count of entries in watcher's map `name` (process `pid`),
 /// and its `max_entries`: asked of the kernel by map id, key by key.
 pub fn map_entries(pid: u32, name: &str) -> (u64, u32) {
     const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
     const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
     const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("fdinfo") {
-        let info = std::fs::read_to_string(entry.expect("fdinfo entry").path()).unwrap_or_default();
-        let Some(id) = info
-            .lines()
-            .find_map(|l| l.strip_prefix("map_id:"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        else {
-            continue;
-        };
-        let fd = bpf(BPF_MAP_GET_FD_BY_ID, &[id, 0]);
+    for id in bpf_ids(pid, "map_id:") {
+        let fd = bpf(BPF_MAP_GET_FD_BY_ID, &[id.into(), 0]);
         assert!(fd >= 0, "map {id}: {}", std::io::Error::last_os_error());
         // struct bpf_map_info: type, id, key_size, value_size, max_entries,
         // map_flags (u32 each), then the name (16 bytes).

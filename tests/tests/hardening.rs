@@ -11,9 +11,9 @@ use std::{
 
 use serde_json::Value;
 use watcher_tests::{
-    Mount, Tree, Watcher, assert_valid, bpf, eventually, helper_bin, map_entries, path_bytes,
-    recorded_count, recorded_runs as runs, recorded_stdin as stdin, run, runs_accounting_for,
-    schema, spawn, watcher_bin,
+    Mount, Tree, Watcher, assert_valid, bpf, bpf_ids, eventually, helper_bin, map_entries,
+    path_bytes, recorded_count, recorded_runs as runs, recorded_stdin as stdin, run,
+    runs_accounting_for, schema, spawn, wait_for_runs, watcher_bin,
 };
 
 const WRITERS: usize = 8;
@@ -128,21 +128,12 @@ fn sigkill_leaves_no_program_link_or_map_behind() {
     let w = Watcher::trace_json_with(&["--events", "all"], &[&tree.root]);
     let pid = w.pid();
     let mut objects = BTreeSet::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
-        let info = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
-        for (key, cmd) in [
-            ("link_id:", BPF_LINK_GET_FD_BY_ID),
-            ("prog_id:", BPF_PROG_GET_FD_BY_ID),
-            ("map_id:", BPF_MAP_GET_FD_BY_ID),
-        ] {
-            if let Some(id) = info
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().parse::<u32>().ok())
-            {
-                objects.insert((cmd, id));
-            }
-        }
+    for (key, cmd) in [
+        ("link_id:", BPF_LINK_GET_FD_BY_ID),
+        ("prog_id:", BPF_PROG_GET_FD_BY_ID),
+        ("map_id:", BPF_MAP_GET_FD_BY_ID),
+    ] {
+        objects.extend(bpf_ids(pid, key).into_iter().map(|id| (cmd, id)));
     }
     let count = |cmd| objects.iter().filter(|(c, _)| *c == cmd).count();
     // Every kind there: 78 links and a program for each kind of tracepoint,
@@ -554,13 +545,9 @@ fn an_unmounted_filesystem_is_reported_and_its_mount_point_followed() {
     assert!(stopped.status.success(), "{}", stopped.stderr);
 }
 
-/// Waits for the record helper's `n`th run (from 1) in `log`.
+/// The record helper's `n`th run (from 1) in `log`, once it is there.
 fn nth_run(w: &Watcher, log: &Path, n: usize) -> Value {
-    eventually(
-        &format!("run {n}"),
-        || format!("stderr:\n{}", w.stderr()),
-        || runs(log).into_iter().nth(n - 1),
-    )
+    wait_for_runs(w, log, n).swap_remove(n - 1)
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::{
 use serde_json::Value;
 use watcher_tests::{
     Mount, Tree, Watcher, chain, eventually, helper_bin, opener, recorded_count,
-    recorded_runs as runs, recorded_stdin as stdin, runs_accounting_for,
+    recorded_runs as runs, recorded_stdin as stdin, runs_accounting_for, wait_for_runs,
 };
 
 /// `watcher run --events write OPTIONS... DIRS... [-- ACTION...]` (no `--` when ACTION is
@@ -36,17 +36,6 @@ fn start(options: &[&str], watched: &Path, log: &Path, record_args: &[&OsStr]) -
     let mut action = vec![record.as_os_str(), log.as_os_str()];
     action.extend(record_args);
     run_watcher(options, &[watched], &action)
-}
-
-fn wait_for_runs(w: &Watcher, log: &Path, n: usize) -> Vec<Value> {
-    eventually(
-        &format!("run {n}"),
-        || format!("stderr:\n{}", w.stderr()),
-        || {
-            let runs = runs(log);
-            (runs.len() >= n).then_some(runs)
-        },
-    )
 }
 
 fn env<'a>(run: &'a Value, name: &str) -> &'a str {

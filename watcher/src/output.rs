@@ -202,22 +202,11 @@ impl Printer {
 
     /// A watched directory went away, or is watched again.
     pub fn moved(&mut self, time_ns: i128, m: &Moved) -> io::Result<()> {
-        let (kind, root, message) = match m {
-            Moved::Gone { root, why, .. } => ("unwatched", root, format!("{why}: {}", Moved::GONE)),
-            Moved::Back { root, replaced, .. } => (
-                "rewatched",
-                root,
-                format!(
-                    "{}: {}; changes made in it before now were not seen",
-                    escape(root.as_os_str().as_bytes()),
-                    if *replaced {
-                        "another directory now"
-                    } else {
-                        "back"
-                    }
-                ),
-            ),
+        let (kind, root) = match m {
+            Moved::Gone { root, .. } => ("unwatched", root),
+            Moved::Back { root, .. } => ("rewatched", root),
         };
+        let message = m.message();
         let mut fields = vec![
             ("time", Field::Text(rfc3339(time_ns))),
             ("event", Field::Text(kind.into())),

@@ -211,8 +211,28 @@ pub enum Moved {
 }
 
 impl Moved {
-    /// What happens to a directory that is gone.
-    pub const GONE: &str = "not watched until it is back";
+    /// One line for the log and the text output.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Gone { why, .. } => format!("{why}: not watched until it is back"),
+            Self::Back {
+                dir,
+                root,
+                replaced,
+                ..
+            } => format!(
+                "{}: {}; watched again, now the directory {}; changes made in it before now \
+                 were not seen",
+                escape(dir.as_os_str().as_encoded_bytes()),
+                if *replaced {
+                    "another directory now"
+                } else {
+                    "back"
+                },
+                escape(root.as_os_str().as_encoded_bytes())
+            ),
+        }
+    }
 }
 
 impl Watching {
@@ -224,9 +244,17 @@ impl Watching {
     }
 
     /// Looks at the directories the user named again, and when one is not
-    /// what it was, watches what they are now. Cheap when nothing changed
-    /// (one statx each), so it runs every tick.
-    pub fn follow(&mut self, plan: &Plan) -> anyhow::Result<Vec<Moved>> {
+    /// what it was, watches what they are now and logs it. Cheap when
+    /// nothing changed (one statx each), so it runs every tick. A failure
+    /// is logged, and tried again at the next tick.
+    pub fn follow(&mut self, plan: &Plan) -> Vec<Moved> {
+        self.try_follow(plan).unwrap_or_else(|e| {
+            tracing::warn!("cannot look at the watched directories again: {e:#}");
+            Vec::new()
+        })
+    }
+
+    fn try_follow(&mut self, plan: &Plan) -> anyhow::Result<Vec<Moved>> {
         let same = self
             .dirs
             .iter()
@@ -276,15 +304,7 @@ impl Watching {
         resolved.watches.extend(renamed);
         self.arm(resolved, plan)?;
         for m in &moved {
-            match m {
-                Moved::Gone { why, .. } => tracing::warn!("{why}: {}", Moved::GONE),
-                Moved::Back { dir, root, .. } => tracing::warn!(
-                    "{}: watched again, now the directory {}; changes made in it before now \
-                     were not seen",
-                    escape(dir.as_os_str().as_encoded_bytes()),
-                    escape(root.as_os_str().as_encoded_bytes())
-                ),
-            }
+            tracing::warn!("{}", m.message());
         }
         Ok(moved)
     }

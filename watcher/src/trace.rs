@@ -92,10 +92,7 @@ pub async fn trace(args: TraceArgs, options: Options) -> anyhow::Result<()> {
 /// Watches the directories named anew when one went away or was
 /// replaced, and says so in the output.
 fn follow(w: &mut Watching, plan: &Plan, printer: &mut Printer) -> io::Result<()> {
-    let moved = w.follow(plan).unwrap_or_else(|e| {
-        tracing::warn!("cannot look at the watched directories again: {e:#}");
-        Vec::new()
-    });
+    let moved = w.follow(plan);
     if moved.is_empty() {
         return Ok(());
     }

@@ -355,8 +355,9 @@ impl Handle {
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
+        // The same mount id as statx's and /proc/self/mountinfo's.
         Ok(Self {
-            mount: Stamp::of(path)?.mount,
+            mount: mount as u64,
             fh,
         })
     }

@@ -443,10 +443,7 @@ impl Engine {
     /// Watches the directories named anew when one went away or was
     /// replaced: a change for each job that named it.
     fn follow(&mut self) {
-        let moved = self.w.follow(&self.plan).unwrap_or_else(|e| {
-            tracing::warn!("cannot look at the watched directories again: {e:#}");
-            Vec::new()
-        });
+        let moved = self.w.follow(&self.plan);
         if moved.is_empty() {
             return;
         }
