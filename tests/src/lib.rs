@@ -183,6 +183,8 @@ pub struct Watcher {
     child: Option<Child>,
     stdout: Receiver<String>,
     stderr: Arc<Mutex<String>>,
+    /// Closed when the stderr reader has taken the last line.
+    stderr_done: Receiver<String>,
 }
 
 /// How a watcher ended.
@@ -231,18 +233,22 @@ impl Watcher {
                 let _ = err_tx.send(line);
             }
         });
-        let w = Self {
-            child: Some(child),
-            stdout,
-            stderr,
-        };
         let deadline = Instant::now() + PATIENCE;
         loop {
             match err_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.starts_with("watching") => return w,
+                Ok(line) if line.starts_with("watching") => break,
                 Ok(_) => {}
-                Err(_) => panic!("watcher never said `watching`; stderr:\n{}", w.stderr()),
+                Err(_) => panic!(
+                    "watcher never said `watching`; stderr:\n{}",
+                    stderr.lock().unwrap()
+                ),
             }
+        }
+        Self {
+            child: Some(child),
+            stdout,
+            stderr,
+            stderr_done: err_rx,
         }
     }
 
@@ -328,10 +334,18 @@ impl Watcher {
         let status = wait_child(&mut child, || {
             format!("watcher, after signal {signal}; stderr:\n{}", self.stderr())
         });
-        // The reader thread ends with the output: every line is in.
+        // The reader threads end with the output: every line is in.
         let stdout = self.stdout.iter().collect();
-        // Let the stderr reader take the last lines.
-        thread::sleep(Duration::from_millis(50));
+        let deadline = Instant::now() + PATIENCE;
+        while let Err(RecvTimeoutError::Timeout) | Ok(_) = self
+            .stderr_done
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "watcher's stderr still open {PATIENCE:?} after it exited"
+            );
+        }
         Stopped {
             status,
             stderr: self.stderr(),

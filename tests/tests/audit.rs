@@ -77,6 +77,57 @@ fn a_short_lived_writer_is_attributed_from_the_kernel() {
     }
 }
 
+#[test]
+fn a_writer_whose_executable_was_deleted_is_marked() {
+    let validator = schema();
+    let tree = Tree::new("deleted-exe");
+    let media = tree.dir("media");
+    let copy = tree.dir("bin").join("gone-opener");
+    // Copied by `cp`, not by this process: a descriptor of ours open for
+    // writing could be inherited by a process another test forks at that
+    // moment, and exec would fail with ETXTBSY.
+    run("cp", &[helper_bin("opener").as_os_str(), copy.as_os_str()]);
+    let copy = copy.canonicalize().unwrap();
+    let w = Watcher::trace_json(&[&media]);
+    let by_deleted = media.join("by-deleted");
+    let by_normal = media.join("by-normal");
+    // The copy removes its own file first, then writes: by then it runs an
+    // executable that no longer has a name. No waiting between the two.
+    let (deleted_pid, out) = spawn(
+        Command::new(&copy)
+            .arg("unlinkat")
+            .arg(&copy)
+            .arg("openat:wc")
+            .arg(&by_deleted),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\nok\n");
+    assert!(!copy.exists());
+    let (normal_pid, _) = opener(&[("openat:wc", &by_normal)]);
+    let events = w.events_until_marker(&media);
+    for ev in &events {
+        assert_valid(&validator, ev);
+    }
+    let ev = of_pid(&events, deleted_pid)[0];
+    assert_eq!(path_bytes(ev), by_deleted.as_os_str().as_bytes());
+    assert_eq!(ev["exe"].as_str().unwrap(), s(&copy), "{ev}");
+    assert_eq!(ev["exe_deleted"], true, "{ev}");
+    assert_eq!(ev["comm"], "gone-opener");
+    let ev = of_pid(&events, normal_pid)[0];
+    assert_eq!(path_bytes(ev), by_normal.as_os_str().as_bytes());
+    assert_eq!(
+        ev["exe"].as_str().unwrap(),
+        s(&helper_bin("opener").canonicalize().unwrap())
+    );
+    assert!(ev.get("exe_deleted").is_none(), "{ev}");
+    // The marker's `touch` too.
+    assert!(events.last().unwrap().get("exe_deleted").is_none());
+}
+
 /// Where cgroup v2 is mounted, if it is.
 fn cgroup2_root() -> Option<String> {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -627,4 +678,143 @@ fn top_once_counts_a_scripted_workload() {
     // Most events first: the writer's row comes before rm's.
     let pos = |pid: u32| report.find(&format!(" {pid} ")).unwrap();
     assert!(pos(writer) < pos(rm), "{report}");
+}
+
+/// `watcher ARGS...` that exits by itself: its status and stderr.
+fn refused(args: &[&OsStr]) -> (Option<i32>, String) {
+    let (_, out) = spawn(Command::new(watcher_bin()).args(args));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn output_is_never_a_symlink_nor_another_users_file_in_a_sticky_directory() {
+    let tree = Tree::new("outsafe");
+    let media = tree.dir("media");
+    // A /tmp of the test's own: sticky, anyone may write.
+    let tmp = tree.dir("tmp");
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).unwrap();
+    let nobody = 65534;
+    // A root file, and a link to it that another user planted.
+    let precious = tree.root.join("precious");
+    fs::write(&precious, b"root's\n").unwrap();
+    let link = tmp.join("x.log");
+    std::os::unix::fs::symlink(&precious, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(nobody), Some(nobody)).unwrap();
+    // A file another user made there.
+    let theirs = tmp.join("y.log");
+    fs::write(&theirs, b"").unwrap();
+    std::os::unix::fs::chown(&theirs, Some(nobody), Some(nobody)).unwrap();
+    for (output, expect) in [
+        (&link, "a symbolic link; name the file itself"),
+        (
+            &theirs,
+            "owned by another user (uid 65534) in a sticky directory",
+        ),
+    ] {
+        let (code, stderr) = refused(&[
+            "trace".as_ref(),
+            "--output".as_ref(),
+            output.as_os_str(),
+            media.as_os_str(),
+        ]);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("watcher: "), "{stderr}");
+        assert!(stderr.contains(expect), "{stderr}");
+        assert!(!stderr.contains("watching"), "{stderr}");
+    }
+    assert_eq!(fs::read(&precious).unwrap(), b"root's\n");
+    assert_eq!(fs::metadata(&theirs).unwrap().len(), 0);
+    // A character device anyone may write to is fine.
+    let w = Watcher::start(&[
+        "trace".as_ref(),
+        "--output".as_ref(),
+        "/dev/null".as_ref(),
+        media.as_os_str(),
+    ]);
+    run("touch", &[media.join("a").as_os_str()]);
+    let stopped = w.stop();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+}
+
+#[test]
+fn output_errors_name_the_file_and_a_failed_reopen_keeps_the_old_one() {
+    let tree = Tree::new("outerr");
+    let media = tree.dir("media");
+    let logs = tree.dir("logs");
+    let log = logs.join("events.log");
+    let w = Watcher::start(&[
+        "trace".as_ref(),
+        "--format".as_ref(),
+        "json".as_ref(),
+        "--events".as_ref(),
+        "create".as_ref(),
+        "--output".as_ref(),
+        log.as_os_str(),
+        media.as_os_str(),
+    ]);
+    fs::remove_dir_all(&logs).unwrap();
+    w.send(libc::SIGHUP);
+    w.wait_for_log("events still go to the file open until now", 1);
+    // Still there, and still writing.
+    run("touch", &[media.join("after").as_os_str()]);
+    let stopped = w.stop();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+    let said: Vec<&str> = stopped
+        .stderr
+        .lines()
+        .filter(|l| l.contains("events.log"))
+        .collect();
+    assert_eq!(said.len(), 1, "{}", stopped.stderr);
+    assert!(
+        said[0].contains(&format!("SIGHUP: cannot open {}", log.display())),
+        "{}",
+        said[0]
+    );
+
+    // A write that fails names where it went.
+    let w = Watcher::start(&[
+        "trace".as_ref(),
+        "--output".as_ref(),
+        "/dev/full".as_ref(),
+        media.as_os_str(),
+    ]);
+    run("touch", &[media.join("full").as_os_str()]);
+    let stopped = w.wait_exit();
+    assert_eq!(stopped.status.code(), Some(1), "{}", stopped.stderr);
+    assert!(
+        stopped
+            .stderr
+            .contains("watcher: cannot write events to /dev/full: No space left on device"),
+        "{}",
+        stopped.stderr
+    );
+}
+
+#[test]
+fn top_takes_sighup_and_goes_on() {
+    let tree = Tree::new("tophup");
+    let media = tree.dir("media");
+    let w = Watcher::start(&[
+        "top".as_ref(),
+        "--once".as_ref(),
+        "--interval".as_ref(),
+        "1h".as_ref(),
+        media.as_os_str(),
+    ]);
+    w.send(libc::SIGHUP);
+    w.wait_for_log("SIGHUP: `watcher top` has nothing to reload", 1);
+    let (writer, _) = opener(&[("openat:wc", &media.join("a"))]);
+    let stopped = w.signal(libc::SIGINT);
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+    let report = stopped.stdout.join("\n");
+    assert!(
+        report
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(&writer.to_string())),
+        "{report}"
+    );
 }

@@ -3,10 +3,10 @@
 
 use std::{
     os::unix::process::{CommandExt as _, ExitStatusExt as _},
-    process::Command,
+    process::{Command, Stdio},
 };
 
-use watcher_tests::{Tree, Watcher, require_root, spawn, watcher_bin};
+use watcher_tests::{Tree, Watcher, helper_bin, require_root, spawn, watcher_bin};
 
 /// Runs watcher to completion; returns (exit code, stdout, stderr).
 fn watcher(args: &[&str]) -> (i32, String, String) {
@@ -61,7 +61,7 @@ fn a_hostile_directory_name_is_escaped_in_the_message() {
     let name = tree.root.join("x\n\x1b[2Jy");
     let (code, _, stderr) = watcher(&["trace", name.to_str().unwrap()]);
     assert_eq!(code, 1);
-    one_clear_line(&stderr, "x\\n\\x1b[2Jy: no such directory");
+    one_clear_line(&stderr, "x\\n\\u{1b}[2Jy: no such directory");
 }
 
 #[test]
@@ -133,6 +133,78 @@ fn invalid_arguments_are_one_line_with_status_2() {
         assert_eq!(code, 2, "{args:?}: {stderr}");
         one_clear_line(&stderr, "");
     }
+    // Refused while the arguments are read, each with what is wrong.
+    for (args, expect) in [
+        (
+            &["run", "--user", "no-such-user-here", "/tmp", "--", "true"][..],
+            "no user named no-such-user-here",
+        ),
+        (
+            &["trace", "--pid", "99999999", "/tmp"],
+            "`99999999` is not a process id (from 1 to 4194303)",
+        ),
+        (
+            &["trace", "--pid", "4194304", "/tmp"],
+            "`4194304` is not a process id (from 1 to 4194303)",
+        ),
+        (
+            &["run", "--signal", "HUP", "--target-pid", "99999999", "/tmp"],
+            "`99999999` is not a process id (from 1 to 4194303)",
+        ),
+        (
+            &["run", "--settle", "99999999999999h", "/tmp", "--", "true"],
+            "`99999999999999h` is too large: a duration is at most 8760h (a year)",
+        ),
+        (
+            &["run", "--interval", "8761h", "/tmp", "--", "true"],
+            "is too large",
+        ),
+        (
+            &["run", "--timeout", "1e400", "/tmp", "--", "true"],
+            "unknown unit",
+        ),
+        (
+            &[
+                "run",
+                "--timeout",
+                "99999999999999999999999",
+                "/tmp",
+                "--",
+                "true",
+            ],
+            "is too large",
+        ),
+        (&["top", "--interval", "9999999h", "/tmp"], "is too large"),
+    ] {
+        let (code, _, stderr) = watcher(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        one_clear_line(&stderr, expect);
+    }
+}
+
+/// An error that comes from the system says it once, not once for the
+/// message and again for its cause.
+#[test]
+fn a_system_error_is_said_once() {
+    require_root();
+    let tree = Tree::new("oserror");
+    let missing = tree.root.join("nope");
+    let missing = missing.to_str().unwrap();
+    let output = format!("{missing}/events.log");
+    let dir = tree.root.to_str().unwrap();
+    for args in [
+        &["serve", "--config", missing][..],
+        &["trace", "--output", &output, dir],
+    ] {
+        let (code, _, stderr) = watcher(args);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        one_clear_line(&stderr, missing);
+        assert_eq!(
+            stderr.matches("No such file or directory").count(),
+            1,
+            "{args:?}: {stderr}"
+        );
+    }
 }
 
 #[test]
@@ -201,8 +273,73 @@ fn check_passes_on_this_machine() {
     }
 }
 
-/// In a private mount namespace, with tracefs unmounted: `check` fails on
-/// the tracefs line, and `trace` mounts it, says so, and works.
+/// Run by another user than root, `check` cannot read tracefs (mode 0700)
+/// and says why, rather than that it is not mounted.
+#[test]
+fn check_as_another_user_says_not_root_about_tracefs() {
+    require_root();
+    // Make sure tracefs is there (a watcher mounts it if it is not).
+    let tree = Tree::new("check-nobody");
+    drop(Watcher::start(&["trace", tree.root.to_str().unwrap()]));
+    let mut cmd = Command::new(watcher_bin());
+    cmd.arg("check").uid(65534).gid(65534);
+    let (_, out) = spawn(&mut cmd);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The privileges line fails: watcher cannot run as nobody.
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.get(6..).is_some_and(|l| l.starts_with("tracefs ")))
+        .unwrap_or_else(|| panic!("no tracefs line:\n{stdout}"));
+    assert!(!line.contains("not mounted"), "{line}");
+    assert!(
+        line.contains("mounted at /sys/kernel/tracing, but not readable: not root"),
+        "{line}"
+    );
+}
+
+/// The io_uring warning at start says what is true: io_uring operations are
+/// not seen, and which processes hold io_uring instances at that moment.
+#[test]
+fn processes_holding_io_uring_instances_are_named_at_start() {
+    use std::io::{BufRead as _, BufReader};
+    let tree = Tree::new("io-uring");
+    let mut holder = Command::new(helper_bin("opener"))
+        .args(["uring", "-", "wait", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(holder.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // EPERM: io_uring disabled (kernel.io_uring_disabled); ENOSYS: not built.
+    if ["err 1", "err 38"].contains(&first.trim()) {
+        drop(holder.stdin.take());
+        let _ = holder.wait();
+        eprintln!("no io_uring here ({}): skipped", first.trim());
+        return;
+    }
+    assert_eq!(first.trim(), "ok", "io_uring_setup");
+    let w = Watcher::start(&["trace", tree.root.to_str().unwrap()]);
+    let said = "operations submitted through io_uring are not seen; these processes hold io_uring \
+                instances now: ";
+    w.wait_for_log(said, 1);
+    let log = w.stderr();
+    let pids = log
+        .lines()
+        .find_map(|l| l.split_once(said).map(|(_, pids)| pids))
+        .unwrap();
+    let pid = holder.id().to_string();
+    assert!(pids.split(' ').any(|p| p == pid), "{pid} not in: {log}");
+    drop(holder.stdin.take());
+    assert!(holder.wait().unwrap().success());
+}
+
+/// In a private mount namespace, with tracefs unmounted: `check` warns on
+/// the tracefs line that watcher will mount it (exit status 3: runs with a
+/// warning), and `trace` mounts it, says so, and works.
 #[test]
 fn unmounted_tracefs_is_reported_by_check_and_mounted_by_watcher() {
     let tree = Tree::new("tracefs");
@@ -220,13 +357,25 @@ fn unmounted_tracefs_is_reported_by_check_and_mounted_by_watcher() {
         w.stderr()
     );
     let mut line = w.next_line();
+    let mut tracefs = None;
+    let mut report = String::new();
     while !line.starts_with("check=") {
         if line.get(6..).is_some_and(|l| l.starts_with("tracefs ")) {
-            assert!(line.starts_with("FAIL  tracefs      not mounted"), "{line}");
+            tracefs = Some(line.clone());
         }
+        report.push_str(&line);
+        report.push('\n');
         line = w.next_line();
     }
-    assert_eq!(line, "check=1");
+    let tracefs = tracefs.unwrap_or_else(|| panic!("no tracefs line:\n{report}"));
+    assert!(
+        tracefs.starts_with(
+            "warn  tracefs      not mounted at /sys/kernel/tracing: watcher mounts it at start"
+        ),
+        "{tracefs}"
+    );
+    assert!(!report.contains("FAIL"), "{report}");
+    assert_eq!(line, "check=3", "{report}");
     let file = tree.root.join("seen");
     std::fs::write(&file, b"x").unwrap();
     let event = w.next_line();
@@ -254,13 +403,35 @@ fn completions_and_man_pages_are_generated() {
     let (code, _, stderr) = watcher(&["man", dir.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     for (page, words) in [
-        ("watcher.1", &["watcher\\-serve(1)", "Examples:"][..]),
-        ("watcher-serve.1", &["\\-\\-config", "SIGHUP"][..]),
+        (
+            "watcher.1",
+            &["watcher\\-serve(1)", "Examples:", "\\-\\-version"][..],
+        ),
+        (
+            "watcher-serve.1",
+            &["\\-\\-config", "SIGHUP", "\\-\\-verbose", "watcher.toml(5)"][..],
+        ),
         (
             "watcher-run.1",
-            &["\\-\\-settle", "\\-\\-stdin\\-format"][..],
+            &[
+                "\\-\\-settle",
+                "\\-\\-stdin\\-format",
+                ".SH ENVIRONMENT",
+                "WATCHER_WATCHES",
+                "WATCHER_PATHS_OMITTED",
+            ][..],
         ),
         ("watcher-check.1", &["Exit status 0"][..]),
+        (
+            "watcher.toml.5",
+            &[
+                ".TH watcher.toml 5",
+                "\\fBring_buffer_size\\fR",
+                "\\fBsettle\\fR",
+                "\\fBprocess_name\\fR",
+                ".SH \"RELOADING\"",
+            ][..],
+        ),
     ] {
         let text = std::fs::read_to_string(dir.join(page)).unwrap();
         assert!(
@@ -269,6 +440,18 @@ fn completions_and_man_pages_are_generated() {
         );
         for word in words {
             assert!(text.contains(word), "{page}: no {word}:\n{text}");
+        }
+    }
+    // A subcommand takes no --version, and its page does not offer one.
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        if name.starts_with("watcher-") {
+            assert!(!text.contains("\\-\\-version"), "{name}:\n{text}");
+            let sub = name.trim_start_matches("watcher-").trim_end_matches(".1");
+            let (code, _, _) = watcher(&[sub, "--version"]);
+            assert_eq!(code, 2, "{sub} --version");
         }
     }
 }

@@ -185,6 +185,9 @@ fn an_action_flooding_gigabytes_of_output_leaves_memory_bounded() {
         "run".as_ref(),
         "--settle".as_ref(),
         "100ms".as_ref(),
+        // Not the default minute: the second run must not wait for it.
+        "--interval".as_ref(),
+        "100ms".as_ref(),
         "--shell".as_ref(),
         watched.as_os_str(),
         "--".as_ref(),
@@ -666,4 +669,44 @@ fn per_thread_and_per_fd_maps_are_emptied_by_exits_and_stay_bounded() {
     );
     let stopped = w.stop();
     assert!(stopped.status.success(), "{}", stopped.stderr);
+}
+
+#[test]
+fn thousands_of_directories_are_watched_and_the_limit_says_what_to_do() {
+    let tree = Tree::new("many");
+    let max = watcher_common::MAX_WATCHES as usize;
+    let dirs: Vec<PathBuf> = (0..=max)
+        .map(|i| {
+            let dir = tree.root.join(format!("d{i:04}"));
+            std::fs::create_dir(&dir).unwrap();
+            dir
+        })
+        .collect();
+    // 2,000 on the command line, each its own watch.
+    let some = &dirs[..2000];
+    let args: Vec<&Path> = some.iter().map(PathBuf::as_path).collect();
+    let w = Watcher::trace_json(&args);
+    for dir in [&some[0], &some[1999]] {
+        let file = dir.join("f");
+        run("touch", &[file.as_os_str()]);
+        let ev = w.events_through(|ev| path_bytes(ev) == file.as_os_str().as_bytes());
+        let ev = ev.last().unwrap();
+        assert_eq!(ev["watch"].as_str(), dir.to_str(), "{ev}");
+    }
+    let stopped = w.stop();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+    // One more than the limit: one line that says how to go past it.
+    let mut cmd = Command::new(watcher_bin());
+    cmd.arg("trace").args(&dirs);
+    let (_, out) = spawn(&mut cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} directories given, watcher can watch at most {max}",
+            max + 1
+        )) && stderr.contains("watch the directories they have in common instead"),
+        "{stderr}"
+    );
 }

@@ -375,7 +375,7 @@ fn the_actions_output_goes_to_the_log_prefixed_and_escaped() {
     assert!(
         action
             .iter()
-            .any(|l| l.ends_with("] err: bad \\x1b[2J line")),
+            .any(|l| l.ends_with("] err: bad \\u{1b}[2J line")),
         "{log}"
     );
     // 10,000 bytes without a newline: cut into lines of at most 4096.
@@ -600,8 +600,13 @@ fn an_unknown_user_is_refused_before_watching() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    assert_eq!(code, Some(1));
-    assert_eq!(stderr, "watcher: no user named no-such-user-x\n");
+    // Bad input, like `--uid no-such-user-x`: status 2.
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        "watcher: invalid value 'no-such-user-x' for '--user <USER>': no user named \
+         no-such-user-x\n"
+    );
 }
 
 #[test]
@@ -682,4 +687,190 @@ fn a_change_too_deep_to_place_runs_the_action_for_every_watch() {
     assert_eq!(env(run, "WATCHER_PATHS"), "0");
     assert_eq!(env(run, "WATCHER_PATHS_OMITTED"), "1");
     assert!(stdin(run).is_empty());
+}
+
+#[test]
+fn sighup_is_logged_and_run_goes_on() {
+    let tree = Tree::new("hup");
+    let watched = tree.dir("media");
+    let log = tree.root.join("runs.log");
+    let w = start(
+        &["--settle", "50ms", "--interval", "50ms"],
+        &watched,
+        &log,
+        &[],
+    );
+    // What a logrotate's `pkill -HUP -x watcher` does.
+    w.send(libc::SIGHUP);
+    w.wait_for_log("SIGHUP: `watcher run` has nothing to reload", 1);
+    write_files(&[watched.join("a")]);
+    let run = &wait_for_runs(&w, &log, 1)[0];
+    assert_eq!(env(run, "WATCHER_EVENTS"), "1");
+    let stopped = w.stop();
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+}
+
+/// Whether any live process is left in process group `pgid` (a zombie
+/// is dead: its reaping is up to whoever adopted it).
+fn group_alive(pgid: u32) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
+        std::fs::read_to_string(p.path().join("stat")).is_ok_and(|stat| {
+            // pid (comm) state ppid pgrp ...: comm may hold spaces.
+            let after = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            fields.first() != Some(&"Z") && fields.get(2) == Some(&pgid.to_string().as_str())
+        })
+    })
+}
+
+#[test]
+fn stopping_run_terminates_the_running_action() {
+    let tree = Tree::new("stopaction");
+    let watched = tree.dir("media");
+    let log = tree.root.join("runs.log");
+    // Holds until a file that never comes: the action runs on.
+    let never = tree.root.join("never");
+    let w = start(
+        &["--settle", "50ms"],
+        &watched,
+        &log,
+        &["--hold".as_ref(), never.as_os_str()],
+    );
+    write_files(&[watched.join("a")]);
+    let run = &wait_for_runs(&w, &log, 1)[0];
+    let pid = run["process"]["pid"].as_u64().unwrap() as u32;
+    assert!(group_alive(pid));
+    let stopped = w.stop();
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+    assert!(
+        stopped
+            .stderr
+            .contains(&format!("sending SIGTERM to action[{pid}]")),
+        "{}",
+        stopped.stderr
+    );
+    assert!(!stopped.stderr.contains("SIGKILL"), "{}", stopped.stderr);
+    assert!(!group_alive(pid), "the action outlived watcher");
+}
+
+#[test]
+fn an_action_that_ignores_sigterm_is_killed_at_stop() {
+    let tree = Tree::new("stopkill");
+    let watched = tree.dir("media");
+    // It and its children ignore SIGTERM (an ignored signal stays ignored
+    // across exec).
+    let w = run_watcher(
+        &["--settle", "50ms", "--shell"],
+        &[&watched],
+        &["trap '' TERM; echo started $$; sleep 1000 & wait".as_ref()],
+    );
+    write_files(&[watched.join("a")]);
+    w.wait_for_log("out: started", 1);
+    let stderr = w.stderr();
+    let pid: u32 = stderr
+        .lines()
+        .find_map(|l| l.split("out: started ").nth(1))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {stderr}"));
+    assert!(group_alive(pid));
+    let stopped = w.stop();
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+    for said in [
+        format!("sending SIGTERM to action[{pid}]"),
+        format!("action[{pid}] still running 5s after SIGTERM: sending SIGKILL"),
+    ] {
+        assert!(stopped.stderr.contains(&said), "{said}: {}", stopped.stderr);
+    }
+    assert!(!group_alive(pid), "the action outlived watcher");
+}
+
+/// Capability numbers (linux/capability.h) an action must not have.
+const WATCHER_ONLY: [(u32, &str); 3] = [(19, "sys_ptrace"), (38, "perfmon"), (39, "bpf")];
+
+fn caps(run: &Value, set: &str) -> u64 {
+    let hex = run["process"][set].as_str().unwrap();
+    u64::from_str_radix(hex, 16).unwrap()
+}
+
+#[test]
+fn the_action_gets_neither_watchers_capabilities_nor_its_systemd_variables() {
+    let tree = Tree::new("actioncaps");
+    let watched = tree.dir("media");
+    let log = tree.root.join("runs.log");
+    // The unit's capabilities, as systemd would give them to watcher.
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/watcher.service"),
+    )
+    .unwrap();
+    let bounding: Vec<String> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .unwrap()
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    let notify = tree.root.join("notify");
+    let _socket = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    let record = helper_bin("record");
+    let w = Watcher::start_command(
+        std::process::Command::new("setpriv")
+            .arg(format!("--bounding-set=-all,{}", bounding.join(",")))
+            .arg("--inh-caps=-all")
+            .arg(watcher_tests::watcher_bin())
+            .args(["run", "--settle", "50ms", "--once"])
+            .arg(&watched)
+            .arg("--")
+            .args([record.as_os_str(), log.as_os_str()])
+            .env("NOTIFY_SOCKET", &notify)
+            .env("JOURNAL_STREAM", "8:12345")
+            .env("WATCHDOG_USEC", "30000000"),
+    );
+    write_files(&[watched.join("a")]);
+    let stopped = w.wait_exit();
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+    let run = &runs(&log)[0];
+    assert_eq!(run["systemd_env"], serde_json::json!([]), "{run}");
+    let (bnd, eff) = (caps(run, "cap_bnd"), caps(run, "cap_eff"));
+    for (cap, name) in WATCHER_ONLY {
+        assert_eq!(bnd & (1 << cap), 0, "{name} in the bounding set: {run}");
+        assert_eq!(eff & (1 << cap), 0, "{name} in the effective set: {run}");
+    }
+    // The rest of the unit's set stays, as it would for a root command:
+    // CAP_DAC_READ_SEARCH (2) and CAP_KILL (5), say.
+    assert_eq!(eff & (1 << 2 | 1 << 5), 1 << 2 | 1 << 5, "{run}");
+    assert_eq!(caps(run, "cap_amb"), 0, "{run}");
+}
+
+/// WATCHER_WATCHES has one line per directory, each escaped (a backslash
+/// as `\\`, a newline as `\n`): a directory whose name holds a newline is
+/// still one line, which `printf '%b'` turns back into the name.
+#[test]
+fn a_watched_directory_with_a_newline_in_its_name_is_one_escaped_line() {
+    let tree = Tree::new("newlinewatch");
+    let odd = tree.dir("a\nb\\n c");
+    let plain = tree.dir("plain");
+    let log = tree.root.join("runs.log");
+    let record = helper_bin("record");
+    let w = run_watcher(
+        &["--settle", "500ms"],
+        &[&odd, &plain],
+        &[record.as_os_str(), log.as_os_str()],
+    );
+    write_files(&[odd.join("f"), plain.join("f")]);
+    let run = &wait_for_runs(&w, &log, 1)[0];
+    let mut watches: Vec<&str> = env(run, "WATCHER_WATCHES").lines().collect();
+    watches.sort_unstable();
+    let odd_line = format!("{}/a\\nb\\\\n c", tree.root.display());
+    let mut expected = [odd_line.as_str(), plain.to_str().unwrap()];
+    expected.sort_unstable();
+    assert_eq!(watches, expected, "{run}");
+    for (line, dir) in [(odd_line.as_str(), &odd), (plain.to_str().unwrap(), &plain)] {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "printf '%b' \"$1\"", "sh", line])
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout, bytes(dir), "{line}");
+    }
+    let stopped = w.stop();
+    assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
 }

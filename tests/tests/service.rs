@@ -264,6 +264,13 @@ fn readiness_is_sent_once_attached() {
         .read_to_string(&mut stderr)
         .unwrap();
     assert!(!stderr.contains("cannot notify"), "{stderr}");
+    // One watch of one directory, said in the singular.
+    for said in [
+        "watcher: 1 watch from ",
+        "watcher: reloaded: 1 watch (0 added, 1 kept, 0 removed), 1 directory\n",
+    ] {
+        assert!(stderr.contains(said), "{said}: {stderr}");
+    }
 }
 
 /// The unit file's capability bounding set is enough: watcher runs as
@@ -454,4 +461,66 @@ fn a_reload_keeps_a_watch_whose_directory_went_away_and_refuses_a_new_missing_on
     wait_received(&w, &logs("media"), &media.join("back"));
     let stopped = w.stop();
     assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
+}
+
+#[test]
+fn a_watch_ignores_its_own_actions_changes_and_not_another_watchs() {
+    let tree = Tree::new("overlap");
+    let incoming = tree.dir("incoming");
+    let publish = tree.dir("publish");
+    let (ingest_log, publish_log) = (tree.root.join("ingest.log"), tree.root.join("publish.log"));
+    // ingest's action writes into publish's tree and into its own, then
+    // records what it was given.
+    let script = format!(
+        "touch {}/out-$$ {}/own-$$ && exec \"$0\" {}",
+        publish.display(),
+        incoming.display(),
+        ingest_log.display()
+    );
+    let file = config(
+        &tree,
+        "watcher.toml",
+        &format!(
+            "[[watch]]\nname = \"ingest\"\ndirs = [\"{}\"]\nsettle = \"100ms\"\n\
+             interval = \"100ms\"\nshell = true\ncommand = [{:?}, \"{}\"]\n\n{}",
+            incoming.display(),
+            script,
+            helper_bin("record").display(),
+            watch("publish", &publish, &publish_log, "")
+        ),
+    );
+    let w = serve(&file);
+    let first = incoming.join("first");
+    fs::write(&first, b"x").unwrap();
+    wait_received(&w, &ingest_log, &first);
+    // What ingest's action wrote for publish reaches publish.
+    eventually(
+        "publish to receive ingest's output",
+        || {
+            format!(
+                "received {:?}; stderr:\n{}",
+                received(&publish_log),
+                w.stderr()
+            )
+        },
+        || {
+            received(&publish_log)
+                .iter()
+                .any(|p| p.starts_with(&format!("{}/out-", publish.display())))
+                .then_some(())
+        },
+    );
+    // What it wrote into its own tree is no change for ingest: the next
+    // run has the next file only.
+    let second = incoming.join("second");
+    fs::write(&second, b"x").unwrap();
+    wait_received(&w, &ingest_log, &second);
+    let ingested: BTreeSet<String> = received(&ingest_log).into_iter().collect();
+    let expected: BTreeSet<String> = [&first, &second]
+        .iter()
+        .map(|p| p.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ingested, expected, "stderr:\n{}", w.stderr());
+    let stopped = w.stop();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
 }

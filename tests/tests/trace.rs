@@ -196,7 +196,7 @@ fn text_output_is_one_escaped_line_per_event() {
     assert!(line.contains(&format!(" {op} ")), "{line}");
     assert!(line.contains("opener"), "{line}");
     assert!(
-        line.ends_with("/a\\nb\\x1b[31m$(touch x)\\xff  (openat O_WRONLY|O_CREAT)"),
+        line.ends_with("/a\\nb\\u{1b}[31m$(touch x)\\xff  (openat O_WRONLY|O_CREAT)"),
         "{line}"
     );
     let stopped = w.stop();

@@ -10,8 +10,10 @@ pub const TASK_COMM_LEN: usize = 16;
 /// Longest key an LPM trie accepts (`LPM_DATA_SIZE_MAX` in the kernel): a
 /// watched directory's path, with its trailing `/`, must fit in it.
 pub const WATCH_PREFIX_MAX: usize = 256;
-/// How many directories one watcher can watch.
-pub const MAX_WATCHES: u32 = 256;
+/// How many directories one watcher can watch. The maps keyed by watch are
+/// not preallocated, or sized by it at a few bytes a slot, so a high limit
+/// costs nothing until it is used.
+pub const MAX_WATCHES: u32 = 4096;
 /// `watch_id` of an event whose watch the kernel could not decide (see
 /// [`event_status::UNDECIDED`]).
 pub const WATCH_NONE: u32 = u32::MAX;
@@ -45,6 +47,14 @@ pub struct Settings {
     pub event_mask: u32,
     /// The process filters that are on, as [`filter`] bits.
     pub filters: u32,
+    /// 0: the syscalls of watcher's actions (the processes in `EXCLUDED`)
+    /// are left out when they enter, as every job ignores them. 1: they
+    /// are traced, and their events carry the action's slot in
+    /// [`EventHeader::origin`]: with several jobs, one job's action may
+    /// change another job's tree, and only its own job ignores that. Their
+    /// events never raise a `DIRTY` flag (the job whose action it is may
+    /// rely on the flags).
+    pub tag_actions: u32,
 }
 
 /// Bits of [`Settings::filters`]: which process filters are on. A syscall
@@ -295,8 +305,9 @@ pub struct Edge {
     pub _pad: u32,
 }
 
-/// Most entries of `EDGES`: every watch's path, as given and canonical.
-pub const MAX_EDGES: u32 = 8192;
+/// Most entries of `EDGES`: every watch's path, as given and canonical
+/// (not preallocated: only those in use take memory).
+pub const MAX_EDGES: u32 = 65536;
 
 /// FNV-1a, the hash of `EDGES` names; the kernel hashes byte by byte with
 /// [`name_hash_step`].
@@ -340,7 +351,8 @@ pub struct Stash {
     pub file: u64,
     /// The syscall number.
     pub nr: u32,
-    pub _pad: u32,
+    /// The action slot of the process (see [`Settings::tag_actions`]), or 0.
+    pub origin: u32,
 }
 
 /// One of the (at most two) files an event is about: how its name and
@@ -392,6 +404,10 @@ pub struct EventHeader {
     pub watch_id: u32,
     /// How many of `targets` are used (1 or 2).
     pub targets_len: u32,
+    /// The slot of the action that made the change (see
+    /// [`Settings::tag_actions`]), or 0 for any other process.
+    pub origin: u32,
+    pub _pad: u32,
     pub targets: [Target; 2],
     pub comm: [u8; TASK_COMM_LEN],
     pub process: Process,
@@ -428,6 +444,10 @@ pub mod proc_status {
     pub const EXE_TRUNCATED: u32 = 2;
     /// The command line was longer than [`CMDLINE_MAX`](super::CMDLINE_MAX).
     pub const CMDLINE_TRUNCATED: u32 = 4;
+    /// The executable's dentry was unlinked (what the kernel's
+    /// `d_unlinked()` tests, and `/proc/PID/exe` and audit mark with
+    /// ` (deleted)`): the executable's path no longer leads to it.
+    pub const EXE_DELETED: u32 = 8;
 }
 
 /// Most bytes of a command line an event carries.
@@ -492,6 +512,8 @@ pub struct KernelOffsets {
     pub dentry_name: u32,
     pub dentry_inode: u32,
     pub dentry_sb: u32,
+    /// `dentry.d_hash.pprev`: NULL when the dentry is unhashed.
+    pub dentry_hash_pprev: u32,
     pub inode_ino: u32,
     pub super_block_dev: u32,
     pub vfsmount_root: u32,

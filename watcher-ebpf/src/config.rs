@@ -28,6 +28,7 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     dentry_name: 0,
     dentry_inode: 0,
     dentry_sb: 0,
+    dentry_hash_pprev: 0,
     inode_ino: 0,
     super_block_dev: 0,
     vfsmount_root: 0,
@@ -93,6 +94,13 @@ pub fn event_mask() -> u32 {
 #[inline(always)]
 pub fn watcher_tgid() -> u32 {
     unsafe { core::ptr::read_volatile(&WATCHER_TGID) }
+}
+
+/// Whether the syscalls of watcher's actions are traced and tagged
+/// (`Settings::tag_actions`), rather than left out.
+#[inline(always)]
+pub fn tag_actions() -> bool {
+    SETTINGS.get(0).is_some_and(|s| s.tag_actions != 0)
 }
 
 /// The process filters that are on (`SETTINGS`, as the kinds).

@@ -136,6 +136,8 @@ impl TargetState {
 pub struct Op {
     pub targets: [TargetState; 2],
     pub len: u32,
+    /// The action slot of the process (`Stash::origin`), or 0.
+    pub origin: u32,
     /// The target the walk callbacks work on.
     current: u32,
 }
@@ -669,6 +671,7 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), i64> {
     header.ret = hit.ret;
     header.watch_id = watch_id;
     header.targets_len = s.op.len;
+    header.origin = s.op.origin;
     header.comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
     let [first, second] = &s.op.targets;
     header.targets = [
@@ -755,8 +758,14 @@ fn target_header(t: &TargetState) -> Target {
     }
 }
 
+/// Raises the flag of `slot`, unless an action of watcher made the
+/// change: its own job must not take it for a change (and the others get
+/// the event).
 #[inline(always)]
 fn mark_dirty(slot: u32) {
+    if op().is_some_and(|op| op.origin != 0) {
+        return;
+    }
     if let Some(dirty) = DIRTY.get_ptr_mut(slot) {
         // Only ever set to 1 here and to 0 by user space, so concurrent
         // writers need no atomics.

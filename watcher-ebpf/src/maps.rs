@@ -1,6 +1,10 @@
 //! Every map the programs share. Names are the ABI with user space.
 
+// BPF_F_NO_PREALLOC: entries are allocated when user space adds them, so
+// the watch and edge maps cost what is watched, not their limits. Only
+// user space updates them; the programs only look them up.
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
@@ -20,19 +24,20 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 /// the exact match looks up every ancestor of an opened file. Nothing is
 /// kept per directory below a watch.
 #[map]
-pub static WATCH_INODES: HashMap<InodeKey, u32> = HashMap::with_max_entries(MAX_WATCHES, 0);
+pub static WATCH_INODES: HashMap<InodeKey, u32> =
+    HashMap::with_max_entries(MAX_WATCHES, BPF_F_NO_PREALLOC);
 
 /// Devices (`s_dev`) that hold a watched directory (the value is unused).
 /// The walk skips from a file straight to the root of its mount when the
 /// mount's device holds none: no ancestor there can be a watch.
 #[map]
-pub static WATCH_DEVS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_WATCHES, 0);
+pub static WATCH_DEVS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_WATCHES, BPF_F_NO_PREALLOC);
 
 /// Directories on the way from the root to each watch, by their parent
 /// and name: how a name that no longer exists (or not yet) is followed
 /// down from the directory it is relative to without a lookup.
 #[map]
-pub static EDGES: HashMap<EdgeKey, Edge> = HashMap::with_max_entries(MAX_EDGES, 0);
+pub static EDGES: HashMap<EdgeKey, Edge> = HashMap::with_max_entries(MAX_EDGES, BPF_F_NO_PREALLOC);
 
 /// What each traced syscall's arguments mean, by syscall number; filled
 /// by user space from the tracepoints' `format` files.
@@ -71,12 +76,18 @@ pub static DIRTY: Array<u32> = Array::with_max_entries(MAX_WATCHES + 1, 0);
 #[map]
 pub static STASH: LruHashMap<u64, Stash> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
 
-/// Processes whose writes are never events: every process watcher forks
-/// (its actions) and their descendants, added at fork time by
-/// `probes/process.rs` and removed when they exit. LRU, so that it stays
-/// bounded whatever happens.
+/// Every process watcher forks (its actions) and their descendants, with
+/// the slot of the action they belong to: added at fork time by
+/// `probes/process.rs` and removed when they exit. Their changes are left
+/// out, or tagged with the slot (`Settings::tag_actions`). LRU, so that
+/// it stays bounded whatever happens.
 #[map]
-pub static EXCLUDED: LruHashMap<u32, u8> = LruHashMap::with_max_entries(MAX_EXCLUDED, 0);
+pub static EXCLUDED: LruHashMap<u32, u32> = LruHashMap::with_max_entries(MAX_EXCLUDED, 0);
+
+/// The slot of the action watcher forks next, set by user space before it
+/// forks: what its process is entered in `EXCLUDED` with.
+#[map]
+pub static ACTION_SLOT: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Process filters, when `Settings::filters` turns them on: thread
 /// group ids (`--pid`), uids (`--uid`) and comms (`--comm` and

@@ -95,6 +95,9 @@ fn executable(off: &KernelOffsets, mm: u64) -> Result<(), i64> {
     if file == 0 {
         return Ok(());
     }
+    if exe_deleted(off, file)? {
+        s.event.header.process.status |= proc_status::EXE_DELETED;
+    }
     s.exe_walk.at = Cursor::of_file(off, file)?;
     s.exe_walk.len = 0;
     s.exe_walk.complete = 1;
@@ -114,6 +117,30 @@ fn executable(off: &KernelOffsets, mm: u64) -> Result<(), i64> {
         p.status |= proc_status::EXE_TRUNCATED;
     }
     Ok(())
+}
+
+/// Whether the executable's dentry is unlinked, as the kernel's
+/// `d_unlinked()` decides: unhashed (`d_hash.pprev` NULL) and not a root
+/// (a root is never hashed; its `d_parent` is itself). That is what makes
+/// `/proc/PID/exe` and audit's paths end in ` (deleted)`, and what says the
+/// path the event shows no longer leads to this file: the binary was
+/// removed, or replaced by a rename over it. `inode.i_nlink == 0` was the
+/// other choice; it says whether the file is gone everywhere, so it would
+/// miss a binary removed from the path shown but still linked under another
+/// name, where that path is just as stale.
+///
+/// The addresses are numbers handed to `bpf_probe_read_kernel`, not
+/// pointers the program dereferences: the verifier has no bound to check,
+/// and a wrong one fails the read.
+#[inline(always)]
+fn exe_deleted(off: &KernelOffsets, file: u64) -> Result<bool, i64> {
+    let dentry: u64 = read(file, off.file_path_dentry)?;
+    let pprev: u64 = read(dentry, off.dentry_hash_pprev)?;
+    if pprev != 0 {
+        return Ok(false);
+    }
+    let parent: u64 = read(dentry, off.dentry_parent)?;
+    Ok(parent != dentry)
 }
 
 #[inline(never)]

@@ -136,6 +136,8 @@ pub struct Watching<'a> {
     /// The selected event kinds, as `event_kind::bit`s.
     pub event_mask: u32,
     pub filters: &'a ProcessFilter,
+    /// Trace watcher's actions and tag their events (`Settings::tag_actions`).
+    pub tag_actions: bool,
 }
 
 impl Probes {
@@ -226,6 +228,7 @@ impl Probes {
         let mut settings = Settings {
             event_mask: w.event_mask,
             filters: 0,
+            tag_actions: u32::from(w.tag_actions),
         };
         self.write_settings(&settings)?;
         fill_filters(&mut self.ebpf, w.filters)?;
@@ -304,6 +307,14 @@ impl Probes {
         let mut map: Array<_, Settings> =
             Array::try_from(map_mut("SETTINGS", &mut self.ebpf)?).map_err(map_err("SETTINGS"))?;
         map.set(0, settings, 0).map_err(map_err("SETTINGS"))
+    }
+
+    /// The slot of the action forked next: its processes' changes carry
+    /// it when actions are tagged.
+    pub fn set_action_slot(&mut self, slot: u32) -> Result<(), LoadError> {
+        let mut map: Array<_, u32> = Array::try_from(map_mut("ACTION_SLOT", &mut self.ebpf)?)
+            .map_err(map_err("ACTION_SLOT"))?;
+        map.set(0, slot, 0).map_err(map_err("ACTION_SLOT"))
     }
 
     /// Clears the dirty flag and loss counters of a watch id.

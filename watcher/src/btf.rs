@@ -77,6 +77,7 @@ pub fn kernel_offsets() -> Result<KernelOffsets, BtfError> {
         dentry_name: m("dentry", &["d_name", "name"], Pointer)?,
         dentry_inode: m("dentry", &["d_inode"], Pointer)?,
         dentry_sb: m("dentry", &["d_sb"], Pointer)?,
+        dentry_hash_pprev: m("dentry", &["d_hash", "pprev"], Pointer)?,
         inode_ino: m("inode", &["i_ino"], Int(8))?,
         super_block_dev: m("super_block", &["s_dev"], Int(4))?,
         vfsmount_root: m("vfsmount", &["mnt_root"], Pointer)?,

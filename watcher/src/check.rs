@@ -165,56 +165,76 @@ fn check_machine(r: &mut Report) {
         }
     };
 
-    let offsets = if !tracefs::is_mounted() {
-        r.line(
-            Status::Fail,
-            "tracefs",
-            &format!(
-                "not mounted at {}; watcher mounts it at start, or run: mount -t tracefs tracefs {}",
-                tracefs::TRACEFS,
-                tracefs::TRACEFS
-            ),
-        );
-        r.line(Status::Skip, "tracepoint", "needs tracefs");
-        None
-    } else {
-        r.line(
-            Status::Ok,
-            "tracefs",
-            &format!("mounted at {}", tracefs::TRACEFS),
-        );
-        let read = syscalls::read_specs()
-            .and_then(|specs| tracefs::read_offsets(&specs).map(|offsets| (specs, offsets)));
-        match read {
-            Ok((specs, offsets)) => {
-                // The last name is the process exit, no syscall.
-                for name in &SYSCALL_NAMES[..SYSCALL_NAMES.len() - 1] {
-                    if specs.iter().any(|s| s.name == *name) {
-                        r.line(
-                            Status::Ok,
-                            "tracepoint",
-                            &format!("syscalls/sys_enter_{name}, sys_exit_{name}"),
-                        );
-                    } else {
-                        r.line(
-                            Status::Warn,
-                            "tracepoint",
-                            &format!(
-                                "syscalls/sys_enter_{name} is missing: changes made by {name} are not seen"
-                            ),
-                        );
+    let offsets = match tracefs::state() {
+        tracefs::State::NotMounted => {
+            // `trace`, `run`, `serve` and `top` mount it themselves (and
+            // say so): watcher runs here, so a warning, not a failure.
+            r.line(
+                Status::Warn,
+                "tracefs",
+                &format!(
+                    "not mounted at {}: watcher mounts it at start (or: mount -t tracefs tracefs {})",
+                    tracefs::TRACEFS,
+                    tracefs::TRACEFS
+                ),
+            );
+            r.line(Status::Skip, "tracepoint", "needs tracefs mounted");
+            None
+        }
+        tracefs::State::Unreadable(why) => {
+            // Without the privileges to run watcher, it is their line that
+            // fails, not the machine's tracefs.
+            r.line(
+                if privileged {
+                    Status::Fail
+                } else {
+                    Status::Skip
+                },
+                "tracefs",
+                &format!("mounted at {}, but not readable: {why}", tracefs::TRACEFS),
+            );
+            r.line(Status::Skip, "tracepoint", "needs tracefs readable");
+            None
+        }
+        tracefs::State::Readable => {
+            r.line(
+                Status::Ok,
+                "tracefs",
+                &format!("mounted at {}", tracefs::TRACEFS),
+            );
+            let read = syscalls::read_specs()
+                .and_then(|specs| tracefs::read_offsets(&specs).map(|offsets| (specs, offsets)));
+            match read {
+                Ok((specs, offsets)) => {
+                    // The last name is the process exit, no syscall.
+                    for name in &SYSCALL_NAMES[..SYSCALL_NAMES.len() - 1] {
+                        if specs.iter().any(|s| s.name == *name) {
+                            r.line(
+                                Status::Ok,
+                                "tracepoint",
+                                &format!("syscalls/sys_enter_{name}, sys_exit_{name}"),
+                            );
+                        } else {
+                            r.line(
+                                Status::Warn,
+                                "tracepoint",
+                                &format!(
+                                    "syscalls/sys_enter_{name} is missing: changes made by {name} are not seen"
+                                ),
+                            );
+                        }
                     }
+                    // read_offsets read their formats, so they are there: a
+                    // missing one makes it fail, reported by the Err arm.
+                    for (category, name) in tracefs::PROCESS_TRACEPOINTS {
+                        r.line(Status::Ok, "tracepoint", &format!("{category}/{name}"));
+                    }
+                    Some((specs, offsets))
                 }
-                // read_offsets read their formats, so they are there: a
-                // missing one makes it fail, reported by the Err arm.
-                for (category, name) in tracefs::PROCESS_TRACEPOINTS {
-                    r.line(Status::Ok, "tracepoint", &format!("{category}/{name}"));
+                Err(e) => {
+                    r.line(Status::Fail, "tracepoint", &e.to_string());
+                    None
                 }
-                Some((specs, offsets))
-            }
-            Err(e) => {
-                r.line(Status::Fail, "tracepoint", &e.to_string());
-                None
             }
         }
     };
@@ -256,6 +276,7 @@ fn check_machine(r: &mut Report) {
                     edges: &[],
                     event_mask: Kind::mask(&Kind::ALL),
                     filters: &ProcessFilter::default(),
+                    tag_actions: false,
                 },
             };
             match Probes::load(&setup) {

@@ -44,26 +44,34 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print one line per write under the watched directories.
+    /// Print one line per write under the watched directories. SIGHUP
+    /// reopens the --output file.
     Trace(TraceArgs),
-    /// Run a command after writes under the watched directories.
+    /// Run a command after writes under the watched directories. SIGTERM
+    /// and SIGINT stop a running action (SIGTERM to its process group,
+    /// SIGKILL 5 seconds later) and exit; SIGHUP is logged and changes
+    /// nothing.
     Run(RunArgs),
     /// Run every watch of a configuration file, as a service: SIGHUP
-    /// reloads it in place.
+    /// reloads it in place; SIGTERM stops the running actions as `run`
+    /// does, and exits.
     Serve(ServeArgs),
     /// Show changes per process and per path, refreshed every interval.
+    /// SIGHUP is logged and changes nothing.
     Top(TopArgs),
     /// Check whether this machine can run watcher, and a configuration's
     /// watches: one line per check. Exit status 0: all is well; 1:
     /// watcher cannot run; 2: the configuration is bad; 3: watcher runs,
-    /// with a warning (e.g. no BTF: paths matched by prefix).
+    /// with a warning (e.g. no BTF: paths matched by prefix; tracefs not
+    /// mounted: watcher mounts it).
     Check(CheckArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Write the man pages (watcher.1, watcher-run.1, ...) into DIR.
+    /// Write the man pages (watcher.1, watcher-run.1, ..., watcher.toml.5)
+    /// into DIR.
     #[command(hide = true)]
     Man {
         #[arg(value_name = "DIR")]
@@ -77,7 +85,7 @@ pub enum Command {
     watcher serve --config /etc/watcher/media.toml\n  \
     systemctl reload watcher    # sends SIGHUP: the configuration is read anew")]
 pub struct ServeArgs {
-    /// The configuration file (TOML; see docs/config.md).
+    /// The configuration file (TOML; see watcher.toml(5) or docs/config.md).
     #[arg(long, short, default_value = crate::config::DEFAULT_PATH, value_name = "FILE")]
     pub config: PathBuf,
 }
@@ -115,7 +123,7 @@ pub struct WatchArgs {
     pub events: Events,
     /// Only changes by this process (thread group id; repeatable). Applied
     /// in the kernel.
-    #[arg(long = "pid", value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long = "pid", value_name = "PID", value_parser = parse_pid)]
     pub pids: Vec<u32>,
     /// Only changes by processes with this real uid (a user name or a
     /// number; repeatable). Applied in the kernel.
@@ -166,6 +174,36 @@ pub fn parse_uid(s: &str) -> Result<u32, String> {
     crate::runner::lookup_user(s)
         .map(|user| user.uid)
         .map_err(|e| e.to_string())
+}
+
+/// A user name or a uid that names a user, checked: a user watcher
+/// cannot find is bad input, refused before anything starts.
+pub fn parse_user(s: &str) -> Result<String, String> {
+    crate::runner::lookup_user(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// One more than the largest pid Linux can give (`PID_MAX_LIMIT`, the
+/// highest `kernel.pid_max`).
+pub const PID_MAX_LIMIT: u32 = 4 << 20;
+
+/// A process id: from 1 to PID_MAX_LIMIT - 1.
+pub fn parse_pid(s: &str) -> Result<u32, String> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|pid| (1..PID_MAX_LIMIT).contains(pid))
+        .ok_or_else(|| {
+            format!(
+                "`{s}` is not a process id (from 1 to {})",
+                PID_MAX_LIMIT - 1
+            )
+        })
+}
+
+/// A process id, as `kill` takes it.
+pub fn parse_target_pid(s: &str) -> Result<i32, String> {
+    parse_pid(s).map(|pid| pid as i32)
 }
 
 /// The kinds `--events` selected.
@@ -261,7 +299,7 @@ pub struct RunArgs {
     pub watch: WatchArgs,
     /// Quiet time after the last change before the action runs, so a burst
     /// of changes makes one run (durations: 500ms, 10s, 2m, 1h; bare
-    /// numbers are seconds).
+    /// numbers are seconds; at most 8760h, a year).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub settle: Duration,
     /// Least time from one start of the action to the next.
@@ -292,14 +330,14 @@ pub struct RunArgs {
     #[arg(long, group = "target", value_name = "NAME")]
     pub process_name: Option<String>,
     /// With --signal: this process.
-    #[arg(long, group = "target", value_name = "PID", value_parser = clap::value_parser!(i32).range(1..))]
+    #[arg(long, group = "target", value_name = "PID", value_parser = parse_target_pid)]
     pub target_pid: Option<i32>,
     /// With --signal: the process whose pid is in FILE (read at each run).
     #[arg(long, group = "target", value_name = "FILE")]
     pub pidfile: Option<PathBuf>,
     /// Run the action as this user (name or uid), with that user's groups
     /// and no capabilities.
-    #[arg(long, value_name = "USER", conflicts_with = "signal")]
+    #[arg(long, value_name = "USER", value_parser = parse_user, conflicts_with = "signal")]
     pub user: Option<String>,
     /// Run `sh -c COMMAND ARG...` instead of executing COMMAND: COMMAND is
     /// a shell script (with ARGs as $0, $1, ...). What the script does with
@@ -359,7 +397,11 @@ pub fn parse_ring_size(s: &str) -> Result<u32, String> {
     Ok(bytes as u32)
 }
 
-/// Parses `10`, `1.5`, `500ms`, `10s`, `2m` or `1h` into a positive duration.
+/// The longest duration watcher takes: a year.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parses `10`, `1.5`, `500ms`, `10s`, `2m` or `1h` into a positive
+/// duration of at most MAX_DURATION.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -379,10 +421,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let value: f64 = number
         .parse()
         .map_err(|_| format!("`{s}` is not a duration (e.g. 500ms, 10s, 2m)"))?;
-    Duration::try_from_secs_f64(value * scale)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("`{s}` must be a positive duration"))
+    let too_large = || {
+        format!(
+            "`{s}` is too large: a duration is at most {}h (a year)",
+            MAX_DURATION.as_secs() / 3600
+        )
+    };
+    let duration = Duration::try_from_secs_f64(value * scale).map_err(|_| too_large())?;
+    if duration > MAX_DURATION {
+        return Err(too_large());
+    }
+    if duration.is_zero() {
+        return Err(format!("`{s}` must be a positive duration"));
+    }
+    Ok(duration)
 }
 
 #[cfg(test)]
@@ -408,9 +460,56 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        for bad in ["", "abc", "0", "0s", "-1", "5 days", "1e9999", "ms"] {
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        for bad in [
+            "", "abc", "0", "0s", "-1", "5 days", "1e9999", "ms", "1.2.3",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+        for zero in ["0", "0s", "0.0000000001"] {
+            assert_eq!(
+                parse_duration(zero),
+                Err(format!("`{zero}` must be a positive duration"))
+            );
+        }
+        for huge in [
+            "8761h",
+            "31536001",
+            "99999999999999h",
+            "18446744073709551616",
+            "99999999999999999999999999999999999999999",
+        ] {
+            assert_eq!(
+                parse_duration(huge),
+                Err(format!(
+                    "`{huge}` is too large: a duration is at most 8760h (a year)"
+                ))
+            );
+        }
+    }
+
+    #[test]
+    fn pids() {
+        assert_eq!(parse_pid("1"), Ok(1));
+        assert_eq!(parse_pid("4194303"), Ok(4_194_303));
+        assert_eq!(parse_target_pid("4194303"), Ok(4_194_303));
+        for bad in ["", "0", "-1", "x", "4194304", "99999999", "4294967296"] {
+            assert_eq!(
+                parse_pid(bad),
+                Err(format!("`{bad}` is not a process id (from 1 to 4194303)"))
+            );
+            assert!(parse_target_pid(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn users_are_looked_up_when_parsed() {
+        assert_eq!(parse_user("root"), Ok("root".to_owned()));
+        assert_eq!(parse_user("0"), Ok("0".to_owned()));
+        assert_eq!(
+            parse_user("no-such-user-here"),
+            Err("no user named no-such-user-here".to_owned())
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use toml::Spanned;
 
 use crate::{
     bpf::RING_BUFFER_BYTES,
-    cli::{Events, parse_duration, parse_events, parse_ring_size, parse_uid},
+    cli::{Events, parse_duration, parse_events, parse_pid, parse_ring_size, parse_uid},
     escape::escape,
     event::Kind,
     filter::{Comm, PathFilter, Pattern, ProcessFilter},
@@ -441,6 +441,45 @@ impl FromStr for Dir {
     }
 }
 
+/// Every key a file takes, at the top level and in a `[[watch]]` table,
+/// as serde's derive of [`File`] and [`Entry`] accepts them.
+#[cfg(test)]
+pub fn keys() -> Vec<&'static str> {
+    /// A deserializer that only notes the fields a struct asks for.
+    struct Fields<'a>(&'a mut &'static [&'static str]);
+    impl<'de> Deserializer<'de> for Fields<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("fields noted"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map
+            enum identifier ignored_any
+        }
+    }
+    fn fields<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+        let mut fields: &'static [&'static str] = &[];
+        let _ = T::deserialize(Fields(&mut fields));
+        fields
+    }
+    fields::<File>()
+        .iter()
+        .chain(fields::<Entry>())
+        .copied()
+        .filter(|&k| k != "watch")
+        .collect()
+}
+
 /// Wrappers that give the command line's parsers a `FromStr`.
 macro_rules! parsed_with {
     ($($name:ident($ty:ty) = $parse:expr;)*) => {$(
@@ -460,8 +499,7 @@ parsed_with! {
     Interval(Duration) = parse_duration;
     Uid(u32) = parse_uid;
     Signal(i32) = runner::parse_signal;
-    Pid(u32) = |s: &str| s.parse::<u32>().ok().filter(|&p| p > 0 && p <= i32::MAX as u32)
-        .ok_or_else(|| format!("`{s}` is not a process id"));
+    Pid(u32) = parse_pid;
     User(RunAs) = |s: &str| runner::lookup_user(s).map_err(|e| e.to_string());
     Stdin(StdinFormat) = |s: &str| <StdinFormat as clap::ValueEnum>::from_str(s, false)
         .map_err(|_| format!("unknown stdin_format `{s}`, expected nul, jsonl or none"));
@@ -752,6 +790,15 @@ mod tests {
         assert_eq!(
             error("ring_buffer_size = \"3M\"\n"),
             "1: ring_buffer_size: `3M` must be a power of two from 4k to 1G"
+        );
+        assert_eq!(
+            error(&format!("{watch}settle = \"99999999999999h\"\n")),
+            "4: [[watch]] #1, settle: `99999999999999h` is too large: a duration is at most \
+             8760h (a year)"
+        );
+        assert_eq!(
+            error(&format!("{watch}pid = [1, 99999999]\n")),
+            "4: [[watch]] #1, pid: `99999999` is not a process id (from 1 to 4194303)"
         );
         assert_eq!(
             error(&format!("{watch}name = \"a\"\n{watch}name = \"a\"\n")),

@@ -125,6 +125,9 @@ pub struct Event {
     /// could not decide (the walk ended first), which counts as every
     /// watch.
     pub watch_id: Option<u32>,
+    /// The slot of watcher's action that made the change (`serve` with
+    /// several jobs: only that action's job ignores it), or `None`.
+    pub origin: Option<u32>,
     pub comm: Vec<u8>,
     /// The name as the process passed it (empty for fd operations).
     pub name: Vec<u8>,
@@ -173,6 +176,9 @@ pub struct Who {
     /// `exe_truncated`).
     pub exe: Option<Vec<u8>>,
     pub exe_truncated: bool,
+    /// The executable was unlinked (removed, or replaced by a rename over
+    /// it): `exe` is where it was. Only with `exe`.
+    pub exe_deleted: bool,
     /// The command line's arguments, at most `CMDLINE_MAX` bytes of them.
     pub cmdline: Vec<Vec<u8>>,
     pub cmdline_truncated: bool,
@@ -293,6 +299,7 @@ pub fn decode(bytes: &[u8], clock: &Clock, exact: bool) -> Result<Event, DecodeE
         ret: header.ret,
         watch_id: (header.watch_id != WATCH_NONE && status & event_status::UNDECIDED == 0)
             .then_some(header.watch_id),
+        origin: (header.origin != 0).then_some(header.origin),
         comm: header.comm[..comm_len].to_vec(),
         name: new.name,
         path: new.path,
@@ -327,6 +334,7 @@ fn who(p: &Process, exe: &[u8], cmdline: &[u8]) -> Who {
         container: None,
         exe: (!exe.is_empty()).then(|| join_components(exe, exe_truncated)),
         exe_truncated,
+        exe_deleted: !exe.is_empty() && p.status & proc_status::EXE_DELETED != 0,
         cmdline: args,
         cmdline_truncated: p.status & proc_status::CMDLINE_TRUNCATED != 0,
     }
@@ -420,6 +428,7 @@ impl Event {
             flags: 1,
             ret: 3,
             watch_id: Some(watch_id),
+            origin: None,
             comm: b"test".to_vec(),
             name: path.to_vec(),
             path: path.to_vec(),
@@ -501,6 +510,8 @@ mod tests {
             ret: 3,
             watch_id: 1,
             targets_len: targets.len() as u32,
+            origin: 0,
+            _pad: 0,
             targets: [Target::default(); 2],
             comm,
             process: Process::default(),

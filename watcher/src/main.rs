@@ -12,6 +12,7 @@ mod event;
 mod filter;
 mod journal;
 mod log;
+mod man;
 mod notify;
 mod output;
 mod place;
@@ -96,7 +97,7 @@ fn main() -> ExitCode {
             );
             return ExitCode::SUCCESS;
         }
-        Command::Man { dir } => man_pages(&dir),
+        Command::Man { dir } => man::write(&dir),
         Command::Trace(args) => runtime.block_on(trace::trace(args, options)),
         Command::Run(args) => runtime.block_on(runner::run(args, options)),
         Command::Serve(args) => runtime.block_on(runner::serve(args, options)),
@@ -105,29 +106,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("watcher: {e:#}");
+            eprintln!("watcher: {}", log::Causes(&e));
             ExitCode::FAILURE
         }
     }
-}
-
-/// Writes a man page for watcher and one for each subcommand into `dir`.
-fn man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let cli = Cli::command();
-    let mut pages = vec![(String::from("watcher"), cli.clone())];
-    for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
-        let name = format!("watcher-{}", sub.get_name());
-        let bin = format!("watcher {}", sub.get_name());
-        let page = sub.clone().display_name(name.clone()).bin_name(bin);
-        pages.push((name, page.version(env!("CARGO_PKG_VERSION"))));
-    }
-    for (name, command) in pages {
-        let path = dir.join(format!("{name}.1"));
-        let mut out = Vec::new();
-        clap_mangen::Man::new(command).render(&mut out)?;
-        std::fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
 }

@@ -6,9 +6,9 @@ use std::{
     io::{self, BufWriter, IsTerminal, Write},
     os::unix::{
         ffi::OsStrExt,
-        fs::{OpenOptionsExt, PermissionsExt},
+        fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt},
     },
-    path::PathBuf,
+    path::{Path, PathBuf},
 };
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -64,21 +64,92 @@ impl Sink {
     }
 }
 
+/// Why an output file is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    // The cause is in the message, not a source of its own: every line
+    // that shows the error shows it once.
+    #[error("cannot open {}: {cause}", show(.path))]
+    Open { path: PathBuf, cause: io::Error },
+    #[error("{}: a symbolic link; name the file itself", show(.0))]
+    Symlink(PathBuf),
+    #[error(
+        "{}: writable by everyone (mode {mode:04o}); remove that first (chmod o-w)",
+        show(.path)
+    )]
+    WorldWritable { path: PathBuf, mode: u32 },
+    #[error(
+        "{}: owned by another user (uid {owner}) in a sticky directory anyone may write to; \
+         write somewhere only root can",
+        show(.path)
+    )]
+    OthersInSticky { path: PathBuf, owner: u32 },
+    #[error("{}: not a regular file or a character device", show(.0))]
+    NotAFile(PathBuf),
+}
+
+fn show(path: &Path) -> String {
+    escape(path.as_os_str().as_bytes())
+}
+
 /// Creates or appends to `path`, readable by its owner and group only when
-/// it is created. An existing file anyone may write to is refused: others
-/// could rewrite the record.
-fn open_output(path: &PathBuf) -> io::Result<File> {
+/// it is created. A final symbolic link is not followed (one planted in
+/// /tmp could point at any file root can write); an existing file anyone
+/// may write to, or one another user owns in a sticky directory such as
+/// /tmp, is refused: others could rewrite the record. Character devices
+/// (`/dev/null`) are taken as they are.
+fn open_output(path: &Path) -> Result<File, OutputError> {
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o640)
-        .open(path)?;
-    let mode = file.metadata()?.permissions().mode();
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|cause| {
+            // ELOOP, or EACCES for O_CREAT in a sticky directory.
+            if path.symlink_metadata().is_ok_and(|m| m.is_symlink()) {
+                OutputError::Symlink(path.to_owned())
+            } else {
+                OutputError::Open {
+                    path: path.to_owned(),
+                    cause,
+                }
+            }
+        })?;
+    let open_err = |cause| OutputError::Open {
+        path: path.to_owned(),
+        cause,
+    };
+    let meta = file.metadata().map_err(open_err)?;
+    let kind = meta.file_type();
+    if kind.is_char_device() {
+        return Ok(file);
+    }
+    if !kind.is_file() {
+        return Err(OutputError::NotAFile(path.to_owned()));
+    }
+    let mode = meta.permissions().mode();
     if mode & 0o002 != 0 {
-        return Err(io::Error::other(format!(
-            "writable by everyone (mode {:04o}); remove that first (chmod o-w)",
-            mode & 0o7777
-        )));
+        return Err(OutputError::WorldWritable {
+            path: path.to_owned(),
+            mode: mode & 0o7777,
+        });
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let dir = dir.metadata().map_err(open_err)?;
+        let sticky_open = dir.permissions().mode() & 0o1002 == 0o1002;
+        if sticky_open && meta.uid() != dir.uid() {
+            return Err(OutputError::OthersInSticky {
+                path: path.to_owned(),
+                owner: meta.uid(),
+            });
+        }
     }
     Ok(file)
 }
@@ -102,9 +173,7 @@ impl Printer {
                     .map_err(|e| anyhow::anyhow!("cannot reach the systemd journal: {e}"))?,
             ),
             (_, Some(path)) => {
-                let file = open_output(&path).map_err(|e| {
-                    anyhow::anyhow!("cannot open {}: {e}", escape(path.as_os_str().as_bytes()))
-                })?;
+                let file = open_output(&path)?;
                 Sink::File(path, BufWriter::new(file))
             }
             (_, None) => Sink::Stdout(BufWriter::new(io::stdout())),
@@ -137,13 +206,32 @@ impl Printer {
         }
     }
 
-    /// `--output FILE`: reopens it, after logrotate moved it away.
+    /// `--output FILE`: reopens it, after logrotate moved it away. When it
+    /// cannot be opened anew, events go on to the file open until now
+    /// (none is lost), and the reason is logged.
     pub fn reopen(&mut self) -> io::Result<()> {
         if let Sink::File(path, w) = &mut self.sink {
             w.flush()?;
-            *w = BufWriter::new(open_output(path)?);
+            match open_output(path) {
+                Ok(file) => *w = BufWriter::new(file),
+                Err(e) => {
+                    tracing::error!("SIGHUP: {e}; events still go to the file open until now")
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Where events go, for messages: the file's path, stdout or the
+    /// journal.
+    pub fn destination(&self) -> String {
+        match &self.sink {
+            Sink::Stdout(_) => "stdout".into(),
+            Sink::File(path, _) => show(path),
+            Sink::Journal(_) => "the systemd journal".into(),
+            #[cfg(test)]
+            Sink::Buffer(_) => "a buffer".into(),
+        }
     }
 
     pub fn event(&mut self, ev: &Event) -> io::Result<()> {
@@ -414,6 +502,9 @@ pub fn fields<'e>(ev: &'e Event, watch: Option<&'e [u8]>) -> Vec<(&'static str, 
     ]);
     if who.exe_truncated {
         f.push(("exe_truncated", Field::Flag));
+    }
+    if who.exe_deleted {
+        f.push(("exe_deleted", Field::Flag));
     }
     f.push(("cmdline", Field::Args(&who.cmdline)));
     if who.cmdline_truncated {
@@ -734,6 +825,25 @@ mod tests {
         assert!(v.get("path_base64").is_none());
     }
 
+    /// `exe_deleted` is a flag: after `exe_truncated` in JSON, present only
+    /// when true, and `WATCHER_EXE_DELETED=1` in the journal.
+    #[test]
+    fn a_deleted_executable_is_a_flag() {
+        let mut ev = event(b"/srv/media/a");
+        ev.who.exe = Some(b"/usr/local/bin/gone".to_vec());
+        let v: Value = serde_json::from_str(&render(Format::Json, &ev)).unwrap();
+        assert!(v.get("exe_deleted").is_none(), "{v}");
+        ev.who.exe_deleted = true;
+        let line = render(Format::Json, &ev);
+        assert!(
+            line.contains(r#""exe":"/usr/local/bin/gone","exe_deleted":true,"cmdline""#),
+            "{line}"
+        );
+        let f = fields(&ev, None);
+        let (_, flag) = f.iter().find(|(k, _)| *k == "exe_deleted").unwrap();
+        assert_eq!(flag.journal_bytes(), Some(b"1".to_vec()));
+    }
+
     #[test]
     fn json_is_written_as_serde_json_reads_it() {
         let args = [b"a\"b".to_vec(), b"\xff\n".to_vec()];
@@ -785,7 +895,7 @@ mod tests {
         let name = b"/srv/media/a\nb\x1b[2J$(touch /tmp/pwned)\xff";
         let text = render(Format::Text, &event(name));
         assert_eq!(text.matches('\n').count(), 1);
-        assert!(text.contains("a\\nb\\x1b[2J$(touch /tmp/pwned)\\xff"));
+        assert!(text.contains("a\\nb\\u{1b}[2J$(touch /tmp/pwned)\\xff"));
         let json = render(Format::Json, &event(name));
         assert_eq!(json.matches('\n').count(), 1);
         let v: Value = serde_json::from_str(&json).unwrap();

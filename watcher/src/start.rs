@@ -30,6 +30,10 @@ use crate::{
 
 pub struct Watching {
     pub watches: Vec<Watch>,
+    /// Watches that were watched and are no longer (their directory went
+    /// away or was replaced), newest last: events the kernel decided
+    /// under them may still be in the ring buffer, and keep naming them.
+    retired: Vec<Watch>,
     /// Every directory named, with how it looked when last resolved, or
     /// why it is not watched now.
     dirs: Vec<(PathBuf, Result<Stamp, WatchError>)>,
@@ -39,6 +43,9 @@ pub struct Watching {
     pub probes: Probes,
     pub events: EventStream,
     pub stop: Stop,
+    /// SIGHUP: `trace` reopens its output, `serve` reloads, `run` and `top`
+    /// say they have nothing to reload. Never the default action (exit).
+    pub hup: Signal,
 }
 
 /// What to watch, and what the kernel and the event stream leave out.
@@ -49,6 +56,9 @@ pub struct Plan {
     pub process: ProcessFilter,
     pub paths: PathFilter,
     pub ring_buffer_size: u32,
+    /// The kernel traces watcher's actions and tags their changes, rather
+    /// than leaving them out: some job may want another's action's changes.
+    pub tag_actions: bool,
 }
 
 impl WatchArgs {
@@ -59,6 +69,8 @@ impl WatchArgs {
             process: self.process_filter(),
             paths: self.path_filter(),
             ring_buffer_size: self.ring_buffer_size,
+            // `trace` and `top` run no actions.
+            tag_actions: false,
         }
     }
 }
@@ -111,6 +123,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Watching> {
             edges: &edges,
             event_mask: Kind::mask(&plan.kinds),
             filters: &plan.process,
+            tag_actions: plan.tag_actions,
         },
     };
     let (probes, ring, logger) = Probes::load(&setup).inspect_err(|e: &LoadError| {
@@ -137,6 +150,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Watching> {
         clock: Clock::new(),
         exact: kernel.is_some(),
         watches: watches.clone(),
+        retired: Vec::new(),
         selected: plan.kinds.clone(),
         cgroups: Cgroups::new(),
         paths: plan.paths.clone(),
@@ -148,6 +162,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Watching> {
         int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
         term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
     };
+    let hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let roots: Vec<String> = watches
         .iter()
         .map(|w| escape(w.root.as_os_str().as_encoded_bytes()))
@@ -168,10 +183,12 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Watching> {
     Ok(Watching {
         handles,
         watches,
+        retired: Vec::new(),
         dirs: resolved.dirs,
         probes,
         events,
         stop,
+        hup,
     })
 }
 
@@ -180,7 +197,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Watching> {
 /// The ring buffer keeps its size. A directory that went away while
 /// watched may still be missing; any other must resolve.
 pub fn rewatch(w: &mut Watching, plan: &Plan) -> anyhow::Result<()> {
-    let resolved = watch::resolve(&plan.dirs, !w.events.exact, &w.watches)?
+    let resolved = watch::resolve(&plan.dirs, !w.events.exact, &w.known())?
         .refuse_missing(|dir| w.gone(dir))?;
     w.arm(resolved, plan)
 }
@@ -235,7 +252,18 @@ impl Moved {
     }
 }
 
+/// How many retired watches are remembered: far more than can have
+/// events in flight.
+const RETIRED_KEPT: usize = 64;
+
 impl Watching {
+    /// The watches, and those retired, which events in flight may still
+    /// name: what an event's `watch` is looked up in. A retired watch's id
+    /// is given to no new directory while it is remembered.
+    pub fn known(&self) -> Vec<Watch> {
+        self.watches.iter().chain(&self.retired).cloned().collect()
+    }
+
     /// Whether `dir` was named, and is not watched now: it went away.
     pub fn gone(&self, dir: &Path) -> bool {
         self.dirs
@@ -249,7 +277,10 @@ impl Watching {
     /// is logged, and tried again at the next tick.
     pub fn follow(&mut self, plan: &Plan) -> Vec<Moved> {
         self.try_follow(plan).unwrap_or_else(|e| {
-            tracing::warn!("cannot look at the watched directories again: {e:#}");
+            tracing::warn!(
+                "cannot look at the watched directories again: {}",
+                crate::log::Causes(&e)
+            );
             Vec::new()
         })
     }
@@ -263,7 +294,7 @@ impl Watching {
             return Ok(Vec::new());
         }
         let named: Vec<PathBuf> = self.dirs.iter().map(|(dir, _)| dir.clone()).collect();
-        let mut resolved = watch::resolve(&named, !self.events.exact, &self.watches)?;
+        let mut resolved = watch::resolve(&named, !self.events.exact, &self.known())?;
         let mut moved = Vec::new();
         let mut renamed: Vec<Watch> = Vec::new();
         for (dir, now) in &resolved.dirs {
@@ -322,8 +353,19 @@ impl Watching {
             edges: &edges,
             event_mask: Kind::mask(&plan.kinds),
             filters: &plan.process,
+            tag_actions: plan.tag_actions,
         })?;
+        let gone = self
+            .watches
+            .iter()
+            .filter(|old| !watches.iter().any(|w| w.id == old.id));
+        self.retired.extend(gone.cloned());
+        self.retired
+            .retain(|old| !watches.iter().any(|w| w.id == old.id));
+        let excess = self.retired.len().saturating_sub(RETIRED_KEPT);
+        self.retired.drain(..excess);
         self.events.watches = watches.clone();
+        self.events.retired = self.retired.clone();
         self.events.selected = plan.kinds.clone();
         self.events.paths = plan.paths.clone();
         self.handles = handles(&watches, mem::take(&mut self.handles));
@@ -354,6 +396,8 @@ pub struct EventStream {
     exact: bool,
     /// What names the kernel leaves to user space are placed against.
     watches: Vec<Watch>,
+    /// Watches no longer watched, which events decided before still name.
+    retired: Vec<Watch>,
     /// The kinds `--events` selected.
     selected: Vec<Kind>,
     cgroups: Cgroups,
@@ -401,6 +445,7 @@ impl EventStream {
             let root = self
                 .watches
                 .iter()
+                .chain(&self.retired)
                 .find(|w| Some(w.id) == ev.watch_id)
                 .map(|w| w.root.as_path());
             if !self.paths.keeps(&ev, root) {
@@ -475,7 +520,9 @@ impl LossWatch {
 }
 
 /// Warns about what syscall tracepoints cannot see, where it shows
-/// cheaply: processes using io_uring, and a running NFS server.
+/// cheaply: processes that hold io_uring instances now (any process may
+/// set one up later: the README says io_uring is always a blind spot), and
+/// a running NFS server.
 fn warn_blind_spots() {
     let mut uring = Vec::new();
     for proc in fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -495,7 +542,8 @@ fn warn_blind_spots() {
     }
     if !uring.is_empty() {
         tracing::warn!(
-            "changes made through io_uring are not seen; processes using it: {}",
+            "operations submitted through io_uring are not seen; these processes hold io_uring \
+             instances now: {}",
             uring.join(" ")
         );
     }

@@ -138,6 +138,10 @@ pub async fn top(args: TopArgs, options: Options) -> anyhow::Result<()> {
         tokio::select! {
             batch = w.events.next_batch(|ev| tally.take(ev)) => batch?,
             () = sleep_until(due) => {}
+            _ = w.hup.recv() => {
+                tracing::info!("{}", crate::runner::nothing_to_reload("top"));
+                continue;
+            }
             () = w.stop.wait() => stopping = true,
         }
         if !stopping && Instant::now() < due {

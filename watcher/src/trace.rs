@@ -2,9 +2,6 @@
 
 use std::{collections::BTreeMap, io, time::Duration};
 
-use anyhow::Context as _;
-use tokio::signal::unix::{SignalKind, signal};
-
 use crate::{
     bpf::Probes,
     cli::TraceArgs,
@@ -23,8 +20,7 @@ pub async fn trace(args: TraceArgs, options: Options) -> anyhow::Result<()> {
     let mut printer = Printer::new(args.format, args.output.clone(), args.color)?;
     let plan = args.watch.plan();
     let mut w = start(&plan, options)?;
-    printer.watches = w.watches.clone();
-    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    printer.watches = w.known();
     let mut losses = LossWatch::default();
     let mut tick = tokio::time::interval(LOSS_CHECK);
     let clock = *w.events.clock();
@@ -52,7 +48,7 @@ pub async fn trace(args: TraceArgs, options: Options) -> anyhow::Result<()> {
                     break Err(e);
                 }
             }
-            _ = hup.recv() => {
+            _ = w.hup.recv() => {
                 if let Err(e) = printer.reopen() {
                     break Err(e);
                 }
@@ -85,7 +81,9 @@ pub async fn trace(args: TraceArgs, options: Options) -> anyhow::Result<()> {
     match result {
         // The reader went away (`watcher trace | head`): not an error.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.map_err(|e| anyhow::anyhow!("cannot write events: {e}")),
+        r => {
+            r.map_err(|e| anyhow::anyhow!("cannot write events to {}: {e}", printer.destination()))
+        }
     }
 }
 
@@ -96,7 +94,7 @@ fn follow(w: &mut Watching, plan: &Plan, printer: &mut Printer) -> io::Result<()
     if moved.is_empty() {
         return Ok(());
     }
-    printer.watches = w.watches.clone();
+    printer.watches = w.known();
     let now = w.events.clock().now();
     for m in &moved {
         printer.moved(now, m)?;

@@ -4,6 +4,7 @@
 use std::{
     ffi::CString,
     fs, io,
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
 };
 
@@ -24,6 +25,8 @@ pub const PROCESS_TRACEPOINTS: [(&str, &str); 2] = [
 pub enum TracefsError {
     #[error("tracefs is not mounted at {TRACEFS} and mounting it failed: {0}")]
     Mount(#[source] io::Error),
+    #[error("tracefs is mounted at {TRACEFS} but cannot be read: {0}")]
+    Unreadable(String),
     #[error("cannot read tracepoint format {}: {source}", path.display())]
     ReadFormat {
         path: PathBuf,
@@ -52,16 +55,58 @@ pub enum TracefsError {
     },
 }
 
-/// Whether tracefs is mounted where aya looks for it.
+/// Whether tracefs is mounted where aya looks for it, and readable.
 pub fn is_mounted() -> bool {
     Path::new(TRACEFS).join("events").is_dir()
+}
+
+/// Whether this process finds tracefs where aya looks for it.
+pub enum State {
+    /// Mounted and readable.
+    Readable,
+    /// Mounted (the mount table says so), but this process is not root and
+    /// cannot read it: why, as words for a message.
+    Unreadable(String),
+    NotMounted,
+}
+
+/// Whether tracefs is there for this process. Its directory is root's only
+/// (mode 0700): to anyone else it looks empty whether it is mounted or
+/// not, so for them the mount table decides. For root, unreadable is not
+/// mounted (a tracefs hidden under a later mount is listed too), as it
+/// has always been for [`ensure_mounted`].
+pub fn state() -> State {
+    if is_mounted() {
+        return State::Readable;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return State::NotMounted;
+    }
+    let listed = fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| {
+        info.lines().any(|l| {
+            // `ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS... - FSTYPE ...`
+            l.split_once(" - ").is_some_and(|(mount, fs)| {
+                mount.split(' ').nth(4) == Some(TRACEFS) && fs.starts_with("tracefs ")
+            })
+        })
+    });
+    if !listed {
+        return State::NotMounted;
+    }
+    let mode = fs::metadata(TRACEFS)
+        .map(|m| format!(" (its mode is {:04o})", m.permissions().mode() & 0o7777))
+        .unwrap_or_default();
+    State::Unreadable(format!("not root{mode}"))
 }
 
 /// Mounts tracefs at [`TRACEFS`] unless it is there already. Returns
 /// whether it mounted it.
 pub fn ensure_mounted() -> Result<bool, TracefsError> {
-    if is_mounted() {
-        return Ok(false);
+    match state() {
+        State::Readable => return Ok(false),
+        State::Unreadable(why) => return Err(TracefsError::Unreadable(why)),
+        State::NotMounted => {}
     }
     let c = |s: &str| CString::new(s).expect("no NUL in constant");
     let (source, target, fstype) = (c("tracefs"), c(TRACEFS), c("tracefs"));

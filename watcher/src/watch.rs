@@ -3,7 +3,7 @@
 //! match).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     ffi::{CString, OsStr},
     fs, io,
     os::{fd::AsRawFd, unix::ffi::OsStrExt},
@@ -44,7 +44,11 @@ pub enum WatchError {
     },
     #[error("{}: path is {len} bytes long, watcher can watch paths of at most {max} bytes", show(path), max = WATCH_PREFIX_MAX - 1)]
     TooLong { path: PathBuf, len: usize },
-    #[error("{0} directories given, watcher can watch at most {MAX_WATCHES}")]
+    #[error(
+        "{0} directories given, watcher can watch at most {MAX_WATCHES}; watch the directories \
+         they have in common instead (each is watched with everything below it), and keep \
+         what you want with --include"
+    )]
     TooMany(usize),
 }
 
@@ -94,6 +98,13 @@ pub fn resolve(
     let mountinfo = read_mountinfo()?;
     let mut watches: Vec<Watch> = Vec::with_capacity(dirs.len());
     let mut looks = Vec::with_capacity(dirs.len());
+    // Sets, not scans of the lists: thousands of directories may be named.
+    let mut taken: HashSet<u32> = HashSet::with_capacity(dirs.len());
+    let before: HashSet<u32> = previous.iter().map(|w| w.id).collect();
+    let mut by_key: HashMap<InodeKey, usize> = HashMap::with_capacity(dirs.len());
+    // Ids below it are taken or were used before: where a fresh id is
+    // looked for first.
+    let mut fresh = 0;
     for dir in dirs {
         let look = match resolve_one(dir, by_prefix, &mountinfo) {
             Ok(look) => look,
@@ -109,27 +120,25 @@ pub fn resolve(
             stamp,
         } = look;
         looks.push((dir.clone(), Ok(stamp)));
-        match watches.iter_mut().find(|w| w.key == key) {
-            Some(watch) => watch.named.push(named),
-            None => {
-                let taken = |id: &u32| watches.iter().any(|w| w.id == *id);
-                let kept = previous.iter().find(|w| w.key == key).map(|w| w.id);
-                let fresh = || {
-                    (0..MAX_WATCHES)
-                        .find(|id| !taken(id) && !previous.iter().any(|w| w.id == *id))
-                        .or_else(|| (0..MAX_WATCHES).find(|id| !taken(id)))
-                };
-                let Some(id) = kept.filter(|id| !taken(id)).or_else(fresh) else {
-                    return Err(WatchError::TooMany(dirs.len()));
-                };
-                watches.push(Watch {
-                    id,
-                    root,
-                    key,
-                    named: vec![named],
-                });
-            }
+        if let Some(&at) = by_key.get(&key) {
+            watches[at].named.push(named);
+            continue;
         }
+        let kept = previous.iter().find(|w| w.key == key).map(|w| w.id);
+        let id = kept
+            .filter(|id| !taken.contains(id))
+            .or_else(|| (fresh..MAX_WATCHES).find(|id| !taken.contains(id) && !before.contains(id)))
+            .or_else(|| (0..MAX_WATCHES).find(|id| !taken.contains(id)))
+            .ok_or(WatchError::TooMany(dirs.len()))?;
+        taken.insert(id);
+        fresh = fresh.max(id + 1);
+        by_key.insert(key, watches.len());
+        watches.push(Watch {
+            id,
+            root,
+            key,
+            named: vec![named],
+        });
     }
     Ok(Resolved {
         watches,

@@ -53,9 +53,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Set up, build, then write the man pages (target/docs/man/*.1) and
-    /// the shell completions (target/docs/completions/) from watcher's
-    /// command-line definitions.
+    /// Set up, build, then write the man pages (target/docs/man/*.1 from
+    /// watcher's command-line definitions, watcher.toml.5 from
+    /// docs/config.md) and the shell completions (target/docs/completions/).
     Docs,
     /// Set up, build, then measure watcher beside the tools it replaces and
     /// write BENCHMARKS.md (needs root; installs the tools from Debian).

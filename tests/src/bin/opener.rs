@@ -18,6 +18,10 @@
 //! `renameat NEW`, `exchange NEW` (renameat2 with RENAME_EXCHANGE) and
 //! `linkat NEW`, whose old name is the PATH of the `from PATH` before
 //! them.
+//!
+//! Two more take a PATH they ignore (write `-`): `uring`, which sets up an
+//! io_uring instance and keeps it until the process exits, and `wait`,
+//! which reads stdin to its end.
 
 use std::{
     ffi::{CString, OsString},
@@ -132,6 +136,17 @@ fn main() {
                     libc::RENAME_EXCHANGE,
                 ),
                 "linkat" => libc::linkat(dirfd, from.as_ptr(), dirfd, path.as_ptr(), 0).into(),
+                "uring" => {
+                    // struct io_uring_params: 120 bytes, zeroed for the defaults.
+                    let mut params = [0u8; 120];
+                    libc::syscall(libc::SYS_io_uring_setup, 1, params.as_mut_ptr())
+                }
+                "wait" => {
+                    use std::io::{Read as _, Write as _};
+                    let _ = io::stdout().flush();
+                    let _ = io::stdin().read_to_end(&mut Vec::new());
+                    0
+                }
                 _ => {
                     let fd = open(op, &path, dirfd);
                     let keep = op.split_once(':').is_some_and(|(_, f)| f.contains('k'));

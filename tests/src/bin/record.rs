@@ -1,7 +1,8 @@
 //! Test helper used as watcher's action: `record LOG [--hold FILE] [--exit N]`
 //! appends one JSON line to LOG per run, with every `WATCHER_*` variable,
-//! its stdin in hex, and its ids and capabilities from /proc
-//! (`{"env": {...}, "stdin_hex": "...", "process": {"uid": ...}}`). With `--hold`
+//! its stdin in hex, its ids, pid and capabilities from /proc, and the
+//! names of the systemd variables it got (`{"env": {...}, "systemd_env":
+//! [...], "stdin_hex": "...", "process": {"uid": ...}}`). With `--hold`
 //! it then waits until FILE exists; with `--exit` it exits with N.
 
 use std::{
@@ -54,10 +55,26 @@ fn main() {
         "groups": field("Groups:"),
         "cap_eff": field("CapEff:"),
         "cap_prm": field("CapPrm:"),
+        "cap_bnd": field("CapBnd:"),
+        "cap_amb": field("CapAmb:"),
+        "pid": std::process::id(),
     });
-    let mut line =
-        serde_json::to_vec(&serde_json::json!({"env": env, "stdin_hex": hex, "process": process}))
-            .unwrap();
+    // What systemd gives a service for itself, if it reached the action.
+    let systemd: Vec<String> = std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| {
+            ["NOTIFY_SOCKET", "JOURNAL_STREAM", "WATCHDOG_", "LISTEN_"]
+                .iter()
+                .any(|p| k.starts_with(p))
+        })
+        .collect();
+    let mut line = serde_json::to_vec(&serde_json::json!({
+        "env": env,
+        "systemd_env": systemd,
+        "stdin_hex": hex,
+        "process": process,
+    }))
+    .unwrap();
     line.push(b'\n');
     // One append: a whole line or nothing, even if runs overlapped.
     OpenOptions::new()

@@ -17,16 +17,27 @@ use aya_ebpf::{
 use watcher_common::{FdKey, MAX_WRITE_FDS, SYSCALL_EXIT, TASK_COMM_LEN, event_kind, filter};
 
 use crate::{
-    config::{filters, kernel_offsets, tp_offsets, watcher_tgid},
+    config::{filters, kernel_offsets, tag_actions, tp_offsets, watcher_tgid},
     emit::{Hit, emit, op},
-    maps::{EXCLUDED, FILTER_COMMS, FILTER_PIDS, FILTER_UIDS, WRITE_FDS, WRITERS},
+    maps::{ACTION_SLOT, EXCLUDED, FILTER_COMMS, FILTER_PIDS, FILTER_UIDS, WRITE_FDS, WRITERS},
     resolve::{fd_table_size, file_of_fd},
 };
 
-/// Whether writes by the process `tgid` are left out.
+/// What becomes of the syscalls of process `tgid`: `None` when they are
+/// left out (watcher's own, and its actions' unless they are tagged),
+/// else `Some(slot)` of the action it belongs to, 0 for any other
+/// process.
 #[inline(always)]
-pub fn is_excluded(tgid: u32) -> bool {
-    tgid == watcher_tgid() || unsafe { EXCLUDED.get(&tgid) }.is_some()
+pub fn origin(tgid: u32) -> Option<u32> {
+    if tgid == watcher_tgid() {
+        return None;
+    }
+    // Verifier: a plain u32, not an Option<&u32>, as in passes_filters.
+    match unsafe { EXCLUDED.get(&tgid) }.copied().unwrap_or(0) {
+        0 => Some(0),
+        _ if !tag_actions() => None,
+        slot => Some(slot),
+    }
 }
 
 /// Whether the current process passes the process filters that are on.
@@ -61,14 +72,22 @@ pub fn passes_filters(tgid: u32) -> bool {
     true
 }
 
-/// Runs in the parent. A new thread has the parent's tgid, which is
+/// Runs in the parent. A child of watcher is an action, of the slot user
+/// space set in `ACTION_SLOT` before it forked; a child of an action
+/// belongs to its parent's. A new thread has the parent's tgid, which is
 /// already covered; its tid, inserted too, is removed when it exits.
 #[tracepoint]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if is_excluded(parent) {
+    let slot = if parent == watcher_tgid() {
+        // At least 1: a slot of 0 would read as "not an action".
+        ACTION_SLOT.get(0).copied().unwrap_or(0).max(1)
+    } else {
+        unsafe { EXCLUDED.get(&parent) }.copied().unwrap_or(0)
+    };
+    if slot != 0 {
         if let Ok(child) = unsafe { ctx.read_at::<u32>(tp_offsets().fork_child_pid as usize) } {
-            let _ = EXCLUDED.insert(&child, &1, 0);
+            let _ = EXCLUDED.insert(&child, &slot, 0);
         }
     }
     0
@@ -80,13 +99,17 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let _ = EXCLUDED.remove(&(pid_tgid as u32));
     let tgid = (pid_tgid >> 32) as u32;
+    // Taken before the thread's entry goes (the leader's is the process's).
+    let origin = origin(tgid);
+    let _ = EXCLUDED.remove(&(pid_tgid as u32));
     // The last thread out closes the descriptors.
     let group_dead =
         unsafe { ctx.read_at::<u8>(tp_offsets().exit_group_dead as usize) }.unwrap_or(0) != 0;
     if group_dead && unsafe { WRITERS.get(&tgid) }.is_some() {
         let _ = WRITERS.remove(&tgid);
+        let Some(op) = op() else { return 0 };
+        op.origin = origin.unwrap_or(0);
         let fds = fd_table_size(&kernel_offsets())
             .unwrap_or(0)
             .min(MAX_WRITE_FDS);

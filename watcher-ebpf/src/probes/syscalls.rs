@@ -17,7 +17,7 @@ use watcher_common::{
     role, shape,
 };
 
-use super::process::{is_excluded, passes_filters};
+use super::process::{origin, passes_filters};
 use crate::{
     config::{event_mask, kernel_offsets, match_mode, tp_offsets},
     emit::{Hit, emit, op},
@@ -73,7 +73,7 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i64> {
         args: [0; role::COUNT],
         file: 0,
         nr,
-        _pad: 0,
+        origin: 0,
     };
     for (role, value) in stash.args.iter_mut().enumerate() {
         let slot = usize::from(spec.args.get(role).copied().unwrap_or(NO_ARG));
@@ -119,9 +119,13 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i64> {
         }
         _ => {}
     }
-    if is_excluded(tgid) || !passes_filters(tgid) {
+    let Some(origin) = origin(tgid) else {
+        return Ok(());
+    };
+    if !passes_filters(tgid) {
         return Ok(());
     }
+    stash.origin = origin;
     STASH.insert(&pid_tgid, &stash, 0).map_err(i64::from)
 }
 
@@ -155,6 +159,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     };
     let op = op().ok_or(0i64)?;
     op.len = 1;
+    op.origin = stash.origin;
     let mut flags = args[role::FLAGS];
     let mut quiet = false;
     let mut opened = false;

@@ -35,8 +35,20 @@ pub enum StdinFormat {
     None,
 }
 
-/// Time between SIGTERM and SIGKILL when the action times out.
-const KILL_GRACE: Duration = Duration::from_secs(5);
+/// Time between SIGTERM and SIGKILL when the action times out, or is
+/// still running when watcher stops.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+/// Variables systemd sets for watcher itself, removed from the action's
+/// environment.
+const SYSTEMD_ONLY: [&str; 7] = [
+    "NOTIFY_SOCKET",
+    "JOURNAL_STREAM",
+    "WATCHDOG_PID",
+    "WATCHDOG_USEC",
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+];
 /// Longest line of the action's output that is logged as one line.
 const MAX_LOG_LINE: usize = 4096;
 
@@ -121,10 +133,10 @@ pub fn start(
         shown.join(" "),
         batch.events
     );
-    let roots: Vec<&[u8]> = watches
+    let roots: Vec<Vec<u8>> = watches
         .iter()
         .filter(|w| batch.touches(w.id))
-        .map(|w| w.root.as_os_str().as_bytes())
+        .map(|w| crate::escape::escape_line(w.root.as_os_str().as_bytes()))
         .collect();
     let mut cmd = if shell {
         let mut cmd = Command::new("/bin/sh");
@@ -136,8 +148,17 @@ pub fn start(
         cmd.args(args);
         cmd
     };
+    // First (pre_exec closures run in order): dropping from the bounding
+    // set needs CAP_SETPCAP, which a switch to another user takes away.
+    // SAFETY: for_action only makes syscalls and allocates nothing.
+    unsafe { cmd.pre_exec(crate::privileges::for_action) };
     if let Some(user) = user {
         user.apply(&mut cmd);
+    }
+    // watcher's own connection to systemd (readiness, watchdog, its
+    // journal stream, sockets it was given) is not the action's.
+    for var in SYSTEMD_ONLY {
+        cmd.env_remove(var);
     }
     cmd.env("WATCHER_WATCHES", OsStr::from_bytes(&roots.join(&b'\n')))
         .env("WATCHER_EVENTS", batch.events.to_string())
@@ -266,12 +287,22 @@ impl Running {
         status
     }
 
+    /// The action's pid, which is also its process group's id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
     fn signal_group(&self, signal: libc::c_int) {
-        if self.pid > 0 {
-            // SAFETY: a negative pid addresses the action's process group,
-            // which it leads; no memory is involved.
-            unsafe { libc::kill(-self.pid, signal) };
-        }
+        signal_group(self.pid, signal);
+    }
+}
+
+/// Sends `signal` to the process group an action with pid `pid` leads.
+pub fn signal_group(pid: i32, signal: libc::c_int) {
+    if pid > 0 {
+        // SAFETY: a negative pid addresses the action's process group,
+        // which it leads; no memory is involved.
+        unsafe { libc::kill(-pid, signal) };
     }
 }
 

@@ -27,7 +27,6 @@ use std::{
 pub use action::{CommandSpec, StdinFormat, check_program};
 pub use signal::{Target, parse_signal};
 use tokio::{
-    signal::unix::{Signal, SignalKind, signal},
     sync::mpsc,
     time::{Instant, sleep_until},
 };
@@ -150,13 +149,28 @@ pub fn plan(jobs: &[JobSpec], ring_buffer_size: u32) -> Plan {
         process,
         paths: PathFilter::default(),
         ring_buffer_size,
+        // One job ignores its own action's changes: the kernel leaves them
+        // out. With more, one job's action may change another's tree.
+        tag_actions: jobs.len() > 1,
     }
+}
+
+/// Refuses to start when a command of `jobs` would get watcher's own
+/// capabilities (the privileges themselves are checked first: their
+/// message is the one that helps).
+fn check_actions(jobs: &[JobSpec]) -> anyhow::Result<()> {
+    if jobs.iter().any(|j| matches!(j.action, Action::Command(_))) {
+        crate::privileges::check()?;
+        crate::privileges::check_actions()?;
+    }
+    Ok(())
 }
 
 /// `watcher run`: one job, no reload.
 pub async fn run(args: RunArgs, options: Options) -> anyhow::Result<()> {
     // A bad user or command is bad input: refuse it before attaching.
     let job = JobSpec::from_args(&args)?;
+    check_actions(std::slice::from_ref(&job))?;
     let plan = plan(std::slice::from_ref(&job), args.watch.ring_buffer_size);
     let w = start(&plan, options)?;
     let mut engine = Engine::new(w, plan, vec![job]);
@@ -167,12 +181,14 @@ pub async fn run(args: RunArgs, options: Options) -> anyhow::Result<()> {
 /// `watcher serve`: every job of a configuration; SIGHUP reloads it.
 pub async fn serve(args: ServeArgs, options: Options) -> anyhow::Result<()> {
     let config = crate::config::load(&args.config, &|_| false)?;
+    check_actions(&config.jobs)?;
     let plan = plan(&config.jobs, config.ring_buffer_size);
     let w = start(&plan, options)?;
     let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
     tracing::info!(
-        "{} watches from {}: {}",
+        "{} {} from {}: {}",
         names.len(),
+        if names.len() == 1 { "watch" } else { "watches" },
         args.config.display(),
         names.join(", ")
     );
@@ -187,6 +203,9 @@ pub async fn serve(args: ServeArgs, options: Options) -> anyhow::Result<()> {
 /// A job and where it stands.
 struct Job {
     spec: JobSpec,
+    /// What the kernel tags its action's changes with: the job ignores
+    /// those (and only those; another job's action is like any process).
+    slot: u32,
     /// Its own watches: those its directories resolved to.
     watches: Vec<Watch>,
     /// For every watch id, the job's own watches it lies under.
@@ -202,9 +221,10 @@ struct Job {
 }
 
 impl Job {
-    fn new(spec: JobSpec, watches: &[Watch], plan: &Plan) -> Self {
+    fn new(spec: JobSpec, slot: u32, watches: &[Watch], plan: &Plan) -> Self {
         let mut job = Self {
             spec,
+            slot,
             watches: Vec::new(),
             routes: HashMap::new(),
             uses_flags: false,
@@ -249,6 +269,9 @@ impl Job {
 
     /// Takes `ev` into the batch when it is the job's.
     fn offer(&mut self, ev: &Event, now: Instant) {
+        if ev.origin == Some(self.slot) {
+            return;
+        }
         let Some(ids) = route(&self.routes, ev.watch_id) else {
             return;
         };
@@ -339,6 +362,11 @@ pub struct Engine {
     /// Exit after the first run (`run --once`), with its status.
     pub once: bool,
     runs: u64,
+    /// The last job slot given (slots start at 1).
+    slots: u32,
+    /// The actions running, by run number: the job's label and the
+    /// action's pid (also its process group id).
+    running: HashMap<u64, (String, i32)>,
     done_tx: mpsc::UnboundedSender<(u64, std::io::Result<ExitStatus>)>,
     done_rx: mpsc::UnboundedReceiver<(u64, std::io::Result<ExitStatus>)>,
 }
@@ -350,10 +378,12 @@ pub type Reload<'a> =
 
 impl Engine {
     pub fn new(w: Watching, plan: Plan, specs: Vec<JobSpec>) -> Self {
-        let jobs = specs
+        let jobs: Vec<Job> = specs
             .into_iter()
-            .map(|spec| Job::new(spec, &w.watches, &plan))
+            .zip(1..)
+            .map(|(spec, slot)| Job::new(spec, slot, &w.watches, &plan))
             .collect();
+        let slots = jobs.len() as u32;
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         Self {
             w,
@@ -361,20 +391,19 @@ impl Engine {
             jobs,
             once: false,
             runs: 0,
+            slots,
+            running: HashMap::new(),
             done_tx,
             done_rx,
         }
     }
 
     /// Runs until SIGINT or SIGTERM (or the first run's end with `once`).
-    /// With `reload`, SIGHUP reads the jobs anew and applies them in place.
+    /// With `reload`, SIGHUP reads the jobs anew and applies them in place;
+    /// without, SIGHUP is logged and changes nothing (`pkill -HUP -x
+    /// watcher` after a logrotate must not stop a `run`). At the stop, a
+    /// running action is stopped too (see [`Engine::stop_actions`]).
     pub async fn run(&mut self, mut reload: Option<Reload<'_>>) -> anyhow::Result<()> {
-        // Only with a reload: otherwise SIGHUP keeps its default action (a
-        // `run` in a closed terminal ends).
-        let mut hup = match reload {
-            Some(_) => Some(signal(SignalKind::hangup())?),
-            None => None,
-        };
         let mut losses = LossWatch::default();
         let mut check_tick = tokio::time::interval(Duration::from_secs(1));
         let now = Instant::now();
@@ -417,23 +446,20 @@ impl Engine {
                     }
                 }
                 Some((run, status)) = self.done_rx.recv() => {
-                    // A job removed by a reload may still have had a run.
-                    if let Some(job) = self.jobs.iter_mut().find(|j| j.running == Some(run)) {
-                        job.running = None;
-                    }
+                    self.ended(run);
                     if self.once {
                         let status = status?;
                         anyhow::ensure!(status.success(), "the action failed ({status})");
                         return Ok(());
                     }
                 }
-                () = hangup(&mut hup) => {
-                    if let Some(read) = reload.as_mut() {
-                        self.reload(read);
-                    }
-                }
+                _ = self.w.hup.recv() => match reload.as_mut() {
+                    Some(read) => self.reload(read),
+                    None => tracing::info!("{}", nothing_to_reload("run")),
+                },
                 () = self.w.stop.wait() => {
                     crate::notify::send("STOPPING=1");
+                    self.stop_actions().await;
                     return Ok(());
                 }
             }
@@ -466,6 +492,10 @@ impl Engine {
                 job.note(&[], &flagged, now);
             }
         }
+        // Set before the fork: the kernel enters the action's process with it.
+        if let Err(e) = self.w.probes.set_action_slot(self.jobs[i].slot) {
+            tracing::error!("cannot tell the kernel which watch's action starts: {e}");
+        }
         let job = &mut self.jobs[i];
         let batch = mem::take(&mut job.batch);
         job.last_start = Some(now);
@@ -492,6 +522,7 @@ impl Engine {
                     self.runs += 1;
                     let run = self.runs;
                     job.running = Some(run);
+                    self.running.insert(run, (name, running.pid()));
                     let limit = job.spec.timeout;
                     let done = self.done_tx.clone();
                     tokio::spawn(async move {
@@ -509,6 +540,52 @@ impl Engine {
         }
     }
 
+    /// Run `run` ended (its status was logged where it was waited for).
+    fn ended(&mut self, run: u64) {
+        self.running.remove(&run);
+        // A job removed by a reload may still have had a run.
+        if let Some(job) = self.jobs.iter_mut().find(|j| j.running == Some(run)) {
+            job.running = None;
+        }
+    }
+
+    /// At the stop: every running action's process group gets SIGTERM,
+    /// and SIGKILL when it is still there [`action::KILL_GRACE`] later;
+    /// both are logged. Returns once they all ended (each is waited for,
+    /// so none is left behind as an orphan).
+    async fn stop_actions(&mut self) {
+        if self.running.is_empty() {
+            return;
+        }
+        for (label, pid) in self.running.values() {
+            tracing::warn!(
+                "{label}stopping: sending SIGTERM to action[{pid}] and its process group"
+            );
+            action::signal_group(*pid, libc::SIGTERM);
+        }
+        for signal in [Some(libc::SIGKILL), None] {
+            let deadline = Instant::now() + action::KILL_GRACE;
+            while !self.running.is_empty() {
+                match tokio::time::timeout_at(deadline, self.done_rx.recv()).await {
+                    Ok(Some((run, _))) => self.ended(run),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            let Some(signal) = signal else { break };
+            for (label, pid) in self.running.values() {
+                tracing::warn!(
+                    "{label}action[{pid}] still running {:?} after SIGTERM: sending SIGKILL to \
+                     its process group",
+                    action::KILL_GRACE
+                );
+                action::signal_group(*pid, signal);
+            }
+        }
+        for (label, pid) in self.running.values() {
+            tracing::error!("{label}action[{pid}] did not end after SIGKILL; leaving it");
+        }
+    }
+
     /// Reads the jobs anew and applies them while the programs stay
     /// attached. A job that keeps its name keeps its batch and its run; a
     /// watch that stays keeps its id, so none of its changes is missed. A
@@ -518,7 +595,10 @@ impl Engine {
         let loaded = read(&|dir| self.w.gone(dir));
         match loaded.and_then(|(specs, ring)| self.apply(specs, ring)) {
             Ok(summary) => tracing::info!("reloaded: {summary}"),
-            Err(e) => tracing::error!("reload refused, the running configuration stays: {e:#}"),
+            Err(e) => tracing::error!(
+                "reload refused, the running configuration stays: {}",
+                crate::log::Causes(&e)
+            ),
         }
         crate::notify::send("READY=1");
     }
@@ -552,7 +632,9 @@ impl Engine {
                     if spec.run_at_start {
                         starting.push(self.jobs.len());
                     }
-                    self.jobs.push(Job::new(spec, &self.w.watches, &plan));
+                    self.slots += 1;
+                    self.jobs
+                        .push(Job::new(spec, self.slots, &self.w.watches, &plan));
                 }
             }
         }
@@ -562,22 +644,31 @@ impl Engine {
             self.fire(i, now)?;
         }
         Ok(format!(
-            "{} watches ({added} added, {kept} kept, {} removed), {} directories",
+            "{} {} ({added} added, {kept} kept, {} removed), {} {}",
             self.jobs.len(),
+            if self.jobs.len() == 1 {
+                "watch"
+            } else {
+                "watches"
+            },
             old.len(),
-            self.w.watches.len()
+            self.w.watches.len(),
+            if self.w.watches.len() == 1 {
+                "directory"
+            } else {
+                "directories"
+            }
         ))
     }
 }
 
-/// Waits for SIGHUP, or forever when it is not handled.
-async fn hangup(hup: &mut Option<Signal>) {
-    match hup {
-        Some(hup) => {
-            hup.recv().await;
-        }
-        None => std::future::pending().await,
-    }
+/// What `command` logs on SIGHUP, which it takes (a logrotate's `pkill
+/// -HUP -x watcher` must not stop it) but has no use for.
+pub fn nothing_to_reload(command: &str) -> String {
+    format!(
+        "SIGHUP: `watcher {command}` has nothing to reload (its settings come from the command \
+         line); going on"
+    )
 }
 
 /// The watches the kernel flagged as changed, clearing the flags.
