@@ -20,6 +20,13 @@ pub const WATCH_NONE: u32 = u32::MAX;
 /// Index in the `DIRTY` and `LOST` arrays for undecided events (see
 /// [`event_status::UNDECIDED`]): user space counts them for every watch.
 pub const UNDECIDED_SLOT: u32 = MAX_WATCHES;
+/// Index in the `DIRTY` array raised with any other slot, and in the
+/// `LOST` array counting every loss: user space reads the one slot, and the
+/// thousands of others only when it moved.
+pub const SUMMARY_SLOT: u32 = MAX_WATCHES + 1;
+/// Entries of the `DIRTY` and `LOST` arrays: the watches, then
+/// [`UNDECIDED_SLOT`] and [`SUMMARY_SLOT`].
+pub const SLOTS: u32 = MAX_WATCHES + 2;
 /// Longest file name, NUL included (`NAME_MAX` + 1).
 pub const NAME_MAX: usize = 256;
 /// Most steps (parent dentries and mount crossings) the kernel walks from
@@ -306,8 +313,9 @@ pub struct Edge {
 }
 
 /// Most entries of `EDGES`: every watch's path, as given and canonical
-/// (not preallocated: only those in use take memory).
-pub const MAX_EDGES: u32 = 65536;
+/// (not preallocated: only those in use take memory; 8 a watch at
+/// [`MAX_WATCHES`]).
+pub const MAX_EDGES: u32 = 32768;
 
 /// FNV-1a, the hash of `EDGES` names; the kernel hashes byte by byte with
 /// [`name_hash_step`].

@@ -28,8 +28,8 @@ use aya_ebpf::{
 };
 use watcher_common::{
     CMDLINE_MAX, EVENT_HEADER_LEN, EdgeKey, EventBuf, InodeKey, MAX_WALK, NAME_MAX, PATH_MAX,
-    TASK_COMM_LEN, Target, UNDECIDED_SLOT, WATCH_NONE, WATCH_PREFIX_MAX, event_status, match_mode,
-    name_hash_step,
+    SUMMARY_SLOT, TASK_COMM_LEN, Target, UNDECIDED_SLOT, WATCH_NONE, WATCH_PREFIX_MAX,
+    event_status, match_mode, name_hash_step,
     open_flags::{AT_FDCWD, FMODE_CREATED},
 };
 
@@ -766,19 +766,27 @@ fn mark_dirty(slot: u32) {
     if op().is_some_and(|op| op.origin != 0) {
         return;
     }
-    if let Some(dirty) = DIRTY.get_ptr_mut(slot) {
-        // Only ever set to 1 here and to 0 by user space, so concurrent
-        // writers need no atomics.
-        unsafe { *dirty = 1 };
+    // The watch's flag before the summary: user space clears the summary
+    // before it reads the flags, so a flag raised after its read raises
+    // the summary again for the next one.
+    for slot in [slot, SUMMARY_SLOT] {
+        if let Some(dirty) = DIRTY.get_ptr_mut(slot) {
+            // Only ever set to 1 here and to 0 by user space, so concurrent
+            // writers need no atomics; volatile, so the two stay in order.
+            unsafe { core::ptr::write_volatile(dirty, 1) };
+        }
     }
 }
 
 #[inline(always)]
 fn count_lost(slot: u32) {
-    if let Some(slot) = LOST.get_ptr_mut(slot) {
-        // A plain increment is enough: the slot belongs to this CPU and
-        // syscall tracepoint programs neither nest nor get preempted (and
-        // the BPF target has no atomic read-modify-write in Rust's core).
-        unsafe { *slot += 1 };
+    for slot in [slot, SUMMARY_SLOT] {
+        if let Some(slot) = LOST.get_ptr_mut(slot) {
+            // A plain increment is enough: the slot belongs to this CPU and
+            // syscall tracepoint programs neither nest nor get preempted
+            // (and the BPF target has no atomic read-modify-write in Rust's
+            // core).
+            unsafe { *slot += 1 };
+        }
     }
 }

@@ -10,8 +10,8 @@ use aya_ebpf::{
 };
 use watcher_common::{
     CMDLINE_MAX, EXE_BUF_LEN, Edge, EdgeKey, EventBuf, FdKey, InodeKey, MAX_EDGES, MAX_EXCLUDED,
-    MAX_FILTER_KEYS, MAX_INFLIGHT, MAX_SYSCALL_NR, MAX_WATCHES, MAX_WRITE_FDS, Settings, Stash,
-    SyscallSpec, TASK_COMM_LEN, WATCH_PREFIX_MAX,
+    MAX_FILTER_KEYS, MAX_INFLIGHT, MAX_SYSCALL_NR, MAX_WATCHES, MAX_WRITE_FDS, SLOTS, Settings,
+    Stash, SyscallSpec, TASK_COMM_LEN, WATCH_PREFIX_MAX,
 };
 
 use crate::{emit::Op, who::ExeWalk};
@@ -68,9 +68,9 @@ pub static WATCHES: LpmTrie<[u8; WATCH_PREFIX_MAX], u32> =
 
 /// One flag per watch id, set on every hit before the event is sent, and
 /// read and cleared by user space: a change is noticed even when its event
-/// was lost. The last slot is for undecided events.
+/// was lost. Then the slots for undecided events and for any change.
 #[map]
-pub static DIRTY: Array<u32> = Array::with_max_entries(MAX_WATCHES + 1, 0);
+pub static DIRTY: Array<u32> = Array::with_max_entries(SLOTS, 0);
 
 /// Per-thread arguments from `sys_enter` until `sys_exit`.
 #[map]
@@ -102,9 +102,9 @@ pub static FILTER_COMMS: HashMap<[u8; TASK_COMM_LEN], u8> =
     HashMap::with_max_entries(MAX_FILTER_KEYS, 0);
 
 /// Events that did not fit in the ring buffer, per CPU and per watch id;
-/// the last slot is for undecided events.
+/// then the slots for undecided events and for every loss.
 #[map]
-pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_WATCHES + 1, 0);
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(SLOTS, 0);
 
 /// Per-CPU scratch space: an event is far larger than the 512-byte BPF
 /// stack. Its size must stay under 32 KiB, the kernel's limit for a

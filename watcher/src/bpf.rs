@@ -14,7 +14,7 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use watcher_common::{
-    Edge, EdgeKey, InodeKey, KernelOffsets, Settings, SyscallSpec, TASK_COMM_LEN,
+    Edge, EdgeKey, InodeKey, KernelOffsets, SUMMARY_SLOT, Settings, SyscallSpec, TASK_COMM_LEN,
     TracepointOffsets, UNDECIDED_SLOT, WATCH_PREFIX_MAX, filter, match_mode,
 };
 
@@ -103,6 +103,9 @@ pub struct Probes {
     /// Owns programs and maps; kept alive for as long as watching goes on.
     ebpf: Ebpf,
     lost: PerCpuArray<MapData, u64>,
+    /// The last [`Probes::lost`]: the total it was read at, and its counts
+    /// (none after the watches changed).
+    lost_seen: Option<(u64, Losses)>,
     dirty: Array<MapData, u32>,
     /// What the kernel side was last given (exact mode).
     watches: Vec<Watch>,
@@ -112,6 +115,9 @@ pub struct Probes {
     /// selected kinds need.
     specs: Vec<Spec>,
 }
+
+/// Events lost so far, per watch id (`None`: undecided events).
+pub type Losses = Vec<(Option<u32>, u64)>;
 
 /// Where the eBPF programs' logs are read (`--bpf-log`).
 pub type Logger = EbpfLogger<&'static dyn log::Log>;
@@ -198,6 +204,7 @@ impl Probes {
             links: Vec::new(),
             ebpf,
             lost,
+            lost_seen: None,
             dirty,
             watches: Vec::new(),
             edges: HashSet::new(),
@@ -300,6 +307,7 @@ impl Probes {
             }
         }
         self.watches = w.watches.to_vec();
+        self.lost_seen = None;
         self.attach_syscalls(w.event_mask)
     }
 
@@ -411,6 +419,12 @@ impl Probes {
     /// The watches whose dirty flag the kernel set since the last call, and
     /// clears them. An undecided change flags every watch.
     pub fn take_dirty(&mut self) -> Result<Vec<u32>, MapError> {
+        // Cleared before the flags are read (the kernel raises it after a
+        // flag): one read when nothing changed, whatever the watches.
+        if self.dirty.get(&SUMMARY_SLOT, 0)? == 0 {
+            return Ok(Vec::new());
+        }
+        self.dirty.set(SUMMARY_SLOT, 0, 0)?;
         let mut dirty = Vec::new();
         for id in self.watch_ids().into_iter().chain([UNDECIDED_SLOT]) {
             if self.dirty.get(&id, 0)? != 0 {
@@ -427,13 +441,24 @@ impl Probes {
     /// Events the kernel side could not put in the ring buffer so far,
     /// summed over the CPUs: per watch id, and (`None`) for undecided
     /// events.
-    pub fn lost(&self) -> Result<Vec<(Option<u32>, u64)>, MapError> {
-        self.watch_ids()
+    /// The counts are read again only when the total moved: one read
+    /// when nothing was lost, whatever the watches.
+    pub fn lost(&mut self) -> Result<Losses, MapError> {
+        let total: u64 = self.lost.get(&SUMMARY_SLOT, 0)?.iter().sum();
+        if let Some((seen, counts)) = &self.lost_seen
+            && *seen == total
+        {
+            return Ok(counts.clone());
+        }
+        let counts = self
+            .watch_ids()
             .into_iter()
             .map(|id| (Some(id), id))
             .chain([(None, UNDECIDED_SLOT)])
             .map(|(watch, slot)| Ok((watch, self.lost.get(&slot, 0)?.iter().sum())))
-            .collect()
+            .collect::<Result<Vec<_>, MapError>>()?;
+        self.lost_seen = Some((total, counts.clone()));
+        Ok(counts)
     }
 }
 

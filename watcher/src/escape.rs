@@ -101,7 +101,7 @@ fn is_hidden(c: char) -> bool {
 mod tests {
     use proptest::prelude::*;
 
-    use super::{escape, escape_line};
+    use super::{escape, escape_line, is_hidden};
 
     /// The bytes `escape` was given back: every escape it writes, read.
     fn unescape(text: &str) -> Vec<u8> {
@@ -232,7 +232,7 @@ mod tests {
             let mut input = bytes;
             input.extend_from_slice(text.as_bytes());
             let escaped = escape(&input);
-            prop_assert!(!escaped.chars().any(super::is_hidden), "{}", escaped);
+            prop_assert!(!escaped.chars().any(is_hidden), "{}", escaped);
             prop_assert_eq!(unescape(&escaped), input);
         }
     }

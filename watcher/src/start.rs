@@ -488,7 +488,7 @@ pub struct LossWatch {
 impl LossWatch {
     /// Events lost since the last call, per watch id (only those with
     /// new losses), logged to stderr.
-    pub fn check(&mut self, probes: &Probes) -> Vec<(Option<u32>, u64)> {
+    pub fn check(&mut self, probes: &mut Probes) -> Vec<(Option<u32>, u64)> {
         let totals = match probes.lost() {
             Ok(totals) => totals,
             Err(e) => {

@@ -150,7 +150,7 @@ pub async fn top(args: TopArgs, options: Options) -> anyhow::Result<()> {
         if stopping {
             w.events.drain(|ev| tally.take(ev))?;
         }
-        let lost: u64 = losses.check(&w.probes).iter().map(|(_, n)| n).sum();
+        let lost: u64 = losses.check(&mut w.probes).iter().map(|(_, n)| n).sum();
         let report = tally.render(args.sort, args.limit, lost);
         let mut out = io::stdout().lock();
         let written = if terminal {

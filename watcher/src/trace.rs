@@ -11,8 +11,12 @@ use crate::{
 };
 
 /// How often the loss counters are read and the watched directories
-/// looked at: an `overflow` or `unwatched` line follows within this time.
+/// How often the loss counters are read (one map read when nothing was
+/// lost): an `overflow` line follows within this time.
 const LOSS_CHECK: Duration = Duration::from_millis(200);
+/// How often the watched directories are looked at (one `statx` each: with
+/// thousands of them, not five times a second), as `run` does.
+const DIRS_CHECK: Duration = Duration::from_secs(1);
 
 pub async fn trace(args: TraceArgs, options: Options) -> anyhow::Result<()> {
     // The output first: a file that cannot be opened stops watcher before
@@ -23,10 +27,11 @@ pub async fn trace(args: TraceArgs, options: Options) -> anyhow::Result<()> {
     printer.watches = w.known();
     let mut losses = LossWatch::default();
     let mut tick = tokio::time::interval(LOSS_CHECK);
+    let mut dirs_tick = tokio::time::interval(DIRS_CHECK);
     let clock = *w.events.clock();
     let mut counts: BTreeMap<Kind, u64> = BTreeMap::new();
     let report_losses =
-        |printer: &mut Printer, losses: &mut LossWatch, probes: &Probes| -> io::Result<()> {
+        |printer: &mut Printer, losses: &mut LossWatch, probes: &mut Probes| -> io::Result<()> {
             let lost: u64 = losses.check(probes).iter().map(|(_, n)| n).sum();
             if lost > 0 {
                 printer.overflow(clock.now(), lost, losses.total())?;
@@ -42,9 +47,12 @@ pub async fn trace(args: TraceArgs, options: Options) -> anyhow::Result<()> {
                 }
             }
             _ = tick.tick() => {
-                if let Err(e) = report_losses(&mut printer, &mut losses, &w.probes)
-                    .and_then(|()| follow(&mut w, &plan, &mut printer))
-                {
+                if let Err(e) = report_losses(&mut printer, &mut losses, &mut w.probes) {
+                    break Err(e);
+                }
+            }
+            _ = dirs_tick.tick() => {
+                if let Err(e) = follow(&mut w, &plan, &mut printer) {
                     break Err(e);
                 }
             }
@@ -60,7 +68,7 @@ pub async fn trace(args: TraceArgs, options: Options) -> anyhow::Result<()> {
     let result = result
         .and_then(|()| w.events.drain(|ev| show(&mut printer, &mut counts, ev)))
         .and_then(|()| printer.flush())
-        .and_then(|()| report_losses(&mut printer, &mut losses, &w.probes));
+        .and_then(|()| report_losses(&mut printer, &mut losses, &mut w.probes));
     if args.stats {
         let total: u64 = counts.values().sum();
         let by_kind: Vec<String> = counts

@@ -430,7 +430,7 @@ impl Engine {
                 }) => batch_read?,
                 _ = check_tick.tick() => {
                     self.follow();
-                    let lost = losses.check(&self.w.probes);
+                    let lost = losses.check(&mut self.w.probes);
                     let flagged = take_flags(&mut self.w.probes);
                     let now = Instant::now();
                     for job in &mut self.jobs {
