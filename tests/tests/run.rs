@@ -426,14 +426,23 @@ fn an_action_writing_into_the_tree_does_not_loop() {
 }
 
 /// A `sleep 600` whose process name is unique to this test (its comm comes
-/// from the name it was started by), to be signalled.
+/// from the name it was started by), to be signalled. SIGHUP has its
+/// default action in it whatever the test runs under (`nohup` would pass
+/// on an ignored SIGHUP, and the signal would never end it).
 fn sleeper(tree: &Tree, name: &str) -> std::process::Child {
+    use std::os::unix::process::CommandExt as _;
     let link = tree.root.join(name);
     std::os::unix::fs::symlink("/bin/sleep", &link).unwrap();
-    std::process::Command::new(&link)
-        .arg("600")
-        .spawn()
-        .unwrap()
+    let mut cmd = std::process::Command::new(&link);
+    cmd.arg("600");
+    // SAFETY: signal() is async-signal-safe; nothing is allocated.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    cmd.spawn().unwrap()
 }
 
 fn died_of(child: &mut std::process::Child, w: &Watcher) -> i32 {
