@@ -739,12 +739,25 @@ fn stopping_run_terminates_the_running_action() {
     let log = tree.root.join("runs.log");
     // Holds until a file that never comes: the action runs on.
     let never = tree.root.join("never");
-    let w = start(
-        &["--settle", "50ms"],
-        &watched,
-        &log,
-        &["--hold".as_ref(), never.as_os_str()],
-    );
+    // Started as `nohup` would, and with SIGTERM ignored too: the action
+    // must not inherit that.
+    let mut cmd = std::process::Command::new(watcher_tests::watcher_bin());
+    cmd.args(["run", "--settle", "50ms"])
+        .arg(&watched)
+        .arg("--")
+        .arg(helper_bin("record"))
+        .arg(&log)
+        .arg("--hold")
+        .arg(&never);
+    // SAFETY: signal() is async-signal-safe; nothing is allocated.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            libc::signal(libc::SIGTERM, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let w = Watcher::start_command(&mut cmd);
     write_files(&[watched.join("a")]);
     let run = &wait_for_runs(&w, &log, 1)[0];
     let pid = run["process"]["pid"].as_u64().unwrap() as u32;

@@ -152,6 +152,18 @@ pub fn start(
     // set needs CAP_SETPCAP, which a switch to another user takes away.
     // SAFETY: for_action only makes syscalls and allocates nothing.
     unsafe { cmd.pre_exec(crate::privileges::for_action) };
+    // A signal ignored when watcher was started (under `nohup`, say) stays
+    // ignored across exec: the action starts with the default actions, so
+    // that the SIGTERM of a timeout or a stop ends it.
+    // SAFETY: signal() is async-signal-safe; nothing is allocated.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
     if let Some(user) = user {
         user.apply(&mut cmd);
     }
