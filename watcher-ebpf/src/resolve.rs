@@ -87,6 +87,13 @@ impl Cursor {
         Self::at(off, dentry, vfsmount - u64::from(off.mount_mnt))
     }
 
+    /// The dentry it is at (read once, so that callers need not read it
+    /// again).
+    #[inline(always)]
+    pub fn dentry(&self) -> u64 {
+        self.dentry
+    }
+
     /// At the current task's root or working directory.
     #[inline(always)]
     pub fn of_task(off: &KernelOffsets, which: TaskDir) -> Result<Self, i64> {

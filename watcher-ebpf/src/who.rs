@@ -95,10 +95,10 @@ fn executable(off: &KernelOffsets, mm: u64) -> Result<(), i64> {
     if file == 0 {
         return Ok(());
     }
-    if exe_deleted(off, file)? {
+    s.exe_walk.at = Cursor::of_file(off, file)?;
+    if exe_deleted(off, s.exe_walk.at.dentry())? {
         s.event.header.process.status |= proc_status::EXE_DELETED;
     }
-    s.exe_walk.at = Cursor::of_file(off, file)?;
     s.exe_walk.len = 0;
     s.exe_walk.complete = 1;
     s.exe_walk.top = 0;
@@ -133,8 +133,7 @@ fn executable(off: &KernelOffsets, mm: u64) -> Result<(), i64> {
 /// pointers the program dereferences: the verifier has no bound to check,
 /// and a wrong one fails the read.
 #[inline(always)]
-fn exe_deleted(off: &KernelOffsets, file: u64) -> Result<bool, i64> {
-    let dentry: u64 = read(file, off.file_path_dentry)?;
+fn exe_deleted(off: &KernelOffsets, dentry: u64) -> Result<bool, i64> {
     let pprev: u64 = read(dentry, off.dentry_hash_pprev)?;
     if pprev != 0 {
         return Ok(false);
