@@ -563,27 +563,36 @@ impl Engine {
             );
             action::signal_group(*pid, libc::SIGTERM);
         }
-        for signal in [Some(libc::SIGKILL), None] {
-            let deadline = Instant::now() + action::KILL_GRACE;
-            while !self.running.is_empty() {
-                match tokio::time::timeout_at(deadline, self.done_rx.recv()).await {
-                    Ok(Some((run, _))) => self.ended(run),
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            let Some(signal) = signal else { break };
-            for (label, pid) in self.running.values() {
-                tracing::warn!(
-                    "{label}action[{pid}] still running {:?} after SIGTERM: sending SIGKILL to \
-                     its process group",
-                    action::KILL_GRACE
-                );
-                action::signal_group(*pid, signal);
-            }
+        if self.ended_within(action::KILL_GRACE).await {
+            return;
+        }
+        for (label, pid) in self.running.values() {
+            tracing::warn!(
+                "{label}action[{pid}] still running {:?} after SIGTERM: sending SIGKILL to its \
+                 process group",
+                action::KILL_GRACE
+            );
+            action::signal_group(*pid, libc::SIGKILL);
+        }
+        if self.ended_within(action::KILL_GRACE).await {
+            return;
         }
         for (label, pid) in self.running.values() {
             tracing::error!("{label}action[{pid}] did not end after SIGKILL; leaving it");
         }
+    }
+
+    /// Takes the ends of running actions for at most `time`: whether they
+    /// all ended.
+    async fn ended_within(&mut self, time: Duration) -> bool {
+        let deadline = Instant::now() + time;
+        while !self.running.is_empty() {
+            match tokio::time::timeout_at(deadline, self.done_rx.recv()).await {
+                Ok(Some((run, _))) => self.ended(run),
+                Ok(None) | Err(_) => return false,
+            }
+        }
+        true
     }
 
     /// Reads the jobs anew and applies them while the programs stay
