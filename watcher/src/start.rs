@@ -30,10 +30,6 @@ use crate::{
 
 pub struct Watching {
     pub watches: Vec<Watch>,
-    /// Watches that were watched and are no longer (their directory went
-    /// away or was replaced), newest last: events the kernel decided
-    /// under them may still be in the ring buffer, and keep naming them.
-    retired: Vec<Watch>,
     /// Every directory named, with how it looked when last resolved, or
     /// why it is not watched now.
     dirs: Vec<(PathBuf, Result<Stamp, WatchError>)>,
@@ -183,7 +179,6 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Watching> {
     Ok(Watching {
         handles,
         watches,
-        retired: Vec::new(),
         dirs: resolved.dirs,
         probes,
         events,
@@ -261,7 +256,11 @@ impl Watching {
     /// name: what an event's `watch` is looked up in. A retired watch's id
     /// is given to no new directory while it is remembered.
     pub fn known(&self) -> Vec<Watch> {
-        self.watches.iter().chain(&self.retired).cloned().collect()
+        self.watches
+            .iter()
+            .chain(&self.events.retired)
+            .cloned()
+            .collect()
     }
 
     /// Whether `dir` was named, and is not watched now: it went away.
@@ -359,13 +358,11 @@ impl Watching {
             .watches
             .iter()
             .filter(|old| !watches.iter().any(|w| w.id == old.id));
-        self.retired.extend(gone.cloned());
-        self.retired
-            .retain(|old| !watches.iter().any(|w| w.id == old.id));
-        let excess = self.retired.len().saturating_sub(RETIRED_KEPT);
-        self.retired.drain(..excess);
+        let retired = &mut self.events.retired;
+        retired.extend(gone.cloned());
+        retired.retain(|old| !watches.iter().any(|w| w.id == old.id));
+        retired.drain(..retired.len().saturating_sub(RETIRED_KEPT));
         self.events.watches = watches.clone();
-        self.events.retired = self.retired.clone();
         self.events.selected = plan.kinds.clone();
         self.events.paths = plan.paths.clone();
         self.handles = handles(&watches, mem::take(&mut self.handles));
@@ -396,7 +393,9 @@ pub struct EventStream {
     exact: bool,
     /// What names the kernel leaves to user space are placed against.
     watches: Vec<Watch>,
-    /// Watches no longer watched, which events decided before still name.
+    /// Watches that were watched and are no longer (their directory went
+    /// away or was replaced), newest last: events the kernel decided under
+    /// them may still be in the ring buffer, and keep naming them.
     retired: Vec<Watch>,
     /// The kinds `--events` selected.
     selected: Vec<Kind>,
