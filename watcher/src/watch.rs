@@ -101,9 +101,10 @@ pub fn resolve(
     // Sets, not scans of the lists: thousands of directories may be named.
     let mut taken: HashSet<u32> = HashSet::with_capacity(dirs.len());
     let before: HashSet<u32> = previous.iter().map(|w| w.id).collect();
+    let kept: HashMap<InodeKey, u32> = previous.iter().map(|w| (w.key, w.id)).collect();
     let mut by_key: HashMap<InodeKey, usize> = HashMap::with_capacity(dirs.len());
     // Ids below it are taken or were used before: where a fresh id is
-    // looked for first.
+    // looked for first (a directory kept from before keeps its id).
     let mut fresh = 0;
     for dir in dirs {
         let look = match resolve_one(dir, by_prefix, &mountinfo) {
@@ -124,14 +125,18 @@ pub fn resolve(
             watches[at].named.push(named);
             continue;
         }
-        let kept = previous.iter().find(|w| w.key == key).map(|w| w.id);
-        let id = kept
-            .filter(|id| !taken.contains(id))
-            .or_else(|| (fresh..MAX_WATCHES).find(|id| !taken.contains(id) && !before.contains(id)))
-            .or_else(|| (0..MAX_WATCHES).find(|id| !taken.contains(id)))
-            .ok_or(WatchError::TooMany(dirs.len()))?;
+        let id = match kept.get(&key).filter(|id| !taken.contains(id)) {
+            Some(&id) => id,
+            None => {
+                let id = (fresh..MAX_WATCHES)
+                    .find(|id| !taken.contains(id) && !before.contains(id))
+                    .or_else(|| (0..MAX_WATCHES).find(|id| !taken.contains(id)))
+                    .ok_or(WatchError::TooMany(dirs.len()))?;
+                fresh = id + 1;
+                id
+            }
+        };
         taken.insert(id);
-        fresh = fresh.max(id + 1);
         by_key.insert(key, watches.len());
         watches.push(Watch {
             id,
@@ -528,6 +533,34 @@ mod tests {
         assert_eq!(same.watches.len(), 1);
         assert!(same.dirs.iter().all(|(_, stamp)| stamp.is_ok()));
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_kept_directory_keeps_its_id_and_a_new_one_takes_none_used_before() {
+        let base = std::env::temp_dir().join(format!("watcher-unit-ids-{}", std::process::id()));
+        let (a, b) = (base.join("a"), base.join("b"));
+        fs::create_dir_all(&a).unwrap();
+        fs::create_dir_all(&b).unwrap();
+        let first = resolve(std::slice::from_ref(&a), false, &[]).unwrap().watches;
+        // `a` was watched as id 3, and some directory gone since as id 0.
+        let previous = [
+            Watch {
+                id: 3,
+                ..first[0].clone()
+            },
+            Watch {
+                id: 0,
+                key: InodeKey::default(),
+                ..first[0].clone()
+            },
+        ];
+        let now = resolve(&[b.clone(), a.clone()], false, &previous)
+            .unwrap()
+            .watches;
+        let id_of = |dir: &Path| find(&now, dir).unwrap().id;
+        assert_eq!(id_of(&a), 3);
+        assert_eq!(id_of(&b), 1);
+        fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
