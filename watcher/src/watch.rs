@@ -541,7 +541,9 @@ mod tests {
         let (a, b) = (base.join("a"), base.join("b"));
         fs::create_dir_all(&a).unwrap();
         fs::create_dir_all(&b).unwrap();
-        let first = resolve(std::slice::from_ref(&a), false, &[]).unwrap().watches;
+        let first = resolve(std::slice::from_ref(&a), false, &[])
+            .unwrap()
+            .watches;
         // `a` was watched as id 3, and some directory gone since as id 0.
         let previous = [
             Watch {
