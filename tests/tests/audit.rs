@@ -526,21 +526,26 @@ fn path_globs_include_and_exclude() {
     );
 }
 
-#[test]
-fn output_file_is_reopened_on_sighup_and_not_world_writable() {
-    let tree = Tree::new("output");
-    let media = tree.dir("media");
-    let log = tree.root.join("events.log");
-    let w = Watcher::start(&[
+/// `watcher trace --format json --events create --output OUTPUT DIR`
+fn trace_to(output: &Path, dir: &Path) -> Watcher {
+    Watcher::start(&[
         "trace".as_ref(),
         "--format".as_ref(),
         "json".as_ref(),
         "--events".as_ref(),
         "create".as_ref(),
         "--output".as_ref(),
-        log.as_os_str(),
-        media.as_os_str(),
-    ]);
+        output.as_os_str(),
+        dir.as_os_str(),
+    ])
+}
+
+#[test]
+fn output_file_is_reopened_on_sighup_and_not_world_writable() {
+    let tree = Tree::new("output");
+    let media = tree.dir("media");
+    let log = tree.root.join("events.log");
+    let w = trace_to(&log, &media);
     let contains = |path: &Path, name: &str| {
         fs::read_to_string(path).is_ok_and(|text| text.contains(&format!("/{name}\"")))
     };
@@ -729,12 +734,7 @@ fn output_is_never_a_symlink_nor_another_users_file_in_a_sticky_directory() {
     assert_eq!(fs::read(&precious).unwrap(), b"root's\n");
     assert_eq!(fs::metadata(&theirs).unwrap().len(), 0);
     // A character device anyone may write to is fine.
-    let w = Watcher::start(&[
-        "trace".as_ref(),
-        "--output".as_ref(),
-        "/dev/null".as_ref(),
-        media.as_os_str(),
-    ]);
+    let w = trace_to(Path::new("/dev/null"), &media);
     run("touch", &[media.join("a").as_os_str()]);
     let stopped = w.stop();
     assert!(stopped.status.success(), "{}", stopped.stderr);
@@ -746,16 +746,7 @@ fn output_errors_name_the_file_and_a_failed_reopen_keeps_the_old_one() {
     let media = tree.dir("media");
     let logs = tree.dir("logs");
     let log = logs.join("events.log");
-    let w = Watcher::start(&[
-        "trace".as_ref(),
-        "--format".as_ref(),
-        "json".as_ref(),
-        "--events".as_ref(),
-        "create".as_ref(),
-        "--output".as_ref(),
-        log.as_os_str(),
-        media.as_os_str(),
-    ]);
+    let w = trace_to(&log, &media);
     fs::remove_dir_all(&logs).unwrap();
     w.send(libc::SIGHUP);
     w.wait_for_log("events still go to the file open until now", 1);
@@ -776,12 +767,7 @@ fn output_errors_name_the_file_and_a_failed_reopen_keeps_the_old_one() {
     );
 
     // A write that fails names where it went.
-    let w = Watcher::start(&[
-        "trace".as_ref(),
-        "--output".as_ref(),
-        "/dev/full".as_ref(),
-        media.as_os_str(),
-    ]);
+    let w = trace_to(Path::new("/dev/full"), &media);
     run("touch", &[media.join("full").as_os_str()]);
     let stopped = w.wait_exit();
     assert_eq!(stopped.status.code(), Some(1), "{}", stopped.stderr);
