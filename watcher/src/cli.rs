@@ -8,7 +8,7 @@ use crate::{
     event::Kind,
     filter::{Comm, PathFilter, Pattern, ProcessFilter},
     output::{Color, Format},
-    runner::{StdinFormat, parse_signal},
+    runner::{RunAs, StdinFormat, parse_signal},
 };
 
 #[derive(Debug, Parser)]
@@ -176,12 +176,10 @@ pub fn parse_uid(s: &str) -> Result<u32, String> {
         .map_err(|e| e.to_string())
 }
 
-/// A user name or a uid that names a user, checked: a user watcher
-/// cannot find is bad input, refused before anything starts.
-pub fn parse_user(s: &str) -> Result<String, String> {
-    crate::runner::lookup_user(s)
-        .map(|_| s.to_owned())
-        .map_err(|e| e.to_string())
+/// A user name or a uid that names a user, looked up once, here: a user
+/// watcher cannot find is bad input, refused before anything starts.
+pub fn parse_user(s: &str) -> Result<RunAs, String> {
+    crate::runner::lookup_user(s).map_err(|e| e.to_string())
 }
 
 /// One more than the largest pid Linux can give (`PID_MAX_LIMIT`, the
@@ -338,7 +336,7 @@ pub struct RunArgs {
     /// Run the action as this user (name or uid), with that user's groups
     /// and no capabilities.
     #[arg(long, value_name = "USER", value_parser = parse_user, conflicts_with = "signal")]
-    pub user: Option<String>,
+    pub user: Option<RunAs>,
     /// Run `sh -c COMMAND ARG...` instead of executing COMMAND: COMMAND is
     /// a shell script (with ARGs as $0, $1, ...). What the script does with
     /// its input is your responsibility; file names still arrive only on
@@ -504,10 +502,11 @@ mod tests {
 
     #[test]
     fn users_are_looked_up_when_parsed() {
-        assert_eq!(parse_user("root"), Ok("root".to_owned()));
-        assert_eq!(parse_user("0"), Ok("0".to_owned()));
+        let found = |s| parse_user(s).map(|u| (u.name, u.uid));
+        assert_eq!(found("root"), Ok(("root".to_owned(), 0)));
+        assert_eq!(found("0"), Ok(("root".to_owned(), 0)));
         assert_eq!(
-            parse_user("no-such-user-here"),
+            found("no-such-user-here"),
             Err("no user named no-such-user-here".to_owned())
         );
     }

@@ -97,7 +97,7 @@ impl JobSpec {
                 Action::Command(CommandSpec {
                     command: args.command.clone(),
                     shell: args.shell,
-                    user: args.user.as_deref().map(user::lookup).transpose()?,
+                    user: args.user.clone(),
                     stdin: args.stdin_format,
                 })
             }
