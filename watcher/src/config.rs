@@ -25,7 +25,7 @@ use toml::Spanned;
 use crate::{
     bpf::RING_BUFFER_BYTES,
     cli::{Events, parse_duration, parse_events, parse_pid, parse_ring_size, parse_uid},
-    escape::escape,
+    escape,
     event::Kind,
     filter::{Comm, PathFilter, Pattern, ProcessFilter},
     runner::{self, Action, CommandSpec, JobSpec, RunAs, StdinFormat, Target},
@@ -36,7 +36,7 @@ pub const DEFAULT_PATH: &str = "/etc/watcher/watcher.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{}: {source}", show(path))]
+    #[error("{}: {source}", escape::path(path))]
     Read {
         path: PathBuf,
         #[source]
@@ -44,9 +44,9 @@ pub enum ConfigError {
     },
     #[error(
         "{}: {reason}; a configuration must be writable by root only (chown root {}; chmod go-w {})",
-        show(path),
-        show(file),
-        show(file)
+        escape::path(path),
+        escape::path(file),
+        escape::path(file)
     )]
     Unsafe {
         path: PathBuf,
@@ -55,17 +55,13 @@ pub enum ConfigError {
     },
     /// A mistake at a place in the file: `line` counts from 1, `key` is
     /// where it was found (`[[watch]] #2, settle`).
-    #[error("{}:{line}: {}{message}", show(path), key.as_deref().map(|k| format!("{k}: ")).unwrap_or_default())]
+    #[error("{}:{line}: {}{message}", escape::path(path), key.as_deref().map(|k| format!("{k}: ")).unwrap_or_default())]
     Invalid {
         path: PathBuf,
         line: usize,
         key: Option<String>,
         message: String,
     },
-}
-
-fn show(path: &Path) -> String {
-    escape(path.as_os_str().as_encoded_bytes())
 }
 
 /// A configuration, checked.

@@ -1,7 +1,13 @@
 //! Making untrusted bytes (file names, process names) safe to print on a
 //! terminal or in a log line.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, path::Path};
+
+/// A path, escaped as [`escape`] does: what every message that names a
+/// file or directory shows.
+pub fn path(path: &Path) -> String {
+    escape(path.as_os_str().as_encoded_bytes())
+}
 
 /// Renders `bytes` on one line, so that what a terminal shows is what the
 /// bytes are. Valid UTF-8 stays as it is, except:

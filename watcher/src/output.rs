@@ -14,7 +14,7 @@ use std::{
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::{
-    escape::escape,
+    escape::{self, escape},
     event::{Event, Kind, is_open},
     journal::Journal,
     start::Moved,
@@ -69,27 +69,23 @@ impl Sink {
 pub enum OutputError {
     // The cause is in the message, not a source of its own: every line
     // that shows the error shows it once.
-    #[error("cannot open {}: {cause}", show(.path))]
+    #[error("cannot open {}: {cause}", escape::path(.path))]
     Open { path: PathBuf, cause: io::Error },
-    #[error("{}: a symbolic link; name the file itself", show(.0))]
+    #[error("{}: a symbolic link; name the file itself", escape::path(.0))]
     Symlink(PathBuf),
     #[error(
         "{}: writable by everyone (mode {mode:04o}); remove that first (chmod o-w)",
-        show(.path)
+        escape::path(.path)
     )]
     WorldWritable { path: PathBuf, mode: u32 },
     #[error(
         "{}: owned by another user (uid {owner}) in a sticky directory anyone may write to; \
          write somewhere only root can",
-        show(.path)
+        escape::path(.path)
     )]
     OthersInSticky { path: PathBuf, owner: u32 },
-    #[error("{}: not a regular file or a character device", show(.0))]
+    #[error("{}: not a regular file or a character device", escape::path(.0))]
     NotAFile(PathBuf),
-}
-
-fn show(path: &Path) -> String {
-    escape(path.as_os_str().as_bytes())
 }
 
 /// Creates or appends to `path`, readable by its owner and group only when
@@ -227,7 +223,7 @@ impl Printer {
     pub fn destination(&self) -> String {
         match &self.sink {
             Sink::Stdout(_) => "stdout".into(),
-            Sink::File(path, _) => show(path),
+            Sink::File(path, _) => escape::path(path),
             Sink::Journal(_) => "the systemd journal".into(),
             #[cfg(test)]
             Sink::Buffer(_) => "a buffer".into(),

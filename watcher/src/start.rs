@@ -20,7 +20,7 @@ use crate::{
     btf,
     cgroup::{Cgroups, container_id},
     cli::WatchArgs,
-    escape::escape,
+    escape,
     event::{Clock, DecodeError, Event, Kind, decode, expand},
     filter::{PathFilter, ProcessFilter},
     place::place,
@@ -159,10 +159,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Watching> {
         term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
     };
     let hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
-    let roots: Vec<String> = watches
-        .iter()
-        .map(|w| escape(w.root.as_os_str().as_encoded_bytes()))
-        .collect();
+    let roots: Vec<String> = watches.iter().map(|w| escape::path(&w.root)).collect();
     let plural = if watches.len() == 1 {
         "directory"
     } else {
@@ -235,13 +232,13 @@ impl Moved {
             } => format!(
                 "{}: {}; watched again, now the directory {}; changes made in it before now \
                  were not seen",
-                escape(dir.as_os_str().as_encoded_bytes()),
+                escape::path(dir),
                 if *replaced {
                     "another directory now"
                 } else {
                     "back"
                 },
-                escape(root.as_os_str().as_encoded_bytes())
+                escape::path(root)
             ),
         }
     }
@@ -308,7 +305,7 @@ impl Watching {
                 {
                     tracing::info!(
                         "{}: moved away; the directory is still watched where it is now",
-                        escape(dir.as_os_str().as_encoded_bytes())
+                        escape::path(dir)
                     );
                     renamed.push(then.clone());
                 }

@@ -14,7 +14,7 @@ use watcher_common::{
     Edge, EdgeKey, InodeKey, MAX_WATCHES, WATCH_NONE, WATCH_PREFIX_MAX, name_hash,
 };
 
-use crate::{escape::escape, place::normalize};
+use crate::{escape, place::normalize};
 
 /// One watched directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,17 +32,17 @@ pub struct Watch {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
-    #[error("{}: no such directory", show(.0))]
+    #[error("{}: no such directory", escape::path(.0))]
     Missing(PathBuf),
-    #[error("{}: not a directory", show(.0))]
+    #[error("{}: not a directory", escape::path(.0))]
     NotDirectory(PathBuf),
-    #[error("{}: {source}", show(path))]
+    #[error("{}: {source}", escape::path(path))]
     Io {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("{}: path is {len} bytes long, watcher can watch paths of at most {max} bytes", show(path), max = WATCH_PREFIX_MAX - 1)]
+    #[error("{}: path is {len} bytes long, watcher can watch paths of at most {max} bytes", escape::path(path), max = WATCH_PREFIX_MAX - 1)]
     TooLong { path: PathBuf, len: usize },
     #[error(
         "{0} directories given, watcher can watch at most {MAX_WATCHES}; watch the directories \
@@ -50,10 +50,6 @@ pub enum WatchError {
          what you want with --include"
     )]
     TooMany(usize),
-}
-
-fn show(path: &Path) -> String {
-    escape(path.as_os_str().as_bytes())
 }
 
 /// The directories the user named, resolved: the watches, and for each

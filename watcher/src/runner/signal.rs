@@ -5,7 +5,7 @@ use std::{fs, io, path::PathBuf};
 
 use watcher_common::TASK_COMM_LEN;
 
-use crate::escape::escape;
+use crate::escape::{self, escape};
 
 /// Who gets the signal.
 #[derive(Clone, Debug)]
@@ -24,13 +24,13 @@ pub enum SignalError {
     NoProcess(String),
     #[error("cannot list processes: {0}")]
     Proc(#[from] procfs::ProcError),
-    #[error("cannot read pid file {}: {source}", escape(path.as_os_str().as_encoded_bytes()))]
+    #[error("cannot read pid file {}: {source}", escape::path(path))]
     Pidfile {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("pid file {} holds no pid", escape(.0.as_os_str().as_encoded_bytes()))]
+    #[error("pid file {} holds no pid", escape::path(.0))]
     BadPidfile(PathBuf),
     #[error("cannot signal pid {pid}: {source}")]
     Kill {
