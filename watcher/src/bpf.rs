@@ -17,14 +17,12 @@ use watcher_common::{
     Edge, EdgeKey, InodeKey, KernelOffsets, SUMMARY_SLOT, Settings, SyscallSpec, TASK_COMM_LEN,
     TracepointOffsets, UNDECIDED_SLOT, WATCH_PREFIX_MAX, filter, match_mode,
 };
+use watcher_core::{filter::ProcessFilter, syscall::Syscall, watch::Watch};
 
-use crate::{filter::ProcessFilter, syscalls::Spec, tracefs::PROCESS_TRACEPOINTS, watch::Watch};
+use crate::{syscalls::Spec, tracefs::PROCESS_TRACEPOINTS};
 
 /// The object aya-build compiled from watcher-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/watcher"));
-
-/// Default size of the `EVENTS` ring buffer.
-pub const RING_BUFFER_BYTES: u32 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -97,7 +95,7 @@ pub struct Probes {
     /// The `sys_enter`/`sys_exit` links of each traced syscall, by name.
     /// Taken from their programs, so that dropping detaches them all at
     /// once (see `Drop`).
-    syscall_links: BTreeMap<&'static str, [TracePointLink; 2]>,
+    syscall_links: BTreeMap<Syscall, [TracePointLink; 2]>,
     /// The process tracepoints' links.
     links: Vec<TracePointLink>,
     /// Owns programs and maps; kept alive for as long as watching goes on.
@@ -346,27 +344,34 @@ impl Probes {
             .iter()
             .filter(|s| s.spec.select & event_mask != 0)
             .collect();
-        let unneeded: Vec<&'static str> = self
+        let unneeded: Vec<Syscall> = self
             .syscall_links
             .keys()
-            .filter(|name| !needed.iter().any(|s| s.name == **name))
+            .filter(|syscall| !needed.iter().any(|s| s.syscall == **syscall))
             .copied()
             .collect();
         detach(
             unneeded
                 .iter()
-                .filter_map(|name| self.syscall_links.remove(name))
+                .filter_map(|syscall| self.syscall_links.remove(syscall))
                 .flatten()
                 .collect(),
         );
         for spec in needed {
-            if self.syscall_links.contains_key(spec.name) {
+            if self.syscall_links.contains_key(&spec.syscall) {
                 continue;
             }
-            let exit = self.attach("sys_exit", "syscalls", &format!("sys_exit_{}", spec.name))?;
-            let enter =
-                self.attach("sys_enter", "syscalls", &format!("sys_enter_{}", spec.name))?;
-            self.syscall_links.insert(spec.name, [exit, enter]);
+            let exit = self.attach(
+                "sys_exit",
+                "syscalls",
+                &format!("sys_exit_{}", spec.syscall),
+            )?;
+            let enter = self.attach(
+                "sys_enter",
+                "syscalls",
+                &format!("sys_enter_{}", spec.syscall),
+            )?;
+            self.syscall_links.insert(spec.syscall, [exit, enter]);
         }
         Ok(())
     }

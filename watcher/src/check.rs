@@ -6,14 +6,13 @@
 use std::path::Path;
 
 use aya::{maps::MapType, programs::ProgramType};
-use watcher_common::SYSCALL_NAMES;
+use watcher_core::{
+    config, filter::ProcessFilter, kind::Kind, privileges, settings::defaults, syscall::Syscall,
+};
 
 use crate::{
-    bpf::{self, Probes, RING_BUFFER_BYTES, Setup},
-    btf, config,
-    event::Kind,
-    filter::ProcessFilter,
-    privileges, syscalls, tracefs,
+    bpf::{self, Probes, Setup},
+    btf, syscalls, tracefs,
 };
 
 /// Oldest kernel with the BPF ring buffer.
@@ -203,12 +202,12 @@ fn check_machine(r: &mut Report) {
                 &format!("mounted at {}", tracefs::TRACEFS),
             );
             let read = syscalls::read_specs()
-                .and_then(|specs| tracefs::read_offsets(&specs).map(|offsets| (specs, offsets)));
+                .and_then(|specs| syscalls::read_offsets(&specs).map(|offsets| (specs, offsets)));
             match read {
                 Ok((specs, offsets)) => {
-                    // The last name is the process exit, no syscall.
-                    for name in &SYSCALL_NAMES[..SYSCALL_NAMES.len() - 1] {
-                        if specs.iter().any(|s| s.name == *name) {
+                    for syscall in Syscall::traced() {
+                        let name = syscall.name();
+                        if specs.iter().any(|s| s.syscall == syscall) {
                             r.line(
                                 Status::Ok,
                                 "tracepoint",
@@ -269,7 +268,7 @@ fn check_machine(r: &mut Report) {
                 specs: &specs,
                 offsets: &offsets,
                 kernel: kernel.as_ref(),
-                ring_buffer_bytes: RING_BUFFER_BYTES,
+                ring_buffer_bytes: defaults::RING_BUFFER_BYTES,
                 log_level: 0,
                 watching: &bpf::Watching {
                     watches: &[],

@@ -1,15 +1,39 @@
 //! The command line.
 
-use std::{ffi::OsString, path::PathBuf, time::Duration};
+use std::{ffi::OsString, path::PathBuf};
 
-use clap::{Args, Parser, Subcommand};
-
-use crate::{
-    event::Kind,
+use clap::{
+    Args, Parser, Subcommand,
+    builder::{PossibleValue, PossibleValuesParser, TypedValueParser},
+};
+use watcher_core::{
+    choice::Choice,
+    config,
     filter::{Comm, PathFilter, Pattern, ProcessFilter},
     output::{Color, Format},
-    runner::{RunAs, StdinFormat, parse_signal},
+    runner::{Action, CommandSpec, JobSpec, StdinFormat, Target, check_program, parse_signal},
+    settings::{
+        Events, Plan, RingSize, Span, defaults, parse_events, parse_pid, parse_target_pid,
+        parse_uid, parse_user,
+    },
+    tally::Sort,
+    user::RunAs,
 };
+
+use crate::{top, trace};
+
+/// The values of a [`Choice`], with their help, for clap.
+fn choice<T: Choice + Clone + Send + Sync>() -> impl TypedValueParser<Value = T> {
+    let values = T::CHOICES.iter().map(|&(_, name, help)| {
+        let value = PossibleValue::new(name);
+        if help.is_empty() {
+            value
+        } else {
+            value.help(help)
+        }
+    });
+    PossibleValuesParser::new(values).try_map(|name| T::parse(&name))
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -86,7 +110,7 @@ pub enum Command {
     systemctl reload watcher    # sends SIGHUP: the configuration is read anew")]
 pub struct ServeArgs {
     /// The configuration file (TOML; see watcher.toml(5) or docs/config.md).
-    #[arg(long, short, default_value = crate::config::DEFAULT_PATH, value_name = "FILE")]
+    #[arg(long, short, default_value = config::DEFAULT_PATH, value_name = "FILE")]
     pub config: PathBuf,
 }
 
@@ -108,18 +132,18 @@ pub struct WatchArgs {
     pub dirs: Vec<PathBuf>,
     /// Size of the kernel's event ring buffer: a power of two from 4k to
     /// 1G (e.g. 64k, 1M, 16M). When it is full, events are counted as lost.
-    #[arg(long, default_value = "1M", value_parser = parse_ring_size, value_name = "BYTES")]
-    pub ring_buffer_size: u32,
+    #[arg(
+        long,
+        default_value_t = RingSize(defaults::RING_BUFFER_BYTES),
+        value_parser = |s: &str| s.parse::<RingSize>(),
+        value_name = "BYTES"
+    )]
+    pub ring_buffer_size: RingSize,
     /// Kinds of change to report, comma-separated: write, create, delete,
     /// rename, mkdir, link, truncate, attrib, close_write, or all. The
     /// default is every change of the tree's contents: all but attrib and
     /// close_write.
-    #[arg(
-        long,
-        default_value = "write,create,delete,rename,mkdir,link,truncate",
-        value_parser = parse_events,
-        value_name = "KINDS"
-    )]
+    #[arg(long, default_value_t, value_parser = parse_events, value_name = "KINDS")]
     pub events: Events,
     /// Only changes by this process (thread group id; repeatable). Applied
     /// in the kernel.
@@ -149,7 +173,20 @@ pub struct WatchArgs {
 }
 
 impl WatchArgs {
-    pub fn process_filter(&self) -> ProcessFilter {
+    /// What the kernel and the session are asked for.
+    pub fn plan(&self) -> Plan {
+        Plan {
+            dirs: self.dirs.clone(),
+            kinds: self.events.0.clone(),
+            process: self.process_filter(),
+            paths: self.path_filter(),
+            ring_buffer_size: self.ring_buffer_size.0,
+            // `trace` and `top` run no actions.
+            tag_actions: false,
+        }
+    }
+
+    fn process_filter(&self) -> ProcessFilter {
         ProcessFilter {
             pids: self.pids.clone(),
             uids: self.uids.clone(),
@@ -158,7 +195,7 @@ impl WatchArgs {
         }
     }
 
-    pub fn path_filter(&self) -> PathFilter {
+    fn path_filter(&self) -> PathFilter {
         PathFilter {
             include: self.include.clone(),
             exclude: self.exclude.clone(),
@@ -166,84 +203,19 @@ impl WatchArgs {
     }
 }
 
-/// A user name or a uid.
-pub fn parse_uid(s: &str) -> Result<u32, String> {
-    if let Ok(uid) = s.parse::<u32>() {
-        return Ok(uid);
-    }
-    crate::runner::lookup_user(s)
-        .map(|user| user.uid)
-        .map_err(|e| e.to_string())
-}
-
-/// A user name or a uid that names a user, looked up once, here: a user
-/// watcher cannot find is bad input, refused before anything starts.
-pub fn parse_user(s: &str) -> Result<RunAs, String> {
-    crate::runner::lookup_user(s).map_err(|e| e.to_string())
-}
-
-/// One more than the largest pid Linux can give (`PID_MAX_LIMIT`, the
-/// highest `kernel.pid_max`).
-pub const PID_MAX_LIMIT: u32 = 4 << 20;
-
-/// A process id: from 1 to PID_MAX_LIMIT - 1.
-pub fn parse_pid(s: &str) -> Result<u32, String> {
-    s.parse::<u32>()
-        .ok()
-        .filter(|pid| (1..PID_MAX_LIMIT).contains(pid))
-        .ok_or_else(|| {
-            format!(
-                "`{s}` is not a process id (from 1 to {})",
-                PID_MAX_LIMIT - 1
-            )
-        })
-}
-
-/// A process id, as `kill` takes it.
-pub fn parse_target_pid(s: &str) -> Result<i32, String> {
-    parse_pid(s).map(|pid| pid as i32)
-}
-
-/// The kinds `--events` selected.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Events(pub Vec<Kind>);
-
-pub fn parse_events(s: &str) -> Result<Events, String> {
-    if s == "all" {
-        return Ok(Events(Kind::ALL.to_vec()));
-    }
-    let mut kinds = Vec::new();
-    for name in s.split(',') {
-        let kind = Kind::ALL
-            .into_iter()
-            .find(|k| k.name() == name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
-                format!(
-                    "unknown event kind `{name}`; kinds are {}, or all",
-                    names.join(", ")
-                )
-            })?;
-        if !kinds.contains(&kind) {
-            kinds.push(kind);
-        }
-    }
-    Ok(Events(kinds))
-}
-
 #[derive(Debug, Args)]
 pub struct TraceArgs {
     #[command(flatten)]
     pub watch: WatchArgs,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(long, default_value = Format::Text.name(), value_parser = choice::<Format>())]
     pub format: Format,
     /// Append events to FILE instead of stdout (created mode 0640), and
     /// reopen it on SIGHUP, after logrotate moved it.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Color the text output.
-    #[arg(long, value_enum, default_value_t = Color::Auto, value_name = "WHEN")]
+    #[arg(long, default_value = Color::Auto.name(), value_parser = choice::<Color>(), value_name = "WHEN")]
     pub color: Color,
     /// Print counts at exit to stderr: events by kind, lost, and dropped by
     /// --include/--exclude.
@@ -260,30 +232,22 @@ pub struct TopArgs {
     #[command(flatten)]
     pub watch: WatchArgs,
     /// Time each report covers.
-    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
-    pub interval: Duration,
+    #[arg(
+        long,
+        default_value_t = Span(defaults::TOP_INTERVAL),
+        value_parser = |s: &str| s.parse::<Span>(),
+        value_name = "DURATION"
+    )]
+    pub interval: Span,
     /// Order of the rows.
-    #[arg(long, value_enum, default_value_t = Sort::Events)]
+    #[arg(long, default_value = Sort::Events.name(), value_parser = choice::<Sort>())]
     pub sort: Sort,
     /// Most rows in each table.
-    #[arg(long, default_value_t = 20, value_name = "N")]
+    #[arg(long, default_value_t = defaults::TOP_LIMIT, value_name = "N")]
     pub limit: usize,
     /// Print one report, after --interval or at SIGINT or SIGTERM, and exit.
     #[arg(long)]
     pub once: bool,
-}
-
-/// How `top` orders its rows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Sort {
-    /// Most changes first.
-    Events,
-    /// Most opens for writing first.
-    Writes,
-    /// By process id (paths: most changes first).
-    Pid,
-    /// By process name and by path.
-    Name,
 }
 
 #[derive(Debug, Args)]
@@ -298,15 +262,30 @@ pub struct RunArgs {
     /// Quiet time after the last change before the action runs, so a burst
     /// of changes makes one run (durations: 500ms, 10s, 2m, 1h; bare
     /// numbers are seconds; at most 8760h, a year).
-    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
-    pub settle: Duration,
+    #[arg(
+        long,
+        default_value_t = Span(defaults::SETTLE),
+        value_parser = |s: &str| s.parse::<Span>(),
+        value_name = "DURATION"
+    )]
+    pub settle: Span,
     /// Least time from one start of the action to the next.
-    #[arg(long, default_value = "1m", value_parser = parse_duration, value_name = "DURATION")]
-    pub interval: Duration,
+    #[arg(
+        long,
+        default_value_t = Span(defaults::INTERVAL),
+        value_parser = |s: &str| s.parse::<Span>(),
+        value_name = "DURATION"
+    )]
+    pub interval: Span,
     /// Longest time the action may run: then its process group gets
     /// SIGTERM, and SIGKILL 5 seconds later.
-    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
-    pub timeout: Duration,
+    #[arg(
+        long,
+        default_value_t = Span(defaults::TIMEOUT),
+        value_parser = |s: &str| s.parse::<Span>(),
+        value_name = "DURATION"
+    )]
+    pub timeout: Span,
     /// Run the action once at start, before any change.
     #[arg(long)]
     pub run_at_start: bool,
@@ -314,11 +293,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub once: bool,
     /// How the changed paths reach the action's stdin.
-    #[arg(long, value_enum, default_value_t = StdinFormat::Nul, value_name = "FORMAT")]
+    #[arg(
+        long,
+        default_value = StdinFormat::Nul.name(),
+        value_parser = choice::<StdinFormat>(),
+        value_name = "FORMAT"
+    )]
     pub stdin_format: StdinFormat,
     /// Most distinct paths handed to one run; the rest are counted in
     /// WATCHER_PATHS_OMITTED.
-    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = defaults::MAX_PATHS, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_paths: u32,
     /// Instead of COMMAND, send this signal (HUP, USR1, TERM, ... or a
     /// number) to the process named by --process-name, --target-pid or --pidfile.
@@ -353,6 +337,16 @@ pub struct RunArgs {
 }
 
 impl TraceArgs {
+    pub fn settings(self) -> trace::Settings {
+        trace::Settings {
+            plan: self.watch.plan(),
+            format: self.format,
+            output: self.output,
+            color: self.color,
+            stats: self.stats,
+        }
+    }
+
     /// What clap cannot say: the journal is not a file.
     pub fn validate(&self) -> Result<(), &'static str> {
         if self.format == Format::Journal && self.output.is_some() {
@@ -362,7 +356,60 @@ impl TraceArgs {
     }
 }
 
+impl TopArgs {
+    pub fn settings(self) -> top::Settings {
+        top::Settings {
+            plan: self.watch.plan(),
+            interval: self.interval.0,
+            sort: self.sort,
+            limit: self.limit,
+            once: self.once,
+        }
+    }
+}
+
 impl RunArgs {
+    /// The job `watcher run` was given. A program that cannot run is bad
+    /// input, refused before anything starts.
+    pub fn job(&self) -> anyhow::Result<JobSpec> {
+        let action = match self.signal {
+            Some(signal) => {
+                let target = match (&self.process_name, self.target_pid, &self.pidfile) {
+                    (Some(name), _, _) => Target::Name(name.clone()),
+                    (_, Some(pid), _) => Target::Pid(pid),
+                    (_, _, Some(path)) => Target::Pidfile(path.clone()),
+                    _ => anyhow::bail!("--signal needs --process-name, --target-pid or --pidfile"),
+                };
+                Action::Signal { signal, target }
+            }
+            None => {
+                if !self.shell {
+                    check_program(&self.command[0])?;
+                }
+                Action::Command(CommandSpec {
+                    command: self.command.clone(),
+                    shell: self.shell,
+                    user: self.user.clone(),
+                    stdin: self.stdin_format,
+                })
+            }
+        };
+        Ok(JobSpec {
+            // One job: its lines need no name.
+            name: String::new(),
+            dirs: self.watch.dirs.clone(),
+            kinds: self.watch.events.0.clone(),
+            process: self.watch.process_filter(),
+            paths: self.watch.path_filter(),
+            action,
+            settle: self.settle.0,
+            interval: self.interval.0,
+            timeout: self.timeout.0,
+            run_at_start: self.run_at_start,
+            max_paths: self.max_paths as usize,
+        })
+    }
+
     /// What clap cannot say: a target needs `--signal` (clap's `requires`
     /// is not enforced when COMMAND is given too).
     pub fn validate(&self) -> Result<(), &'static str> {
@@ -375,161 +422,9 @@ impl RunArgs {
     }
 }
 
-/// Parses `4096`, `64k` or `16M` (binary units) into a ring-buffer size:
-/// a power of two from one page to 1 GiB.
-pub fn parse_ring_size(s: &str) -> Result<u32, String> {
-    let (number, scale) = match s.trim().to_ascii_lowercase() {
-        t if t.ends_with('k') => (t[..t.len() - 1].to_owned(), 1 << 10),
-        t if t.ends_with('m') => (t[..t.len() - 1].to_owned(), 1 << 20),
-        t if t.ends_with('g') => (t[..t.len() - 1].to_owned(), 1 << 30),
-        t => (t, 1),
-    };
-    let bytes = number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-        .ok_or_else(|| format!("`{s}` is not a size (e.g. 64k, 1M)"))?;
-    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
-        return Err(format!("`{s}` must be a power of two from 4k to 1G"));
-    }
-    Ok(bytes as u32)
-}
-
-/// The longest duration watcher takes: a year.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// Parses `10`, `1.5`, `500ms`, `10s`, `2m` or `1h` into a positive
-/// duration of at most MAX_DURATION.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    if number.is_empty() {
-        return Err(format!("`{s}` is not a duration (e.g. 500ms, 10s, 2m)"));
-    }
-    let scale = match unit {
-        "" | "s" => 1.0,
-        "ms" => 0.001,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(format!("unknown unit `{unit}` (use ms, s, m or h)")),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 500ms, 10s, 2m)"))?;
-    let too_large = || {
-        format!(
-            "`{s}` is too large: a duration is at most {}h (a year)",
-            MAX_DURATION.as_secs() / 3600
-        )
-    };
-    let duration = Duration::try_from_secs_f64(value * scale).map_err(|_| too_large())?;
-    if duration > MAX_DURATION {
-        return Err(too_large());
-    }
-    if duration.is_zero() {
-        return Err(format!("`{s}` must be a positive duration"));
-    }
-    Ok(duration)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn events() {
-        assert_eq!(
-            parse_events("delete,rename,delete"),
-            Ok(Events(vec![Kind::Delete, Kind::Rename]))
-        );
-        assert_eq!(parse_events("all"), Ok(Events(Kind::ALL.to_vec())));
-        for bad in ["", "writes", "write,", "all,write"] {
-            assert!(parse_events(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
-        for bad in [
-            "", "abc", "0", "0s", "-1", "5 days", "1e9999", "ms", "1.2.3",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-        for zero in ["0", "0s", "0.0000000001"] {
-            assert_eq!(
-                parse_duration(zero),
-                Err(format!("`{zero}` must be a positive duration"))
-            );
-        }
-        for huge in [
-            "8761h",
-            "31536001",
-            "99999999999999h",
-            "18446744073709551616",
-            "99999999999999999999999999999999999999999",
-        ] {
-            assert_eq!(
-                parse_duration(huge),
-                Err(format!(
-                    "`{huge}` is too large: a duration is at most 8760h (a year)"
-                ))
-            );
-        }
-    }
-
-    #[test]
-    fn pids() {
-        assert_eq!(parse_pid("1"), Ok(1));
-        assert_eq!(parse_pid("4194303"), Ok(4_194_303));
-        assert_eq!(parse_target_pid("4194303"), Ok(4_194_303));
-        for bad in ["", "0", "-1", "x", "4194304", "99999999", "4294967296"] {
-            assert_eq!(
-                parse_pid(bad),
-                Err(format!("`{bad}` is not a process id (from 1 to 4194303)"))
-            );
-            assert!(parse_target_pid(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn users_are_looked_up_when_parsed() {
-        let found = |s| parse_user(s).map(|u| (u.name, u.uid));
-        assert_eq!(found("root"), Ok(("root".to_owned(), 0)));
-        assert_eq!(found("0"), Ok(("root".to_owned(), 0)));
-        assert_eq!(
-            found("no-such-user-here"),
-            Err("no user named no-such-user-here".to_owned())
-        );
-    }
-
-    #[test]
-    fn ring_sizes() {
-        assert_eq!(parse_ring_size("4096"), Ok(4096));
-        assert_eq!(parse_ring_size("64k"), Ok(65536));
-        assert_eq!(parse_ring_size("1M"), Ok(1 << 20));
-        assert_eq!(parse_ring_size("1g"), Ok(1 << 30));
-        for bad in [
-            "",
-            "1000",
-            "2048",
-            "3M",
-            "2G",
-            "x",
-            "-4k",
-            "99999999999999999999k",
-        ] {
-            assert!(parse_ring_size(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn cli_is_consistent() {

@@ -1,37 +1,32 @@
 //! watcher: watches directory trees for writes by tracing syscalls with
 //! eBPF, and reports them or runs an action.
+//!
+//! This crate is the kernel side (BTF, tracefs, loading the programs, the
+//! session over their ring buffer) and the commands; what needs neither
+//! the kernel nor root is in `watcher-core`. Modules are declared from the
+//! bottom layer up: each imports only those declared before it.
 
 mod bpf;
 mod btf;
-mod cgroup;
 mod check;
 mod cli;
-mod config;
-mod escape;
-mod event;
-mod filter;
-mod journal;
 mod log;
 mod man;
-mod notify;
-mod output;
-mod place;
-mod privileges;
-mod runner;
-mod start;
+mod run;
+mod session;
 mod syscalls;
 mod top;
 mod trace;
 mod tracefs;
-mod watch;
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser as _};
+use watcher_core::error::Causes;
 
 use crate::{
     cli::{Cli, Command},
-    start::Options,
+    session::Options,
 };
 
 fn main() -> ExitCode {
@@ -98,15 +93,19 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Command::Man { dir } => man::write(&dir),
-        Command::Trace(args) => runtime.block_on(trace::trace(args, options)),
-        Command::Run(args) => runtime.block_on(runner::run(args, options)),
-        Command::Serve(args) => runtime.block_on(runner::serve(args, options)),
-        Command::Top(args) => runtime.block_on(top::top(args, options)),
+        Command::Trace(args) => runtime.block_on(trace::trace(args.settings(), options)),
+        Command::Run(args) => runtime.block_on(async {
+            // A bad user or command is bad input: refused before attaching.
+            let job = args.job()?;
+            run::run(job, args.watch.ring_buffer_size.0, args.once, options).await
+        }),
+        Command::Serve(args) => runtime.block_on(run::serve(&args.config, options)),
+        Command::Top(args) => runtime.block_on(top::top(args.settings(), options)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("watcher: {}", log::Causes(&e));
+            eprintln!("watcher: {}", Causes(&e));
             ExitCode::FAILURE
         }
     }

@@ -294,7 +294,7 @@ mod tests {
 
     #[test]
     fn the_configuration_page_documents_every_key_the_parser_takes() {
-        let mut keys: Vec<String> = crate::config::keys()
+        let mut keys: Vec<String> = watcher_core::config::keys()
             .into_iter()
             .map(str::to_owned)
             .collect();
@@ -311,7 +311,7 @@ mod tests {
     #[test]
     fn the_environment_section_lists_every_variable_the_action_gets() {
         // Every variable action.rs sets, as written there.
-        let source = include_str!("runner/action.rs");
+        let source = include_str!("../../watcher-core/src/runner/action.rs");
         let mut set: Vec<String> = source
             .split('"')
             .filter(|s| {

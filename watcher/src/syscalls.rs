@@ -3,16 +3,17 @@
 //! by field name). The programs get this as the `SPECS` map.
 
 use watcher_common::{
-    NO_ARG, SYSCALL_NAMES, SyscallSpec, event_kind,
+    NO_ARG, SyscallSpec, TracepointOffsets, event_kind,
     open_flags::{O_CREAT, O_TRUNC, O_WRONLY},
     role, shape,
 };
+use watcher_core::syscall::Syscall;
 
 use crate::tracefs::{Format, TracefsError};
 
 /// One traced syscall: its kind, shape and argument fields by role.
 struct Traced {
-    name: &'static str,
+    syscall: Syscall,
     nr: libc::c_long,
     kind: u32,
     shape: u32,
@@ -30,42 +31,42 @@ use shape::{CLOSE, OPEN, OPEN_HOW, PATH, PATHS};
 
 const TRACED: &[Traced] = &[
     t(
-        "openat",
+        Syscall::named("openat"),
         libc::SYS_openat,
         event_kind::WRITE,
         OPEN,
         &[(DFD, "dfd"), (NAME, "filename"), (FLAGS, "flags")],
     ),
     t(
-        "openat2",
+        Syscall::named("openat2"),
         libc::SYS_openat2,
         event_kind::WRITE,
         OPEN_HOW,
         &[(DFD, "dfd"), (NAME, "filename"), (FLAGS, "how")],
     ),
     t(
-        "open",
+        Syscall::named("open"),
         libc::SYS_open,
         event_kind::WRITE,
         OPEN,
         &[(NAME, "filename"), (FLAGS, "flags")],
     ),
     t(
-        "creat",
+        Syscall::named("creat"),
         libc::SYS_creat,
         event_kind::WRITE,
         OPEN,
         &[(NAME, "pathname")],
     ),
     t(
-        "rename",
+        Syscall::named("rename"),
         libc::SYS_rename,
         event_kind::RENAME,
         PATHS,
         &[(NAME, "oldname"), (NAME2, "newname")],
     ),
     t(
-        "renameat",
+        Syscall::named("renameat"),
         libc::SYS_renameat,
         event_kind::RENAME,
         PATHS,
@@ -77,7 +78,7 @@ const TRACED: &[Traced] = &[
         ],
     ),
     t(
-        "renameat2",
+        Syscall::named("renameat2"),
         libc::SYS_renameat2,
         event_kind::RENAME,
         PATHS,
@@ -90,49 +91,49 @@ const TRACED: &[Traced] = &[
         ],
     ),
     t(
-        "unlink",
+        Syscall::named("unlink"),
         libc::SYS_unlink,
         event_kind::DELETE,
         PATH,
         &[(NAME, "pathname")],
     ),
     t(
-        "unlinkat",
+        Syscall::named("unlinkat"),
         libc::SYS_unlinkat,
         event_kind::DELETE,
         PATH,
         &[(DFD, "dfd"), (NAME, "pathname"), (FLAGS, "flag")],
     ),
     t(
-        "rmdir",
+        Syscall::named("rmdir"),
         libc::SYS_rmdir,
         event_kind::DELETE,
         PATH,
         &[(NAME, "pathname")],
     ),
     t(
-        "mkdir",
+        Syscall::named("mkdir"),
         libc::SYS_mkdir,
         event_kind::MKDIR,
         PATH,
         &[(NAME, "pathname")],
     ),
     t(
-        "mkdirat",
+        Syscall::named("mkdirat"),
         libc::SYS_mkdirat,
         event_kind::MKDIR,
         PATH,
         &[(DFD, "dfd"), (NAME, "pathname")],
     ),
     t(
-        "link",
+        Syscall::named("link"),
         libc::SYS_link,
         event_kind::LINK,
         PATHS,
         &[(NAME, "oldname"), (NAME2, "newname")],
     ),
     t(
-        "linkat",
+        Syscall::named("linkat"),
         libc::SYS_linkat,
         event_kind::LINK,
         PATHS,
@@ -146,168 +147,168 @@ const TRACED: &[Traced] = &[
     ),
     // A symlink's target is its contents, not a file it changes.
     t(
-        "symlink",
+        Syscall::named("symlink"),
         libc::SYS_symlink,
         event_kind::LINK,
         PATH,
         &[(NAME, "newname")],
     ),
     t(
-        "symlinkat",
+        Syscall::named("symlinkat"),
         libc::SYS_symlinkat,
         event_kind::LINK,
         PATH,
         &[(DFD, "newdfd"), (NAME, "newname")],
     ),
     t(
-        "mknod",
+        Syscall::named("mknod"),
         libc::SYS_mknod,
         event_kind::CREATE,
         PATH,
         &[(NAME, "filename")],
     ),
     t(
-        "mknodat",
+        Syscall::named("mknodat"),
         libc::SYS_mknodat,
         event_kind::CREATE,
         PATH,
         &[(DFD, "dfd"), (NAME, "filename")],
     ),
     t(
-        "truncate",
+        Syscall::named("truncate"),
         libc::SYS_truncate,
         event_kind::TRUNCATE,
         PATH,
         &[(NAME, "path")],
     ),
     t(
-        "ftruncate",
+        Syscall::named("ftruncate"),
         libc::SYS_ftruncate,
         event_kind::TRUNCATE,
         shape::FD,
         &[(FD, "fd")],
     ),
     t(
-        "chmod",
+        Syscall::named("chmod"),
         libc::SYS_chmod,
         event_kind::ATTRIB,
         PATH,
         &[(NAME, "filename")],
     ),
     t(
-        "fchmod",
+        Syscall::named("fchmod"),
         libc::SYS_fchmod,
         event_kind::ATTRIB,
         shape::FD,
         &[(FD, "fd")],
     ),
     t(
-        "fchmodat",
+        Syscall::named("fchmodat"),
         libc::SYS_fchmodat,
         event_kind::ATTRIB,
         PATH,
         &[(DFD, "dfd"), (NAME, "filename")],
     ),
     t(
-        "fchmodat2",
+        Syscall::named("fchmodat2"),
         libc::SYS_fchmodat2,
         event_kind::ATTRIB,
         PATH,
         &[(DFD, "dfd"), (NAME, "filename"), (FLAGS, "flags")],
     ),
     t(
-        "chown",
+        Syscall::named("chown"),
         libc::SYS_chown,
         event_kind::ATTRIB,
         PATH,
         &[(NAME, "filename")],
     ),
     t(
-        "fchown",
+        Syscall::named("fchown"),
         libc::SYS_fchown,
         event_kind::ATTRIB,
         shape::FD,
         &[(FD, "fd")],
     ),
     t(
-        "fchownat",
+        Syscall::named("fchownat"),
         libc::SYS_fchownat,
         event_kind::ATTRIB,
         PATH,
         &[(DFD, "dfd"), (NAME, "filename"), (FLAGS, "flag")],
     ),
     t(
-        "lchown",
+        Syscall::named("lchown"),
         libc::SYS_lchown,
         event_kind::ATTRIB,
         PATH,
         &[(NAME, "filename")],
     ),
     t(
-        "utimensat",
+        Syscall::named("utimensat"),
         libc::SYS_utimensat,
         event_kind::ATTRIB,
         PATH,
         &[(DFD, "dfd"), (NAME, "filename"), (FLAGS, "flags")],
     ),
     t(
-        "setxattr",
+        Syscall::named("setxattr"),
         libc::SYS_setxattr,
         event_kind::ATTRIB,
         PATH,
         &[(NAME, "pathname")],
     ),
     t(
-        "lsetxattr",
+        Syscall::named("lsetxattr"),
         libc::SYS_lsetxattr,
         event_kind::ATTRIB,
         PATH,
         &[(NAME, "pathname")],
     ),
     t(
-        "fsetxattr",
+        Syscall::named("fsetxattr"),
         libc::SYS_fsetxattr,
         event_kind::ATTRIB,
         shape::FD,
         &[(FD, "fd")],
     ),
     t(
-        "setxattrat",
+        Syscall::named("setxattrat"),
         SYS_SETXATTRAT,
         event_kind::ATTRIB,
         PATH,
         &[(DFD, "dfd"), (NAME, "pathname"), (FLAGS, "at_flags")],
     ),
     t(
-        "removexattr",
+        Syscall::named("removexattr"),
         libc::SYS_removexattr,
         event_kind::ATTRIB,
         PATH,
         &[(NAME, "pathname")],
     ),
     t(
-        "lremovexattr",
+        Syscall::named("lremovexattr"),
         libc::SYS_lremovexattr,
         event_kind::ATTRIB,
         PATH,
         &[(NAME, "pathname")],
     ),
     t(
-        "fremovexattr",
+        Syscall::named("fremovexattr"),
         libc::SYS_fremovexattr,
         event_kind::ATTRIB,
         shape::FD,
         &[(FD, "fd")],
     ),
     t(
-        "removexattrat",
+        Syscall::named("removexattrat"),
         SYS_REMOVEXATTRAT,
         event_kind::ATTRIB,
         PATH,
         &[(DFD, "dfd"), (NAME, "pathname"), (FLAGS, "at_flags")],
     ),
     t(
-        "close",
+        Syscall::named("close"),
         libc::SYS_close,
         event_kind::CLOSE_WRITE,
         CLOSE,
@@ -316,14 +317,14 @@ const TRACED: &[Traced] = &[
 ];
 
 const fn t(
-    name: &'static str,
+    syscall: Syscall,
     nr: libc::c_long,
     kind: u32,
     shape: u32,
     args: &'static [(usize, &'static str)],
 ) -> Traced {
     Traced {
-        name,
+        syscall,
         nr,
         kind,
         shape,
@@ -337,7 +338,7 @@ const CREAT_FLAGS: u64 = O_CREAT | O_WRONLY | O_TRUNC;
 /// A traced syscall this kernel has, ready for the `SPECS` map.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Spec {
-    pub name: &'static str,
+    pub syscall: Syscall,
     pub nr: u32,
     pub spec: SyscallSpec,
     /// Where its `sys_enter_*` record keeps `__syscall_nr`.
@@ -365,7 +366,7 @@ fn select(kind: u32) -> u32 {
 pub fn read_specs() -> Result<Vec<Spec>, TracefsError> {
     let mut specs = Vec::new();
     for traced in TRACED {
-        let format = match Format::read("syscalls", &format!("sys_enter_{}", traced.name)) {
+        let format = match Format::read("syscalls", &format!("sys_enter_{}", traced.syscall)) {
             Ok(format) => format,
             Err(TracefsError::ReadFormat { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound
@@ -380,22 +381,18 @@ pub fn read_specs() -> Result<Vec<Spec>, TracefsError> {
         for &(role, field) in traced.args {
             args[role] = format.argument_slot(field)?;
         }
-        let id = SYSCALL_NAMES
-            .iter()
-            .position(|&n| n == traced.name)
-            .expect("every traced syscall is in SYSCALL_NAMES") as u32;
         specs.push(Spec {
-            name: traced.name,
+            syscall: traced.syscall,
             nr: traced.nr as u32,
             enter_nr_offset: format.offset("__syscall_nr", 4)?,
             spec: SyscallSpec {
-                id,
+                id: traced.syscall.id(),
                 kind: traced.kind,
                 select: select(traced.kind),
                 shape: traced.shape,
                 args,
                 _pad: [0; 2],
-                flags: if traced.name == "creat" {
+                flags: if traced.syscall == Syscall::CREAT {
                     CREAT_FLAGS
                 } else {
                     0
@@ -406,17 +403,53 @@ pub fn read_specs() -> Result<Vec<Spec>, TracefsError> {
     Ok(specs)
 }
 
+/// Reads the record offsets the programs need, from the `sys_exit_*`
+/// tracepoints of every syscall in `specs` (whose `sys_enter_*` ones
+/// [`read_specs`] read) and the process tracepoints.
+pub fn read_offsets(specs: &[Spec]) -> Result<TracepointOffsets, TracefsError> {
+    let mut syscall_nr = None;
+    let mut exit_ret = None;
+    let agree = |seen: &mut Option<u32>, field, offset| match *seen {
+        Some(before) if before != offset => Err(TracefsError::Mismatch {
+            field,
+            offsets: (before, offset),
+        }),
+        _ => {
+            *seen = Some(offset);
+            Ok(())
+        }
+    };
+    for spec in specs {
+        agree(&mut syscall_nr, "__syscall_nr", spec.enter_nr_offset)?;
+        let exit = Format::read("syscalls", &format!("sys_exit_{}", spec.syscall))?;
+        agree(
+            &mut syscall_nr,
+            "__syscall_nr",
+            exit.offset("__syscall_nr", 4)?,
+        )?;
+        agree(&mut exit_ret, "ret", exit.offset("ret", 8)?)?;
+    }
+    let exit = Format::read("sched", "sched_process_exit")?;
+    Ok(TracepointOffsets {
+        syscall_nr: syscall_nr.unwrap_or_default(),
+        exit_ret: exit_ret.unwrap_or_default(),
+        fork_child_pid: Format::read("sched", "sched_process_fork")?.offset("child_pid", 4)?,
+        exit_group_dead: exit.offset("group_dead", 1)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn every_traced_syscall_has_a_name_and_a_number_in_range() {
+    fn every_syscall_is_traced_once_with_a_number_in_range() {
         for traced in TRACED {
-            assert!(SYSCALL_NAMES.contains(&traced.name), "{}", traced.name);
             assert!((traced.nr as u32) < watcher_common::MAX_SYSCALL_NR);
         }
-        // Every name but the pseudo-syscall `exit` is traced.
-        assert_eq!(TRACED.len(), SYSCALL_NAMES.len() - 1);
+        // Every syscall but the pseudo-syscall `exit`, in the order of
+        // their ids.
+        let traced: Vec<Syscall> = TRACED.iter().map(|t| t.syscall).collect();
+        assert_eq!(traced, Syscall::traced().collect::<Vec<_>>());
     }
 }

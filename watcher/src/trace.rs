@@ -1,75 +1,44 @@
 //! `watcher trace`: one line (or journal entry) per event.
 
-use std::{collections::BTreeMap, io, time::Duration};
+use std::{collections::BTreeMap, io, path::PathBuf};
 
-use crate::{
-    bpf::Probes,
-    cli::TraceArgs,
-    event::{DecodeError, Event, Kind},
-    output::Printer,
-    start::{LossWatch, Options, Plan, Watching, start},
+use watcher_core::{
+    kind::Kind,
+    output::{Color, Format, Printer},
+    settings::Plan,
+    source::Item,
 };
 
-/// How often the loss counters are read and the watched directories
-/// How often the loss counters are read (one map read when nothing was
-/// lost): an `overflow` line follows within this time.
-const LOSS_CHECK: Duration = Duration::from_millis(200);
-/// How often the watched directories are looked at (one `statx` each: with
-/// thousands of them, not five times a second), as `run` does.
-const DIRS_CHECK: Duration = Duration::from_secs(1);
+use crate::session::{self, Options, Session};
 
-pub async fn trace(args: TraceArgs, options: Options) -> anyhow::Result<()> {
+/// What `trace` was asked for.
+pub struct Settings {
+    pub plan: Plan,
+    pub format: Format,
+    /// Events to this file rather than stdout.
+    pub output: Option<PathBuf>,
+    pub color: Color,
+    /// Counts at exit, to stderr.
+    pub stats: bool,
+}
+
+pub async fn trace(settings: Settings, options: Options) -> anyhow::Result<()> {
     // The output first: a file that cannot be opened stops watcher before
     // anything is loaded.
-    let mut printer = Printer::new(args.format, args.output.clone(), args.color)?;
-    let plan = args.watch.plan();
-    let mut w = start(&plan, options)?;
-    printer.watches = w.known();
-    let mut losses = LossWatch::default();
-    let mut tick = tokio::time::interval(LOSS_CHECK);
-    let mut dirs_tick = tokio::time::interval(DIRS_CHECK);
-    let clock = *w.events.clock();
+    let mut printer = Printer::new(settings.format, settings.output, settings.color)?;
+    let mut session = session::start(&settings.plan, options)?;
+    printer.watches = session.known();
     let mut counts: BTreeMap<Kind, u64> = BTreeMap::new();
-    let report_losses =
-        |printer: &mut Printer, losses: &mut LossWatch, probes: &mut Probes| -> io::Result<()> {
-            let lost: u64 = losses.check(probes).iter().map(|(_, n)| n).sum();
-            if lost > 0 {
-                printer.overflow(clock.now(), lost, losses.total())?;
-                printer.flush()?;
-            }
-            Ok(())
-        };
     let result = loop {
-        tokio::select! {
-            batch = w.events.next_batch(|ev| show(&mut printer, &mut counts, ev)) => {
-                if let Err(e) = batch.and_then(|()| printer.flush()) {
-                    break Err(e);
-                }
-            }
-            _ = tick.tick() => {
-                if let Err(e) = report_losses(&mut printer, &mut losses, &mut w.probes) {
-                    break Err(e);
-                }
-            }
-            _ = dirs_tick.tick() => {
-                if let Err(e) = follow(&mut w, &plan, &mut printer) {
-                    break Err(e);
-                }
-            }
-            _ = w.hup.recv() => {
-                if let Err(e) = printer.reopen() {
-                    break Err(e);
-                }
-            }
-            () = w.stop.wait() => break Ok(()),
+        let shown = match session.next().await {
+            Item::Stop => break Ok(()),
+            item => show(&mut printer, &mut session, &mut counts, item),
+        };
+        if let Err(e) = shown {
+            break Err(e);
         }
     };
-    // What is still in the ring buffer, then the last losses.
-    let result = result
-        .and_then(|()| w.events.drain(|ev| show(&mut printer, &mut counts, ev)))
-        .and_then(|()| printer.flush())
-        .and_then(|()| report_losses(&mut printer, &mut losses, &mut w.probes));
-    if args.stats {
+    if settings.stats {
         let total: u64 = counts.values().sum();
         let by_kind: Vec<String> = counts
             .iter()
@@ -82,8 +51,8 @@ pub async fn trace(args: TraceArgs, options: Options) -> anyhow::Result<()> {
             } else {
                 by_kind.join(", ")
             },
-            losses.total(),
-            w.events.filtered
+            session.lost_total(),
+            session.filtered()
         );
     }
     match result {
@@ -95,35 +64,33 @@ pub async fn trace(args: TraceArgs, options: Options) -> anyhow::Result<()> {
     }
 }
 
-/// Watches the directories named anew when one went away or was
-/// replaced, and says so in the output.
-fn follow(w: &mut Watching, plan: &Plan, printer: &mut Printer) -> io::Result<()> {
-    let moved = w.follow(plan);
-    if moved.is_empty() {
-        return Ok(());
-    }
-    printer.watches = w.known();
-    let now = w.events.clock().now();
-    for m in &moved {
-        printer.moved(now, m)?;
-    }
-    printer.flush()
-}
-
-/// Prints one event and counts it by kind.
+/// Writes one item out (counting events by kind) and flushes.
 fn show(
     printer: &mut Printer,
+    session: &mut Session,
     counts: &mut BTreeMap<Kind, u64>,
-    ev: Result<Event, DecodeError>,
+    item: Item,
 ) -> io::Result<()> {
-    match ev {
-        Ok(ev) => {
-            *counts.entry(ev.kind).or_default() += 1;
-            printer.event(&ev)
+    let now = || session.clock().now();
+    match item {
+        Item::Events(events) => {
+            for ev in &events {
+                *counts.entry(ev.kind).or_default() += 1;
+                printer.event(ev)?;
+            }
         }
-        Err(e) => {
-            tracing::warn!("skipping a malformed event: {e}");
-            Ok(())
+        Item::Lost(lost) => {
+            let lost = lost.iter().map(|(_, n)| n).sum();
+            printer.overflow(now(), lost, session.lost_total())?;
         }
+        Item::Moved(moved) => {
+            printer.watches = session.known();
+            for m in &moved {
+                printer.moved(now(), m)?;
+            }
+        }
+        Item::Hup => printer.reopen()?,
+        Item::Stop => {}
     }
+    printer.flush()
 }

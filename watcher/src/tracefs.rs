@@ -8,9 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use watcher_common::{SYSCALL_RECORD_LEN, TracepointOffsets};
-
-use crate::syscalls::Spec;
+use watcher_common::SYSCALL_RECORD_LEN;
 
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 
@@ -129,42 +127,6 @@ pub fn ensure_mounted() -> Result<bool, TracefsError> {
 /// Where a tracepoint's files are.
 pub fn tracepoint_dir(category: &str, name: &str) -> PathBuf {
     Path::new(TRACEFS).join("events").join(category).join(name)
-}
-
-/// Reads the record offsets the programs need, from the `sys_exit_*`
-/// tracepoints of every syscall in `specs` (whose `sys_enter_*` ones
-/// [`read_specs`](crate::syscalls::read_specs) read) and the process
-/// tracepoints.
-pub fn read_offsets(specs: &[Spec]) -> Result<TracepointOffsets, TracefsError> {
-    let mut syscall_nr = None;
-    let mut exit_ret = None;
-    let agree = |seen: &mut Option<u32>, field, offset| match *seen {
-        Some(before) if before != offset => Err(TracefsError::Mismatch {
-            field,
-            offsets: (before, offset),
-        }),
-        _ => {
-            *seen = Some(offset);
-            Ok(())
-        }
-    };
-    for spec in specs {
-        agree(&mut syscall_nr, "__syscall_nr", spec.enter_nr_offset)?;
-        let exit = Format::read("syscalls", &format!("sys_exit_{}", spec.name))?;
-        agree(
-            &mut syscall_nr,
-            "__syscall_nr",
-            exit.offset("__syscall_nr", 4)?,
-        )?;
-        agree(&mut exit_ret, "ret", exit.offset("ret", 8)?)?;
-    }
-    let exit = Format::read("sched", "sched_process_exit")?;
-    Ok(TracepointOffsets {
-        syscall_nr: syscall_nr.unwrap_or_default(),
-        exit_ret: exit_ret.unwrap_or_default(),
-        fork_child_pid: Format::read("sched", "sched_process_fork")?.offset("child_pid", 4)?,
-        exit_group_dead: exit.offset("group_dead", 1)?,
-    })
 }
 
 /// A parsed tracepoint `format` file.

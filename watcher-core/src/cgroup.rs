@@ -23,7 +23,7 @@ pub struct Cgroups {
 }
 
 impl Cgroups {
-    pub fn new() -> Self {
+    pub fn read() -> Self {
         Self {
             root: fs::read_to_string("/proc/self/mountinfo")
                 .ok()
@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn knows_this_process_cgroup() {
-        let mut cgroups = Cgroups::new();
+        let mut cgroups = Cgroups::read();
         if cgroups.root.is_none() {
             return;
         }

@@ -14,7 +14,7 @@ use watcher_common::{
     Edge, EdgeKey, InodeKey, MAX_WATCHES, WATCH_NONE, WATCH_PREFIX_MAX, name_hash,
 };
 
-use crate::{escape, place::normalize};
+use crate::{escape, path::normalize};
 
 /// One watched directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -437,6 +437,56 @@ impl Watch {
         let mut data = [0; WATCH_PREFIX_MAX];
         data[..prefix.len()].copy_from_slice(&prefix);
         ((prefix.len() * 8) as u32, data)
+    }
+}
+
+/// A directory the user named that is not what it was.
+#[derive(Debug)]
+pub enum Moved {
+    /// No longer a directory (deleted, its filesystem unmounted, or moved
+    /// where it cannot be found again): not watched until it is back. A
+    /// directory renamed on its filesystem stays watched where it is, until
+    /// another takes its path.
+    Gone {
+        dir: PathBuf,
+        /// What it resolved to while it was watched.
+        root: PathBuf,
+        why: String,
+    },
+    /// A directory again, or another one than before (deleted and
+    /// created anew, or a filesystem mounted or unmounted on the way):
+    /// watched from now on.
+    Back {
+        dir: PathBuf,
+        root: PathBuf,
+        id: u32,
+        /// It was watched until now, as another directory.
+        replaced: bool,
+    },
+}
+
+impl Moved {
+    /// One line for the log and the text output.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Gone { why, .. } => format!("{why}: not watched until it is back"),
+            Self::Back {
+                dir,
+                root,
+                replaced,
+                ..
+            } => format!(
+                "{}: {}; watched again, now the directory {}; changes made in it before now \
+                 were not seen",
+                escape::path(dir),
+                if *replaced {
+                    "another directory now"
+                } else {
+                    "back"
+                },
+                escape::path(root)
+            ),
+        }
     }
 }
 

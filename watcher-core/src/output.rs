@@ -14,32 +14,61 @@ use std::{
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::{
+    choice::Choice,
     escape::{self, escape},
-    event::{Event, Kind, is_open},
+    event::Event,
     journal::Journal,
-    start::Moved,
-    watch::Watch,
+    kind::Kind,
+    watch::{Moved, Watch},
 };
 
 /// Version of the JSON schema (`"v"` in every object; docs/events.md).
 pub const SCHEMA_VERSION: u32 = 1;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
-    /// One aligned line per event, control characters escaped.
     Text,
-    /// One JSON object per line (schema in docs/events.md).
     Json,
-    /// Structured entries in the systemd journal (WATCHER_* fields).
     Journal,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+impl Choice for Format {
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (
+            Self::Text,
+            "text",
+            "One aligned line per event, control characters escaped",
+        ),
+        (
+            Self::Json,
+            "json",
+            "One JSON object per line (schema in docs/events.md)",
+        ),
+        (
+            Self::Journal,
+            "journal",
+            "Structured entries in the systemd journal (WATCHER_* fields)",
+        ),
+    ];
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Color {
-    /// When writing text to a terminal, unless NO_COLOR is set.
     Auto,
     Always,
     Never,
+}
+
+impl Choice for Color {
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (
+            Self::Auto,
+            "auto",
+            "When writing text to a terminal, unless NO_COLOR is set",
+        ),
+        (Self::Always, "always", ""),
+        (Self::Never, "never", ""),
+    ];
 }
 
 /// Where events go.
@@ -354,7 +383,7 @@ fn no_writer() -> io::Error {
 /// One aligned line: time, kind, pid, uid, comm, path (`OLD -> NEW` for
 /// renames and links), then syscall and flags.
 pub fn text_line(ev: &Event, color: bool) -> String {
-    let flags = flag_names(ev.syscall, ev.flags);
+    let flags = ev.syscall.flag_names(ev.flags);
     // Padded before it is painted, so that the columns stay aligned.
     let kind = paint(
         &format!("{:<11}", ev.kind.name()),
@@ -469,7 +498,7 @@ pub fn fields<'e>(ev: &'e Event, watch: Option<&'e [u8]>) -> Vec<(&'static str, 
     let mut f = vec![
         ("time", Field::Text(rfc3339(ev.time_ns))),
         ("event", Field::Text(ev.kind.name().into())),
-        ("syscall", Field::Text(ev.syscall.into())),
+        ("syscall", Field::Text(ev.syscall.name().into())),
         ("path", Field::Bytes(&ev.path)),
         ("name", Field::Bytes(&ev.name)),
     ];
@@ -517,7 +546,7 @@ pub fn fields<'e>(ev: &'e Event, watch: Option<&'e [u8]>) -> Vec<(&'static str, 
             who.container.clone().map_or(Field::Null, Field::Text),
         ),
         ("mntns", opt(who.mntns)),
-        ("flags", Field::Text(flag_names(ev.syscall, ev.flags))),
+        ("flags", Field::Text(ev.syscall.flag_names(ev.flags))),
     ]);
     if let Some(fd) = ev.fd {
         f.push(("fd", Field::Int(fd)));
@@ -619,82 +648,6 @@ pub fn rfc3339(time_ns: i128) -> String {
         .to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
-/// The flags argument of `syscall` by name, `|`-separated, with unknown
-/// bits in octal (opens) or hex; empty when there are none.
-pub fn flag_names(syscall: &str, flags: u64) -> String {
-    const RENAME: &[(u64, &str)] = &[
-        (libc::RENAME_NOREPLACE as u64, "RENAME_NOREPLACE"),
-        (libc::RENAME_EXCHANGE as u64, "RENAME_EXCHANGE"),
-        (libc::RENAME_WHITEOUT as u64, "RENAME_WHITEOUT"),
-    ];
-    const AT: &[(u64, &str)] = &[
-        (libc::AT_SYMLINK_NOFOLLOW as u64, "AT_SYMLINK_NOFOLLOW"),
-        (libc::AT_REMOVEDIR as u64, "AT_REMOVEDIR"),
-        (libc::AT_SYMLINK_FOLLOW as u64, "AT_SYMLINK_FOLLOW"),
-        (libc::AT_EMPTY_PATH as u64, "AT_EMPTY_PATH"),
-    ];
-    if is_open(syscall) {
-        return open_flag_names(flags);
-    }
-    let named = if syscall == "renameat2" { RENAME } else { AT };
-    let mut names = Vec::new();
-    let mut rest = flags;
-    for &(bits, name) in named {
-        if rest & bits == bits {
-            names.push(name.to_string());
-            rest &= !bits;
-        }
-    }
-    if rest != 0 {
-        names.push(format!("{rest:#x}"));
-    }
-    names.join("|")
-}
-
-/// Open flags by name, `|`-separated, with unknown bits in octal.
-fn open_flag_names(flags: u64) -> String {
-    const NAMED: &[(i32, &str)] = &[
-        (libc::O_CREAT, "O_CREAT"),
-        (libc::O_EXCL, "O_EXCL"),
-        (libc::O_NOCTTY, "O_NOCTTY"),
-        (libc::O_TRUNC, "O_TRUNC"),
-        (libc::O_APPEND, "O_APPEND"),
-        (libc::O_NONBLOCK, "O_NONBLOCK"),
-        (libc::O_SYNC, "O_SYNC"),
-        (libc::O_DSYNC, "O_DSYNC"),
-        (libc::O_DIRECT, "O_DIRECT"),
-        (libc::O_LARGEFILE, "O_LARGEFILE"),
-        (libc::O_TMPFILE, "O_TMPFILE"),
-        (libc::O_DIRECTORY, "O_DIRECTORY"),
-        (libc::O_NOFOLLOW, "O_NOFOLLOW"),
-        (libc::O_NOATIME, "O_NOATIME"),
-        (libc::O_CLOEXEC, "O_CLOEXEC"),
-        (libc::O_PATH, "O_PATH"),
-    ];
-    let mut names = vec![
-        match flags & libc::O_ACCMODE as u64 {
-            0 => "O_RDONLY",
-            1 => "O_WRONLY",
-            2 => "O_RDWR",
-            _ => "O_ACCMODE",
-        }
-        .to_string(),
-    ];
-    let mut rest = flags & !(libc::O_ACCMODE as u64);
-    for &(bits, name) in NAMED {
-        let bits = bits as u64;
-        // Multi-bit flags (O_SYNC, O_TMPFILE) need all their bits.
-        if rest & bits == bits && bits != 0 {
-            names.push(name.to_string());
-            rest &= !bits;
-        }
-    }
-    if rest != 0 {
-        names.push(format!("{rest:#o}"));
-    }
-    names.join("|")
-}
-
 #[cfg(test)]
 mod tests {
     use std::ffi::OsStr;
@@ -763,25 +716,6 @@ mod tests {
         assert_eq!(json["watch_base64"], base64(b"/srv/m\nx\xff"));
         let json: Value = serde_json::from_str(&print(Format::Json, &gone)).unwrap();
         assert_eq!(json["reason"], "/srv/m\\nx\\xff: no such directory");
-    }
-
-    #[test]
-    fn flags_by_name() {
-        assert_eq!(flag_names("openat", 0o1101), "O_WRONLY|O_CREAT|O_TRUNC");
-        assert_eq!(
-            flag_names("open", (libc::O_RDWR | libc::O_SYNC) as u64),
-            "O_RDWR|O_SYNC"
-        );
-        assert_eq!(
-            flag_names("creat", 0o2 | 1 << 40),
-            "O_RDWR|0o20000000000000"
-        );
-        assert_eq!(flag_names("renameat2", 2), "RENAME_EXCHANGE");
-        assert_eq!(
-            flag_names("unlinkat", 0x200 | 1 << 20),
-            "AT_REMOVEDIR|0x100000"
-        );
-        assert_eq!(flag_names("rename", 0), "");
     }
 
     #[test]

@@ -16,23 +16,38 @@ use tokio::{
     time::{Instant, timeout, timeout_at},
 };
 
-use super::{batch::Batch, user::RunAs};
+use super::batch::Batch;
 use crate::{
+    choice::Choice,
     escape::escape,
     output::{Field, write_json},
+    user::RunAs,
     watch::Watch,
 };
 
 /// How the changed paths reach the action's stdin.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StdinFormat {
-    /// Each path followed by a NUL byte (like `find -print0`).
     Nul,
-    /// One JSON object per line: `{"path": ...}`, and a last line
-    /// `{"truncated": true, "omitted": N}` when paths were left out.
     Jsonl,
-    /// Nothing: stdin is /dev/null.
     None,
+}
+
+impl Choice for StdinFormat {
+    const CHOICES: &'static [(Self, &'static str, &'static str)] = &[
+        (
+            Self::Nul,
+            "nul",
+            "Each path followed by a NUL byte (like `find -print0`)",
+        ),
+        (
+            Self::Jsonl,
+            "jsonl",
+            "One JSON object per line: `{\"path\": ...}`, and a last line `{\"truncated\": \
+             true, \"omitted\": N}` when paths were left out",
+        ),
+        (Self::None, "none", "Nothing: stdin is /dev/null"),
+    ];
 }
 
 /// Time between SIGTERM and SIGKILL when the action times out, or is

@@ -14,7 +14,6 @@
 mod action;
 mod batch;
 mod signal;
-mod user;
 
 use std::{
     collections::HashMap,
@@ -30,20 +29,24 @@ use tokio::{
     sync::mpsc,
     time::{Instant, sleep_until},
 };
-pub use user::{RunAs, lookup as lookup_user};
 
 use self::{
     batch::Batch,
     signal::{deliver, signal_name},
 };
 use crate::{
-    bpf::Probes,
-    cli::{RunArgs, ServeArgs},
-    event::{Event, Kind},
+    error::Causes,
+    event::Event,
     filter::{PathFilter, ProcessFilter},
-    start::{LossWatch, Moved, Options, Plan, Watching, start},
-    watch::Watch,
+    kind::Kind,
+    notify, privileges,
+    settings::Plan,
+    source::{Item, Source},
+    watch::{self, Moved, Watch},
 };
+
+/// How often the kernel's change flags are read.
+const FLAGS_CHECK: Duration = Duration::from_secs(1);
 
 /// One watch and its action, from the command line or a configuration.
 #[derive(Clone, Debug)]
@@ -76,46 +79,6 @@ impl JobSpec {
         } else {
             format!("{}: ", self.name)
         }
-    }
-
-    /// The job `watcher run` was given.
-    pub fn from_args(args: &RunArgs) -> anyhow::Result<Self> {
-        let action = match args.signal {
-            Some(signal) => {
-                let target = match (&args.process_name, args.target_pid, &args.pidfile) {
-                    (Some(name), _, _) => Target::Name(name.clone()),
-                    (_, Some(pid), _) => Target::Pid(pid),
-                    (_, _, Some(path)) => Target::Pidfile(path.clone()),
-                    _ => anyhow::bail!("--signal needs --process-name, --target-pid or --pidfile"),
-                };
-                Action::Signal { signal, target }
-            }
-            None => {
-                if !args.shell {
-                    check_program(&args.command[0])?;
-                }
-                Action::Command(CommandSpec {
-                    command: args.command.clone(),
-                    shell: args.shell,
-                    user: args.user.clone(),
-                    stdin: args.stdin_format,
-                })
-            }
-        };
-        Ok(Self {
-            // One job: its lines need no name.
-            name: String::new(),
-            dirs: args.watch.dirs.clone(),
-            kinds: args.watch.events.0.clone(),
-            process: args.watch.process_filter(),
-            paths: args.watch.path_filter(),
-            action,
-            settle: args.settle,
-            interval: args.interval,
-            timeout: args.timeout,
-            run_at_start: args.run_at_start,
-            max_paths: args.max_paths as usize,
-        })
     }
 }
 
@@ -158,46 +121,12 @@ pub fn plan(jobs: &[JobSpec], ring_buffer_size: u32) -> Plan {
 /// Refuses to start when a command of `jobs` would get watcher's own
 /// capabilities (the privileges themselves are checked first: their
 /// message is the one that helps).
-fn check_actions(jobs: &[JobSpec]) -> anyhow::Result<()> {
+pub fn check_actions(jobs: &[JobSpec]) -> anyhow::Result<()> {
     if jobs.iter().any(|j| matches!(j.action, Action::Command(_))) {
-        crate::privileges::check()?;
-        crate::privileges::check_actions()?;
+        privileges::check()?;
+        privileges::check_actions()?;
     }
     Ok(())
-}
-
-/// `watcher run`: one job, no reload.
-pub async fn run(args: RunArgs, options: Options) -> anyhow::Result<()> {
-    // A bad user or command is bad input: refuse it before attaching.
-    let job = JobSpec::from_args(&args)?;
-    check_actions(std::slice::from_ref(&job))?;
-    let plan = plan(std::slice::from_ref(&job), args.watch.ring_buffer_size);
-    let w = start(&plan, options)?;
-    let mut engine = Engine::new(w, plan, vec![job]);
-    engine.once = args.once;
-    engine.run(None).await
-}
-
-/// `watcher serve`: every job of a configuration; SIGHUP reloads it.
-pub async fn serve(args: ServeArgs, options: Options) -> anyhow::Result<()> {
-    let config = crate::config::load(&args.config, &|_| false)?;
-    check_actions(&config.jobs)?;
-    let plan = plan(&config.jobs, config.ring_buffer_size);
-    let w = start(&plan, options)?;
-    let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
-    tracing::info!(
-        "{} {} from {}: {}",
-        names.len(),
-        if names.len() == 1 { "watch" } else { "watches" },
-        args.config.display(),
-        names.join(", ")
-    );
-    let mut engine = Engine::new(w, plan, config.jobs);
-    let mut read = |gone: &dyn Fn(&Path) -> bool| {
-        let config = crate::config::load(&args.config, gone)?;
-        Ok((config.jobs, config.ring_buffer_size))
-    };
-    engine.run(Some(&mut read)).await
 }
 
 /// A job and where it stands.
@@ -243,7 +172,7 @@ impl Job {
             .spec
             .dirs
             .iter()
-            .filter_map(|dir| crate::watch::find(watches, dir))
+            .filter_map(|dir| watch::find(watches, dir))
             .cloned()
             .collect();
         // Two spellings of one directory are one watch.
@@ -354,9 +283,9 @@ fn route(routes: &HashMap<u32, Vec<u32>>, id: Option<u32>) -> Option<Option<&[u3
     }
 }
 
-/// Runs the jobs over one set of attached programs.
-pub struct Engine {
-    w: Watching,
+/// Runs the jobs over one source of events (the attached programs).
+pub struct Engine<S> {
+    source: S,
     plan: Plan,
     jobs: Vec<Job>,
     /// Exit after the first run (`run --once`), with its status.
@@ -376,17 +305,17 @@ pub struct Engine {
 pub type Reload<'a> =
     &'a mut dyn FnMut(&dyn Fn(&Path) -> bool) -> anyhow::Result<(Vec<JobSpec>, u32)>;
 
-impl Engine {
-    pub fn new(w: Watching, plan: Plan, specs: Vec<JobSpec>) -> Self {
+impl<S: Source> Engine<S> {
+    pub fn new(source: S, plan: Plan, specs: Vec<JobSpec>) -> Self {
         let jobs: Vec<Job> = specs
             .into_iter()
             .zip(1..)
-            .map(|(spec, slot)| Job::new(spec, slot, &w.watches, &plan))
+            .map(|(spec, slot)| Job::new(spec, slot, source.watches(), &plan))
             .collect();
         let slots = jobs.len() as u32;
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         Self {
-            w,
+            source,
             plan,
             jobs,
             once: false,
@@ -404,8 +333,7 @@ impl Engine {
     /// watcher` after a logrotate must not stop a `run`). At the stop, a
     /// running action is stopped too (see [`Engine::stop_actions`]).
     pub async fn run(&mut self, mut reload: Option<Reload<'_>>) -> anyhow::Result<()> {
-        let mut losses = LossWatch::default();
-        let mut check_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut flags_tick = tokio::time::interval(FLAGS_CHECK);
         let now = Instant::now();
         for i in 0..self.jobs.len() {
             if self.jobs[i].spec.run_at_start && self.fire(i, now)? {
@@ -415,26 +343,45 @@ impl Engine {
         loop {
             let due = self.jobs.iter().filter_map(Job::due).min();
             tokio::select! {
-                batch_read = self.w.events.next_batch(|ev| {
-                    match ev {
-                        Ok(ev) => {
-                            let now = Instant::now();
-                            tracing::debug!("{}", crate::output::text_line(&ev, false));
-                            for job in &mut self.jobs {
-                                job.offer(&ev, now);
+                item = self.source.next() => {
+                    let now = Instant::now();
+                    match item {
+                        Item::Events(events) => {
+                            for ev in &events {
+                                tracing::debug!("{}", crate::output::text_line(ev, false));
+                                for job in &mut self.jobs {
+                                    job.offer(ev, now);
+                                }
                             }
                         }
-                        Err(e) => tracing::warn!("skipping a malformed event: {e}"),
+                        Item::Lost(lost) => {
+                            for job in &mut self.jobs {
+                                job.note(&lost, &[], now);
+                            }
+                        }
+                        // Watched anew: a change for each job that named it.
+                        Item::Moved(moved) => {
+                            for job in &mut self.jobs {
+                                job.place(self.source.watches(), &self.plan);
+                                job.moved(&moved, now);
+                            }
+                        }
+                        Item::Hup => match reload.as_mut() {
+                            Some(read) => self.reload(read),
+                            None => tracing::info!("{}", nothing_to_reload("run")),
+                        },
+                        Item::Stop => {
+                            notify::send("STOPPING=1");
+                            self.stop_actions().await;
+                            return Ok(());
+                        }
                     }
-                    Ok(())
-                }) => batch_read?,
-                _ = check_tick.tick() => {
-                    self.follow();
-                    let lost = losses.check(&mut self.w.probes);
-                    let flagged = take_flags(&mut self.w.probes);
+                }
+                _ = flags_tick.tick() => {
+                    let flagged = self.source.take_flags();
                     let now = Instant::now();
                     for job in &mut self.jobs {
-                        job.note(&lost, &flagged, now);
+                        job.note(&[], &flagged, now);
                     }
                 }
                 () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
@@ -453,30 +400,7 @@ impl Engine {
                         return Ok(());
                     }
                 }
-                _ = self.w.hup.recv() => match reload.as_mut() {
-                    Some(read) => self.reload(read),
-                    None => tracing::info!("{}", nothing_to_reload("run")),
-                },
-                () = self.w.stop.wait() => {
-                    crate::notify::send("STOPPING=1");
-                    self.stop_actions().await;
-                    return Ok(());
-                }
             }
-        }
-    }
-
-    /// Watches the directories named anew when one went away or was
-    /// replaced: a change for each job that named it.
-    fn follow(&mut self) {
-        let moved = self.w.follow(&self.plan);
-        if moved.is_empty() {
-            return;
-        }
-        let now = Instant::now();
-        for job in &mut self.jobs {
-            job.place(&self.w.watches, &self.plan);
-            job.moved(&moved, now);
         }
     }
 
@@ -486,16 +410,14 @@ impl Engine {
     fn fire(&mut self, i: usize, now: Instant) -> anyhow::Result<bool> {
         // The flags raised by this batch's events are spent; the other
         // jobs get those that are up.
-        let flagged = take_flags(&mut self.w.probes);
+        let flagged = self.source.take_flags();
         for (j, job) in self.jobs.iter_mut().enumerate() {
             if j != i {
                 job.note(&[], &flagged, now);
             }
         }
         // Set before the fork: the kernel enters the action's process with it.
-        if let Err(e) = self.w.probes.set_action_slot(self.jobs[i].slot) {
-            tracing::error!("cannot tell the kernel which watch's action starts: {e}");
-        }
+        self.source.set_action_slot(self.jobs[i].slot);
         let job = &mut self.jobs[i];
         let batch = mem::take(&mut job.batch);
         job.last_start = Some(now);
@@ -600,16 +522,16 @@ impl Engine {
     /// watch that stays keeps its id, so none of its changes is missed. A
     /// configuration that does not load leaves everything as it was.
     fn reload(&mut self, read: Reload<'_>) {
-        crate::notify::reloading();
-        let loaded = read(&|dir| self.w.gone(dir));
+        notify::reloading();
+        let loaded = read(&|dir| self.source.gone(dir));
         match loaded.and_then(|(specs, ring)| self.apply(specs, ring)) {
             Ok(summary) => tracing::info!("reloaded: {summary}"),
             Err(e) => tracing::error!(
                 "reload refused, the running configuration stays: {}",
-                crate::log::Causes(&e)
+                Causes(&e)
             ),
         }
-        crate::notify::send("READY=1");
+        notify::send("READY=1");
     }
 
     fn apply(&mut self, specs: Vec<JobSpec>, ring_buffer_size: u32) -> anyhow::Result<String> {
@@ -619,7 +541,7 @@ impl Engine {
             );
         }
         let plan = plan(&specs, self.plan.ring_buffer_size);
-        crate::start::rewatch(&mut self.w, &plan)?;
+        self.source.rewatch(&plan)?;
         let mut old: HashMap<String, Job> = self
             .jobs
             .drain(..)
@@ -633,7 +555,7 @@ impl Engine {
                 Some(mut job) => {
                     kept += 1;
                     job.spec = spec;
-                    job.place(&self.w.watches, &plan);
+                    job.place(self.source.watches(), &plan);
                     self.jobs.push(job);
                 }
                 None => {
@@ -643,7 +565,7 @@ impl Engine {
                     }
                     self.slots += 1;
                     self.jobs
-                        .push(Job::new(spec, self.slots, &self.w.watches, &plan));
+                        .push(Job::new(spec, self.slots, self.source.watches(), &plan));
                 }
             }
         }
@@ -661,8 +583,8 @@ impl Engine {
                 "watches"
             },
             old.len(),
-            self.w.watches.len(),
-            if self.w.watches.len() == 1 {
+            self.source.watches().len(),
+            if self.source.watches().len() == 1 {
                 "directory"
             } else {
                 "directories"
@@ -680,10 +602,194 @@ pub fn nothing_to_reload(command: &str) -> String {
     )
 }
 
-/// The watches the kernel flagged as changed, clearing the flags.
-fn take_flags(probes: &mut Probes) -> Vec<u32> {
-    probes.take_dirty().unwrap_or_else(|e| {
-        tracing::warn!("cannot read the change flags: {e}");
-        Vec::new()
-    })
+#[cfg(test)]
+mod tests {
+    use std::{cell::RefCell, rc::Rc};
+
+    use tokio::{sync::mpsc::UnboundedSender, time::sleep};
+    use watcher_common::InodeKey;
+
+    use super::*;
+
+    /// A source that yields what a script sends, and notes when each
+    /// action starts (the engine tells the kernel its slot right before).
+    struct Scripted {
+        items: mpsc::UnboundedReceiver<Item>,
+        watches: Vec<Watch>,
+        started: Rc<RefCell<Vec<Duration>>>,
+        origin: Instant,
+    }
+
+    impl Source for Scripted {
+        async fn next(&mut self) -> Item {
+            // The script's end is the stop.
+            self.items.recv().await.unwrap_or(Item::Stop)
+        }
+
+        fn watches(&self) -> &[Watch] {
+            &self.watches
+        }
+
+        fn take_flags(&mut self) -> Vec<u32> {
+            Vec::new()
+        }
+
+        fn set_action_slot(&mut self, _slot: u32) {
+            self.started.borrow_mut().push(self.origin.elapsed());
+        }
+
+        fn rewatch(&mut self, _plan: &Plan) -> anyhow::Result<()> {
+            Ok(())
+        }
+
+        fn gone(&self, _dir: &Path) -> bool {
+            false
+        }
+    }
+
+    const DIR: &str = "/srv/media";
+
+    /// A job on [`DIR`] whose action is signal 0 to this process (a run
+    /// that is done at once).
+    fn job(settle: Duration, interval: Duration) -> JobSpec {
+        JobSpec {
+            name: String::new(),
+            dirs: vec![PathBuf::from(DIR)],
+            kinds: Kind::DEFAULT.to_vec(),
+            process: ProcessFilter::default(),
+            paths: PathFilter::default(),
+            action: Action::Signal {
+                signal: 0,
+                target: Target::Pid(std::process::id() as i32),
+            },
+            settle,
+            interval,
+            timeout: Duration::from_secs(60),
+            run_at_start: false,
+            max_paths: 100,
+        }
+    }
+
+    fn write(path: &str, origin: Option<u32>) -> Item {
+        Item::Events(vec![Event {
+            origin,
+            ..Event::test_write(path.as_bytes(), 1)
+        }])
+    }
+
+    /// Runs `spec` over the items `script` sends (at times of its own,
+    /// on the paused clock); returns when each action started, from the
+    /// start.
+    async fn starts(
+        spec: JobSpec,
+        script: impl AsyncFnOnce(UnboundedSender<Item>),
+    ) -> Vec<Duration> {
+        let (tx, items) = mpsc::unbounded_channel();
+        let started = Rc::new(RefCell::new(Vec::new()));
+        let source = Scripted {
+            items,
+            watches: vec![Watch {
+                id: 1,
+                root: PathBuf::from(DIR),
+                key: InodeKey::default(),
+                named: vec![PathBuf::from(DIR)],
+            }],
+            started: started.clone(),
+            origin: Instant::now(),
+        };
+        let plan = plan(std::slice::from_ref(&spec), 4096);
+        let mut engine = Engine::new(source, plan, vec![spec]);
+        let (run, ()) = tokio::join!(engine.run(None), script(tx));
+        run.unwrap();
+        started.take()
+    }
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_makes_one_run_once_quiet_for_settle() {
+        let started = starts(job(2 * S, S / 1000), async |tx| {
+            for _ in 0..3 {
+                tx.send(write("/srv/media/a", None)).unwrap();
+                sleep(S).await;
+            }
+            // Quiet from 2 s: the run is at 4 s. Then one more change.
+            sleep(10 * S).await;
+            tx.send(write("/srv/media/b", None)).unwrap();
+            sleep(10 * S).await;
+        })
+        .await;
+        assert_eq!(started, [4 * S, 15 * S]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_after_a_run_wait_for_the_interval() {
+        let started = starts(job(S, 60 * S), async |tx| {
+            tx.send(write("/srv/media/a", None)).unwrap();
+            sleep(5 * S).await;
+            // After the run at 1 s: settled at 6 s, but the next start
+            // waits until 61 s.
+            tx.send(write("/srv/media/b", None)).unwrap();
+            sleep(100 * S).await;
+        })
+        .await;
+        assert_eq!(started, [S, 61 * S]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn losses_count_as_changes_and_its_own_actions_do_not() {
+        let started = starts(job(S, S / 1000), async |tx| {
+            // The job's own action (slot 1) wrote: nothing to do.
+            tx.send(write("/srv/media/a", Some(1))).unwrap();
+            sleep(5 * S).await;
+            // Another job's action is like any process.
+            tx.send(write("/srv/media/a", Some(2))).unwrap();
+            sleep(5 * S).await;
+            // Lost events under the watch, then undecided ones.
+            tx.send(Item::Lost(vec![(Some(1), 3)])).unwrap();
+            sleep(5 * S).await;
+            tx.send(Item::Lost(vec![(None, 1)])).unwrap();
+            sleep(5 * S).await;
+            // Under a watch of no job of this engine.
+            tx.send(Item::Lost(vec![(Some(7), 1)])).unwrap();
+            sleep(5 * S).await;
+        })
+        .await;
+        assert_eq!(started, [6 * S, 11 * S, 16 * S]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_directory_that_went_away_counts_as_a_change() {
+        let started = starts(job(S, S / 1000), async |tx| {
+            tx.send(Item::Moved(vec![Moved::Gone {
+                dir: PathBuf::from(DIR),
+                root: PathBuf::from(DIR),
+                why: "gone".into(),
+            }]))
+            .unwrap();
+            sleep(5 * S).await;
+            // Not one of the job's directories.
+            tx.send(Item::Moved(vec![Moved::Gone {
+                dir: PathBuf::from("/elsewhere"),
+                root: PathBuf::from("/elsewhere"),
+                why: "gone".into(),
+            }]))
+            .unwrap();
+            sleep(5 * S).await;
+        })
+        .await;
+        assert_eq!(started, [S]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_start() {
+        let mut spec = job(S, S / 1000);
+        spec.run_at_start = true;
+        let started = starts(spec, async |tx| {
+            sleep(5 * S).await;
+            drop(tx);
+        })
+        .await;
+        assert_eq!(started, [Duration::ZERO]);
+    }
 }

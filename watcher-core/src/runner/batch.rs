@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use crate::event::{Event, Kind};
+use crate::{event::Event, kind::Kind};
 
 #[derive(Debug, Default)]
 pub struct Batch {

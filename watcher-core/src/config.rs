@@ -23,12 +23,13 @@ use serde::{
 use toml::Spanned;
 
 use crate::{
-    bpf::RING_BUFFER_BYTES,
-    cli::{Events, parse_duration, parse_events, parse_pid, parse_ring_size, parse_uid},
+    choice::Choice,
     escape,
-    event::Kind,
     filter::{Comm, PathFilter, Pattern, ProcessFilter},
-    runner::{self, Action, CommandSpec, JobSpec, RunAs, StdinFormat, Target},
+    kind::Kind,
+    runner::{self, Action, CommandSpec, JobSpec, StdinFormat, Target},
+    settings::{Events, RingSize, Span, defaults, parse_pid, parse_uid},
+    user::{self, RunAs},
 };
 
 /// Where `watcher serve` reads its configuration unless told otherwise.
@@ -142,7 +143,9 @@ fn parse(text: &str, gone: &dyn Fn(&Path) -> bool) -> Result<Config, ParseError>
         jobs.push(job);
     }
     Ok(Config {
-        ring_buffer_size: file.ring_buffer_size.map_or(RING_BUFFER_BYTES, |r| r.0.0),
+        ring_buffer_size: file
+            .ring_buffer_size
+            .map_or(defaults::RING_BUFFER_BYTES, |r| r.0.0),
         jobs,
     })
 }
@@ -175,9 +178,9 @@ struct Entry {
     include: OneOrMany<Parsed<Pattern>>,
     #[serde(default)]
     exclude: OneOrMany<Parsed<Pattern>>,
-    settle: Option<Parsed<Interval>>,
-    interval: Option<Parsed<Interval>>,
-    timeout: Option<Parsed<Interval>>,
+    settle: Option<Parsed<Span>>,
+    interval: Option<Parsed<Span>>,
+    timeout: Option<Parsed<Span>>,
     #[serde(default)]
     run_at_start: bool,
     max_paths: Option<Spanned<u32>>,
@@ -302,10 +305,10 @@ impl Entry {
                 return Err(ParseError::at(n, "max_paths", "must be at least 1"));
             }
             Some(n) => *n.get_ref() as usize,
-            None => 10_000,
+            None => defaults::MAX_PATHS as usize,
         };
         let duration =
-            |d: &Option<Parsed<Interval>>, default: Duration| d.as_ref().map_or(default, |d| d.0.0);
+            |d: &Option<Parsed<Span>>, default: Duration| d.as_ref().map_or(default, |d| d.0.0);
         let kinds = match &self.events {
             Some(events) => {
                 let mut kinds: Vec<Kind> = Vec::new();
@@ -333,9 +336,9 @@ impl Entry {
                 exclude: self.exclude.0.iter().map(|p| p.0.clone()).collect(),
             },
             action,
-            settle: duration(&self.settle, Duration::from_secs(5)),
-            interval: duration(&self.interval, Duration::from_secs(60)),
-            timeout: duration(&self.timeout, Duration::from_secs(600)),
+            settle: duration(&self.settle, defaults::SETTLE),
+            interval: duration(&self.interval, defaults::INTERVAL),
+            timeout: duration(&self.timeout, defaults::TIMEOUT),
             run_at_start: self.run_at_start,
             max_paths,
         })
@@ -438,8 +441,8 @@ impl FromStr for Dir {
 }
 
 /// Every key a file takes, at the top level and in a `[[watch]]` table,
-/// as serde's derive of [`File`] and [`Entry`] accepts them.
-#[cfg(test)]
+/// as serde's derive of [`File`] and [`Entry`] accepts them (what
+/// watcher.toml(5) must document).
 pub fn keys() -> Vec<&'static str> {
     /// A deserializer that only notes the fields a struct asks for.
     struct Fields<'a>(&'a mut &'static [&'static str]);
@@ -491,21 +494,12 @@ macro_rules! parsed_with {
 }
 
 parsed_with! {
-    RingSize(u32) = parse_ring_size;
-    Interval(Duration) = parse_duration;
     Uid(u32) = parse_uid;
     Signal(i32) = runner::parse_signal;
     Pid(u32) = parse_pid;
-    User(RunAs) = |s: &str| runner::lookup_user(s).map_err(|e| e.to_string());
-    Stdin(StdinFormat) = |s: &str| <StdinFormat as clap::ValueEnum>::from_str(s, false)
+    User(RunAs) = |s: &str| user::lookup(s).map_err(|e| e.to_string());
+    Stdin(StdinFormat) = |s: &str| StdinFormat::parse(s)
         .map_err(|_| format!("unknown stdin_format `{s}`, expected nul, jsonl or none"));
-}
-
-impl FromStr for Events {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        parse_events(s)
-    }
 }
 
 /// Refuses a file that someone other than root could have written: its

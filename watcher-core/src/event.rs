@@ -3,11 +3,10 @@
 use std::mem::size_of;
 
 use watcher_common::{
-    EVENT_HEADER_LEN, EventHeader, Process, SYSCALL_NAMES, Target, WATCH_NONE, event_kind,
-    event_status, proc_status,
+    EVENT_HEADER_LEN, EventHeader, Process, Target, WATCH_NONE, event_status, proc_status,
 };
 
-use crate::place::normalize;
+use crate::{kind::Kind, path::normalize, syscall::Syscall};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -23,77 +22,6 @@ pub enum DecodeError {
     Syscall(u32),
     #[error("event says it has {0} files")]
     Targets(u32),
-}
-
-/// What happened, by its `--events` name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    Write,
-    Create,
-    Delete,
-    Rename,
-    Mkdir,
-    Link,
-    Truncate,
-    Attrib,
-    CloseWrite,
-}
-
-impl Kind {
-    pub const ALL: [Self; 9] = [
-        Self::Write,
-        Self::Create,
-        Self::Delete,
-        Self::Rename,
-        Self::Mkdir,
-        Self::Link,
-        Self::Truncate,
-        Self::Attrib,
-        Self::CloseWrite,
-    ];
-
-    /// What is watched unless told otherwise: every change of a tree's
-    /// contents, all but the last two of [`Self::ALL`] (`attrib` and
-    /// `close_write`).
-    pub const DEFAULT: &[Self] = Self::ALL.split_at(7).0;
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Write => "write",
-            Self::Create => "create",
-            Self::Delete => "delete",
-            Self::Rename => "rename",
-            Self::Mkdir => "mkdir",
-            Self::Link => "link",
-            Self::Truncate => "truncate",
-            Self::Attrib => "attrib",
-            Self::CloseWrite => "close_write",
-        }
-    }
-
-    /// The kernel's [`event_kind`] value.
-    pub fn id(self) -> u32 {
-        match self {
-            Self::Write => event_kind::WRITE,
-            Self::Create => event_kind::CREATE,
-            Self::Delete => event_kind::DELETE,
-            Self::Rename => event_kind::RENAME,
-            Self::Mkdir => event_kind::MKDIR,
-            Self::Link => event_kind::LINK,
-            Self::Truncate => event_kind::TRUNCATE,
-            Self::Attrib => event_kind::ATTRIB,
-            Self::CloseWrite => event_kind::CLOSE_WRITE,
-        }
-    }
-
-    fn from_id(id: u32) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.id() == id)
-    }
-
-    /// Bits of a set of kinds, as the kernel's `EVENT_MASK`.
-    pub fn mask(kinds: &[Self]) -> u32 {
-        kinds.iter().fold(0, |m, k| m | event_kind::bit(k.id()))
-    }
 }
 
 /// One file of a record: the only one, or the old or the new name of a
@@ -114,7 +42,7 @@ pub struct Event {
     /// Wall-clock time, nanoseconds since the Unix epoch.
     pub time_ns: i128,
     pub kind: Kind,
-    pub syscall: &'static str,
+    pub syscall: Syscall,
     pub pid: u32,
     pub tid: u32,
     pub uid: u32,
@@ -191,7 +119,7 @@ pub struct Clock {
 }
 
 impl Clock {
-    pub fn new() -> Self {
+    pub fn read() -> Self {
         Self {
             realtime_minus_boottime_ns: clock_ns(libc::CLOCK_REALTIME)
                 - clock_ns(libc::CLOCK_BOOTTIME),
@@ -262,10 +190,7 @@ pub fn decode(bytes: &[u8], clock: &Clock, exact: bool) -> Result<Event, DecodeE
     let cmdline = take(process.cmdline_len);
     let who = who(&process, exe, cmdline);
     let kind = Kind::from_id(header.kind).ok_or(DecodeError::Kind(header.kind))?;
-    let syscall = SYSCALL_NAMES
-        .get(header.syscall as usize)
-        .copied()
-        .ok_or(DecodeError::Syscall(header.syscall))?;
+    let syscall = Syscall::from_id(header.syscall).ok_or(DecodeError::Syscall(header.syscall))?;
     let comm_len = header
         .comm
         .iter()
@@ -280,7 +205,7 @@ pub fn decode(bytes: &[u8], clock: &Clock, exact: bool) -> Result<Event, DecodeE
     let by_name = targets
         .last()
         .is_some_and(|t| t.status & event_status::BASE != 0);
-    let fd = if is_open(syscall) {
+    let fd = if syscall.is_open() {
         Some(header.ret)
     } else if new.name.is_empty() && !by_name {
         Some(i64::from(new.dfd))
@@ -367,12 +292,6 @@ fn side(t: &Target, name: &[u8], components: &[u8], exact: bool) -> Side {
     }
 }
 
-/// Whether `syscall` is one of the opens (whose flags are open flags and
-/// whose return value is the new fd).
-pub fn is_open(syscall: &str) -> bool {
-    matches!(syscall, "openat" | "openat2" | "open" | "creat")
-}
-
 /// The events one record stands for, among the `selected` kinds: an open
 /// is a `create` when it created the file, a `truncate` when O_TRUNC
 /// emptied an existing one, and a `write`, in that order.
@@ -420,7 +339,7 @@ impl Event {
         Self {
             time_ns: 0,
             kind: Kind::Write,
-            syscall: "openat",
+            syscall: Syscall::OPENAT,
             pid: 1,
             tid: 1,
             uid: 0,
@@ -447,7 +366,7 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
-    use watcher_common::TASK_COMM_LEN;
+    use watcher_common::{TASK_COMM_LEN, event_kind};
 
     use super::*;
 
@@ -474,7 +393,7 @@ mod tests {
             tail in prop::collection::vec(any::<u8>(), 0..32),
             exact in any::<bool>(),
         ) {
-            let clock = Clock::new();
+            let clock = Clock::read();
             let targets: Vec<(&[u8], &[u8], u32)> = targets
                 .iter()
                 .map(|(n, c, s)| (n.as_slice(), c.as_slice(), *s))
@@ -550,7 +469,7 @@ mod tests {
         let bytes = record(event_kind::WRITE, 1, &[(b"../a\xff", b"a\xff\0w\0", 0)]);
         let ev = decode(&bytes, &clock, true).unwrap();
         assert_eq!(ev.time_ns, 1_005);
-        assert_eq!((ev.kind, ev.syscall), (Kind::Write, "openat2"));
+        assert_eq!((ev.kind, ev.syscall), (Kind::Write, Syscall::OPENAT2));
         assert_eq!(
             (ev.pid, ev.tid, ev.uid, ev.gid, ev.ret, ev.watch_id),
             (10, 11, 12, 13, 3, Some(1))
@@ -566,7 +485,7 @@ mod tests {
 
     #[test]
     fn path_from_components() {
-        let clock = Clock::new();
+        let clock = Clock::read();
         let root = decode(&write(b"/", b"", 0), &clock, true).unwrap();
         assert_eq!(root.path, b"/");
         let cut = decode(
@@ -589,7 +508,7 @@ mod tests {
 
     #[test]
     fn names_are_joined_to_their_directory() {
-        let clock = Clock::new();
+        let clock = Clock::read();
         let base = event_status::BASE;
         // rename("../in/a", "sub/./b") from /w/dir: the kernel walked the
         // `../` (skip 3) and sent /w and /w/dir.
@@ -604,7 +523,7 @@ mod tests {
         bytes[skip_at] = 3;
         let ev = decode(&bytes, &clock, true).unwrap();
         assert_eq!(ev.kind, Kind::Rename);
-        assert_eq!(ev.syscall, "renameat2");
+        assert_eq!(ev.syscall, Syscall::RENAMEAT2);
         assert_eq!(ev.path, b"/w/dir/sub/b");
         let old = ev.old.unwrap();
         assert_eq!(old.path, b"/w/in/a");
@@ -614,7 +533,7 @@ mod tests {
 
     #[test]
     fn an_open_stands_for_create_truncate_and_write() {
-        let clock = Clock::new();
+        let clock = Clock::read();
         let created = decode(&write(b"f", b"f\0", event_status::CREATED), &clock, true).unwrap();
         let kinds = |ev: &Event, selected: &[Kind]| -> Vec<Kind> {
             expand(ev.clone(), selected)
@@ -632,7 +551,7 @@ mod tests {
 
     #[test]
     fn rejects_malformed_records() {
-        let clock = Clock::new();
+        let clock = Clock::read();
         assert_eq!(decode(&[0; 8], &clock, true), Err(DecodeError::Short(8)));
         let mut short = write(b"/w", b"", 0);
         short.truncate(short.len() - 1);

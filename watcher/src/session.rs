@@ -1,10 +1,14 @@
-//! What `trace` and `run` share: checks, loading, attaching, the
-//! `watching` line, the event stream, and stopping on SIGINT or SIGTERM.
+//! The session every command runs: checks, loading and attaching the
+//! programs, the `watching` line, then one stream of [`Item`]s (events
+//! decoded, placed, filtered and expanded; losses; directories that went
+//! away or came back; SIGHUP; SIGINT or SIGTERM) for `trace`, `top`, `run`
+//! and `serve` alike.
 
 use std::{
-    collections::HashMap,
-    fs, io, mem,
+    collections::{HashMap, VecDeque},
+    fs, mem,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -12,63 +16,57 @@ use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{Signal, SignalKind, signal},
+    time::{Interval, MissedTickBehavior, interval},
 };
 use watcher_common::InodeKey;
+use watcher_core::{
+    cgroup::{Cgroups, container_id},
+    error::Causes,
+    escape,
+    event::{Clock, Event, decode, expand},
+    filter::PathFilter,
+    kind::Kind,
+    notify,
+    place::place,
+    privileges,
+    settings::Plan,
+    source::{Item, Source},
+    watch::{self, Handle, Moved, Resolved, Stamp, Watch, WatchError},
+};
 
 use crate::{
     bpf::{self, LoadError, Probes, Setup},
-    btf,
-    cgroup::{Cgroups, container_id},
-    cli::WatchArgs,
-    escape,
-    event::{Clock, DecodeError, Event, Kind, decode, expand},
-    filter::{PathFilter, ProcessFilter},
-    place::place,
-    privileges, syscalls, tracefs,
-    watch::{self, Handle, Resolved, Stamp, Watch, WatchError},
+    btf, syscalls, tracefs,
 };
 
-pub struct Watching {
-    pub watches: Vec<Watch>,
+/// How often the loss counters are read (one map read when nothing was
+/// lost): an `overflow` line follows within this time.
+const LOSS_CHECK: Duration = Duration::from_millis(200);
+/// How often the watched directories are looked at (one `statx` each: with
+/// thousands of them, not five times a second).
+const DIRS_CHECK: Duration = Duration::from_secs(1);
+
+pub struct Session {
+    plan: Plan,
+    watches: Vec<Watch>,
     /// Every directory named, with how it looked when last resolved, or
     /// why it is not watched now.
     dirs: Vec<(PathBuf, Result<Stamp, WatchError>)>,
     /// Each watched directory's file handle, by identity: whether it still
     /// exists once its path is gone.
     handles: HashMap<InodeKey, Handle>,
-    pub probes: Probes,
-    pub events: EventStream,
-    pub stop: Stop,
+    probes: Probes,
+    events: EventStream,
+    stop: Stop,
     /// SIGHUP: `trace` reopens its output, `serve` reloads, `run` and `top`
     /// say they have nothing to reload. Never the default action (exit).
-    pub hup: Signal,
-}
-
-/// What to watch, and what the kernel and the event stream leave out.
-#[derive(Clone, Debug)]
-pub struct Plan {
-    pub dirs: Vec<PathBuf>,
-    pub kinds: Vec<Kind>,
-    pub process: ProcessFilter,
-    pub paths: PathFilter,
-    pub ring_buffer_size: u32,
-    /// The kernel traces watcher's actions and tags their changes, rather
-    /// than leaving them out: some job may want another's action's changes.
-    pub tag_actions: bool,
-}
-
-impl WatchArgs {
-    pub fn plan(&self) -> Plan {
-        Plan {
-            dirs: self.dirs.clone(),
-            kinds: self.events.0.clone(),
-            process: self.process_filter(),
-            paths: self.path_filter(),
-            ring_buffer_size: self.ring_buffer_size,
-            // `trace` and `top` run no actions.
-            tag_actions: false,
-        }
-    }
+    hup: Signal,
+    losses: LossWatch,
+    loss_tick: Interval,
+    dirs_tick: Interval,
+    /// Items due before anything new: at the stop, what was left.
+    pending: VecDeque<Item>,
+    stopped: bool,
 }
 
 /// How to start, from the global options.
@@ -82,7 +80,7 @@ pub struct Options {
 
 /// Checks privileges and directories, loads and attaches the programs and
 /// prints the `watching` line (and tells systemd it is ready).
-pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Watching> {
+pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
     privileges::check()?;
     let kernel = btf::kernel_offsets()
         .inspect_err(|e| tracing::warn!("{e}; {}", btf::FALLBACK))
@@ -95,7 +93,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Watching> {
         tracing::info!("mounted tracefs at {}", tracefs::TRACEFS);
     }
     let specs = syscalls::read_specs()?;
-    let offsets = tracefs::read_offsets(&specs)?;
+    let offsets = syscalls::read_offsets(&specs)?;
     let edges = if kernel.is_some() {
         watch::edges(&watches)?
     } else {
@@ -143,12 +141,12 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Watching> {
         // SAFETY: the ring buffer owns its fd and neither closes nor
         // replaces it while the AsyncFd holds it.
         fd: unsafe { AsyncFd::register(ring) }.context("cannot poll the ring buffer")?,
-        clock: Clock::new(),
+        clock: Clock::read(),
         exact: kernel.is_some(),
         watches: watches.clone(),
         retired: Vec::new(),
         selected: plan.kinds.clone(),
-        cgroups: Cgroups::new(),
+        cgroups: Cgroups::read(),
         paths: plan.paths.clone(),
         filtered: 0,
     };
@@ -167,13 +165,21 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Watching> {
     };
     // The ready line, printed whatever the log level: scripts wait for it.
     eprintln!("watching {} {plural}: {}", watches.len(), roots.join(", "));
-    crate::notify::send(&format!(
+    notify::send(&format!(
         "READY=1\nSTATUS=watching {} {plural}",
         watches.len()
     ));
     // Off the start-up path: it reads every process's descriptors.
     std::thread::spawn(warn_blind_spots);
-    Ok(Watching {
+    // The first ticks come after a period, not at once.
+    let tick = |period| {
+        let mut tick = interval(period);
+        tick.reset();
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        tick
+    };
+    Ok(Session {
+        plan: plan.clone(),
         handles,
         watches,
         dirs: resolved.dirs,
@@ -181,74 +187,92 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Watching> {
         events,
         stop,
         hup,
+        losses: LossWatch::default(),
+        loss_tick: tick(LOSS_CHECK),
+        dirs_tick: tick(DIRS_CHECK),
+        pending: VecDeque::new(),
+        stopped: false,
     })
-}
-
-/// Gives the attached programs and the event stream a new plan (a
-/// reload): watches that stay keep their ids, the programs stay attached.
-/// The ring buffer keeps its size. A directory that went away while
-/// watched may still be missing; any other must resolve.
-pub fn rewatch(w: &mut Watching, plan: &Plan) -> anyhow::Result<()> {
-    let resolved = watch::resolve(&plan.dirs, !w.events.exact, &w.known())?
-        .refuse_missing(|dir| w.gone(dir))?;
-    w.arm(resolved, plan)
-}
-
-/// A directory the user named that is not what it was.
-#[derive(Debug)]
-pub enum Moved {
-    /// No longer a directory (deleted, its filesystem unmounted, or moved
-    /// where it cannot be found again): not watched until it is back. A
-    /// directory renamed on its filesystem stays watched where it is, until
-    /// another takes its path.
-    Gone {
-        dir: PathBuf,
-        /// What it resolved to while it was watched.
-        root: PathBuf,
-        why: String,
-    },
-    /// A directory again, or another one than before (deleted and
-    /// created anew, or a filesystem mounted or unmounted on the way):
-    /// watched from now on.
-    Back {
-        dir: PathBuf,
-        root: PathBuf,
-        id: u32,
-        /// It was watched until now, as another directory.
-        replaced: bool,
-    },
-}
-
-impl Moved {
-    /// One line for the log and the text output.
-    pub fn message(&self) -> String {
-        match self {
-            Self::Gone { why, .. } => format!("{why}: not watched until it is back"),
-            Self::Back {
-                dir,
-                root,
-                replaced,
-                ..
-            } => format!(
-                "{}: {}; watched again, now the directory {}; changes made in it before now \
-                 were not seen",
-                escape::path(dir),
-                if *replaced {
-                    "another directory now"
-                } else {
-                    "back"
-                },
-                escape::path(root)
-            ),
-        }
-    }
 }
 
 /// How many retired watches are remembered: far more than can have
 /// events in flight.
 const RETIRED_KEPT: usize = 64;
 
-impl Watching {
+impl Session {
+    /// The clock events are stamped with.
+    pub fn clock(&self) -> Clock {
+        self.events.clock
+    }
+
+    /// Events dropped by `--include` and `--exclude`.
+    pub fn filtered(&self) -> u64 {
+        self.events.filtered
+    }
+
+    /// Events lost since start.
+    pub fn lost_total(&self) -> u64 {
+        self.losses.total()
+    }
+
+    /// The next item: events as they arrive, losses within [`LOSS_CHECK`],
+    /// directories moved within [`DIRS_CHECK`], signals. At SIGINT or
+    /// SIGTERM, what is still in the ring buffer and the last losses come
+    /// first, then [`Item::Stop`], then only that.
+    pub async fn next(&mut self) -> Item {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return item;
+            }
+            if self.stopped {
+                return Item::Stop;
+            }
+            tokio::select! {
+                ready = self.events.fd.readable_mut() => match ready {
+                    Ok(mut guard) => {
+                        guard.clear_ready();
+                        let events = self.events.drain();
+                        if !events.is_empty() {
+                            return Item::Events(events);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("cannot wait for the ring buffer: {e}; stopping");
+                        self.stopping();
+                    }
+                },
+                _ = self.loss_tick.tick() => {
+                    let lost = self.losses.check(&mut self.probes);
+                    if !lost.is_empty() {
+                        return Item::Lost(lost);
+                    }
+                }
+                _ = self.dirs_tick.tick() => {
+                    let moved = self.follow();
+                    if !moved.is_empty() {
+                        return Item::Moved(moved);
+                    }
+                }
+                _ = self.hup.recv() => return Item::Hup,
+                () = self.stop.wait() => self.stopping(),
+            }
+        }
+    }
+
+    /// What is left to say before [`Item::Stop`]: the events still in the
+    /// ring buffer, then the last losses.
+    fn stopping(&mut self) {
+        self.stopped = true;
+        let events = self.events.drain();
+        if !events.is_empty() {
+            self.pending.push_back(Item::Events(events));
+        }
+        let lost = self.losses.check(&mut self.probes);
+        if !lost.is_empty() {
+            self.pending.push_back(Item::Lost(lost));
+        }
+    }
+
     /// The watches, and those retired, which events in flight may still
     /// name: what an event's `watch` is looked up in. A retired watch's id
     /// is given to no new directory while it is remembered.
@@ -260,28 +284,21 @@ impl Watching {
             .collect()
     }
 
-    /// Whether `dir` was named, and is not watched now: it went away.
-    pub fn gone(&self, dir: &Path) -> bool {
-        self.dirs
-            .iter()
-            .any(|(named, now)| named == dir && now.is_err())
-    }
-
     /// Looks at the directories the user named again, and when one is not
     /// what it was, watches what they are now and logs it. Cheap when
     /// nothing changed (one statx each), so it runs every tick. A failure
     /// is logged, and tried again at the next tick.
-    pub fn follow(&mut self, plan: &Plan) -> Vec<Moved> {
-        self.try_follow(plan).unwrap_or_else(|e| {
+    fn follow(&mut self) -> Vec<Moved> {
+        self.try_follow().unwrap_or_else(|e| {
             tracing::warn!(
                 "cannot look at the watched directories again: {}",
-                crate::log::Causes(&e)
+                Causes(&e)
             );
             Vec::new()
         })
     }
 
-    fn try_follow(&mut self, plan: &Plan) -> anyhow::Result<Vec<Moved>> {
+    fn try_follow(&mut self) -> anyhow::Result<Vec<Moved>> {
         let same = self
             .dirs
             .iter()
@@ -329,15 +346,16 @@ impl Watching {
         renamed.sort_by_key(|w| w.id);
         renamed.dedup_by_key(|w| w.id);
         resolved.watches.extend(renamed);
-        self.arm(resolved, plan)?;
+        self.arm(resolved)?;
         for m in &moved {
             tracing::warn!("{}", m.message());
         }
         Ok(moved)
     }
 
-    /// Hands the programs and the event stream `resolved` under `plan`.
-    fn arm(&mut self, resolved: Resolved, plan: &Plan) -> anyhow::Result<()> {
+    /// Hands the programs and the event stream `resolved` under the plan.
+    fn arm(&mut self, resolved: Resolved) -> anyhow::Result<()> {
+        let plan = &self.plan;
         let watches = resolved.watches;
         let edges = if self.events.exact {
             watch::edges(&watches)?
@@ -400,37 +418,20 @@ pub struct EventStream {
     /// `--include` and `--exclude`.
     paths: PathFilter,
     /// Events dropped by `paths`.
-    pub filtered: u64,
+    filtered: u64,
 }
 
 impl EventStream {
-    /// The clock events are stamped with.
-    pub fn clock(&self) -> &Clock {
-        &self.clock
-    }
-
-    /// Waits for events, then hands every one that is ready to `each`.
-    pub async fn next_batch(
-        &mut self,
-        each: impl FnMut(Result<Event, DecodeError>) -> io::Result<()>,
-    ) -> io::Result<()> {
-        let mut guard = self.fd.readable_mut().await?;
-        guard.clear_ready();
-        self.drain(each)
-    }
-
-    /// Hands every event that is ready to `each`, without waiting: at
-    /// stop, for those still in the ring buffer.
-    pub fn drain(
-        &mut self,
-        mut each: impl FnMut(Result<Event, DecodeError>) -> io::Result<()>,
-    ) -> io::Result<()> {
+    /// Every event that is ready, without waiting; a malformed record is
+    /// logged and skipped.
+    fn drain(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
         let ring = self.fd.get_mut();
         while let Some(item) = ring.next() {
             let mut ev = match decode(&item, &self.clock, self.exact) {
                 Ok(ev) => ev,
                 Err(e) => {
-                    each(Err(e))?;
+                    tracing::warn!("skipping a malformed event: {e}");
                     continue;
                 }
             };
@@ -451,22 +452,20 @@ impl EventStream {
             }
             ev.who.cgroup = self.cgroups.path(ev.who.cgroup_id).map(<[u8]>::to_vec);
             ev.who.container = ev.who.cgroup.as_deref().and_then(container_id);
-            for ev in expand(ev, &self.selected) {
-                each(Ok(ev))?;
-            }
+            events.extend(expand(ev, &self.selected));
         }
-        Ok(())
+        events
     }
 }
 
 /// SIGINT and SIGTERM: detach and exit 0.
-pub struct Stop {
+struct Stop {
     int: Signal,
     term: Signal,
 }
 
 impl Stop {
-    pub async fn wait(&mut self) {
+    async fn wait(&mut self) {
         tokio::select! {
             _ = self.int.recv() => {}
             _ = self.term.recv() => {}
@@ -474,9 +473,49 @@ impl Stop {
     }
 }
 
+impl Source for Session {
+    async fn next(&mut self) -> Item {
+        Session::next(self).await
+    }
+
+    fn watches(&self) -> &[Watch] {
+        &self.watches
+    }
+
+    fn take_flags(&mut self) -> Vec<u32> {
+        self.probes.take_dirty().unwrap_or_else(|e| {
+            tracing::warn!("cannot read the change flags: {e}");
+            Vec::new()
+        })
+    }
+
+    fn set_action_slot(&mut self, slot: u32) {
+        if let Err(e) = self.probes.set_action_slot(slot) {
+            tracing::error!("cannot tell the kernel which watch's action starts: {e}");
+        }
+    }
+
+    /// Gives the attached programs and the event stream a new plan (a
+    /// reload): watches that stay keep their ids, the programs stay
+    /// attached. The ring buffer keeps its size. A directory that went
+    /// away while watched may still be missing; any other must resolve.
+    fn rewatch(&mut self, plan: &Plan) -> anyhow::Result<()> {
+        let resolved = watch::resolve(&plan.dirs, !self.events.exact, &self.known())?
+            .refuse_missing(|dir| self.gone(dir))?;
+        let before = mem::replace(&mut self.plan, plan.clone());
+        self.arm(resolved).inspect_err(|_| self.plan = before)
+    }
+
+    fn gone(&self, dir: &Path) -> bool {
+        self.dirs
+            .iter()
+            .any(|(named, now)| named == dir && now.is_err())
+    }
+}
+
 /// Reports ring-buffer losses as they grow.
 #[derive(Default)]
-pub struct LossWatch {
+struct LossWatch {
     /// Losses so far, per watch id (`None`: undecided events).
     seen: HashMap<Option<u32>, u64>,
 }
@@ -484,7 +523,7 @@ pub struct LossWatch {
 impl LossWatch {
     /// Events lost since the last call, per watch id (only those with
     /// new losses), logged to stderr.
-    pub fn check(&mut self, probes: &mut Probes) -> Vec<(Option<u32>, u64)> {
+    fn check(&mut self, probes: &mut Probes) -> Vec<(Option<u32>, u64)> {
         let totals = match probes.lost() {
             Ok(totals) => totals,
             Err(e) => {
@@ -510,7 +549,7 @@ impl LossWatch {
     }
 
     /// Losses since start.
-    pub fn total(&self) -> u64 {
+    fn total(&self) -> u64 {
         self.seen.values().sum()
     }
 }

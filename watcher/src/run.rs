@@ -1,0 +1,47 @@
+//! `watcher run` and `watcher serve`: the runner over a session.
+
+use std::{path::Path, slice};
+
+use watcher_core::{
+    config,
+    runner::{self, Engine, JobSpec},
+};
+
+use crate::session::{self, Options};
+
+/// `watcher run`: one job, no reload; `once`: exit after the first run.
+pub async fn run(
+    job: JobSpec,
+    ring_buffer_size: u32,
+    once: bool,
+    options: Options,
+) -> anyhow::Result<()> {
+    runner::check_actions(slice::from_ref(&job))?;
+    let plan = runner::plan(slice::from_ref(&job), ring_buffer_size);
+    let session = session::start(&plan, options)?;
+    let mut engine = Engine::new(session, plan, vec![job]);
+    engine.once = once;
+    engine.run(None).await
+}
+
+/// `watcher serve`: every job of a configuration; SIGHUP reloads it.
+pub async fn serve(path: &Path, options: Options) -> anyhow::Result<()> {
+    let config = config::load(path, &|_| false)?;
+    runner::check_actions(&config.jobs)?;
+    let plan = runner::plan(&config.jobs, config.ring_buffer_size);
+    let session = session::start(&plan, options)?;
+    let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
+    tracing::info!(
+        "{} {} from {}: {}",
+        names.len(),
+        if names.len() == 1 { "watch" } else { "watches" },
+        path.display(),
+        names.join(", ")
+    );
+    let mut engine = Engine::new(session, plan, config.jobs);
+    let mut read = |gone: &dyn Fn(&Path) -> bool| {
+        let config = config::load(path, gone)?;
+        Ok((config.jobs, config.ring_buffer_size))
+    };
+    engine.run(Some(&mut read)).await
+}
