@@ -7,24 +7,26 @@
 //! Modules are declared from the bottom layer up: each imports only those
 //! declared before it (`cargo xtask layers` checks this).
 
-pub mod cgroup;
-pub mod choice;
-pub mod config;
-pub mod error;
 pub mod escape;
+pub mod choice;
+pub mod error;
+pub mod notify;
+pub mod privileges;
+pub mod user;
+pub mod kind;
+pub mod syscall;
+pub mod path;
 pub mod event;
 pub mod filter;
-pub mod journal;
-pub mod kind;
-pub mod notify;
-pub mod output;
-pub mod path;
+pub mod cgroup;
+pub mod watch;
 pub mod place;
-pub mod privileges;
-pub mod runner;
+pub mod journal;
+pub mod text;
+pub mod json;
+pub mod output;
+pub mod tally;
 pub mod settings;
 pub mod source;
-pub mod syscall;
-pub mod tally;
-pub mod user;
-pub mod watch;
+pub mod runner;
+pub mod config;

@@ -1,5 +1,5 @@
-//! Writing events as readable text, as JSON Lines (the schema is in
-//! docs/events.md) or to the systemd journal.
+//! Where events go: stdout, a file (`--output`) or the systemd journal, in
+//! the format asked for.
 
 use std::{
     fs::{File, OpenOptions},
@@ -11,19 +11,15 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use chrono::{DateTime, SecondsFormat, Utc};
-
 use crate::{
     choice::Choice,
     escape::{self, escape},
     event::Event,
     journal::Journal,
-    kind::Kind,
+    json::{self, Field, fields},
+    text::{paint, paths_shown, rfc3339, text_line},
     watch::{Moved, Watch},
 };
-
-/// Version of the JSON schema (`"v"` in every object; docs/events.md).
-pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -276,7 +272,7 @@ impl Printer {
             }
             Format::Json => {
                 let fields = fields(ev, watch());
-                json_line(self.sink.writer().ok_or_else(no_writer)?, &fields)
+                json::write_line(self.sink.writer().ok_or_else(no_writer)?, &fields)
             }
             Format::Journal => {
                 let fields = fields(ev, watch());
@@ -308,7 +304,7 @@ impl Printer {
                 let w = self.sink.writer().ok_or_else(no_writer)?;
                 writeln!(w, "{} {kind:<11} {message}", rfc3339(time_ns))
             }
-            Format::Json => json_line(self.sink.writer().ok_or_else(no_writer)?, &fields),
+            Format::Json => json::write_line(self.sink.writer().ok_or_else(no_writer)?, &fields),
             Format::Journal => Self::journal(&mut self.sink, &message, 4, &fields, None),
         }
     }
@@ -336,7 +332,7 @@ impl Printer {
                 let w = self.sink.writer().ok_or_else(no_writer)?;
                 writeln!(w, "{} {shown:<11} {message}", rfc3339(time_ns))
             }
-            Format::Json => json_line(self.sink.writer().ok_or_else(no_writer)?, &fields),
+            Format::Json => json::write_line(self.sink.writer().ok_or_else(no_writer)?, &fields),
             Format::Journal => Self::journal(&mut self.sink, &message, 4, &fields, None),
         }
     }
@@ -380,279 +376,12 @@ fn no_writer() -> io::Error {
     io::Error::other("the journal takes entries, not lines")
 }
 
-/// One aligned line: time, kind, pid, uid, comm, path (`OLD -> NEW` for
-/// renames and links), then syscall and flags.
-pub fn text_line(ev: &Event, color: bool) -> String {
-    let flags = ev.syscall.flag_names(ev.flags);
-    // Padded before it is painted, so that the columns stay aligned.
-    let kind = paint(
-        &format!("{:<11}", ev.kind.name()),
-        kind_color(ev.kind),
-        color,
-    );
-    format!(
-        "{} {kind} {:>7} {:>5} {:<16} {}  ({}{}{}{})",
-        rfc3339(ev.time_ns),
-        ev.pid,
-        ev.uid,
-        escape(&ev.comm),
-        paths_shown(ev),
-        ev.syscall,
-        if flags.is_empty() { "" } else { " " },
-        flags,
-        match ev.watch_id {
-            None => ", watch undecided",
-            Some(_) => "",
-        },
-    )
-}
-
-/// The event's path, escaped, as `OLD -> NEW` for renames and hard links;
-/// a truncated path starts with `.../`.
-fn paths_shown(ev: &Event) -> String {
-    let shown =
-        |path: &[u8], truncated| format!("{}{}", if truncated { ".../" } else { "" }, escape(path));
-    let old = ev
-        .old
-        .as_ref()
-        .map(|old| format!("{} -> ", shown(&old.path, old.truncated)))
-        .unwrap_or_default();
-    format!("{old}{}", shown(&ev.path, ev.truncated))
-}
-
-/// `text` in SGR color `sgr` when `color` is on.
-fn paint(text: &str, sgr: &str, color: bool) -> String {
-    if color {
-        format!("\x1b[{sgr}m{text}\x1b[0m")
-    } else {
-        text.to_string()
-    }
-}
-
-/// SGR color of each kind in text on a terminal.
-fn kind_color(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Create | Kind::Mkdir | Kind::Link => "32",
-        Kind::Delete => "31",
-        Kind::Rename => "33",
-        Kind::Write | Kind::CloseWrite => "34",
-        Kind::Truncate => "35",
-        Kind::Attrib => "36",
-    }
-}
-
-/// A field's value, rendered by JSON and the journal alike.
-#[derive(Debug)]
-pub enum Field<'e> {
-    /// Bytes from the kernel (paths, names): a JSON string, with a
-    /// `_base64` twin when not UTF-8.
-    Bytes(&'e [u8]),
-    Text(String),
-    Uint(u64),
-    Int(i64),
-    /// Present only when true.
-    Flag,
-    Null,
-    /// Command-line arguments: a JSON array of strings, with a `_base64`
-    /// twin array when one is not UTF-8.
-    Args(&'e [Vec<u8>]),
-}
-
-impl Field<'_> {
-    fn journal_bytes(&self) -> Option<Vec<u8>> {
-        match self {
-            Self::Bytes(b) => Some(b.to_vec()),
-            Self::Text(t) => Some(t.clone().into_bytes()),
-            Self::Uint(n) => Some(n.to_string().into_bytes()),
-            Self::Int(n) => Some(n.to_string().into_bytes()),
-            Self::Flag => Some(b"1".to_vec()),
-            Self::Null => None,
-            Self::Args(args) => Some(
-                args.iter()
-                    .map(|a| quote(a))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    .into_bytes(),
-            ),
-        }
-    }
-}
-
-/// One argument of a command line, escaped, and in single quotes (as the
-/// shell reads them) when it is empty or holds a space or a quote, so
-/// that the arguments can be told apart.
-fn quote(arg: &[u8]) -> String {
-    let escaped = escape(arg);
-    if escaped.is_empty() || escaped.contains([' ', '\'', '"']) {
-        format!("'{}'", escaped.replace('\'', "'\\''"))
-    } else {
-        escaped
-    }
-}
-
-/// Every field of an event, in the order of docs/events.md. Optional
-/// fields are left out when they do not apply; flags only when true.
-pub fn fields<'e>(ev: &'e Event, watch: Option<&'e [u8]>) -> Vec<(&'static str, Field<'e>)> {
-    let who = &ev.who;
-    let opt = |v: Option<u32>| v.map_or(Field::Null, |v| Field::Uint(v.into()));
-    let mut f = vec![
-        ("time", Field::Text(rfc3339(ev.time_ns))),
-        ("event", Field::Text(ev.kind.name().into())),
-        ("syscall", Field::Text(ev.syscall.name().into())),
-        ("path", Field::Bytes(&ev.path)),
-        ("name", Field::Bytes(&ev.name)),
-    ];
-    if ev.truncated {
-        f.push(("truncated", Field::Flag));
-    }
-    if let Some(old) = &ev.old {
-        f.push(("old_path", Field::Bytes(&old.path)));
-        f.push(("old_name", Field::Bytes(&old.name)));
-        if old.truncated {
-            f.push(("old_truncated", Field::Flag));
-        }
-    }
-    f.push(("watch", watch.map_or(Field::Null, Field::Bytes)));
-    f.extend([
-        ("pid", Field::Uint(ev.pid.into())),
-        ("tid", Field::Uint(ev.tid.into())),
-        ("ppid", opt(who.ppid)),
-        ("uid", Field::Uint(ev.uid.into())),
-        ("gid", Field::Uint(ev.gid.into())),
-        ("euid", opt(who.euid)),
-        ("egid", opt(who.egid)),
-        ("loginuid", opt(who.loginuid)),
-        ("comm", Field::Bytes(&ev.comm)),
-        ("exe", who.exe.as_deref().map_or(Field::Null, Field::Bytes)),
-    ]);
-    if who.exe_truncated {
-        f.push(("exe_truncated", Field::Flag));
-    }
-    if who.exe_deleted {
-        f.push(("exe_deleted", Field::Flag));
-    }
-    f.push(("cmdline", Field::Args(&who.cmdline)));
-    if who.cmdline_truncated {
-        f.push(("cmdline_truncated", Field::Flag));
-    }
-    f.extend([
-        ("cgroup_id", Field::Uint(who.cgroup_id)),
-        (
-            "cgroup",
-            who.cgroup.as_deref().map_or(Field::Null, Field::Bytes),
-        ),
-        (
-            "container_id",
-            who.container.clone().map_or(Field::Null, Field::Text),
-        ),
-        ("mntns", opt(who.mntns)),
-        ("flags", Field::Text(ev.syscall.flag_names(ev.flags))),
-    ]);
-    if let Some(fd) = ev.fd {
-        f.push(("fd", Field::Int(fd)));
-    }
-    f
-}
-
-/// Writes the JSON object of `fields` straight to `w`, with no value in
-/// between (this runs for every event). Keys are plain identifiers. Bytes
-/// that are not UTF-8 cannot be a JSON string: their key holds a lossy
-/// rendering and `KEY_base64` the exact bytes.
-pub fn write_json<'f, 'e: 'f, W: Write + ?Sized>(
-    w: &mut W,
-    fields: impl IntoIterator<Item = &'f (&'f str, Field<'e>)>,
-) -> io::Result<()> {
-    // Pieces written as bytes: `write!` goes through the formatting
-    // machinery, which was a quarter of watcher's time at full load.
-    let mut sep: &[u8] = b"{";
-    for (key, value) in fields {
-        json_key(w, sep, key, "")?;
-        sep = b",";
-        match value {
-            Field::Bytes(b) => match std::str::from_utf8(b) {
-                Ok(s) => json_str(w, s)?,
-                Err(_) => {
-                    json_str(w, &String::from_utf8_lossy(b))?;
-                    json_key(w, b",", key, "_base64")?;
-                    json_str(w, &base64(b))?;
-                }
-            },
-            Field::Text(t) => json_str(w, t)?,
-            Field::Uint(n) => serde_json::to_writer(&mut *w, n)?,
-            Field::Int(n) => serde_json::to_writer(&mut *w, n)?,
-            Field::Flag => w.write_all(b"true")?,
-            Field::Null => w.write_all(b"null")?,
-            Field::Args(args) => {
-                let lossy: Vec<std::borrow::Cow<str>> =
-                    args.iter().map(|a| String::from_utf8_lossy(a)).collect();
-                serde_json::to_writer(&mut *w, &lossy)?;
-                if args.iter().any(|a| std::str::from_utf8(a).is_err()) {
-                    json_key(w, b",", key, "_base64")?;
-                    let exact: Vec<String> = args.iter().map(|a| base64(a)).collect();
-                    serde_json::to_writer(&mut *w, &exact)?;
-                }
-            }
-        }
-    }
-    w.write_all(if sep == b"{" { b"{}" } else { b"}" })
-}
-
-/// One line of the JSON output: `"v"`, then `fields`.
-fn json_line<W: Write + ?Sized>(w: &mut W, fields: &[(&str, Field)]) -> io::Result<()> {
-    let version = ("v", Field::Uint(SCHEMA_VERSION.into()));
-    write_json(w, std::iter::once(&version).chain(fields))?;
-    w.write_all(b"\n")
-}
-
-/// `SEP"KEYSUFFIX":` (keys are plain identifiers).
-fn json_key<W: Write + ?Sized>(w: &mut W, sep: &[u8], key: &str, suffix: &str) -> io::Result<()> {
-    w.write_all(sep)?;
-    w.write_all(b"\"")?;
-    w.write_all(key.as_bytes())?;
-    w.write_all(suffix.as_bytes())?;
-    w.write_all(b"\":")
-}
-
-/// `s` as a JSON string.
-fn json_str<W: Write + ?Sized>(w: &mut W, s: &str) -> io::Result<()> {
-    serde_json::to_writer(w, s).map_err(io::Error::from)
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// RFC 3339 in UTC with nanoseconds.
-pub fn rfc3339(time_ns: i128) -> String {
-    let secs = time_ns.div_euclid(1_000_000_000) as i64;
-    let nanos = time_ns.rem_euclid(1_000_000_000) as u32;
-    DateTime::<Utc>::from_timestamp(secs, nanos)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Nanos, true)
-}
-
 #[cfg(test)]
 mod tests {
     use std::ffi::OsStr;
 
-    use serde_json::{Value, json};
+    use base64::{Engine as _, engine::general_purpose::STANDARD};
+    use serde_json::Value;
 
     use super::*;
 
@@ -713,30 +442,9 @@ mod tests {
         let json: Value = serde_json::from_str(&print(Format::Json, &back)).unwrap();
         assert_eq!(json["event"], "rewatched");
         assert_eq!(json["replaced"], true);
-        assert_eq!(json["watch_base64"], base64(b"/srv/m\nx\xff"));
+        assert_eq!(json["watch_base64"], STANDARD.encode(b"/srv/m\nx\xff"));
         let json: Value = serde_json::from_str(&print(Format::Json, &gone)).unwrap();
         assert_eq!(json["reason"], "/srv/m\\nx\\xff: no such directory");
-    }
-
-    #[test]
-    fn time_is_rfc3339_with_nanoseconds() {
-        assert_eq!(
-            rfc3339(1_700_000_000_123_456_789),
-            "2023-11-14T22:13:20.123456789Z"
-        );
-    }
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (raw, enc) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(raw.as_bytes()), enc);
-        }
     }
 
     #[test]
@@ -775,52 +483,6 @@ mod tests {
     }
 
     #[test]
-    fn json_is_written_as_serde_json_reads_it() {
-        let args = [b"a\"b".to_vec(), b"\xff\n".to_vec()];
-        let mut out = Vec::new();
-        write_json(
-            &mut out,
-            &[
-                ("path", Field::Bytes(b"/x/\xfe")),
-                ("text", Field::Text("t\u{1b}".into())),
-                ("n", Field::Uint(u64::MAX)),
-                ("i", Field::Int(-100)),
-                ("f", Field::Flag),
-                ("z", Field::Null),
-                ("cmdline", Field::Args(&args)),
-                ("none", Field::Args(&[])),
-            ],
-        )
-        .unwrap();
-        let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(
-            v,
-            json!({
-                "path": "/x/\u{fffd}", "path_base64": base64(b"/x/\xfe"),
-                "text": "t\u{1b}", "n": u64::MAX, "i": -100, "f": true, "z": null,
-                "cmdline": ["a\"b", "\u{fffd}\n"],
-                "cmdline_base64": [base64(b"a\"b"), base64(b"\xff\n")],
-                "none": [],
-            })
-        );
-        let mut empty = Vec::new();
-        write_json(&mut empty, &[]).unwrap();
-        assert_eq!(empty, b"{}");
-    }
-
-    #[test]
-    fn journal_arguments_can_be_told_apart() {
-        let args = [
-            b"a b".to_vec(),
-            Vec::new(),
-            b"it's".to_vec(),
-            b"x\n".to_vec(),
-        ];
-        let joined = Field::Args(&args).journal_bytes().unwrap();
-        assert_eq!(joined, br"'a b' '' 'it'\''s' x\n");
-    }
-
-    #[test]
     fn hostile_names_stay_on_one_line_and_lossless() {
         let name = b"/srv/media/a\nb\x1b[2J$(touch /tmp/pwned)\xff";
         let text = render(Format::Text, &event(name));
@@ -829,6 +491,6 @@ mod tests {
         let json = render(Format::Json, &event(name));
         assert_eq!(json.matches('\n').count(), 1);
         let v: Value = serde_json::from_str(&json).unwrap();
-        assert_eq!(v["path_base64"], base64(name));
+        assert_eq!(v["path_base64"], STANDARD.encode(name));
     }
 }

@@ -6,18 +6,18 @@
 //! the kernel nor root is in `watcher-core`. Modules are declared from the
 //! bottom layer up: each imports only those declared before it.
 
-mod bpf;
+mod log;
 mod btf;
+mod tracefs;
+mod syscalls;
+mod bpf;
+mod session;
+mod trace;
+mod top;
+mod run;
 mod check;
 mod cli;
-mod log;
 mod man;
-mod run;
-mod session;
-mod syscalls;
-mod top;
-mod trace;
-mod tracefs;
 
 use std::process::ExitCode;
 

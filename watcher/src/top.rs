@@ -9,11 +9,11 @@ use std::{
 
 use tokio::time::{Instant, sleep_until};
 use watcher_core::{
-    output::rfc3339,
     runner::nothing_to_reload,
     settings::Plan,
     source::Item,
     tally::{Sort, Tally},
+    text::rfc3339,
 };
 
 use crate::session::{self, Options};

@@ -20,7 +20,7 @@ use super::batch::Batch;
 use crate::{
     choice::Choice,
     escape::escape,
-    output::{Field, write_json},
+    json::{Field, write_json},
     user::RunAs,
     watch::Watch,
 };

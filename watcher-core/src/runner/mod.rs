@@ -11,9 +11,9 @@
 //! without an event (for jobs that filter nothing the kernel does not),
 //! count as changes.
 
-mod action;
 mod batch;
 mod signal;
+mod action;
 
 use std::{
     collections::HashMap,
@@ -348,7 +348,7 @@ impl<S: Source> Engine<S> {
                     match item {
                         Item::Events(events) => {
                             for ev in &events {
-                                tracing::debug!("{}", crate::output::text_line(ev, false));
+                                tracing::debug!("{}", crate::text::text_line(ev, false));
                                 for job in &mut self.jobs {
                                     job.offer(ev, now);
                                 }
