@@ -27,7 +27,7 @@ use crate::{
     escape,
     filter::{Comm, PathFilter, Pattern, ProcessFilter},
     kind::Kind,
-    runner::{self, Action, CommandSpec, JobSpec, StdinFormat, Target},
+    runner::{self, Action, CommandSpec, JobSpec, Recipient, StdinFormat},
     settings::{Events, RingSize, Span, defaults, parse_pid, parse_uid},
     user::{self, RunAs},
 };
@@ -227,9 +227,9 @@ impl Entry {
         };
         let target = match (&self.process_name, &self.target_pid, &self.pidfile) {
             (None, None, None) => None,
-            (Some(name), None, None) => Some(Target::Name(name.clone())),
-            (None, Some(pid), None) => Some(Target::Pid(pid.0.0 as i32)),
-            (None, None, Some(path)) => Some(Target::Pidfile(path.clone())),
+            (Some(name), None, None) => Some(Recipient::Name(name.clone())),
+            (None, Some(pid), None) => Some(Recipient::Pid(pid.0.0 as i32)),
+            (None, None, Some(path)) => Some(Recipient::Pidfile(path.clone())),
             _ => {
                 return Err(ParseError::at(
                     at,
@@ -282,22 +282,19 @@ impl Entry {
             }
             (None, None, Some(command)) => {
                 let words = command.get_ref();
-                let Some(program) = words.first() else {
+                if words.is_empty() {
                     return Err(ParseError::at(command, "command", "the command is empty"));
-                };
-                if !self.shell {
-                    runner::check_program(program.as_ref())
-                        .map_err(|e| ParseError::at(command, "command", e))?;
                 }
-                Action::Command(CommandSpec {
-                    command: words.iter().map(OsString::from).collect(),
-                    shell: self.shell,
-                    user: self.user.as_ref().map(|u| u.0.0.clone()),
-                    stdin: self
-                        .stdin_format
+                let spec = CommandSpec::new(
+                    words.iter().map(OsString::from).collect(),
+                    self.shell,
+                    self.user.as_ref().map(|u| u.0.0.clone()),
+                    self.stdin_format
                         .as_ref()
                         .map_or(StdinFormat::Nul, |s| s.0.0),
-                })
+                )
+                .map_err(|e| ParseError::at(command, "command", e))?;
+                Action::Command(spec)
             }
         };
         let max_paths = match &self.max_paths {
@@ -733,7 +730,7 @@ mod tests {
         assert_eq!(second.kinds, Kind::DEFAULT);
         assert!(matches!(
             &second.action,
-            Action::Signal { signal: libc::SIGUSR1, target: Target::Name(n) } if n == "minidlnad"
+            Action::Signal { signal: libc::SIGUSR1, target: Recipient::Name(n) } if n == "minidlnad"
         ));
     }
 

@@ -11,7 +11,7 @@ use watcher_core::{
     config,
     filter::{Comm, PathFilter, Pattern, ProcessFilter},
     output::{Color, Format},
-    runner::{Action, CommandSpec, JobSpec, StdinFormat, Target, check_program, parse_signal},
+    runner::{Action, CommandSpec, JobSpec, Recipient, StdinFormat, parse_signal},
     settings::{
         Events, Plan, RingSize, Span, defaults, parse_events, parse_pid, parse_target_pid,
         parse_uid, parse_user,
@@ -375,24 +375,19 @@ impl RunArgs {
         let action = match self.signal {
             Some(signal) => {
                 let target = match (&self.process_name, self.target_pid, &self.pidfile) {
-                    (Some(name), _, _) => Target::Name(name.clone()),
-                    (_, Some(pid), _) => Target::Pid(pid),
-                    (_, _, Some(path)) => Target::Pidfile(path.clone()),
+                    (Some(name), _, _) => Recipient::Name(name.clone()),
+                    (_, Some(pid), _) => Recipient::Pid(pid),
+                    (_, _, Some(path)) => Recipient::Pidfile(path.clone()),
                     _ => anyhow::bail!("--signal needs --process-name, --target-pid or --pidfile"),
                 };
                 Action::Signal { signal, target }
             }
-            None => {
-                if !self.shell {
-                    check_program(&self.command[0])?;
-                }
-                Action::Command(CommandSpec {
-                    command: self.command.clone(),
-                    shell: self.shell,
-                    user: self.user.clone(),
-                    stdin: self.stdin_format,
-                })
-            }
+            None => Action::Command(CommandSpec::new(
+                self.command.clone(),
+                self.shell,
+                self.user.clone(),
+                self.stdin_format,
+            )?),
         };
         Ok(JobSpec {
             // One job: its lines need no name.

@@ -9,7 +9,7 @@ use watcher_common::{
 };
 use watcher_core::syscall::Syscall;
 
-use crate::tracefs::{Format, TracefsError};
+use crate::tracefs::{FormatFile, TracefsError};
 
 /// One traced syscall: its kind, shape and argument fields by role.
 struct Traced {
@@ -366,7 +366,7 @@ fn select(kind: u32) -> u32 {
 pub fn read_specs() -> Result<Vec<Spec>, TracefsError> {
     let mut specs = Vec::new();
     for traced in TRACED {
-        let format = match Format::read("syscalls", &format!("sys_enter_{}", traced.syscall)) {
+        let format = match FormatFile::read("syscalls", &format!("sys_enter_{}", traced.syscall)) {
             Ok(format) => format,
             Err(TracefsError::ReadFormat { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound
@@ -421,7 +421,7 @@ pub fn read_offsets(specs: &[Spec]) -> Result<TracepointOffsets, TracefsError> {
     };
     for spec in specs {
         agree(&mut syscall_nr, "__syscall_nr", spec.enter_nr_offset)?;
-        let exit = Format::read("syscalls", &format!("sys_exit_{}", spec.syscall))?;
+        let exit = FormatFile::read("syscalls", &format!("sys_exit_{}", spec.syscall))?;
         agree(
             &mut syscall_nr,
             "__syscall_nr",
@@ -429,11 +429,11 @@ pub fn read_offsets(specs: &[Spec]) -> Result<TracepointOffsets, TracefsError> {
         )?;
         agree(&mut exit_ret, "ret", exit.offset("ret", 8)?)?;
     }
-    let exit = Format::read("sched", "sched_process_exit")?;
+    let exit = FormatFile::read("sched", "sched_process_exit")?;
     Ok(TracepointOffsets {
         syscall_nr: syscall_nr.unwrap_or_default(),
         exit_ret: exit_ret.unwrap_or_default(),
-        fork_child_pid: Format::read("sched", "sched_process_fork")?.offset("child_pid", 4)?,
+        fork_child_pid: FormatFile::read("sched", "sched_process_fork")?.offset("child_pid", 4)?,
         exit_group_dead: exit.offset("group_dead", 1)?,
     })
 }

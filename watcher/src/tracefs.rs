@@ -130,12 +130,12 @@ pub fn tracepoint_dir(category: &str, name: &str) -> PathBuf {
 }
 
 /// A parsed tracepoint `format` file.
-pub struct Format {
+pub struct FormatFile {
     path: PathBuf,
     text: String,
 }
 
-impl Format {
+impl FormatFile {
     pub fn read(category: &str, name: &str) -> Result<Self, TracefsError> {
         let path = tracepoint_dir(category, name).join("format");
         let text = fs::read_to_string(&path).map_err(|source| TracefsError::ReadFormat {
@@ -165,7 +165,7 @@ impl Format {
     }
 }
 
-impl Format {
+impl FormatFile {
     /// Which 8-byte word of the record holds syscall argument `field`
     /// (what the enter program indexes its copy of the record with).
     pub fn argument_slot(&self, field: &'static str) -> Result<u8, TracefsError> {

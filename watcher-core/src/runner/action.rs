@@ -84,6 +84,29 @@ pub struct CommandSpec {
     pub stdin: StdinFormat,
 }
 
+impl CommandSpec {
+    /// A command action, from the command line or a configuration: a
+    /// program that cannot run is bad input, refused here, before anything
+    /// starts (a shell script is the shell's to run). `command` is not
+    /// empty.
+    pub fn new(
+        command: Vec<OsString>,
+        shell: bool,
+        user: Option<RunAs>,
+        stdin: StdinFormat,
+    ) -> Result<Self, ProgramError> {
+        if !shell && let Some(program) = command.first() {
+            check_program(program)?;
+        }
+        Ok(Self {
+            command,
+            shell,
+            user,
+            stdin,
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("cannot run {}: {reason}", escape(.program.as_bytes()))]
 pub struct ProgramError {
@@ -93,7 +116,7 @@ pub struct ProgramError {
 
 /// Checks that `program` names an executable file, as execvp would find
 /// it: a path when it has a `/`, else in `PATH`.
-pub fn check_program(program: &OsStr) -> Result<(), ProgramError> {
+fn check_program(program: &OsStr) -> Result<(), ProgramError> {
     let executable = |path: &Path| {
         path.metadata()
             .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)

@@ -23,8 +23,8 @@ use std::{
     time::Duration,
 };
 
-pub use action::{CommandSpec, StdinFormat, check_program};
-pub use signal::{Target, parse_signal};
+pub use action::{CommandSpec, StdinFormat};
+pub use signal::{Recipient, parse_signal};
 use tokio::{
     sync::mpsc,
     time::{Instant, sleep_until},
@@ -68,7 +68,7 @@ pub struct JobSpec {
 #[derive(Clone, Debug)]
 pub enum Action {
     Command(CommandSpec),
-    Signal { signal: i32, target: Target },
+    Signal { signal: i32, target: Recipient },
 }
 
 impl JobSpec {
@@ -660,7 +660,7 @@ mod tests {
             paths: PathFilter::default(),
             action: Action::Signal {
                 signal: 0,
-                target: Target::Pid(std::process::id() as i32),
+                target: Recipient::Pid(std::process::id() as i32),
             },
             settle,
             interval,

@@ -9,7 +9,7 @@ use crate::escape::{self, escape};
 
 /// Who gets the signal.
 #[derive(Clone, Debug)]
-pub enum Target {
+pub enum Recipient {
     /// Every process with exactly this name (as `pkill -x`): its `comm`,
     /// which the kernel cuts to 15 bytes.
     Name(String),
@@ -80,10 +80,10 @@ pub fn signal_name(sig: i32) -> String {
 }
 
 /// Sends `signal` to `target`; returns the pids that got it.
-pub fn deliver(signal: i32, target: &Target) -> Result<Vec<i32>, SignalError> {
+pub fn deliver(signal: i32, target: &Recipient) -> Result<Vec<i32>, SignalError> {
     let pids = match target {
-        Target::Pid(pid) => vec![*pid],
-        Target::Pidfile(path) => {
+        Recipient::Pid(pid) => vec![*pid],
+        Recipient::Pidfile(path) => {
             let text = fs::read_to_string(path).map_err(|source| SignalError::Pidfile {
                 path: path.clone(),
                 source,
@@ -96,7 +96,7 @@ pub fn deliver(signal: i32, target: &Target) -> Result<Vec<i32>, SignalError> {
                 .ok_or_else(|| SignalError::BadPidfile(path.clone()))?;
             vec![pid]
         }
-        Target::Name(name) => {
+        Recipient::Name(name) => {
             // The kernel keeps TASK_COMM_LEN - 1 bytes of a name.
             let comm = &name.as_bytes()[..name.len().min(TASK_COMM_LEN - 1)];
             let me = std::process::id() as i32;
