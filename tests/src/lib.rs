@@ -97,9 +97,9 @@ pub fn helper_bin(name: &str) -> PathBuf {
 
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
     assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
+        euid, 0,
         "end-to-end tests load eBPF programs and need root: run `cargo xtask test` as root"
     );
 }

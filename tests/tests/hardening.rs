@@ -248,6 +248,7 @@ fn deep(base: &Path, name: &[u8], depth: usize) -> PathBuf {
     let mut fd = unsafe { libc::open(base_c.as_ptr(), libc::O_DIRECTORY | libc::O_RDONLY) };
     let mut path = base.to_path_buf();
     for _ in 0..depth {
+        // SAFETY: as above: `fd` is ours and open, `cname` NUL-terminated.
         unsafe {
             assert_eq!(libc::mkdirat(fd, cname.as_ptr(), 0o755), 0, "mkdirat");
             let next = libc::openat(fd, cname.as_ptr(), libc::O_DIRECTORY | libc::O_RDONLY);

@@ -58,8 +58,8 @@ pub fn for_action() -> std::io::Result<()> {
     for (cap, _) in ACTION_DROPS {
         // SAFETY: prctl with integer arguments only.
         let held = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
-        // SAFETY: as above.
         if held == 1
+            // SAFETY: as above.
             && unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0
         {
             return Err(std::io::Error::last_os_error());

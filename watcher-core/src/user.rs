@@ -37,6 +37,8 @@ pub fn lookup(name: &str) -> Result<RunAs, UserError> {
         name: name.to_owned(),
         source,
     };
+    // SAFETY: passwd is plain data (integers and pointers); all zeros is a
+    // valid value, which getpwnam_r fills in.
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
     let mut found: *mut libc::passwd = std::ptr::null_mut();

@@ -54,8 +54,9 @@ fn stderr_is_journal() -> bool {
     let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else {
         return false;
     };
-    // SAFETY: fstat on stderr with a valid out buffer.
+    // SAFETY: stat is plain data; all zeros is a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on stderr with a valid out buffer.
     if unsafe { libc::fstat(std::io::stderr().as_raw_fd(), &mut st) } != 0 {
         return false;
     }

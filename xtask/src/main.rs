@@ -25,6 +25,9 @@ const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 const BPF_LINKER_VERSION: &str = "0.13";
 const BPF_LINKER_LLVM: &str = "libLLVM.so.22";
 const NIGHTLY: &str = "nightly";
+/// Every crate but the eBPF one (built by watcher's build.rs): the default
+/// members leave out those that need this set-up or root.
+const WORKSPACE: &[&str] = &["--workspace", "--exclude", "watcher-ebpf"];
 /// rust-src for `-Z build-std`, rustfmt for the import grouping in rustfmt.toml.
 const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "rustfmt"];
 
@@ -266,7 +269,10 @@ fn bpf_linker() -> anyhow::Result<()> {
 
 fn build() -> anyhow::Result<()> {
     step("build", "cargo build --release");
-    run(Command::new("cargo").args(["build", "--release"]))
+    run(Command::new("cargo")
+        .arg("build")
+        .args(WORKSPACE)
+        .arg("--release"))
 }
 
 /// Shells `watcher completions` writes scripts for, and each script's
@@ -304,8 +310,7 @@ fn test(root: &Path, args: &[OsString]) -> anyhow::Result<()> {
     step("format", "cargo +nightly fmt --check");
     run(Command::new("cargo").args(["+nightly", "fmt", "--all", "--check"]))?;
     step("lints", "cargo clippy");
-    run(Command::new("cargo").args([
-        "clippy",
+    run(Command::new("cargo").arg("clippy").args(WORKSPACE).args([
         "--release",
         "--all-targets",
         "--",
@@ -318,7 +323,9 @@ fn test(root: &Path, args: &[OsString]) -> anyhow::Result<()> {
         "cargo test --release (as root: loads the eBPF programs)",
     );
     run(Command::new("cargo")
-        .args(["test", "--release"])
+        .arg("test")
+        .args(WORKSPACE)
+        .arg("--release")
         .args(args)
         .env("WATCHER_BIN", root.join("target/release/watcher")))
 }
