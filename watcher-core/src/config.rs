@@ -316,7 +316,7 @@ impl Entry {
                 }
                 kinds
             }
-            None => Kind::DEFAULT.to_vec(),
+            None => Kind::defaults(),
         };
         Ok(JobSpec {
             name,
@@ -727,7 +727,7 @@ mod tests {
         assert_eq!(command.command, ["/bin/sh", "-c", "exit 0"]);
         assert_eq!(command.stdin, StdinFormat::Jsonl);
         assert_eq!(second.name, "/tmp", "named after its first directory");
-        assert_eq!(second.kinds, Kind::DEFAULT);
+        assert_eq!(second.kinds, Kind::defaults());
         assert!(matches!(
             &second.action,
             Action::Signal { signal: libc::SIGUSR1, target: Recipient::Name(n) } if n == "minidlnad"

@@ -109,7 +109,7 @@ pub fn parse_events(s: &str) -> Result<Events, String> {
 
 impl Default for Events {
     fn default() -> Self {
-        Self(Kind::DEFAULT.to_vec())
+        Self(Kind::defaults())
     }
 }
 

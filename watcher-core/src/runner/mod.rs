@@ -655,7 +655,7 @@ mod tests {
         JobSpec {
             name: String::new(),
             dirs: vec![PathBuf::from(DIR)],
-            kinds: Kind::DEFAULT.to_vec(),
+            kinds: Kind::defaults(),
             process: ProcessFilter::default(),
             paths: PathFilter::default(),
             action: Action::Signal {
