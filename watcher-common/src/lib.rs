@@ -574,3 +574,25 @@ mod user {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Settings {}
 }
+
+/// The names user space finds the programs' maps and globals by: each is
+/// the name of the `static` that declares it in watcher-ebpf.
+pub mod names {
+    pub const ACTION_SLOT: &str = "ACTION_SLOT";
+    pub const DIRTY: &str = "DIRTY";
+    pub const EDGES: &str = "EDGES";
+    pub const EVENTS: &str = "EVENTS";
+    pub const FILTER_COMMS: &str = "FILTER_COMMS";
+    pub const FILTER_PIDS: &str = "FILTER_PIDS";
+    pub const FILTER_UIDS: &str = "FILTER_UIDS";
+    pub const KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
+    pub const LOST: &str = "LOST";
+    pub const MATCH_MODE: &str = "MATCH_MODE";
+    pub const SETTINGS: &str = "SETTINGS";
+    pub const SPECS: &str = "SPECS";
+    pub const TP_OFFSETS: &str = "TP_OFFSETS";
+    pub const WATCHER_TGID: &str = "WATCHER_TGID";
+    pub const WATCHES: &str = "WATCHES";
+    pub const WATCH_DEVS: &str = "WATCH_DEVS";
+    pub const WATCH_INODES: &str = "WATCH_INODES";
+}

@@ -15,7 +15,7 @@ use aya::{
 use aya_log::EbpfLogger;
 use watcher_common::{
     Edge, EdgeKey, InodeKey, KernelOffsets, SUMMARY_SLOT, Settings, SyscallSpec, TASK_COMM_LEN,
-    TracepointOffsets, UNDECIDED_SLOT, WATCH_PREFIX_MAX, filter, match_mode,
+    TracepointOffsets, UNDECIDED_SLOT, WATCH_PREFIX_MAX, filter, match_mode, names,
 };
 use watcher_core::{filter::ProcessFilter, syscall::Syscall, watch::Watch};
 
@@ -166,18 +166,18 @@ impl Probes {
             // No CO-RE relocations to make: the offsets come in
             // KERNEL_OFFSETS.
             .btf(None)
-            .override_global("TP_OFFSETS", offsets, true)
+            .override_global(names::TP_OFFSETS, offsets, true)
             .override_global(
-                "KERNEL_OFFSETS",
+                names::KERNEL_OFFSETS,
                 kernel.unwrap_or(&KernelOffsets::default()),
                 true,
             )
-            .override_global("MATCH_MODE", &mode, true)
-            .override_global("WATCHER_TGID", &tgid, true)
+            .override_global(names::MATCH_MODE, &mode, true)
+            .override_global(names::WATCHER_TGID, &tgid, true)
             // Off (0), the verifier drops the logging code: it is in
             // `.rodata`, so the verifier knows the value.
             .override_global(aya_log::LEVEL, &log_level, true)
-            .map_max_entries("EVENTS", ring_buffer_bytes)
+            .map_max_entries(names::EVENTS, ring_buffer_bytes)
             .load(OBJECT)
             .map_err(LoadError::Object)?;
         let logger = if log_level == 0 {
@@ -189,14 +189,16 @@ impl Probes {
         // Borrowed, not taken: a taken map closes when dropped, and the
         // programs are yet to be loaded with it.
         let mut spec_map: Array<_, SyscallSpec> =
-            Array::try_from(map_mut("SPECS", &mut ebpf)?).map_err(map_err("SPECS"))?;
+            Array::try_from(map_mut(names::SPECS, &mut ebpf)?).map_err(map_err(names::SPECS))?;
         for spec in specs {
             spec_map
                 .set(spec.nr, spec.spec, 0)
-                .map_err(map_err("SPECS"))?;
+                .map_err(map_err(names::SPECS))?;
         }
-        let lost = PerCpuArray::try_from(take_map("LOST", &mut ebpf)?).map_err(map_err("LOST"))?;
-        let dirty = Array::try_from(take_map("DIRTY", &mut ebpf)?).map_err(map_err("DIRTY"))?;
+        let lost = PerCpuArray::try_from(take_map(names::LOST, &mut ebpf)?)
+            .map_err(map_err(names::LOST))?;
+        let dirty =
+            Array::try_from(take_map(names::DIRTY, &mut ebpf)?).map_err(map_err(names::DIRTY))?;
         let mut probes = Self {
             syscall_links: BTreeMap::new(),
             links: Vec::new(),
@@ -218,8 +220,8 @@ impl Probes {
             probes.links.push(link);
         }
         probes.set_watching(watching)?;
-        let events =
-            RingBuf::try_from(take_map("EVENTS", &mut probes.ebpf)?).map_err(map_err("EVENTS"))?;
+        let events = RingBuf::try_from(take_map(names::EVENTS, &mut probes.ebpf)?)
+            .map_err(map_err(names::EVENTS))?;
         Ok((probes, events, logger))
     }
 
@@ -248,35 +250,38 @@ impl Probes {
         }
         if self.exact {
             let mut edge_map: HashMap<_, EdgeKey, Edge> =
-                HashMap::try_from(map_mut("EDGES", &mut self.ebpf)?).map_err(map_err("EDGES"))?;
+                HashMap::try_from(map_mut(names::EDGES, &mut self.ebpf)?)
+                    .map_err(map_err(names::EDGES))?;
             let keys: HashSet<EdgeKey> = w.edges.iter().map(|(key, _)| *key).collect();
             for (key, edge) in w.edges {
-                edge_map.insert(key, edge, 0).map_err(map_err("EDGES"))?;
+                edge_map
+                    .insert(key, edge, 0)
+                    .map_err(map_err(names::EDGES))?;
             }
             for key in self.edges.difference(&keys) {
-                absent(edge_map.remove(key)).map_err(map_err("EDGES"))?;
+                absent(edge_map.remove(key)).map_err(map_err(names::EDGES))?;
             }
             self.edges = keys;
             let mut inodes: HashMap<_, InodeKey, u32> =
-                HashMap::try_from(map_mut("WATCH_INODES", &mut self.ebpf)?)
-                    .map_err(map_err("WATCH_INODES"))?;
+                HashMap::try_from(map_mut(names::WATCH_INODES, &mut self.ebpf)?)
+                    .map_err(map_err(names::WATCH_INODES))?;
             for watch in w.watches {
                 inodes
                     .insert(watch.key, watch.id, 0)
-                    .map_err(map_err("WATCH_INODES"))?;
+                    .map_err(map_err(names::WATCH_INODES))?;
             }
             for watch in gone
                 .iter()
                 .filter(|g| !w.watches.iter().any(|n| n.key == g.key))
             {
-                absent(inodes.remove(&watch.key)).map_err(map_err("WATCH_INODES"))?;
+                absent(inodes.remove(&watch.key)).map_err(map_err(names::WATCH_INODES))?;
             }
             let mut devs: HashMap<_, u32, u8> =
-                HashMap::try_from(map_mut("WATCH_DEVS", &mut self.ebpf)?)
-                    .map_err(map_err("WATCH_DEVS"))?;
+                HashMap::try_from(map_mut(names::WATCH_DEVS, &mut self.ebpf)?)
+                    .map_err(map_err(names::WATCH_DEVS))?;
             for watch in w.watches {
                 devs.insert(watch.key.dev, 1, 0)
-                    .map_err(map_err("WATCH_DEVS"))?;
+                    .map_err(map_err(names::WATCH_DEVS))?;
             }
             // Two watches that go may share a device.
             let gone_devs: HashSet<u32> = gone
@@ -285,23 +290,23 @@ impl Probes {
                 .filter(|dev| !w.watches.iter().any(|n| n.key.dev == *dev))
                 .collect();
             for dev in gone_devs {
-                absent(devs.remove(&dev)).map_err(map_err("WATCH_DEVS"))?;
+                absent(devs.remove(&dev)).map_err(map_err(names::WATCH_DEVS))?;
             }
         } else {
             let mut trie: LpmTrie<_, [u8; WATCH_PREFIX_MAX], u32> =
-                LpmTrie::try_from(map_mut("WATCHES", &mut self.ebpf)?)
-                    .map_err(map_err("WATCHES"))?;
+                LpmTrie::try_from(map_mut(names::WATCHES, &mut self.ebpf)?)
+                    .map_err(map_err(names::WATCHES))?;
             for watch in w.watches {
                 let (bits, data) = watch.lpm_key();
                 trie.insert(&Key::new(bits, data), watch.id, 0)
-                    .map_err(map_err("WATCHES"))?;
+                    .map_err(map_err(names::WATCHES))?;
             }
             for watch in gone
                 .iter()
                 .filter(|g| !w.watches.iter().any(|n| n.root == g.root))
             {
                 let (bits, data) = watch.lpm_key();
-                absent(trie.remove(&Key::new(bits, data))).map_err(map_err("WATCHES"))?;
+                absent(trie.remove(&Key::new(bits, data))).map_err(map_err(names::WATCHES))?;
             }
         }
         self.watches = w.watches.to_vec();
@@ -311,21 +316,22 @@ impl Probes {
 
     fn write_settings(&mut self, settings: &Settings) -> Result<(), LoadError> {
         let mut map: Array<_, Settings> =
-            Array::try_from(map_mut("SETTINGS", &mut self.ebpf)?).map_err(map_err("SETTINGS"))?;
-        map.set(0, settings, 0).map_err(map_err("SETTINGS"))
+            Array::try_from(map_mut(names::SETTINGS, &mut self.ebpf)?)
+                .map_err(map_err(names::SETTINGS))?;
+        map.set(0, settings, 0).map_err(map_err(names::SETTINGS))
     }
 
     /// The slot of the action forked next: its processes' changes carry
     /// it when actions are tagged.
     pub fn set_action_slot(&mut self, slot: u32) -> Result<(), LoadError> {
-        let mut map: Array<_, u32> = Array::try_from(map_mut("ACTION_SLOT", &mut self.ebpf)?)
-            .map_err(map_err("ACTION_SLOT"))?;
-        map.set(0, slot, 0).map_err(map_err("ACTION_SLOT"))
+        let mut map: Array<_, u32> = Array::try_from(map_mut(names::ACTION_SLOT, &mut self.ebpf)?)
+            .map_err(map_err(names::ACTION_SLOT))?;
+        map.set(0, slot, 0).map_err(map_err(names::ACTION_SLOT))
     }
 
     /// Clears the dirty flag and loss counters of a watch id.
     fn clear_slot(&mut self, id: u32) -> Result<(), LoadError> {
-        self.dirty.set(id, 0, 0).map_err(map_err("DIRTY"))?;
+        self.dirty.set(id, 0, 0).map_err(map_err(names::DIRTY))?;
         let zeros = PerCpuValues::try_from(vec![
             0u64;
             nr_cpus().map_err(|(what, e)| LoadError::Cpus(
@@ -333,7 +339,7 @@ impl Probes {
             ))?
         ])
         .map_err(|e| LoadError::Cpus("per-CPU values", e))?;
-        self.lost.set(id, zeros, 0).map_err(map_err("LOST"))
+        self.lost.set(id, zeros, 0).map_err(map_err(names::LOST))
     }
 
     /// Attaches the syscalls `event_mask` needs and not yet attached
@@ -485,21 +491,24 @@ fn take_map(name: &'static str, ebpf: &mut Ebpf) -> Result<aya::maps::Map, LoadE
 
 /// The keys of the process filters that are on, in place of those there.
 fn fill_filters(ebpf: &mut Ebpf, filters: &ProcessFilter) -> Result<(), LoadError> {
-    let mut pids: HashMap<_, u32, u8> =
-        HashMap::try_from(map_mut("FILTER_PIDS", ebpf)?).map_err(map_err("FILTER_PIDS"))?;
-    clear(&mut pids).map_err(map_err("FILTER_PIDS"))?;
+    let mut pids: HashMap<_, u32, u8> = HashMap::try_from(map_mut(names::FILTER_PIDS, ebpf)?)
+        .map_err(map_err(names::FILTER_PIDS))?;
+    clear(&mut pids).map_err(map_err(names::FILTER_PIDS))?;
     for pid in &filters.pids {
-        pids.insert(pid, 1, 0).map_err(map_err("FILTER_PIDS"))?;
+        pids.insert(pid, 1, 0)
+            .map_err(map_err(names::FILTER_PIDS))?;
     }
-    let mut uids: HashMap<_, u32, u8> =
-        HashMap::try_from(map_mut("FILTER_UIDS", ebpf)?).map_err(map_err("FILTER_UIDS"))?;
-    clear(&mut uids).map_err(map_err("FILTER_UIDS"))?;
+    let mut uids: HashMap<_, u32, u8> = HashMap::try_from(map_mut(names::FILTER_UIDS, ebpf)?)
+        .map_err(map_err(names::FILTER_UIDS))?;
+    clear(&mut uids).map_err(map_err(names::FILTER_UIDS))?;
     for uid in &filters.uids {
-        uids.insert(uid, 1, 0).map_err(map_err("FILTER_UIDS"))?;
+        uids.insert(uid, 1, 0)
+            .map_err(map_err(names::FILTER_UIDS))?;
     }
     let mut comms: HashMap<_, [u8; TASK_COMM_LEN], u8> =
-        HashMap::try_from(map_mut("FILTER_COMMS", ebpf)?).map_err(map_err("FILTER_COMMS"))?;
-    clear(&mut comms).map_err(map_err("FILTER_COMMS"))?;
+        HashMap::try_from(map_mut(names::FILTER_COMMS, ebpf)?)
+            .map_err(map_err(names::FILTER_COMMS))?;
+    clear(&mut comms).map_err(map_err(names::FILTER_COMMS))?;
     let listed = [
         (&filters.comms, filter::COMM_INCLUDE),
         (&filters.exclude_comms, filter::COMM_EXCLUDE),
@@ -508,7 +517,7 @@ fn fill_filters(ebpf: &mut Ebpf, filters: &ProcessFilter) -> Result<(), LoadErro
         for comm in names {
             comms
                 .insert(comm.0, value, 0)
-                .map_err(map_err("FILTER_COMMS"))?;
+                .map_err(map_err(names::FILTER_COMMS))?;
         }
     }
     Ok(())
