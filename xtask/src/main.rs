@@ -1,8 +1,6 @@
 //! `cargo xtask`: set-up, build, run, test and benchmark for watcher, so
 //! that a fresh Debian machine needs nothing but these commands.
 
-mod bench;
-
 use std::{
     env,
     ffi::OsString,
@@ -27,6 +25,9 @@ const BPF_LINKER_LLVM: &str = "libLLVM.so.22";
 const NIGHTLY: &str = "nightly";
 /// rust-src for `-Z build-std`, rustfmt for the import grouping in rustfmt.toml.
 const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "rustfmt"];
+/// Debian packages with the tools the benchmark (bench/) measures watcher
+/// beside.
+const BENCH_PACKAGES: &[&str] = &["inotify-tools", "bpftrace", "auditd"];
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -64,12 +65,6 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
-    /// The benchmark's own loops and writers, in processes of their own.
-    #[command(hide = true)]
-    BenchChild {
-        #[command(subcommand)]
-        what: bench::Child,
-    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -93,11 +88,7 @@ fn xtask(cli: Cli) -> anyhow::Result<()> {
     // SAFETY: single-threaded at this point.
     unsafe { env::set_var("PATH", path) };
 
-    // The benchmark's children run from a set-up machine; checking it again
-    // for each of them would be measured.
-    if !matches!(cli.command, Task::BenchChild { .. }) {
-        setup()?;
-    }
+    setup()?;
     match cli.command {
         Task::Setup => Ok(()),
         Task::Build => build(),
@@ -110,8 +101,7 @@ fn xtask(cli: Cli) -> anyhow::Result<()> {
         }
         Task::Docs => docs(&root),
         Task::Test { args } => test(&root, &args),
-        Task::Bench { quick } => bench::bench(&root, quick),
-        Task::BenchChild { what } => bench::child(what),
+        Task::Bench { quick } => bench(&root, quick),
     }
 }
 
@@ -298,6 +288,27 @@ fn docs(root: &Path) -> anyhow::Result<()> {
         std::fs::write(completions.join(file), script.stdout)?;
     }
     Ok(())
+}
+
+/// Installs the tools the benchmark measures watcher beside, builds
+/// watcher and the benchmark (the watcher-bench crate, bench/), and runs it.
+fn bench(root: &Path, quick: bool) -> anyhow::Result<()> {
+    apt_packages("benchmark tools", BENCH_PACKAGES)?;
+    build()?;
+    step("build", "cargo build --release --package watcher-bench");
+    run(Command::new("cargo").args(["build", "--release", "--package", "watcher-bench"]))?;
+    let mut cmd = Command::new(root.join("target/release/watcher-bench"));
+    cmd.arg("--watcher")
+        .arg(root.join("target/release/watcher"))
+        .arg("--work")
+        .arg(root.join("target/bench"))
+        .arg("--report")
+        .arg(root.join("BENCHMARKS.md"));
+    if quick {
+        cmd.arg("--quick");
+    }
+    step("bench", "target/release/watcher-bench");
+    run(&mut cmd)
 }
 
 fn test(root: &Path, args: &[OsString]) -> anyhow::Result<()> {

@@ -113,10 +113,7 @@ impl Bench<'_> {
                 if tool == Tool::Audit && audit.skipped.is_some() {
                     continue;
                 }
-                step(
-                    "bench overhead",
-                    &format!("run {run}/{runs}: {}", tool.label()),
-                );
+                step("overhead", &format!("run {run}/{runs}: {}", tool.label()));
                 let armed = self.arm(tool, &layout, &tracepoints)?;
                 for case in Case::ALL {
                     let ns = self.measure(case, &layout)?;
@@ -133,7 +130,7 @@ impl Bench<'_> {
     /// program run; on for this step only, as it costs a little).
     pub fn profile(&self) -> anyhow::Result<Vec<ProgramCost>> {
         let layout = self.layout()?;
-        step("bench profile", "watcher's programs, timed by the kernel");
+        step("profile", "watcher's programs, timed by the kernel");
         let proc = Proc::ready(
             Command::new(self.watcher)
                 .args(["trace", "--format", "json"])
@@ -209,7 +206,7 @@ impl Bench<'_> {
         // The operation as the child's command line names it.
         let op = clap::ValueEnum::to_possible_value(&case.op()).context("an operation's name")?;
         let out = Command::new(std::env::current_exe()?)
-            .args(["bench-child", "ops", op.get_name(), &iterations.to_string()])
+            .args(["child", "ops", op.get_name(), &iterations.to_string()])
             .arg(path)
             .stderr(Stdio::inherit())
             .output()

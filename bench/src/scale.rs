@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn trees_have_the_size_asked_for() {
-        let dir = std::env::temp_dir().join(format!("xtask-tree-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("watcher-bench-tree-{}", std::process::id()));
         make_tree(&dir, 2_345).unwrap();
         let count = walk(&dir);
         fs::remove_dir_all(&dir).unwrap();

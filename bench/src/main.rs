@@ -1,7 +1,12 @@
-//! `cargo xtask bench`: measurements side by side in one run, written to
-//! BENCHMARKS.md. Every figure is the median, with min–max, of repeated
-//! runs; nothing here is a pass/fail test (the targets are reported, not
-//! enforced).
+//! The benchmark behind `cargo xtask bench`: measurements side by side in
+//! one run, written to BENCHMARKS.md. Every figure is the median, with
+//! min–max, of repeated runs; nothing here is a pass/fail test (the targets
+//! are reported, not enforced).
+//!
+//! xtask installs the tools measured beside watcher (`inotify-tools`,
+//! `bpftrace`, `auditd`) and builds watcher, then runs this binary with the
+//! paths it needs. The loops and writers run in processes of their own: this
+//! same binary, started again with the hidden `child` subcommand.
 
 mod child;
 mod floor;
@@ -13,19 +18,69 @@ mod scale;
 use std::{
     fs,
     io::{self, BufRead as _, BufReader, Read},
-    path::Path,
-    process::{Child as Process, ChildStdout, Command, Stdio},
+    path::{Path, PathBuf},
+    process::{Child as Process, ChildStdout, Command, ExitCode, Stdio},
     thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
-pub use child::{Child, child};
+use clap::{Parser, Subcommand};
 
-use crate::{apt_packages, build, step};
+#[derive(Parser)]
+#[command(name = "watcher-bench", subcommand_negates_reqs = true)]
+struct Cli {
+    /// The watcher binary to measure (target/release/watcher).
+    #[arg(long, required = true)]
+    watcher: Option<PathBuf>,
+    /// A directory for the benchmark's files (target/bench).
+    #[arg(long, required = true)]
+    work: Option<PathBuf>,
+    /// The report to write (BENCHMARKS.md).
+    #[arg(long, required = true)]
+    report: Option<PathBuf>,
+    /// Fewer sizes and runs (a few minutes).
+    #[arg(long)]
+    quick: bool,
+    #[command(subcommand)]
+    child: Option<Spawned>,
+}
 
-/// Debian packages with the tools watcher is compared against.
-const BENCH_PACKAGES: &[&str] = &["inotify-tools", "bpftrace", "auditd"];
+#[derive(Subcommand)]
+enum Spawned {
+    /// The benchmark's own loops and writers, in processes of their own.
+    #[command(hide = true)]
+    Child {
+        #[command(subcommand)]
+        what: child::Child,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.child {
+        Some(Spawned::Child { what }) => child::child(what),
+        None => match (cli.watcher, cli.work, cli.report) {
+            (Some(watcher), Some(work), Some(report)) => bench(&watcher, &work, &report, cli.quick),
+            _ => Err(anyhow::anyhow!(
+                "--watcher, --work and --report are required"
+            )),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("watcher-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A progress line on stderr.
+fn step(what: &str, detail: &str) {
+    eprintln!("watcher-bench: {what:<10} {detail}");
+}
+
 /// A tmpfs directory for the throughput and latency writers.
 const SHM: &str = "/dev/shm/watcher-bench";
 /// How long a tool may take to start before it counts as failed.
@@ -66,22 +121,18 @@ const FULL: Plan = Plan {
     latency_files: 5_000,
 };
 
-pub fn bench(root: &Path, quick: bool) -> anyhow::Result<()> {
+fn bench(watcher: &Path, work: &Path, report: &Path, quick: bool) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the benchmark loads eBPF programs: run it as root");
     }
-    apt_packages("benchmark tools", BENCH_PACKAGES)?;
-    build()?;
-    let watcher = root.join("target/release/watcher");
-    let work = root.join("target/bench");
-    fs::create_dir_all(&work)?;
+    fs::create_dir_all(work)?;
     let plan = if quick { QUICK } else { FULL };
     let started = Instant::now();
 
     let overhead = overhead::Bench {
-        watcher: &watcher,
-        work: &work,
+        watcher,
+        work,
         quick,
     };
     let (costs, tracepoints, audit_skipped) = overhead.run(plan.runs)?;
@@ -102,14 +153,14 @@ pub fn bench(root: &Path, quick: bool) -> anyhow::Result<()> {
                 let mut runs = Vec::new();
                 for run in 1..=plan.load_runs {
                     step(
-                        "bench throughput",
+                        "throughput",
                         &format!(
                             "{}, ring {ring}, {writers} writers, run {run}/{}",
                             mode.label(),
                             plan.load_runs
                         ),
                     );
-                    runs.push(load::burst(&watcher, shm, case, plan.files)?);
+                    runs.push(load::burst(watcher, shm, case, plan.files)?);
                 }
                 bursts.push((case, runs));
             }
@@ -118,9 +169,9 @@ pub fn bench(root: &Path, quick: bool) -> anyhow::Result<()> {
 
     let mut latencies = Vec::new();
     for run in 1..=plan.runs {
-        step("bench latency", &format!("run {run}/{}", plan.runs));
+        step("latency", &format!("run {run}/{}", plan.runs));
         latencies.push(load::latency(
-            &watcher,
+            watcher,
             shm,
             plan.latency_files,
             Duration::from_millis(1),
@@ -132,19 +183,16 @@ pub fn bench(root: &Path, quick: bool) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &size in plan.sizes {
         let tree = work.join(format!("tree-{size}"));
-        step(
-            "bench scale",
-            &format!("making a tree of {size} directories"),
-        );
+        step("scale", &format!("making a tree of {size} directories"));
         scale::make_tree(&tree, size)?;
         let mut w = Samples::default();
         let mut i = Samples::default();
         for run in 1..=plan.runs {
             step(
-                "bench scale",
+                "scale",
                 &format!("{size} directories, run {run}/{}", plan.runs),
             );
-            w.0.push(scale::start_watcher(&watcher, &tree)?);
+            w.0.push(scale::start_watcher(watcher, &tree)?);
             i.0.push(scale::start_inotifywait(&tree)?);
         }
         rows.push(scale::ScaleRow {
@@ -155,7 +203,7 @@ pub fn bench(root: &Path, quick: bool) -> anyhow::Result<()> {
         fs::remove_dir_all(&tree).with_context(|| format!("removing {}", tree.display()))?;
     }
 
-    let report = report::Report {
+    let markdown = report::Report {
         quick,
         runs: plan.runs,
         load_runs: plan.load_runs,
@@ -171,11 +219,13 @@ pub fn bench(root: &Path, quick: bool) -> anyhow::Result<()> {
         scale: &rows,
         minutes: started.elapsed().as_secs_f64() / 60.0,
     };
-    fs::write(root.join("BENCHMARKS.md"), report.markdown()).context("writing BENCHMARKS.md")?;
+    fs::write(report, markdown.markdown())
+        .with_context(|| format!("writing {}", report.display()))?;
     step(
-        "bench",
+        "report",
         &format!(
-            "wrote BENCHMARKS.md ({:.1} minutes)",
+            "wrote {} ({:.1} minutes)",
+            report.display(),
             started.elapsed().as_secs_f64() / 60.0
         ),
     );

@@ -108,7 +108,7 @@ pub fn burst(watcher: &Path, work: &Path, case: Case, files: u64) -> anyhow::Res
         .iter()
         .map(|dir| {
             Command::new(std::env::current_exe()?)
-                .args(["bench-child", "write"])
+                .args(["child", "write"])
                 .arg(dir)
                 .arg(files.to_string())
                 .spawn()
