@@ -8,24 +8,28 @@
 //! paths it needs. The loops and writers run in processes of their own: this
 //! same binary, started again with the hidden `child` subcommand.
 
+mod progress;
+mod stat;
+mod fdinfo;
+mod process;
 mod child;
 mod floor;
+mod scale;
 mod load;
 mod overhead;
 mod report;
-mod scale;
 
 use std::{
     fs,
-    io::{self, BufRead as _, BufReader, Read},
     path::{Path, PathBuf},
-    process::{Child as Process, ChildStdout, Command, ExitCode, Stdio},
-    thread::{self, JoinHandle},
+    process::ExitCode,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+
+use crate::{progress::step, scale::Samples};
 
 #[derive(Parser)]
 #[command(name = "watcher-bench", subcommand_negates_reqs = true)]
@@ -76,15 +80,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// A progress line on stderr.
-fn step(what: &str, detail: &str) {
-    eprintln!("watcher-bench: {what:<10} {detail}");
-}
-
 /// A tmpfs directory for the throughput and latency writers.
 const SHM: &str = "/dev/shm/watcher-bench";
-/// How long a tool may take to start before it counts as failed.
-const START_LIMIT: Duration = Duration::from_secs(600);
 
 /// How much is measured: `--quick` or the full run.
 struct Plan {
@@ -230,283 +227,4 @@ fn bench(watcher: &Path, work: &Path, report: &Path, quick: bool) -> anyhow::Res
         ),
     );
     Ok(())
-}
-
-/// One of a process's descriptors, as /proc/PID/fdinfo describes it
-/// (`key:\tvalue` lines).
-struct FdInfo(String);
-
-impl FdInfo {
-    /// The descriptors of process `pid` (those that close meanwhile are
-    /// left out).
-    fn of(pid: u32) -> anyhow::Result<Vec<Self>> {
-        let mut infos = Vec::new();
-        for entry in fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
-            if let Ok(info) = fs::read_to_string(entry?.path()) {
-                infos.push(Self(info));
-            }
-        }
-        Ok(infos)
-    }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-            .map(str::trim)
-    }
-
-    fn number(&self, key: &str) -> Option<u64> {
-        self.get(key)?.parse().ok()
-    }
-}
-
-/// One start of one tool.
-#[derive(Clone, Copy)]
-struct Start {
-    /// Time from spawning to the tool saying it watches, or `None` when it
-    /// gave up.
-    ready: Option<Duration>,
-    /// Resident memory once ready, bytes.
-    rss: u64,
-    /// Kernel memory the tool's BPF maps hold (watcher), bytes.
-    maps: u64,
-}
-
-#[derive(Default)]
-struct Samples(Vec<Start>);
-
-impl Samples {
-    fn ready_ms(&self) -> Option<Stat> {
-        let ms: Option<Vec<f64>> = self
-            .0
-            .iter()
-            .map(|s| s.ready.map(|d| d.as_secs_f64() * 1e3))
-            .collect();
-        ms.map(|v| Stat::of(&v))
-    }
-
-    fn mb(&self, f: impl Fn(&Start) -> u64) -> Stat {
-        let v: Vec<f64> = self.0.iter().map(|s| f(s) as f64 / 1e6).collect();
-        Stat::of(&v)
-    }
-}
-
-/// Median, min and max.
-#[derive(Clone, Copy, Debug)]
-struct Stat {
-    median: f64,
-    min: f64,
-    max: f64,
-}
-
-impl Stat {
-    fn of(values: &[f64]) -> Self {
-        let mut v = values.to_vec();
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        let median = if !n.is_multiple_of(2) {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        };
-        Self {
-            median,
-            min: v[0],
-            max: v[n - 1],
-        }
-    }
-
-    fn show(self, unit: &str, digits: usize) -> String {
-        format!(
-            "{:.d$} {unit} ({:.d$}–{:.d$})",
-            self.median,
-            self.min,
-            self.max,
-            d = digits
-        )
-    }
-}
-
-/// Which output says a tool is ready.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Stream {
-    Stdout,
-    Stderr,
-}
-
-/// A tool's ready line, the text that says it gave up, and whether its
-/// stdout is read (else it goes to /dev/null when it is not the ready
-/// stream).
-struct Ready {
-    stream: Stream,
-    line: &'static str,
-    failed: Option<&'static str>,
-    stdout: bool,
-}
-
-impl Ready {
-    fn stderr(line: &'static str) -> Self {
-        Self {
-            stream: Stream::Stderr,
-            line,
-            failed: None,
-            stdout: false,
-        }
-    }
-
-    fn stdout(line: &'static str) -> Self {
-        Self {
-            stream: Stream::Stdout,
-            line,
-            failed: None,
-            stdout: true,
-        }
-    }
-
-    fn failing(self, failed: &'static str) -> Self {
-        Self {
-            failed: Some(failed),
-            ..self
-        }
-    }
-
-    fn with_stdout(self) -> Self {
-        Self {
-            stdout: true,
-            ..self
-        }
-    }
-}
-
-/// A started tool, killed and reaped on drop. What it writes on the ready
-/// stream after the ready line is read on (stderr lines kept for `stop`,
-/// stdout thrown away), so that it never blocks on a full pipe.
-struct Proc {
-    child: Process,
-    rest: Option<JoinHandle<Vec<String>>>,
-    /// The last line read while waiting for the ready line.
-    last: String,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command) -> anyhow::Result<Self> {
-        let child = cmd
-            .stdin(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
-        Ok(Self {
-            child,
-            rest: None,
-            last: String::new(),
-        })
-    }
-
-    /// Starts the tool and waits for its ready line; the time it took, or
-    /// `None` when it gave up.
-    fn start(cmd: &mut Command, ready: Ready) -> anyhow::Result<(Self, Option<Duration>)> {
-        cmd.stdout(if ready.stdout {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-        match ready.stream {
-            Stream::Stderr => cmd.stderr(Stdio::piped()),
-            Stream::Stdout => cmd.stderr(Stdio::null()),
-        };
-        let start = Instant::now();
-        let mut proc = Self::spawn(cmd)?;
-        let stream: Box<dyn Read + Send> = match ready.stream {
-            Stream::Stderr => Box::new(proc.child.stderr.take().context("stderr")?),
-            Stream::Stdout => Box::new(proc.child.stdout.take().context("stdout")?),
-        };
-        let mut lines = BufReader::new(stream);
-        let mut took = None;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if lines.read_line(&mut line)? == 0 {
-                break;
-            }
-            if line.starts_with(ready.line) {
-                took = Some(start.elapsed());
-                break;
-            }
-            if ready.failed.is_some_and(|f| line.contains(f)) || start.elapsed() > START_LIMIT {
-                break;
-            }
-        }
-        proc.last = line.trim_end().to_string();
-        let keep = ready.stream == Stream::Stderr;
-        proc.rest = Some(thread::spawn(move || {
-            if keep {
-                lines.lines().map_while(Result::ok).collect()
-            } else {
-                let _ = io::copy(&mut lines, &mut io::sink());
-                Vec::new()
-            }
-        }));
-        Ok((proc, took))
-    }
-
-    /// Starts a tool that must get ready: an error with its last line
-    /// when it does not.
-    fn ready(cmd: &mut Command, ready: Ready) -> anyhow::Result<Self> {
-        let program = cmd.get_program().to_string_lossy().into_owned();
-        match Self::start(cmd, ready)? {
-            (proc, Some(_)) => Ok(proc),
-            (proc, None) => bail!("{program} did not start: {}", proc.last),
-        }
-    }
-
-    fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn try_wait(&mut self) -> io::Result<Option<std::process::ExitStatus>> {
-        self.child.try_wait()
-    }
-
-    fn take_stdout(&mut self) -> Option<ChildStdout> {
-        self.child.stdout.take()
-    }
-
-    /// Sends `signal`, waits for the exit (SIGKILL after a minute) and
-    /// returns the stderr lines written after the ready line.
-    fn stop(mut self, signal: libc::c_int) -> anyhow::Result<Vec<String>> {
-        // SAFETY: the child is ours and not yet reaped.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        let start = Instant::now();
-        while self.child.try_wait()?.is_none() {
-            if start.elapsed() > Duration::from_secs(60) {
-                let _ = self.child.kill();
-                bail!("{} did not stop", self.child.id());
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        Ok(self
-            .rest
-            .take()
-            .and_then(|rest| rest.join().ok())
-            .unwrap_or_default())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stats() {
-        let s = Stat::of(&[3.0, 1.0, 2.0, 10.0]);
-        assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 10.0));
-        assert_eq!(s.show("ms", 1), "2.5 ms (1.0–10.0)");
-    }
 }

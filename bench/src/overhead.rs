@@ -12,8 +12,15 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 
-use super::{FdInfo, Proc, Ready, Stat, child::Op, floor::Floor};
-use crate::step;
+use crate::{
+    child::Op,
+    fdinfo::FdInfo,
+    floor::{Floor, attached_tracepoints},
+    process::{Proc, Ready},
+    progress::step,
+    scale::inotifywait,
+    stat::Stat,
+};
 
 /// What is attached while the operations run.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -186,7 +193,7 @@ impl Bench<'_> {
             Command::new(self.watcher).arg("trace").arg(dir),
             Ready::stderr("watching"),
         )?;
-        let names = super::floor::attached_tracepoints(proc.id())?;
+        let names = attached_tracepoints(proc.id())?;
         ensure!(!names.is_empty(), "watcher has no tracepoint attached");
         Ok(names)
     }
@@ -256,10 +263,7 @@ impl Bench<'_> {
                 _audit: Audit::arm(dir)?,
             },
             Tool::Inotify => Armed::Process {
-                _proc: Proc::ready(
-                    &mut super::scale::inotifywait(dir),
-                    Ready::stderr("Watches established"),
-                )?,
+                _proc: Proc::ready(&mut inotifywait(dir), Ready::stderr("Watches established"))?,
             },
         })
     }
