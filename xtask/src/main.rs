@@ -1,6 +1,8 @@
 //! `cargo xtask`: set-up, build, run, test and benchmark for watcher, so
 //! that a fresh Debian machine needs nothing but these commands.
 
+mod layers;
+
 use std::{
     env,
     ffi::OsString,
@@ -58,6 +60,10 @@ enum Task {
     /// watcher's command-line definitions, watcher.toml.5 from
     /// docs/config.md) and the shell completions (target/docs/completions/).
     Docs,
+    /// Check that each module imports only modules below it: declared
+    /// before it in its parent, or its own children (no cycles, no upward
+    /// imports). Needs nothing installed.
+    Layers,
     /// Set up, build, then measure watcher beside the tools it replaces and
     /// write BENCHMARKS.md (needs root; installs the tools from Debian).
     Bench {
@@ -88,7 +94,10 @@ fn xtask(cli: Cli) -> anyhow::Result<()> {
     // SAFETY: single-threaded at this point.
     unsafe { env::set_var("PATH", path) };
 
-    setup()?;
+    // The layering check only reads sources.
+    if !matches!(cli.command, Task::Layers) {
+        setup()?;
+    }
     match cli.command {
         Task::Setup => Ok(()),
         Task::Build => build(),
@@ -101,6 +110,7 @@ fn xtask(cli: Cli) -> anyhow::Result<()> {
         }
         Task::Docs => docs(&root),
         Task::Test { args } => test(&root, &args),
+        Task::Layers => layers::layers(&root),
         Task::Bench { quick } => bench(&root, quick),
     }
 }
