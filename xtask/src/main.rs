@@ -49,8 +49,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Set up, then check formatting and lints and run every test,
-    /// including those that load the eBPF programs (needs root).
+    /// Set up, then check the layering of modules, formatting and lints,
+    /// and run every test, including those that load the eBPF programs
+    /// (needs root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -322,6 +323,8 @@ fn bench(root: &Path, quick: bool) -> anyhow::Result<()> {
 }
 
 fn test(root: &Path, args: &[OsString]) -> anyhow::Result<()> {
+    step("layers", "no upward import, no cycle (cargo xtask layers)");
+    layers::layers(root)?;
     step("format", "cargo +nightly fmt --check");
     run(Command::new("cargo").args(["+nightly", "fmt", "--all", "--check"]))?;
     step("lints", "cargo clippy");
