@@ -1,7 +1,7 @@
 //! `cargo xtask`: set-up, build, run, test and benchmark for watcher, so
 //! that a fresh Debian machine needs nothing but these commands.
 
-mod bench;
+mod layers;
 
 use std::{
     env,
@@ -30,6 +30,9 @@ const NIGHTLY: &str = "nightly";
 const WORKSPACE: &[&str] = &["--workspace", "--exclude", "watcher-ebpf"];
 /// rust-src for `-Z build-std`, rustfmt for the import grouping in rustfmt.toml.
 const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "rustfmt"];
+/// Debian packages with the tools the benchmark (bench/) measures watcher
+/// beside.
+const BENCH_PACKAGES: &[&str] = &["inotify-tools", "bpftrace", "auditd"];
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -49,8 +52,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Set up, then check formatting and lints and run every test,
-    /// including those that load the eBPF programs (needs root).
+    /// Set up, then check the layering of modules, formatting and lints,
+    /// and run every test, including those that load the eBPF programs
+    /// (needs root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -60,18 +64,16 @@ enum Task {
     /// watcher's command-line definitions, watcher.toml.5 from
     /// docs/config.md) and the shell completions (target/docs/completions/).
     Docs,
+    /// Check that each module imports only modules below it: declared
+    /// before it in its parent, or its own children (no cycles, no upward
+    /// imports). Needs nothing installed.
+    Layers,
     /// Set up, build, then measure watcher beside the tools it replaces and
     /// write BENCHMARKS.md (needs root; installs the tools from Debian).
     Bench {
         /// Fewer sizes and runs (a few minutes).
         #[arg(long)]
         quick: bool,
-    },
-    /// The benchmark's own loops and writers, in processes of their own.
-    #[command(hide = true)]
-    BenchChild {
-        #[command(subcommand)]
-        what: bench::Child,
     },
 }
 
@@ -96,9 +98,8 @@ fn xtask(cli: Cli) -> anyhow::Result<()> {
     // SAFETY: single-threaded at this point.
     unsafe { env::set_var("PATH", path) };
 
-    // The benchmark's children run from a set-up machine; checking it again
-    // for each of them would be measured.
-    if !matches!(cli.command, Task::BenchChild { .. }) {
+    // The layering check only reads sources.
+    if !matches!(cli.command, Task::Layers) {
         setup()?;
     }
     match cli.command {
@@ -113,8 +114,8 @@ fn xtask(cli: Cli) -> anyhow::Result<()> {
         }
         Task::Docs => docs(&root),
         Task::Test { args } => test(&root, &args),
-        Task::Bench { quick } => bench::bench(&root, quick),
-        Task::BenchChild { what } => bench::child(what),
+        Task::Layers => layers::layers(&root),
+        Task::Bench { quick } => bench(&root, quick),
     }
 }
 
@@ -306,7 +307,30 @@ fn docs(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Installs the tools the benchmark measures watcher beside, builds
+/// watcher and the benchmark (the watcher-bench crate, bench/), and runs it.
+fn bench(root: &Path, quick: bool) -> anyhow::Result<()> {
+    apt_packages("benchmark tools", BENCH_PACKAGES)?;
+    build()?;
+    step("build", "cargo build --release --package watcher-bench");
+    run(Command::new("cargo").args(["build", "--release", "--package", "watcher-bench"]))?;
+    let mut cmd = Command::new(root.join("target/release/watcher-bench"));
+    cmd.arg("--watcher")
+        .arg(root.join("target/release/watcher"))
+        .arg("--work")
+        .arg(root.join("target/bench"))
+        .arg("--report")
+        .arg(root.join("BENCHMARKS.md"));
+    if quick {
+        cmd.arg("--quick");
+    }
+    step("bench", "target/release/watcher-bench");
+    run(&mut cmd)
+}
+
 fn test(root: &Path, args: &[OsString]) -> anyhow::Result<()> {
+    step("layers", "no upward import, no cycle (cargo xtask layers)");
+    layers::layers(root)?;
     step("format", "cargo +nightly fmt --check");
     run(Command::new("cargo").args(["+nightly", "fmt", "--all", "--check"]))?;
     step("lints", "cargo clippy");

@@ -1,5 +1,5 @@
-//! What the benchmark runs in processes of their own (`cargo xtask
-//! bench-child ...`, hidden): the syscall loops and the writers. Kernel
+//! What the benchmark runs in processes of their own (`watcher-bench
+//! child ...`, hidden): the syscall loops and the writers. Kernel
 //! audit only follows processes started after its rules, and the tools
 //! watch other processes, so these are never run inside the benchmark's
 //! own process.

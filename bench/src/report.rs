@@ -2,10 +2,11 @@
 
 use std::{fmt::Write as _, fs, process::Command};
 
-use super::{
-    Stat, load,
+use crate::{
+    load,
     overhead::{Case, Costs, ProgramCost, Tool, added},
     scale::ScaleRow,
+    stat::Stat,
 };
 
 pub struct Report<'a> {

@@ -12,7 +12,10 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 
-use super::{Proc, Ready};
+use crate::{
+    child::open_new,
+    process::{Proc, Ready},
+};
 
 /// How watcher consumes the events.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -108,7 +111,7 @@ pub fn burst(watcher: &Path, work: &Path, case: Case, files: u64) -> anyhow::Res
         .iter()
         .map(|dir| {
             Command::new(std::env::current_exe()?)
-                .args(["bench-child", "write"])
+                .args(["child", "write"])
                 .arg(dir)
                 .arg(files.to_string())
                 .spawn()
@@ -270,7 +273,7 @@ pub fn latency(
     });
     let mut returned = Vec::with_capacity(files);
     for i in 0..files {
-        let fd = super::child::open_new(&dir.join(format!("lat-{i}")))?;
+        let fd = open_new(&dir.join(format!("lat-{i}")))?;
         returned.push(boottime_ns());
         // SAFETY: fd is ours.
         unsafe { libc::close(fd) };

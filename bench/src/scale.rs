@@ -1,10 +1,14 @@
 //! Start-up time and memory by tree size, beside `inotifywait -r`.
 
-use std::{fs, path::Path, process::Command};
+use std::{fs, path::Path, process::Command, time::Duration};
 
 use anyhow::Context as _;
 
-use super::{FdInfo, Proc, Ready, Samples, Start};
+use crate::{
+    fdinfo::FdInfo,
+    process::{Proc, Ready},
+    stat::Stat,
+};
 
 /// `size` directories under `root` (itself included), a thousand to a
 /// parent, so that no directory is unusually large.
@@ -27,6 +31,37 @@ pub fn make_tree(root: &Path, size: usize) -> anyhow::Result<()> {
         parent += 1;
     }
     Ok(())
+}
+
+/// One start of one tool.
+#[derive(Clone, Copy)]
+pub struct Start {
+    /// Time from spawning to the tool saying it watches, or `None` when it
+    /// gave up.
+    pub ready: Option<Duration>,
+    /// Resident memory once ready, bytes.
+    pub rss: u64,
+    /// Kernel memory the tool's BPF maps hold (watcher), bytes.
+    pub maps: u64,
+}
+
+#[derive(Default)]
+pub struct Samples(pub Vec<Start>);
+
+impl Samples {
+    pub fn ready_ms(&self) -> Option<Stat> {
+        let ms: Option<Vec<f64>> = self
+            .0
+            .iter()
+            .map(|s| s.ready.map(|d| d.as_secs_f64() * 1e3))
+            .collect();
+        ms.map(|v| Stat::of(&v))
+    }
+
+    pub fn mb(&self, f: impl Fn(&Start) -> u64) -> Stat {
+        let v: Vec<f64> = self.0.iter().map(|s| f(s) as f64 / 1e6).collect();
+        Stat::of(&v)
+    }
 }
 
 pub struct ScaleRow {
@@ -102,7 +137,7 @@ mod tests {
 
     #[test]
     fn trees_have_the_size_asked_for() {
-        let dir = std::env::temp_dir().join(format!("xtask-tree-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("watcher-bench-tree-{}", std::process::id()));
         make_tree(&dir, 2_345).unwrap();
         let count = walk(&dir);
         fs::remove_dir_all(&dir).unwrap();

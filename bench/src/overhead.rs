@@ -12,8 +12,15 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 
-use super::{FdInfo, Proc, Ready, Stat, child::Op, floor::Floor};
-use crate::step;
+use crate::{
+    child::Op,
+    fdinfo::FdInfo,
+    floor::{Floor, attached_tracepoints},
+    process::{Proc, Ready},
+    progress::step,
+    scale::inotifywait,
+    stat::Stat,
+};
 
 /// What is attached while the operations run.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -113,10 +120,7 @@ impl Bench<'_> {
                 if tool == Tool::Audit && audit.skipped.is_some() {
                     continue;
                 }
-                step(
-                    "bench overhead",
-                    &format!("run {run}/{runs}: {}", tool.label()),
-                );
+                step("overhead", &format!("run {run}/{runs}: {}", tool.label()));
                 let armed = self.arm(tool, &layout, &tracepoints)?;
                 for case in Case::ALL {
                     let ns = self.measure(case, &layout)?;
@@ -133,7 +137,7 @@ impl Bench<'_> {
     /// program run; on for this step only, as it costs a little).
     pub fn profile(&self) -> anyhow::Result<Vec<ProgramCost>> {
         let layout = self.layout()?;
-        step("bench profile", "watcher's programs, timed by the kernel");
+        step("profile", "watcher's programs, timed by the kernel");
         let proc = Proc::ready(
             Command::new(self.watcher)
                 .args(["trace", "--format", "json"])
@@ -189,7 +193,7 @@ impl Bench<'_> {
             Command::new(self.watcher).arg("trace").arg(dir),
             Ready::stderr("watching"),
         )?;
-        let names = super::floor::attached_tracepoints(proc.id())?;
+        let names = attached_tracepoints(proc.id())?;
         ensure!(!names.is_empty(), "watcher has no tracepoint attached");
         Ok(names)
     }
@@ -209,7 +213,7 @@ impl Bench<'_> {
         // The operation as the child's command line names it.
         let op = clap::ValueEnum::to_possible_value(&case.op()).context("an operation's name")?;
         let out = Command::new(std::env::current_exe()?)
-            .args(["bench-child", "ops", op.get_name(), &iterations.to_string()])
+            .args(["child", "ops", op.get_name(), &iterations.to_string()])
             .arg(path)
             .stderr(Stdio::inherit())
             .output()
@@ -259,10 +263,7 @@ impl Bench<'_> {
                 _audit: Audit::arm(dir)?,
             },
             Tool::Inotify => Armed::Process {
-                _proc: Proc::ready(
-                    &mut super::scale::inotifywait(dir),
-                    Ready::stderr("Watches established"),
-                )?,
+                _proc: Proc::ready(&mut inotifywait(dir), Ready::stderr("Watches established"))?,
             },
         })
     }

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use super::FdInfo;
+use crate::fdinfo::FdInfo;
 
 // From linux/bpf.h.
 const BPF_PROG_LOAD: libc::c_long = 5;
