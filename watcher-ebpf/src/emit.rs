@@ -20,9 +20,8 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         bpf_ktime_get_boot_ns,
         generated::{
-            bpf_dynptr_write, bpf_loop, bpf_probe_read_kernel, bpf_probe_read_kernel_str,
-            bpf_probe_read_user_str, bpf_ringbuf_discard_dynptr, bpf_ringbuf_reserve_dynptr,
-            bpf_ringbuf_submit_dynptr,
+            bpf_dynptr_write, bpf_loop, bpf_probe_read_kernel, bpf_probe_read_user_str,
+            bpf_ringbuf_discard_dynptr, bpf_ringbuf_reserve_dynptr, bpf_ringbuf_submit_dynptr,
         },
     },
 };
@@ -36,6 +35,7 @@ use watcher_common::{
 use crate::{
     config::{kernel_offsets, match_mode},
     maps::{DIRTY, EDGES, EVENTS, LOST, SCRATCH, Scratch, WATCHES},
+    read::read_component,
     resolve::{Cursor, Step, TaskDir, file_mode, file_of_fd},
     who,
 };
@@ -642,14 +642,6 @@ fn path_step(target: &mut TargetState, event: &mut EventBuf) -> Result<Step, i64
         None => target.complete = 0,
     }
     Ok(step)
-}
-
-/// Copies the dentry name at kernel address `name`, with its NUL, to
-/// `dst`, which has room for `NAME_MAX` bytes; the bytes written.
-#[inline(always)]
-pub fn read_component(dst: *mut u8, name: u64) -> Option<u32> {
-    let n = unsafe { bpf_probe_read_kernel_str(dst.cast(), NAME_MAX as u32, name as *const _) };
-    (n > 0).then_some(n as u32)
 }
 
 #[inline(always)]

@@ -7,6 +7,7 @@ mod config;
 mod emit;
 mod maps;
 mod probes;
+mod read;
 mod resolve;
 mod who;
 

@@ -5,15 +5,13 @@
 //! goes through `bpf_probe_read_kernel`, so a wrong pointer fails the read
 //! instead of faulting.
 
-use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::bpf_get_current_task};
+use aya_ebpf::helpers::generated::bpf_get_current_task;
 use watcher_common::{InodeKey, KernelOffsets};
 
-use crate::maps::{WATCH_DEVS, WATCH_INODES};
-
-#[inline(always)]
-pub fn read<T>(base: u64, offset: u32) -> Result<T, i64> {
-    unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) }.map_err(i64::from)
-}
+use crate::{
+    maps::{WATCH_DEVS, WATCH_INODES},
+    read::read,
+};
 
 /// The current task's descriptor table.
 #[inline(always)]

@@ -14,8 +14,9 @@ use watcher_common::{
 
 use crate::{
     config::{kernel_offsets, match_mode},
-    emit::{read_component, scratch},
-    resolve::{Cursor, Step, read},
+    emit::scratch,
+    read::{read, read_component},
+    resolve::{Cursor, Step},
 };
 
 /// The walk from the executable up to the root, in the per-CPU scratch
