@@ -8,7 +8,7 @@ mod emit;
 mod maps;
 mod probes;
 mod read;
-mod resolve;
+mod vfs;
 mod who;
 
 #[cfg(not(test))]

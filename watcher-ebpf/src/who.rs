@@ -16,7 +16,7 @@ use crate::{
     config::{kernel_offsets, match_mode},
     emit::scratch,
     read::{read, read_component},
-    resolve::{Cursor, Step},
+    vfs::{Cursor, Step},
 };
 
 /// The walk from the executable up to the root, in the per-CPU scratch

@@ -20,7 +20,7 @@ use crate::{
     config::{filters, kernel_offsets, tag_actions, tp_offsets, watcher_tgid},
     emit::{Hit, emit, op},
     maps::{ACTION_SLOT, EXCLUDED, FILTER_COMMS, FILTER_PIDS, FILTER_UIDS, WRITE_FDS, WRITERS},
-    resolve::{fd_table_size, file_of_fd},
+    vfs::{fd_table_size, file_of_fd},
 };
 
 /// What becomes of the syscalls of process `tgid`: `None` when they are

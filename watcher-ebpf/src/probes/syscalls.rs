@@ -22,7 +22,7 @@ use crate::{
     config::{event_mask, kernel_offsets, match_mode, tp_offsets},
     emit::{Hit, emit, op},
     maps::{SPECS, STASH, WRITE_FDS, WRITERS},
-    resolve::file_of_fd,
+    vfs::file_of_fd,
 };
 
 /// The kinds an open's event stands for (user space splits it).

@@ -1,17 +1,14 @@
-//! The exact match: from a new file descriptor to the opened file's dentry
-//! and mount, then up through parent dentries and across mount points to
-//! the root, looking up each ancestor's identity among the watched
-//! directories. Offsets come from BTF through `KERNEL_OFFSETS`; every read
-//! goes through `bpf_probe_read_kernel`, so a wrong pointer fails the read
-//! instead of faulting.
+//! Files, dentries and mounts of the current task, reached through the
+//! struct member offsets user space read from BTF (`KERNEL_OFFSETS`): from
+//! a file descriptor to its `struct file`, and from a file (or the task's
+//! root or working directory) up through parent dentries and across mount
+//! points to the root. Every read goes through `bpf_probe_read_kernel`, so
+//! a wrong pointer fails the read instead of faulting.
 
 use aya_ebpf::helpers::generated::bpf_get_current_task;
 use watcher_common::{InodeKey, KernelOffsets};
 
-use crate::{
-    maps::{WATCH_DEVS, WATCH_INODES},
-    read::read,
-};
+use crate::read::read;
 
 /// The current task's descriptor table.
 #[inline(always)]
@@ -120,14 +117,12 @@ impl Cursor {
         })
     }
 
-    /// Whether the mount's device holds a watched directory: if not, no
-    /// dentry up to the mount's root can be one. Verifier cost: a 0/1 flag
-    /// kept in the cursor, or this check in the path walk too, made the
-    /// verifier track many more states (start-up went from 0.10 to 0.19 and
-    /// 0.15 s), so only the first walk asks, once per step.
+    /// `s_dev` of the mount's super block, by reference: a map lookup by
+    /// it then takes its key from the cursor itself, not from a copy on
+    /// the stack.
     #[inline(always)]
-    pub fn on_watched_device(&self) -> bool {
-        unsafe { WATCH_DEVS.get(&self.dev) }.is_some()
+    pub fn dev(&self) -> &u32 {
+        &self.dev
     }
 
     /// This dentry's identity, as `WATCH_INODES` and `EDGES` know it.
@@ -139,13 +134,6 @@ impl Cursor {
             _pad: 0,
             ino: read(inode, off.inode_ino)?,
         })
-    }
-
-    /// The watch whose directory this dentry is, if any.
-    #[inline(always)]
-    pub fn watch(&self, off: &KernelOffsets) -> Result<Option<u32>, i64> {
-        let key = self.key(off)?;
-        Ok(unsafe { WATCH_INODES.get(&key) }.copied())
     }
 
     /// The kernel pointer to this dentry's name (NUL-terminated).
