@@ -26,16 +26,20 @@ use aya_ebpf::{
     },
 };
 use watcher_common::{
-    CMDLINE_MAX, EVENT_HEADER_LEN, EdgeKey, EventBuf, InodeKey, KernelOffsets, MAX_WALK, NAME_MAX,
-    PATH_MAX, SUMMARY_SLOT, TASK_COMM_LEN, Target, UNDECIDED_SLOT, WATCH_NONE, WATCH_PREFIX_MAX,
+    CMDLINE_MAX, EVENT_HEADER_LEN, EdgeKey, EventBuf, KernelOffsets, MAX_WALK, NAME_MAX, PATH_MAX,
+    SUMMARY_SLOT, TASK_COMM_LEN, Target, UNDECIDED_SLOT, WATCH_NONE, WATCH_PREFIX_MAX,
     event_status, match_mode, name_hash_step,
     open_flags::{AT_FDCWD, FMODE_CREATED},
 };
 
 use crate::{
     config::{kernel_offsets, match_mode},
-    maps::{DIRTY, EDGES, EVENTS, LOST, SCRATCH, Scratch, WATCH_DEVS, WATCH_INODES, WATCHES},
+    maps::{DIRTY, EDGES, EVENTS, LOST, WATCH_DEVS, WATCH_INODES, WATCHES, op, scratch},
     read::read_component,
+    scratch::{
+        END_FAILED, END_FOUND, END_NONE, END_TOP, FOUND, MISS, Op, PLACE, Scratch, TargetState,
+        UNDECIDED,
+    },
     vfs::{Cursor, Step, TaskDir, file_mode, file_of_fd},
     who,
 };
@@ -53,115 +57,6 @@ pub struct Hit {
     /// The syscall opened the first target's file: a hit is marked
     /// `CREATED` when the open created it.
     pub opened: bool,
-}
-
-/// How a walk ended.
-const END_NONE: u32 = 0;
-const END_FOUND: u32 = 1;
-const END_TOP: u32 = 2;
-const END_FAILED: u32 = 3;
-
-/// What was decided about a target.
-const MISS: u32 = 0;
-const FOUND: u32 = 1;
-/// The walk ran out before the root: sent so that nothing is missed.
-const UNDECIDED: u32 = 2;
-/// User space decides (prefix mode, or `..` the kernel cannot follow).
-const PLACE: u32 = 3;
-
-/// One file a syscall changed, and the state of the walks about it.
-#[repr(C)]
-pub struct TargetState {
-    /// `struct file *` when the syscall has the file open, else 0.
-    pub file: u64,
-    /// The directory fd the name is relative to, or the fd operated on.
-    pub dfd: i64,
-    /// User pointer to the name, or 0.
-    pub name: u64,
-    /// Where the path walk starts: the file, or the directory the rest of
-    /// the name is relative to.
-    base: Cursor,
-    at: Cursor,
-    /// The innermost watch met, or `WATCH_NONE`.
-    watch: u32,
-    end: u32,
-    verdict: u32,
-    status: u32,
-    name_len: u32,
-    skip: u32,
-    ups: u32,
-    /// Following the name down: the directory reached while it is on the
-    /// way to a watch (`on_edge`), and how far below it the name went
-    /// once it left that way.
-    node: InodeKey,
-    on_edge: u32,
-    off_depth: u32,
-    /// A component read but not yet followed: the last one is the file
-    /// itself, not a directory to go down into.
-    pending: u32,
-    pending_hash: u64,
-    comp_hash: u64,
-    comp_len: u32,
-    all_dots: u32,
-    path_start: u32,
-    path_len: u32,
-    complete: u32,
-}
-
-impl TargetState {
-    /// Starts over for a new syscall, field by field (a whole new value
-    /// would be built on the small BPF stack first). The fields not set
-    /// here are set before they are read.
-    #[inline(always)]
-    pub fn reset(&mut self, file: u64, dfd: i64, name: u64) {
-        self.file = file;
-        self.dfd = dfd;
-        self.name = name;
-        self.watch = WATCH_NONE;
-        self.end = END_NONE;
-        self.verdict = MISS;
-        self.status = 0;
-        self.name_len = 0;
-        self.path_len = 0;
-        self.skip = 0;
-        self.ups = 0;
-        self.pending = 0;
-        self.off_depth = 0;
-        self.on_edge = 0;
-    }
-}
-
-/// The syscall being turned into an event (in the per-CPU scratch map).
-#[repr(C)]
-pub struct Op {
-    pub targets: [TargetState; 2],
-    pub len: u32,
-    /// The action slot of the process (`Stash::origin`), or 0.
-    pub origin: u32,
-    /// The target the walk callbacks work on.
-    current: u32,
-}
-
-impl Op {
-    /// An opened file's walk starts at the file, not at its name: then the
-    /// name is read in `emit`, for hits only (most opens are of no watch).
-    #[inline(always)]
-    fn name_deferred(&self) -> bool {
-        self.len == 1 && self.targets[0].file != 0
-    }
-}
-
-#[inline(always)]
-pub fn scratch() -> Option<&'static mut Scratch> {
-    // SAFETY: per-CPU map value, and tracepoint programs run with
-    // preemption disabled and do not nest, so nobody else uses it now.
-    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
-}
-
-/// The scratch [`Op`], to fill with the syscall's targets before [`emit`].
-#[inline(always)]
-pub fn op() -> Option<&'static mut Op> {
-    scratch().map(|s| &mut s.op)
 }
 
 /// Decides about every target of the [`Op`] and sends the event when one

@@ -8,6 +8,7 @@ mod emit;
 mod maps;
 mod probes;
 mod read;
+mod scratch;
 mod vfs;
 mod who;
 

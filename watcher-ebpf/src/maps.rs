@@ -6,15 +6,15 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use watcher_common::{
-    CMDLINE_MAX, EXE_BUF_LEN, Edge, EdgeKey, EventBuf, FdKey, InodeKey, MAX_EDGES, MAX_EXCLUDED,
-    MAX_FILTER_KEYS, MAX_INFLIGHT, MAX_SYSCALL_NR, MAX_WATCHES, MAX_WRITE_FDS, SLOTS, Settings,
-    Stash, SyscallSpec, TASK_COMM_LEN, WATCH_PREFIX_MAX,
+    Edge, EdgeKey, FdKey, InodeKey, MAX_EDGES, MAX_EXCLUDED, MAX_FILTER_KEYS, MAX_INFLIGHT,
+    MAX_SYSCALL_NR, MAX_WATCHES, MAX_WRITE_FDS, SLOTS, Settings, Stash, SyscallSpec, TASK_COMM_LEN,
+    WATCH_PREFIX_MAX,
 };
 
-use crate::{emit::Op, who::ExeWalk};
+use crate::scratch::{Op, Scratch};
 
 /// Events for user space. User space sets the size at load time.
 #[map]
@@ -106,22 +106,20 @@ pub static FILTER_COMMS: HashMap<[u8; TASK_COMM_LEN], u8> =
 #[map]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(SLOTS, 0);
 
-/// Per-CPU scratch space: an event is far larger than the 512-byte BPF
-/// stack. Its size must stay under 32 KiB, the kernel's limit for a
-/// per-CPU value.
-#[repr(C)]
-pub struct Scratch {
-    pub key: Key<[u8; WATCH_PREFIX_MAX]>,
-    pub event: EventBuf,
-    /// The syscall being turned into an event, shared with the `bpf_loop`
-    /// callbacks (the BPF stack is too small for it).
-    pub op: Op,
-    /// The process's executable and command line, sent after the event's
-    /// data.
-    pub exe: [u8; EXE_BUF_LEN],
-    pub cmdline: [u8; CMDLINE_MAX],
-    pub exe_walk: ExeWalk,
-}
-
+/// Each CPU's [`Scratch`]: one value.
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's [`Scratch`].
+#[inline(always)]
+pub fn scratch() -> Option<&'static mut Scratch> {
+    // SAFETY: per-CPU map value, and tracepoint programs run with
+    // preemption disabled and do not nest, so nobody else uses it now.
+    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// The scratch [`Op`], to fill with the syscall's targets before `emit`.
+#[inline(always)]
+pub fn op() -> Option<&'static mut Op> {
+    scratch().map(|s| &mut s.op)
+}

@@ -14,20 +14,10 @@ use watcher_common::{
 
 use crate::{
     config::{kernel_offsets, match_mode},
-    emit::scratch,
+    maps::scratch,
     read::{read, read_component},
     vfs::{Cursor, Step},
 };
-
-/// The walk from the executable up to the root, in the per-CPU scratch
-/// map (shared with the `bpf_loop` callback).
-#[repr(C)]
-pub struct ExeWalk {
-    at: Cursor,
-    len: u32,
-    complete: u32,
-    top: u32,
-}
 
 /// Fills the scratch event's [`Process`], executable and command line.
 #[inline(always)]

@@ -20,8 +20,8 @@ use watcher_common::{
 use super::process::{origin, passes_filters};
 use crate::{
     config::{event_mask, kernel_offsets, match_mode, tp_offsets},
-    emit::{Hit, emit, op},
-    maps::{SPECS, STASH, WRITE_FDS, WRITERS},
+    emit::{Hit, emit},
+    maps::{SPECS, STASH, WRITE_FDS, WRITERS, op},
     vfs::file_of_fd,
 };
 
