@@ -3,14 +3,29 @@
 #![no_std]
 #![no_main]
 
-mod config;
-mod emit;
-mod maps;
-mod probes;
+// From the bottom layer up: a module imports only modules declared above
+// it.
+
+// Reads of kernel memory, knowing no kernel struct.
 mod read;
-mod scratch;
+// Files, dentries and mounts, through the offsets from BTF.
 mod vfs;
+// The types of the per-CPU scratch state that the walks share.
+mod scratch;
+// Every map, and the scratch value's accessors.
+mod maps;
+// The globals user space sets at load time, and the reloadable settings.
+mod config;
+// The flags (`DIRTY`) and loss counts (`LOST`) user space reads.
+mod account;
+// The walks that decide about a syscall's files and write their paths.
+mod walk;
+// The process that made the change.
 mod who;
+// The event: the decision, then the ring-buffer record.
+mod event;
+// The programs.
+mod probes;
 
 #[cfg(not(test))]
 #[panic_handler]

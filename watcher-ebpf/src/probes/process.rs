@@ -18,7 +18,7 @@ use watcher_common::{FdKey, MAX_WRITE_FDS, SYSCALL_EXIT, TASK_COMM_LEN, event_ki
 
 use crate::{
     config::{filters, kernel_offsets, tag_actions, tp_offsets, watcher_tgid},
-    emit::{Hit, emit},
+    event::{Hit, emit},
     maps::{ACTION_SLOT, EXCLUDED, FILTER_COMMS, FILTER_PIDS, FILTER_UIDS, WRITE_FDS, WRITERS, op},
     vfs::{fd_table_size, file_of_fd},
 };

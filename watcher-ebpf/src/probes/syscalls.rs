@@ -20,7 +20,7 @@ use watcher_common::{
 use super::process::{origin, passes_filters};
 use crate::{
     config::{event_mask, kernel_offsets, match_mode, tp_offsets},
-    emit::{Hit, emit},
+    event::{Hit, emit},
     maps::{SPECS, STASH, WRITE_FDS, WRITERS, op},
     vfs::file_of_fd,
 };

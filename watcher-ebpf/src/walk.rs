@@ -1,6 +1,5 @@
-//! Turning a successful syscall into an event: decide whether the files it
-//! changed lie under a watched directory, and send hits to user space with
-//! the names the process passed and the files' paths.
+//! The walks that decide whether the files a syscall changed lie under a
+//! watched directory, and that write the paths of those that do.
 //!
 //! A file is found one of two ways. When the syscall has it open (an open's
 //! new fd, an fd operation, a close) the walk starts at its dentry. When it
@@ -12,93 +11,38 @@
 //! the way to each watch. Every step of both is a `bpf_loop` callback, so
 //! the verifier checks each once.
 
-use core::{ffi::c_void, mem::MaybeUninit, ptr};
+use core::{ffi::c_void, ptr};
 
-use aya_ebpf::{
-    bindings::bpf_dynptr,
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_ktime_get_boot_ns,
-        generated::{
-            bpf_dynptr_write, bpf_loop, bpf_probe_read_kernel, bpf_probe_read_user_str,
-            bpf_ringbuf_discard_dynptr, bpf_ringbuf_reserve_dynptr, bpf_ringbuf_submit_dynptr,
-        },
-    },
-};
+use aya_ebpf::helpers::generated::{bpf_loop, bpf_probe_read_kernel, bpf_probe_read_user_str};
 use watcher_common::{
-    CMDLINE_MAX, EVENT_HEADER_LEN, EdgeKey, EventBuf, KernelOffsets, MAX_WALK, NAME_MAX, PATH_MAX,
-    SUMMARY_SLOT, TASK_COMM_LEN, Target, UNDECIDED_SLOT, WATCH_NONE, WATCH_PREFIX_MAX,
-    event_status, match_mode, name_hash_step,
-    open_flags::{AT_FDCWD, FMODE_CREATED},
+    EdgeKey, EventBuf, KernelOffsets, MAX_WALK, NAME_MAX, PATH_MAX, WATCH_NONE, WATCH_PREFIX_MAX,
+    event_status, match_mode, name_hash_step, open_flags::AT_FDCWD,
 };
 
 use crate::{
+    account::mark_dirty,
     config::{kernel_offsets, match_mode},
-    maps::{DIRTY, EDGES, EVENTS, LOST, WATCH_DEVS, WATCH_INODES, WATCHES, op, scratch},
+    maps::{EDGES, WATCH_DEVS, WATCH_INODES, WATCHES, op, scratch},
     read::read_component,
     scratch::{
         END_FAILED, END_FOUND, END_NONE, END_TOP, FOUND, MISS, Op, PLACE, Scratch, TargetState,
         UNDECIDED,
     },
-    vfs::{Cursor, Step, TaskDir, file_mode, file_of_fd},
-    who,
+    vfs::{Cursor, Step, TaskDir, file_of_fd},
 };
 
-/// What [`emit`] needs besides the targets in [`Op`].
-pub struct Hit {
-    pub kind: u32,
-    pub syscall: u32,
-    pub flags: u64,
-    /// The syscall's return value: the new fd for opens.
-    pub ret: i64,
-    /// Decide only, send nothing (an open tracked for `close_write` whose
-    /// own kinds are not selected).
-    pub quiet: bool,
-    /// The syscall opened the first target's file: a hit is marked
-    /// `CREATED` when the open created it.
-    pub opened: bool,
+/// Decides about the first `len` targets of the [`Op`]: sets each one's
+/// `verdict`, and its `watch` when found.
+#[inline(always)]
+pub fn decide_targets(len: u32) {
+    unsafe { bpf_loop(len, decide_cb as *mut c_void, ptr::null_mut(), 0) };
 }
 
-/// Decides about every target of the [`Op`] and sends the event when one
-/// lies under a watch (or may). Returns the event's watch (`WATCH_NONE`
-/// when undecided), or `None` when it was no event.
+/// Writes the paths of the first `len` targets of the [`Op`] into the
+/// event data, after the names (exact mode only: it walks from `base`).
 #[inline(always)]
-pub fn emit(hit: &Hit) -> Result<Option<u32>, i64> {
-    let len = op().ok_or(0i64)?.len;
-    unsafe { bpf_loop(len, decide_cb as *mut c_void, ptr::null_mut(), 0) };
-    let op = op().ok_or(0i64)?;
-    let [first, second] = &op.targets;
-    let second_verdict = if op.len > 1 { second.verdict } else { MISS };
-    if first.verdict == MISS && second_verdict == MISS {
-        return Ok(None);
-    }
-    // The new name's watch, for a rename or link into or within a tree.
-    let watch = if second_verdict == FOUND {
-        second.watch
-    } else if first.verdict == FOUND {
-        first.watch
-    } else {
-        WATCH_NONE
-    };
-    if hit.quiet {
-        return Ok(Some(watch));
-    }
-    if op.name_deferred() {
-        read_name(0)?;
-    }
-    if first.verdict == UNDECIDED || second_verdict == UNDECIDED {
-        mark_dirty(UNDECIDED_SLOT);
-    }
-    // Read for hits only, not for every open on the machine.
-    let opened = if hit.opened { first.file } else { 0 };
-    if opened != 0 && file_mode(&kernel_offsets(), opened)? & FMODE_CREATED != 0 {
-        op.targets[0].status |= event_status::CREATED;
-    }
-    if match_mode() == match_mode::EXACT {
-        unsafe { bpf_loop(len, build_cb as *mut c_void, ptr::null_mut(), 0) };
-    }
-    send(hit, watch)?;
-    Ok(Some(watch))
+pub fn build_paths(len: u32) {
+    unsafe { bpf_loop(len, build_cb as *mut c_void, ptr::null_mut(), 0) };
 }
 
 /// The target `op.current`, the event data and where the target's name
@@ -154,7 +98,7 @@ extern "C" fn decide_cb(index: u64, _ctx: *mut c_void) -> i64 {
 /// has none or it cannot be read). Read at sys_exit: at sys_enter the page
 /// may not be faulted in yet.
 #[inline(always)]
-fn read_name(index: u32) -> Result<u32, i64> {
+pub fn read_name(index: u32) -> Result<u32, i64> {
     let s = scratch().ok_or(0i64)?;
     let start = name_start(&s.op, index);
     let target = s.op.targets.get_mut(index as usize).ok_or(0i64)?;
@@ -554,143 +498,4 @@ fn path_step(target: &mut TargetState, event: &mut EventBuf) -> Result<Step, i64
         None => target.complete = 0,
     }
     Ok(step)
-}
-
-#[inline(always)]
-fn send(hit: &Hit, watch_id: u32) -> Result<(), i64> {
-    // Before the header is filled: it resets the process part.
-    let _ = who::fill();
-    let s = scratch().ok_or(0i64)?;
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let uid_gid = bpf_get_current_uid_gid();
-    let header = &mut s.event.header;
-    header.time_ns = unsafe { bpf_ktime_get_boot_ns() };
-    header.kind = hit.kind;
-    header.syscall = hit.syscall;
-    header.pid = (pid_tgid >> 32) as u32;
-    header.tid = pid_tgid as u32;
-    header.uid = uid_gid as u32;
-    header.gid = (uid_gid >> 32) as u32;
-    header.flags = hit.flags;
-    header.ret = hit.ret;
-    header.watch_id = watch_id;
-    header.targets_len = s.op.len;
-    header.origin = s.op.origin;
-    header.comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
-    let [first, second] = &s.op.targets;
-    header.targets = [
-        target_header(first),
-        if s.op.len > 1 {
-            target_header(second)
-        } else {
-            Target::default()
-        },
-    ];
-    // Verifier: each length masked below PATH_MAX (the kernel keeps them
-    // below), so every part below is within its buffer.
-    let data_len: usize = header
-        .targets
-        .iter()
-        .map(|t| (t.name_len as usize & (PATH_MAX - 1)) + (t.path_len as usize & (PATH_MAX - 1)))
-        .sum();
-    let exe_len = header.process.exe_len as usize & (PATH_MAX - 1);
-    let cmdline_len = (header.process.cmdline_len as usize).min(CMDLINE_MAX);
-    let parts = [
-        (ptr::from_ref(header).cast(), EVENT_HEADER_LEN),
-        (s.event.data.as_ptr(), data_len),
-        (s.exe.as_ptr(), exe_len),
-        (s.cmdline.as_ptr(), cmdline_len),
-    ];
-    if output(parts).is_err() {
-        count_lost(if watch_id == WATCH_NONE {
-            UNDECIDED_SLOT
-        } else {
-            watch_id
-        });
-    }
-    Ok(())
-}
-
-/// Sends `parts` as one ring-buffer record. The record is reserved at its
-/// exact size through a dynptr (a plain reservation needs a size the
-/// verifier knows, and the parts live in different buffers), then written
-/// part by part; it is submitted, or discarded when the reservation failed
-/// (the verifier requires either).
-#[inline(always)]
-fn output(parts: [(*const u8, usize); 4]) -> Result<(), i64> {
-    let total: usize = parts.iter().map(|&(_, len)| len).sum();
-    let mut record = MaybeUninit::<bpf_dynptr>::uninit();
-    let ring = ptr::from_ref(&EVENTS).cast_mut().cast::<c_void>();
-    let reserved =
-        unsafe { bpf_ringbuf_reserve_dynptr(ring, total as u32, 0, record.as_mut_ptr()) };
-    if reserved != 0 {
-        unsafe { bpf_ringbuf_discard_dynptr(record.as_mut_ptr(), 0) };
-        return Err(reserved);
-    }
-    // One call per part, so that each pointer keeps its type for the
-    // verifier (one loaded from an array at a variable index would not).
-    let [a, b, c, d] = parts;
-    let write = |at: usize, (part, len): (*const u8, usize)| {
-        unsafe {
-            bpf_dynptr_write(
-                record.as_ptr(),
-                at as u32,
-                part.cast_mut().cast(),
-                len as u32,
-                0,
-            )
-        };
-        at + len
-    };
-    let at = write(0, a);
-    let at = write(at, b);
-    let at = write(at, c);
-    write(at, d);
-    unsafe { bpf_ringbuf_submit_dynptr(record.as_mut_ptr(), 0) };
-    Ok(())
-}
-
-#[inline(always)]
-fn target_header(t: &TargetState) -> Target {
-    Target {
-        status: t.status,
-        dfd: t.dfd as i32,
-        name_len: t.name_len,
-        path_len: t.path_len,
-        skip: t.skip,
-        _pad: 0,
-    }
-}
-
-/// Raises the flag of `slot`, unless an action of watcher made the
-/// change: its own job must not take it for a change (and the others get
-/// the event).
-#[inline(always)]
-fn mark_dirty(slot: u32) {
-    if op().is_some_and(|op| op.origin != 0) {
-        return;
-    }
-    // The watch's flag before the summary: user space clears the summary
-    // before it reads the flags, so a flag raised after its read raises
-    // the summary again for the next one.
-    for slot in [slot, SUMMARY_SLOT] {
-        if let Some(dirty) = DIRTY.get_ptr_mut(slot) {
-            // Only ever set to 1 here and to 0 by user space, so concurrent
-            // writers need no atomics; volatile, so the two stay in order.
-            unsafe { core::ptr::write_volatile(dirty, 1) };
-        }
-    }
-}
-
-#[inline(always)]
-fn count_lost(slot: u32) {
-    for slot in [slot, SUMMARY_SLOT] {
-        if let Some(slot) = LOST.get_ptr_mut(slot) {
-            // A plain increment is enough: the slot belongs to this CPU and
-            // syscall tracepoint programs neither nest nor get preempted
-            // (and the BPF target has no atomic read-modify-write in Rust's
-            // core).
-            unsafe { *slot += 1 };
-        }
-    }
 }
