@@ -24,6 +24,7 @@ use watcher_common::{
 use crate::{
     account::{count_lost, mark_dirty},
     config::{kernel_offsets, match_mode},
+    error::Error,
     maps::{EVENTS, op, scratch},
     scratch::{FOUND, MISS, TargetState, UNDECIDED},
     vfs::file_mode,
@@ -50,10 +51,10 @@ pub struct Hit {
 /// the event when one lies under a watch (or may). Returns the event's
 /// watch (`WATCH_NONE` when undecided), or `None` when it was no event.
 #[inline(always)]
-pub fn emit(hit: &Hit) -> Result<Option<u32>, i64> {
-    let len = op().ok_or(0i64)?.len;
+pub fn emit(hit: &Hit) -> Result<Option<u32>, Error> {
+    let len = op().ok_or(Error::NoScratch)?.len;
     decide_targets(len);
-    let op = op().ok_or(0i64)?;
+    let op = op().ok_or(Error::NoScratch)?;
     let [first, second] = &op.targets;
     let second_verdict = if op.len > 1 { second.verdict } else { MISS };
     if first.verdict == MISS && second_verdict == MISS {
@@ -89,10 +90,10 @@ pub fn emit(hit: &Hit) -> Result<Option<u32>, i64> {
 }
 
 #[inline(always)]
-fn send(hit: &Hit, watch_id: u32) -> Result<(), i64> {
+fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
     // Before the header is filled: it resets the process part.
     let _ = who::fill();
-    let s = scratch().ok_or(0i64)?;
+    let s = scratch().ok_or(Error::NoScratch)?;
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     let header = &mut s.event.header;
@@ -149,7 +150,7 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), i64> {
 /// part by part; it is submitted, or discarded when the reservation failed
 /// (the verifier requires either).
 #[inline(always)]
-fn output(parts: [(*const u8, usize); 4]) -> Result<(), i64> {
+fn output(parts: [(*const u8, usize); 4]) -> Result<(), Error> {
     let total: usize = parts.iter().map(|&(_, len)| len).sum();
     let mut record = MaybeUninit::<bpf_dynptr>::uninit();
     let ring = ptr::from_ref(&EVENTS).cast_mut().cast::<c_void>();
@@ -157,7 +158,7 @@ fn output(parts: [(*const u8, usize); 4]) -> Result<(), i64> {
         unsafe { bpf_ringbuf_reserve_dynptr(ring, total as u32, 0, record.as_mut_ptr()) };
     if reserved != 0 {
         unsafe { bpf_ringbuf_discard_dynptr(record.as_mut_ptr(), 0) };
-        return Err(reserved);
+        return Err(Error::Helper(reserved));
     }
     // One call per part, so that each pointer keeps its type for the
     // verifier (one loaded from an array at a variable index would not).

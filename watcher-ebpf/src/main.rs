@@ -6,6 +6,8 @@
 // From the bottom layer up: a module imports only modules declared above
 // it.
 
+// Why a program stops short of an event.
+mod error;
 // Reads of kernel memory, knowing no kernel struct.
 mod read;
 // Files, dentries and mounts, through the offsets from BTF.

@@ -5,10 +5,12 @@
 use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::bpf_probe_read_kernel_str};
 use watcher_common::NAME_MAX;
 
+use crate::error::Error;
+
 /// The `T` at kernel address `base + offset`.
 #[inline(always)]
-pub fn read<T>(base: u64, offset: u32) -> Result<T, i64> {
-    unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) }.map_err(i64::from)
+pub fn read<T>(base: u64, offset: u32) -> Result<T, Error> {
+    unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) }.map_err(Error::helper)
 }
 
 /// Copies the dentry name at kernel address `name`, with its NUL, to

@@ -8,11 +8,11 @@
 use aya_ebpf::helpers::generated::bpf_get_current_task;
 use watcher_common::{InodeKey, KernelOffsets};
 
-use crate::read::read;
+use crate::{error::Error, read::read};
 
 /// The current task's descriptor table.
 #[inline(always)]
-fn fd_table(off: &KernelOffsets) -> Result<u64, i64> {
+fn fd_table(off: &KernelOffsets) -> Result<u64, Error> {
     let task = unsafe { bpf_get_current_task() };
     let files: u64 = read(task, off.task_files)?;
     read(files, off.files_fdt)
@@ -20,17 +20,17 @@ fn fd_table(off: &KernelOffsets) -> Result<u64, i64> {
 
 /// How many descriptors the current task's table has room for.
 #[inline(always)]
-pub fn fd_table_size(off: &KernelOffsets) -> Result<u32, i64> {
+pub fn fd_table_size(off: &KernelOffsets) -> Result<u32, Error> {
     read(fd_table(off)?, off.fdtable_max_fds)
 }
 
 /// The `struct file` behind `fd` in the current task's descriptor table.
 #[inline(always)]
-pub fn file_of_fd(off: &KernelOffsets, fd: i64) -> Result<u64, i64> {
+pub fn file_of_fd(off: &KernelOffsets, fd: i64) -> Result<u64, Error> {
     let fdt = fd_table(off)?;
     let max_fds: u32 = read(fdt, off.fdtable_max_fds)?;
     if fd < 0 || fd >= i64::from(max_fds) {
-        return Err(0);
+        return Err(Error::BadFd);
     }
     let fds: u64 = read(fdt, off.fdtable_fd)?;
     read(fds + fd as u64 * 8, 0)
@@ -38,7 +38,7 @@ pub fn file_of_fd(off: &KernelOffsets, fd: i64) -> Result<u64, i64> {
 
 /// The `file.f_mode` bits.
 #[inline(always)]
-pub fn file_mode(off: &KernelOffsets, file: u64) -> Result<u32, i64> {
+pub fn file_mode(off: &KernelOffsets, file: u64) -> Result<u32, Error> {
     read(file, off.file_mode)
 }
 
@@ -76,7 +76,7 @@ pub enum Step {
 impl Cursor {
     /// At the opened file.
     #[inline(always)]
-    pub fn of_file(off: &KernelOffsets, file: u64) -> Result<Self, i64> {
+    pub fn of_file(off: &KernelOffsets, file: u64) -> Result<Self, Error> {
         let vfsmount: u64 = read(file, off.file_path_mnt)?;
         let dentry: u64 = read(file, off.file_path_dentry)?;
         Self::at(off, dentry, vfsmount - u64::from(off.mount_mnt))
@@ -91,7 +91,7 @@ impl Cursor {
 
     /// At the current task's root or working directory.
     #[inline(always)]
-    pub fn of_task(off: &KernelOffsets, which: TaskDir) -> Result<Self, i64> {
+    pub fn of_task(off: &KernelOffsets, which: TaskDir) -> Result<Self, Error> {
         let task = unsafe { bpf_get_current_task() };
         let fs: u64 = read(task, off.task_fs)?;
         let path = fs
@@ -105,7 +105,7 @@ impl Cursor {
     }
 
     #[inline(always)]
-    fn at(off: &KernelOffsets, dentry: u64, mount: u64) -> Result<Self, i64> {
+    fn at(off: &KernelOffsets, dentry: u64, mount: u64) -> Result<Self, Error> {
         let root: u64 = read(mount, off.mount_mnt + off.vfsmount_root)?;
         let sb: u64 = read(dentry, off.dentry_sb)?;
         let dev: u32 = read(sb, off.super_block_dev)?;
@@ -127,7 +127,7 @@ impl Cursor {
 
     /// This dentry's identity, as `WATCH_INODES` and `EDGES` know it.
     #[inline(always)]
-    pub fn key(&self, off: &KernelOffsets) -> Result<InodeKey, i64> {
+    pub fn key(&self, off: &KernelOffsets) -> Result<InodeKey, Error> {
         let inode: u64 = read(self.dentry, off.dentry_inode)?;
         Ok(InodeKey {
             dev: self.dev,
@@ -138,7 +138,7 @@ impl Cursor {
 
     /// The kernel pointer to this dentry's name (NUL-terminated).
     #[inline(always)]
-    pub fn name(&self, off: &KernelOffsets) -> Result<u64, i64> {
+    pub fn name(&self, off: &KernelOffsets) -> Result<u64, Error> {
         read(self.dentry, off.dentry_name)
     }
 
@@ -150,7 +150,7 @@ impl Cursor {
     }
 
     #[inline(always)]
-    pub fn up(&mut self, off: &KernelOffsets) -> Result<Step, i64> {
+    pub fn up(&mut self, off: &KernelOffsets) -> Result<Step, Error> {
         if self.dentry == self.root {
             let parent: u64 = read(self.mount, off.mount_parent)?;
             if parent == self.mount {

@@ -22,6 +22,7 @@ use watcher_common::{
 use crate::{
     account::mark_dirty,
     config::{kernel_offsets, match_mode},
+    error::Error,
     maps::{EDGES, WATCH_DEVS, WATCH_INODES, WATCHES, op, scratch},
     read::read_component,
     scratch::{
@@ -98,10 +99,13 @@ extern "C" fn decide_cb(index: u64, _ctx: *mut c_void) -> i64 {
 /// has none or it cannot be read). Read at sys_exit: at sys_enter the page
 /// may not be faulted in yet.
 #[inline(always)]
-pub fn read_name(index: u32) -> Result<u32, i64> {
-    let s = scratch().ok_or(0i64)?;
+pub fn read_name(index: u32) -> Result<u32, Error> {
+    let s = scratch().ok_or(Error::NoScratch)?;
     let start = name_start(&s.op, index);
-    let target = s.op.targets.get_mut(index as usize).ok_or(0i64)?;
+    let target =
+        s.op.targets
+            .get_mut(index as usize)
+            .ok_or(Error::NoScratch)?;
     if target.name == 0 {
         return Ok(0);
     }
@@ -115,14 +119,14 @@ pub fn read_name(index: u32) -> Result<u32, i64> {
 }
 
 #[inline(always)]
-fn decide(index: u32) -> Result<u32, i64> {
+fn decide(index: u32) -> Result<u32, Error> {
     let off = kernel_offsets();
-    let name_len = if op().ok_or(0i64)?.name_deferred() {
+    let name_len = if op().ok_or(Error::NoScratch)?.name_deferred() {
         0
     } else {
         read_name(index)?
     };
-    let (target, event, start) = current().ok_or(0i64)?;
+    let (target, event, start) = current().ok_or(Error::NoScratch)?;
     if target.file == 0 && name_len == 0 {
         // AT_EMPTY_PATH (or a null name, utimensat): the file dfd is on.
         target.file = file_of_fd(&off, target.dfd)?;
@@ -141,19 +145,19 @@ fn decide(index: u32) -> Result<u32, i64> {
         target.status |= event_status::BASE;
         next_component(target);
         unsafe { bpf_loop(name_len + 1, lead_cb as *mut c_void, ptr::null_mut(), 0) };
-        let (target, ..) = current().ok_or(0i64)?;
+        let (target, ..) = current().ok_or(Error::NoScratch)?;
         target.at = target.base;
         unsafe { bpf_loop(target.ups, up_cb as *mut c_void, ptr::null_mut(), 0) };
-        let (target, ..) = current().ok_or(0i64)?;
+        let (target, ..) = current().ok_or(Error::NoScratch)?;
         target.base = target.at;
     }
 
-    let (target, ..) = current().ok_or(0i64)?;
+    let (target, ..) = current().ok_or(Error::NoScratch)?;
     target.at = target.base;
     unsafe { bpf_loop(MAX_WALK, find_watch_cb as *mut c_void, ptr::null_mut(), 0) };
 
     if by_name {
-        let (target, ..) = current().ok_or(0i64)?;
+        let (target, ..) = current().ok_or(Error::NoScratch)?;
         target.node = target.base.key(&off)?;
         target.on_edge = 1;
         next_component(target);
@@ -161,7 +165,7 @@ fn decide(index: u32) -> Result<u32, i64> {
         unsafe { bpf_loop(rest + 1, descend_cb as *mut c_void, ptr::null_mut(), 0) };
     }
 
-    let (target, ..) = current().ok_or(0i64)?;
+    let (target, ..) = current().ok_or(Error::NoScratch)?;
     Ok(if target.status & event_status::LEXICAL != 0 {
         PLACE
     } else {
@@ -290,7 +294,7 @@ fn on_watched_device(at: &Cursor) -> bool {
 
 /// The watch whose directory `at` is, if any.
 #[inline(always)]
-fn watch_at(at: &Cursor, off: &KernelOffsets) -> Result<Option<u32>, i64> {
+fn watch_at(at: &Cursor, off: &KernelOffsets) -> Result<Option<u32>, Error> {
     let key = at.key(off)?;
     Ok(unsafe { WATCH_INODES.get(&key) }.copied())
 }
@@ -394,11 +398,14 @@ fn met_watch(target: &mut TargetState, watch: u32) {
 /// Without BTF: an absolute name is matched by prefix; a relative one (or
 /// a bare fd) goes to user space, which places it.
 #[inline(always)]
-fn decide_by_prefix(index: u32) -> Result<u32, i64> {
+fn decide_by_prefix(index: u32) -> Result<u32, Error> {
     let name_len = read_name(index)?;
-    let s = scratch().ok_or(0i64)?;
+    let s = scratch().ok_or(Error::NoScratch)?;
     let start = name_start(&s.op, index);
-    let target = s.op.targets.get_mut(index as usize).ok_or(0i64)?;
+    let target =
+        s.op.targets
+            .get_mut(index as usize)
+            .ok_or(Error::NoScratch)?;
     if name_len == 0 || name_byte(target, &s.event, start, 0) != b'/' {
         target.status |= event_status::RELATIVE;
         return Ok(PLACE);
@@ -475,7 +482,7 @@ extern "C" fn build_path_cb(_index: u64, _ctx: *mut c_void) -> i64 {
 }
 
 #[inline(always)]
-fn path_step(target: &mut TargetState, event: &mut EventBuf) -> Result<Step, i64> {
+fn path_step(target: &mut TargetState, event: &mut EventBuf) -> Result<Step, Error> {
     let off = kernel_offsets();
     if let Some(id) = watch_at(&target.at, &off)? {
         mark_dirty(id);

@@ -14,6 +14,7 @@ use watcher_common::{
 
 use crate::{
     config::{kernel_offsets, match_mode},
+    error::Error,
     maps::scratch,
     read::{read, read_component},
     vfs::{Cursor, Step},
@@ -21,8 +22,8 @@ use crate::{
 
 /// Fills the scratch event's [`Process`], executable and command line.
 #[inline(always)]
-pub fn fill() -> Result<(), i64> {
-    let s = scratch().ok_or(0i64)?;
+pub fn fill() -> Result<(), Error> {
+    let s = scratch().ok_or(Error::NoScratch)?;
     let p = &mut s.event.header.process;
     *p = Process {
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
@@ -60,8 +61,8 @@ pub fn fill() -> Result<(), i64> {
 
 /// The arguments, each ended by a NUL, from the process's own memory.
 #[inline(always)]
-fn command_line(off: &KernelOffsets, mm: u64) -> Result<(), i64> {
-    let s = scratch().ok_or(0i64)?;
+fn command_line(off: &KernelOffsets, mm: u64) -> Result<(), Error> {
+    let s = scratch().ok_or(Error::NoScratch)?;
     let start: u64 = read(mm, off.mm_arg_start)?;
     let end: u64 = read(mm, off.mm_arg_end)?;
     let mut len = end.saturating_sub(start) as usize;
@@ -70,8 +71,9 @@ fn command_line(off: &KernelOffsets, mm: u64) -> Result<(), i64> {
         s.event.header.process.status |= proc_status::CMDLINE_TRUNCATED;
     }
     // `.get_mut()` shows the verifier the length is within the buffer.
-    let dst = s.cmdline.get_mut(..len).ok_or(0i64)?;
-    if unsafe { bpf_probe_read_user_buf(start as *const u8, dst) }.is_ok() {
+    if let Some(dst) = s.cmdline.get_mut(..len)
+        && unsafe { bpf_probe_read_user_buf(start as *const u8, dst) }.is_ok()
+    {
         s.event.header.process.cmdline_len = len as u32;
     }
     Ok(())
@@ -80,8 +82,8 @@ fn command_line(off: &KernelOffsets, mm: u64) -> Result<(), i64> {
 /// The executable's path, as components from the file up (as events'
 /// paths), walked as the changed files are.
 #[inline(always)]
-fn executable(off: &KernelOffsets, mm: u64) -> Result<(), i64> {
-    let s = scratch().ok_or(0i64)?;
+fn executable(off: &KernelOffsets, mm: u64) -> Result<(), Error> {
+    let s = scratch().ok_or(Error::NoScratch)?;
     let file: u64 = read(mm, off.mm_exe_file)?;
     if file == 0 {
         return Ok(());
@@ -101,7 +103,7 @@ fn executable(off: &KernelOffsets, mm: u64) -> Result<(), i64> {
             0,
         )
     };
-    let s = scratch().ok_or(0i64)?;
+    let s = scratch().ok_or(Error::NoScratch)?;
     let p = &mut s.event.header.process;
     p.exe_len = s.exe_walk.len;
     if s.exe_walk.top == 0 || s.exe_walk.complete == 0 {
@@ -124,7 +126,7 @@ fn executable(off: &KernelOffsets, mm: u64) -> Result<(), i64> {
 /// pointers the program dereferences: the verifier has no bound to check,
 /// and a wrong one fails the read.
 #[inline(always)]
-fn exe_deleted(off: &KernelOffsets, dentry: u64) -> Result<bool, i64> {
+fn exe_deleted(off: &KernelOffsets, dentry: u64) -> Result<bool, Error> {
     let pprev: u64 = read(dentry, off.dentry_hash_pprev)?;
     if pprev != 0 {
         return Ok(false);
