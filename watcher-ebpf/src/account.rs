@@ -19,8 +19,10 @@ pub fn mark_dirty(slot: u32) {
     // the summary again for the next one.
     for slot in [slot, SUMMARY_SLOT] {
         if let Some(dirty) = DIRTY.get_ptr_mut(slot) {
-            // Only ever set to 1 here and to 0 by user space, so concurrent
-            // writers need no atomics; volatile, so the two stay in order.
+            // SAFETY: a pointer to a map value, valid and aligned while the
+            // program runs. Only ever set to 1 here and to 0 by user space,
+            // so concurrent writers need no atomics; volatile, so the two
+            // stay in order.
             unsafe { core::ptr::write_volatile(dirty, 1) };
         }
     }
@@ -31,10 +33,11 @@ pub fn mark_dirty(slot: u32) {
 pub fn count_lost(slot: u32) {
     for slot in [slot, SUMMARY_SLOT] {
         if let Some(slot) = LOST.get_ptr_mut(slot) {
-            // A plain increment is enough: the slot belongs to this CPU and
-            // syscall tracepoint programs neither nest nor get preempted
-            // (and the BPF target has no atomic read-modify-write in Rust's
-            // core).
+            // SAFETY: a pointer to this CPU's map value, valid and aligned
+            // while the program runs. A plain increment is enough: the slot
+            // belongs to this CPU and syscall tracepoint programs neither
+            // nest nor get preempted (and the BPF target has no atomic
+            // read-modify-write in Rust's core).
             unsafe { *slot += 1 };
         }
     }

@@ -97,6 +97,7 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     let header = &mut s.event.header;
+    // SAFETY: a helper without arguments.
     header.time_ns = unsafe { bpf_ktime_get_boot_ns() };
     header.kind = hit.kind;
     header.syscall = hit.syscall;
@@ -120,7 +121,10 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
         },
     ];
     // Verifier: each length masked below PATH_MAX (the kernel keeps them
-    // below), so every part below is within its buffer.
+    // below), so every part below is within its buffer: the header's size,
+    // four lengths under PATH_MAX in `data` (4 * PATH_MAX + NAME_MAX
+    // bytes), one under PATH_MAX in `exe` (PATH_MAX + NAME_MAX) and at most
+    // CMDLINE_MAX in `cmdline` (CMDLINE_MAX).
     let data_len: usize = header
         .targets
         .iter()
@@ -134,7 +138,8 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
         (s.exe.as_ptr(), exe_len),
         (s.cmdline.as_ptr(), cmdline_len),
     ];
-    if output(parts).is_err() {
+    // SAFETY: each part is readable for its length, as said above.
+    if unsafe { output(parts) }.is_err() {
         count_lost(if watch_id == WATCH_NONE {
             UNDECIDED_SLOT
         } else {
@@ -149,14 +154,22 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
 /// verifier knows, and the parts live in different buffers), then written
 /// part by part; it is submitted, or discarded when the reservation failed
 /// (the verifier requires either).
+///
+/// # Safety
+///
+/// Each part must be readable for its length.
 #[inline(always)]
-fn output(parts: [(*const u8, usize); 4]) -> Result<(), Error> {
+unsafe fn output(parts: [(*const u8, usize); 4]) -> Result<(), Error> {
     let total: usize = parts.iter().map(|&(_, len)| len).sum();
     let mut record = MaybeUninit::<bpf_dynptr>::uninit();
     let ring = ptr::from_ref(&EVENTS).cast_mut().cast::<c_void>();
+    // SAFETY: `ring` is the ring-buffer map (the loader relocates its
+    // address), and `record` is room for the dynptr the helper sets up.
     let reserved =
         unsafe { bpf_ringbuf_reserve_dynptr(ring, total as u32, 0, record.as_mut_ptr()) };
     if reserved != 0 {
+        // SAFETY: the helper set `record` up even though it failed (to a
+        // null dynptr), and it is released once, here.
         unsafe { bpf_ringbuf_discard_dynptr(record.as_mut_ptr(), 0) };
         return Err(Error::Helper(reserved));
     }
@@ -164,6 +177,9 @@ fn output(parts: [(*const u8, usize); 4]) -> Result<(), Error> {
     // verifier (one loaded from an array at a variable index would not).
     let [a, b, c, d] = parts;
     let write = |at: usize, (part, len): (*const u8, usize)| {
+        // SAFETY: `record` was set up by the reservation, `part` is
+        // readable for `len` bytes (the caller's promise), and the helper
+        // fails rather than write past the record's end.
         unsafe {
             bpf_dynptr_write(
                 record.as_ptr(),
@@ -179,6 +195,7 @@ fn output(parts: [(*const u8, usize); 4]) -> Result<(), Error> {
     let at = write(at, b);
     let at = write(at, c);
     write(at, d);
+    // SAFETY: `record` was reserved above and is released once, here.
     unsafe { bpf_ringbuf_submit_dynptr(record.as_mut_ptr(), 0) };
     Ok(())
 }

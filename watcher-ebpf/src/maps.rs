@@ -113,8 +113,9 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 /// This CPU's [`Scratch`].
 #[inline(always)]
 pub fn scratch() -> Option<&'static mut Scratch> {
-    // SAFETY: per-CPU map value, and tracepoint programs run with
-    // preemption disabled and do not nest, so nobody else uses it now.
+    // SAFETY: a pointer to this CPU's map value, valid and aligned while
+    // the program runs; tracepoint programs run with preemption disabled
+    // and do not nest, so no other reference to it is in use now.
     SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
 }
 

@@ -13,6 +13,8 @@ use crate::{error::Error, read::read};
 /// The current task's descriptor table.
 #[inline(always)]
 fn fd_table(off: &KernelOffsets) -> Result<u64, Error> {
+    // SAFETY: a helper without arguments; the task is only a number
+    // handed to `read`.
     let task = unsafe { bpf_get_current_task() };
     let files: u64 = read(task, off.task_files)?;
     read(files, off.files_fdt)
@@ -92,6 +94,8 @@ impl Cursor {
     /// At the current task's root or working directory.
     #[inline(always)]
     pub fn of_task(off: &KernelOffsets, which: TaskDir) -> Result<Self, Error> {
+        // SAFETY: a helper without arguments; the task is only a number
+        // handed to `read`.
         let task = unsafe { bpf_get_current_task() };
         let fs: u64 = read(task, off.task_fs)?;
         let path = fs

@@ -36,6 +36,8 @@ use crate::{
 /// `verdict`, and its `watch` when found.
 #[inline(always)]
 pub fn decide_targets(len: u32) {
+    // SAFETY: `decide_cb` has the signature `bpf_loop` calls, and takes no
+    // context, so the null one is never read.
     unsafe { bpf_loop(len, decide_cb as *mut c_void, ptr::null_mut(), 0) };
 }
 
@@ -43,6 +45,8 @@ pub fn decide_targets(len: u32) {
 /// event data, after the names (exact mode only: it walks from `base`).
 #[inline(always)]
 pub fn build_paths(len: u32) {
+    // SAFETY: `build_cb` has the signature `bpf_loop` calls, and takes no
+    // context, so the null one is never read.
     unsafe { bpf_loop(len, build_cb as *mut c_void, ptr::null_mut(), 0) };
 }
 
@@ -110,7 +114,12 @@ pub fn read_name(index: u32) -> Result<u32, Error> {
         return Ok(0);
     }
     // Verifier: the start is below PATH_MAX and PATH_MAX more bytes fit.
+    // SAFETY: masked below PATH_MAX, the offset is inside `data` (4 *
+    // PATH_MAX + NAME_MAX bytes).
     let dst = unsafe { s.event.data.as_mut_ptr().add(start & (PATH_MAX - 1)) };
+    // SAFETY: the helper writes at most PATH_MAX bytes, which fit in `data`
+    // after `dst`, and checks the user address itself (a bad one fails the
+    // read, it never faults).
     let n =
         unsafe { bpf_probe_read_user_str(dst.cast(), PATH_MAX as u32, target.name as *const _) };
     let len = if n > 0 { n as u32 - 1 } else { 0 };
@@ -144,9 +153,13 @@ fn decide(index: u32) -> Result<u32, Error> {
     if by_name {
         target.status |= event_status::BASE;
         next_component(target);
+        // SAFETY: `lead_cb` has the signature `bpf_loop` calls, and takes no
+        // context, so the null one is never read.
         unsafe { bpf_loop(name_len + 1, lead_cb as *mut c_void, ptr::null_mut(), 0) };
         let (target, ..) = current().ok_or(Error::NoScratch)?;
         target.at = target.base;
+        // SAFETY: `up_cb` has the signature `bpf_loop` calls, and takes no
+        // context, so the null one is never read.
         unsafe { bpf_loop(target.ups, up_cb as *mut c_void, ptr::null_mut(), 0) };
         let (target, ..) = current().ok_or(Error::NoScratch)?;
         target.base = target.at;
@@ -154,6 +167,8 @@ fn decide(index: u32) -> Result<u32, Error> {
 
     let (target, ..) = current().ok_or(Error::NoScratch)?;
     target.at = target.base;
+    // SAFETY: `find_watch_cb` has the signature `bpf_loop` calls, and takes no
+    // context, so the null one is never read.
     unsafe { bpf_loop(MAX_WALK, find_watch_cb as *mut c_void, ptr::null_mut(), 0) };
 
     if by_name {
@@ -162,6 +177,8 @@ fn decide(index: u32) -> Result<u32, Error> {
         target.on_edge = 1;
         next_component(target);
         let rest = name_len.saturating_sub(target.skip);
+        // SAFETY: `descend_cb` has the signature `bpf_loop` calls, and takes no
+        // context, so the null one is never read.
         unsafe { bpf_loop(rest + 1, descend_cb as *mut c_void, ptr::null_mut(), 0) };
     }
 
@@ -289,6 +306,7 @@ extern "C" fn find_watch_cb(_index: u64, _ctx: *mut c_void) -> i64 {
 /// 0.15 s), so only the first walk asks, once per step.
 #[inline(always)]
 fn on_watched_device(at: &Cursor) -> bool {
+    // SAFETY: only whether the entry exists is used, not the reference.
     unsafe { WATCH_DEVS.get(at.dev()) }.is_some()
 }
 
@@ -296,6 +314,9 @@ fn on_watched_device(at: &Cursor) -> bool {
 #[inline(always)]
 fn watch_at(at: &Cursor, off: &KernelOffsets) -> Result<Option<u32>, Error> {
     let key = at.key(off)?;
+    // SAFETY: the value is copied out at once; an entry user space removes
+    // meanwhile stays readable while the program runs (RCU), so the copy is
+    // at worst stale.
     Ok(unsafe { WATCH_INODES.get(&key) }.copied())
 }
 
@@ -354,6 +375,9 @@ fn go_down(target: &mut TargetState, hash: u64) {
         parent: target.node,
         hash,
     };
+    // SAFETY: the edge is read at once; an entry user space removes
+    // meanwhile stays readable while the program runs (RCU), so it is at
+    // worst stale.
     match unsafe { EDGES.get(&key) } {
         Some(edge) => {
             target.node = edge.child;
@@ -380,6 +404,7 @@ fn at_last(target: &mut TargetState, hash: u64) {
         parent: target.node,
         hash,
     };
+    // SAFETY: as in `go_down`.
     if let Some(edge) = unsafe { EDGES.get(&key) } {
         if edge.watch != WATCH_NONE {
             met_watch(target, edge.watch);
@@ -412,8 +437,12 @@ fn decide_by_prefix(index: u32) -> Result<u32, Error> {
     }
     // The LPM key is the name's first WATCH_PREFIX_MAX bytes; bytes past
     // `prefix_len` are never compared.
+    // SAFETY: masked below PATH_MAX, the offset is inside `data` (4 *
+    // PATH_MAX + NAME_MAX bytes).
     let src = unsafe { s.event.data.as_ptr().add(start & (PATH_MAX - 1)) };
     let dst = s.key.data.as_mut_ptr();
+    // SAFETY: `dst` is the key's WATCH_PREFIX_MAX bytes, and as many are
+    // readable at `src` (PATH_MAX of `data` follow it).
     unsafe { bpf_probe_read_kernel(dst.cast(), WATCH_PREFIX_MAX as u32, src.cast()) };
     s.key.prefix_len = (name_len.min(WATCH_PREFIX_MAX as u32)) * 8;
     let Some(&watch) = WATCHES.get(&s.key) else {
@@ -451,6 +480,8 @@ extern "C" fn build_cb(index: u64, _ctx: *mut c_void) -> i64 {
     target.complete = 1;
     target.end = END_NONE;
     target.at = target.base;
+    // SAFETY: `build_path_cb` has the signature `bpf_loop` calls, and takes no
+    // context, so the null one is never read.
     unsafe { bpf_loop(MAX_WALK, build_path_cb as *mut c_void, ptr::null_mut(), 0) };
     if let Some((target, ..)) = current() {
         if target.end != END_TOP || target.complete == 0 {
@@ -500,7 +531,8 @@ fn path_step(target: &mut TargetState, event: &mut EventBuf) -> Result<Step, Err
     // stays inside `data` (4 * PATH_MAX + NAME_MAX) whatever the values;
     // the checks above keep them right.
     let at = (target.path_start as usize + target.path_len as usize) & (4 * PATH_MAX - 1);
-    match read_component(unsafe { event.data.as_mut_ptr().add(at) }, name) {
+    // SAFETY: as above, `at` and NAME_MAX bytes after it are inside `data`.
+    match unsafe { read_component(event.data.as_mut_ptr().add(at), name) } {
         Some(n) => target.path_len += n,
         None => target.complete = 0,
     }

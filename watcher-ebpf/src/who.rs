@@ -26,6 +26,7 @@ pub fn fill() -> Result<(), Error> {
     let s = scratch().ok_or(Error::NoScratch)?;
     let p = &mut s.event.header.process;
     *p = Process {
+        // SAFETY: a helper without arguments.
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         loginuid: u32::MAX,
         ..Process::default()
@@ -34,6 +35,8 @@ pub fn fill() -> Result<(), Error> {
         return Ok(());
     }
     let off = kernel_offsets();
+    // SAFETY: a helper without arguments; the task is only a number
+    // handed to `read`.
     let task = unsafe { bpf_get_current_task() };
     let parent: u64 = read(task, off.task_real_parent)?;
     p.ppid = read(parent, off.task_tgid)?;
@@ -72,6 +75,8 @@ fn command_line(off: &KernelOffsets, mm: u64) -> Result<(), Error> {
     }
     // `.get_mut()` shows the verifier the length is within the buffer.
     if let Some(dst) = s.cmdline.get_mut(..len)
+        // SAFETY: the helper writes `dst`, a slice, and checks the user
+        // address itself (a bad one fails the read, it never faults).
         && unsafe { bpf_probe_read_user_buf(start as *const u8, dst) }.is_ok()
     {
         s.event.header.process.cmdline_len = len as u32;
@@ -95,6 +100,8 @@ fn executable(off: &KernelOffsets, mm: u64) -> Result<(), Error> {
     s.exe_walk.len = 0;
     s.exe_walk.complete = 1;
     s.exe_walk.top = 0;
+    // SAFETY: `exe_cb` has the signature `bpf_loop` calls, and takes no
+    // context, so the null one is never read.
     unsafe {
         bpf_loop(
             watcher_common::MAX_WALK,
@@ -162,7 +169,8 @@ extern "C" fn exe_cb(_index: u64, _ctx: *mut c_void) -> i64 {
     // written there stays inside the EXE_BUF_LEN buffer.
     let at = w.len as usize & (PATH_MAX - 1);
     const _: () = assert!(EXE_BUF_LEN >= PATH_MAX + NAME_MAX);
-    match read_component(unsafe { s.exe.as_mut_ptr().add(at) }, name) {
+    // SAFETY: as above, `at` and NAME_MAX bytes after it are inside `exe`.
+    match unsafe { read_component(s.exe.as_mut_ptr().add(at), name) } {
         Some(n) => w.len += n,
         None => w.complete = 0,
     }

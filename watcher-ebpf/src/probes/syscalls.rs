@@ -50,6 +50,8 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
 /// The syscall number of a `sys_enter_*` or `sys_exit_*` record.
 #[inline(always)]
 fn syscall_nr(ctx: &TracePointContext) -> Result<u32, Error> {
+    // SAFETY: the helper behind `read_at` fails rather than faults on a bad
+    // address, and any bytes are a valid integer.
     unsafe { ctx.read_at::<i32>(tp_offsets().syscall_nr as usize) }
         .map(|nr| nr as u32)
         .map_err(Error::helper)
@@ -67,6 +69,8 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
     if spec.select & event_mask() == 0 {
         return Ok(());
     }
+    // SAFETY: the helper behind `read_at` fails rather than faults on a bad
+    // address, and any bytes are a valid array of integers.
     let record =
         unsafe { ctx.read_at::<[u64; SYSCALL_RECORD_LEN / 8]>(0) }.map_err(Error::helper)?;
     let mut stash = Stash {
@@ -82,6 +86,7 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
         // a mask; read back through a volatile load, the masked index
         // keeps its bound.
         let index = slot & (SYSCALL_RECORD_LEN / 8 - 1);
+        // SAFETY: a reference to a local is valid and aligned.
         let index = unsafe { core::ptr::read_volatile(&index) };
         let word = if slot < record.len() {
             record.get(index)
@@ -111,6 +116,7 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
                 tgid,
                 fd: stash.args[role::FD] as u32,
             };
+            // SAFETY: only whether the entry exists is used, not the reference.
             if unsafe { WRITE_FDS.get(&key) }.is_none() {
                 return Ok(());
             }
@@ -132,7 +138,9 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
 #[inline(always)]
 fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: the value is copied out before the entry is removed.
+    // SAFETY: the value is copied out before the entry is removed; the key
+    // is this thread's, which nothing else writes now, and any bytes are a
+    // valid `Stash` (integers), should an eviction have reused the entry.
     let stash = *unsafe { STASH.get(&pid_tgid) }.ok_or(Error::NotStashed)?;
     let _ = STASH.remove(&pid_tgid);
     let nr = syscall_nr(ctx)?;
@@ -141,6 +149,8 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
     if stash.nr != nr {
         return Ok(());
     }
+    // SAFETY: the helper behind `read_at` fails rather than faults on a bad
+    // address, and any bytes are a valid integer.
     let ret =
         unsafe { ctx.read_at::<i64>(tp_offsets().exit_ret as usize) }.map_err(Error::helper)?;
     if ret < 0 {
@@ -168,6 +178,8 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
     match spec.shape {
         shape::OPEN | shape::OPEN_HOW => {
             if spec.shape == shape::OPEN_HOW {
+                // SAFETY: the helper fails rather than faults on a bad user
+                // address, and any bytes are a valid integer.
                 flags =
                     unsafe { bpf_probe_read_user(flags as *const u64) }.map_err(Error::helper)?;
             }
