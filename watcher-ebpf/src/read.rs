@@ -21,17 +21,22 @@ pub fn read<T: Plain>(base: u64, offset: u32) -> Result<T, Error> {
     unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) }.map_err(Error::helper)
 }
 
-/// Copies the dentry name at kernel address `name`, with its NUL, to
-/// `dst`; the bytes written.
-///
-/// # Safety
-///
-/// `dst` must be valid for writes of `NAME_MAX` bytes.
+/// Copies the dentry name at kernel address `name`, with its NUL, into
+/// `buf` at `at & MASK`; the bytes written. Verifier: masked, the offset
+/// has a bound it can check, whatever `at` is; `MASK + NAME_MAX` must fit
+/// in `buf`, which the compiler checks.
 #[inline(always)]
-pub unsafe fn read_component(dst: *mut u8, name: u64) -> Option<u32> {
-    // SAFETY: the helper writes at most `NAME_MAX` bytes, for which the
-    // caller guarantees room at `dst`, and checks the address `name`
-    // itself (a bad one fails the read, it never faults).
+pub fn read_component<const N: usize, const MASK: usize>(
+    buf: &mut [u8; N],
+    at: usize,
+    name: u64,
+) -> Option<u32> {
+    const { assert!(MASK + NAME_MAX <= N) };
+    // SAFETY: `at & MASK` is at most MASK, so inside `buf`.
+    let dst = unsafe { buf.as_mut_ptr().add(at & MASK) };
+    // SAFETY: the helper writes at most NAME_MAX bytes, which fit in `buf`
+    // after `dst` (asserted above), and checks the address `name` itself
+    // (a bad one fails the read, it never faults).
     let n = unsafe { bpf_probe_read_kernel_str(dst.cast(), NAME_MAX as u32, name as *const _) };
     (n > 0).then_some(n as u32)
 }

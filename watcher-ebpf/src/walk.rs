@@ -530,9 +530,8 @@ fn path_step(target: &mut TargetState, event: &mut EventBuf) -> Result<Step, Err
     // Verifier: masked below 4 * PATH_MAX, so a component written there
     // stays inside `data` (4 * PATH_MAX + NAME_MAX) whatever the values;
     // the checks above keep them right.
-    let at = (target.path_start as usize + target.path_len as usize) & (4 * PATH_MAX - 1);
-    // SAFETY: as above, `at` and NAME_MAX bytes after it are inside `data`.
-    match unsafe { read_component(event.data.as_mut_ptr().add(at), name) } {
+    let at = target.path_start as usize + target.path_len as usize;
+    match read_component::<_, { 4 * PATH_MAX - 1 }>(&mut event.data, at, name) {
         Some(n) => target.path_len += n,
         None => target.complete = 0,
     }

@@ -9,7 +9,7 @@ use aya_ebpf::helpers::{
     generated::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_loop},
 };
 use watcher_common::{
-    CMDLINE_MAX, EXE_BUF_LEN, KernelOffsets, NAME_MAX, PATH_MAX, Process, match_mode, proc_status,
+    CMDLINE_MAX, KernelOffsets, NAME_MAX, PATH_MAX, Process, match_mode, proc_status,
 };
 
 use crate::{
@@ -167,10 +167,7 @@ extern "C" fn exe_cb(_index: u64, _ctx: *mut c_void) -> i64 {
     }
     // Verifier: masked below PATH_MAX, so a component (at most NAME_MAX)
     // written there stays inside the EXE_BUF_LEN buffer.
-    let at = w.len as usize & (PATH_MAX - 1);
-    const _: () = assert!(EXE_BUF_LEN >= PATH_MAX + NAME_MAX);
-    // SAFETY: as above, `at` and NAME_MAX bytes after it are inside `exe`.
-    match unsafe { read_component(s.exe.as_mut_ptr().add(at), name) } {
+    match read_component::<_, { PATH_MAX - 1 }>(&mut s.exe, w.len as usize, name) {
         Some(n) => w.len += n,
         None => w.complete = 0,
     }
