@@ -1,5 +1,12 @@
 //! Why a program stops short of an event.
 
+/// A helper failed, with this error code (a negative errno). What reads of
+/// kernel memory (`read`, `vfs`) fail with: those can fail no other way,
+/// and the bare code costs the verifier less than [`Error`] would there
+/// (a few hundred instructions more in `sys_exit`).
+#[derive(Clone, Copy)]
+pub struct HelperError(pub i64);
+
 /// Why a program stops short of an event. The programs return the same
 /// value to the kernel whatever it is; only a helper's failure is worth a
 /// debug line (`--bpf-log`), the others are the ordinary ways of not being
@@ -25,5 +32,12 @@ impl Error {
     #[inline(always)]
     pub fn helper(code: impl Into<i64>) -> Self {
         Self::Helper(code.into())
+    }
+}
+
+impl From<HelperError> for Error {
+    #[inline(always)]
+    fn from(HelperError(code): HelperError) -> Self {
+        Self::Helper(code)
     }
 }

@@ -5,7 +5,7 @@
 use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::bpf_probe_read_kernel_str};
 use watcher_common::NAME_MAX;
 
-use crate::error::Error;
+use crate::error::HelperError;
 
 /// What [`read`] reads: integers, of which any bytes are a valid value.
 pub trait Plain {}
@@ -14,11 +14,12 @@ impl Plain for u64 {}
 
 /// The `T` at kernel address `base + offset`.
 #[inline(always)]
-pub fn read<T: Plain>(base: u64, offset: u32) -> Result<T, Error> {
+pub fn read<T: Plain>(base: u64, offset: u32) -> Result<T, HelperError> {
     // SAFETY: the helper checks the address itself (a bad one fails the
     // read, it never faults), and any bytes it copies are a valid `T`
     // (an integer, see `Plain`).
-    unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) }.map_err(Error::helper)
+    unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) }
+        .map_err(|code| HelperError(code.into()))
 }
 
 /// Copies the dentry name at kernel address `name`, with its NUL, into

@@ -8,11 +8,14 @@
 use aya_ebpf::helpers::generated::bpf_get_current_task;
 use watcher_common::{InodeKey, KernelOffsets};
 
-use crate::{error::Error, read::read};
+use crate::{
+    error::{Error, HelperError},
+    read::read,
+};
 
 /// The current task's descriptor table.
 #[inline(always)]
-fn fd_table(off: &KernelOffsets) -> Result<u64, Error> {
+fn fd_table(off: &KernelOffsets) -> Result<u64, HelperError> {
     // SAFETY: a helper without arguments; the task is only a number
     // handed to `read`.
     let task = unsafe { bpf_get_current_task() };
@@ -22,7 +25,7 @@ fn fd_table(off: &KernelOffsets) -> Result<u64, Error> {
 
 /// How many descriptors the current task's table has room for.
 #[inline(always)]
-pub fn fd_table_size(off: &KernelOffsets) -> Result<u32, Error> {
+pub fn fd_table_size(off: &KernelOffsets) -> Result<u32, HelperError> {
     read(fd_table(off)?, off.fdtable_max_fds)
 }
 
@@ -35,12 +38,12 @@ pub fn file_of_fd(off: &KernelOffsets, fd: i64) -> Result<u64, Error> {
         return Err(Error::BadFd);
     }
     let fds: u64 = read(fdt, off.fdtable_fd)?;
-    read(fds + fd as u64 * 8, 0)
+    Ok(read(fds + fd as u64 * 8, 0)?)
 }
 
 /// The `file.f_mode` bits.
 #[inline(always)]
-pub fn file_mode(off: &KernelOffsets, file: u64) -> Result<u32, Error> {
+pub fn file_mode(off: &KernelOffsets, file: u64) -> Result<u32, HelperError> {
     read(file, off.file_mode)
 }
 
@@ -78,7 +81,7 @@ pub enum Step {
 impl Cursor {
     /// At the opened file.
     #[inline(always)]
-    pub fn of_file(off: &KernelOffsets, file: u64) -> Result<Self, Error> {
+    pub fn of_file(off: &KernelOffsets, file: u64) -> Result<Self, HelperError> {
         let vfsmount: u64 = read(file, off.file_path_mnt)?;
         let dentry: u64 = read(file, off.file_path_dentry)?;
         Self::at(off, dentry, vfsmount - u64::from(off.mount_mnt))
@@ -93,7 +96,7 @@ impl Cursor {
 
     /// At the current task's root or working directory.
     #[inline(always)]
-    pub fn of_task(off: &KernelOffsets, which: TaskDir) -> Result<Self, Error> {
+    pub fn of_task(off: &KernelOffsets, which: TaskDir) -> Result<Self, HelperError> {
         // SAFETY: a helper without arguments; the task is only a number
         // handed to `read`.
         let task = unsafe { bpf_get_current_task() };
@@ -109,7 +112,7 @@ impl Cursor {
     }
 
     #[inline(always)]
-    fn at(off: &KernelOffsets, dentry: u64, mount: u64) -> Result<Self, Error> {
+    fn at(off: &KernelOffsets, dentry: u64, mount: u64) -> Result<Self, HelperError> {
         let root: u64 = read(mount, off.mount_mnt + off.vfsmount_root)?;
         let sb: u64 = read(dentry, off.dentry_sb)?;
         let dev: u32 = read(sb, off.super_block_dev)?;
@@ -131,7 +134,7 @@ impl Cursor {
 
     /// This dentry's identity, as `WATCH_INODES` and `EDGES` know it.
     #[inline(always)]
-    pub fn key(&self, off: &KernelOffsets) -> Result<InodeKey, Error> {
+    pub fn key(&self, off: &KernelOffsets) -> Result<InodeKey, HelperError> {
         let inode: u64 = read(self.dentry, off.dentry_inode)?;
         Ok(InodeKey {
             dev: self.dev,
@@ -142,7 +145,7 @@ impl Cursor {
 
     /// The kernel pointer to this dentry's name (NUL-terminated).
     #[inline(always)]
-    pub fn name(&self, off: &KernelOffsets) -> Result<u64, Error> {
+    pub fn name(&self, off: &KernelOffsets) -> Result<u64, HelperError> {
         read(self.dentry, off.dentry_name)
     }
 
@@ -154,7 +157,7 @@ impl Cursor {
     }
 
     #[inline(always)]
-    pub fn up(&mut self, off: &KernelOffsets) -> Result<Step, Error> {
+    pub fn up(&mut self, off: &KernelOffsets) -> Result<Step, HelperError> {
         if self.dentry == self.root {
             let parent: u64 = read(self.mount, off.mount_parent)?;
             if parent == self.mount {

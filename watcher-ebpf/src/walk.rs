@@ -22,7 +22,7 @@ use watcher_common::{
 use crate::{
     account::mark_dirty,
     config::{kernel_offsets, match_mode},
-    error::Error,
+    error::{Error, HelperError},
     maps::{EDGES, WATCH_DEVS, WATCH_INODES, WATCHES, op, scratch},
     read::read_component,
     scratch::{
@@ -312,7 +312,7 @@ fn on_watched_device(at: &Cursor) -> bool {
 
 /// The watch whose directory `at` is, if any.
 #[inline(always)]
-fn watch_at(at: &Cursor, off: &KernelOffsets) -> Result<Option<u32>, Error> {
+fn watch_at(at: &Cursor, off: &KernelOffsets) -> Result<Option<u32>, HelperError> {
     let key = at.key(off)?;
     // SAFETY: the value is copied out at once; an entry user space removes
     // meanwhile stays readable while the program runs (RCU), so the copy is
