@@ -1,4 +1,5 @@
-//! Every map the programs share. Names are the ABI with user space.
+//! Every map the programs share, and the accessors of the scratch map.
+//! Names are the ABI with user space.
 
 // BPF_F_NO_PREALLOC: entries are allocated when user space adds them, so
 // the watch and edge maps cost what is watched, not their limits. Only
