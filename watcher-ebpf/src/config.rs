@@ -7,6 +7,8 @@ use watcher_common::{KernelOffsets, TracepointOffsets, match_mode};
 use crate::maps::SETTINGS;
 
 /// Tracepoint argument offsets from tracefs `format` files.
+// SAFETY: no other symbol of the program has this name, and user space
+// sets the value by it (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
 static TP_OFFSETS: TracepointOffsets = TracepointOffsets {
     syscall_nr: 0,
@@ -16,6 +18,8 @@ static TP_OFFSETS: TracepointOffsets = TracepointOffsets {
 };
 
 /// Kernel struct member offsets from BTF (exact mode only).
+// SAFETY: no other symbol of the program has this name, and user space
+// sets the value by it (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
 static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     task_files: 0,
@@ -57,11 +61,15 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
 };
 
 /// A [`match_mode`] value.
+// SAFETY: no other symbol of the program has this name, and user space
+// sets the value by it (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
 static MATCH_MODE: u32 = match_mode::EXACT;
 
 /// The watcher's own thread group id: its writes, and those of every
 /// process it forks, are never events.
+// SAFETY: no other symbol of the program has this name, and user space
+// sets the value by it (`EbpfLoader::override_global`).
 #[unsafe(no_mangle)]
 static WATCHER_TGID: u32 = 0;
 
@@ -71,16 +79,22 @@ static WATCHER_TGID: u32 = 0;
 
 #[inline(always)]
 pub fn tp_offsets() -> TracepointOffsets {
+    // SAFETY: a reference to a static is valid and aligned, and nothing
+    // writes the static once the program is loaded.
     unsafe { core::ptr::read_volatile(&TP_OFFSETS) }
 }
 
 #[inline(always)]
 pub fn kernel_offsets() -> KernelOffsets {
+    // SAFETY: a reference to a static is valid and aligned, and nothing
+    // writes the static once the program is loaded.
     unsafe { core::ptr::read_volatile(&KERNEL_OFFSETS) }
 }
 
 #[inline(always)]
 pub fn match_mode() -> u32 {
+    // SAFETY: a reference to a static is valid and aligned, and nothing
+    // writes the static once the program is loaded.
     unsafe { core::ptr::read_volatile(&MATCH_MODE) }
 }
 
@@ -93,6 +107,8 @@ pub fn event_mask() -> u32 {
 
 #[inline(always)]
 pub fn watcher_tgid() -> u32 {
+    // SAFETY: a reference to a static is valid and aligned, and nothing
+    // writes the static once the program is loaded.
     unsafe { core::ptr::read_volatile(&WATCHER_TGID) }
 }
 

@@ -1,4 +1,5 @@
-//! Every map the programs share. Names are the ABI with user space.
+//! Every map the programs share, and the accessors of the scratch map.
+//! Names are the ABI with user space.
 
 // BPF_F_NO_PREALLOC: entries are allocated when user space adds them, so
 // the watch and edge maps cost what is watched, not their limits. Only
@@ -6,15 +7,15 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use watcher_common::{
-    CMDLINE_MAX, EXE_BUF_LEN, Edge, EdgeKey, EventBuf, FdKey, InodeKey, MAX_EDGES, MAX_EXCLUDED,
-    MAX_FILTER_KEYS, MAX_INFLIGHT, MAX_SYSCALL_NR, MAX_WATCHES, MAX_WRITE_FDS, SLOTS, Settings,
-    Stash, SyscallSpec, TASK_COMM_LEN, WATCH_PREFIX_MAX,
+    Edge, EdgeKey, FdKey, InodeKey, MAX_EDGES, MAX_EXCLUDED, MAX_FILTER_KEYS, MAX_INFLIGHT,
+    MAX_SYSCALL_NR, MAX_WATCHES, MAX_WRITE_FDS, SLOTS, Settings, Stash, SyscallSpec, TASK_COMM_LEN,
+    WATCH_PREFIX_MAX,
 };
 
-use crate::{emit::Op, who::ExeWalk};
+use crate::scratch::{Op, Scratch};
 
 /// Events for user space. User space sets the size at load time.
 #[map]
@@ -106,22 +107,21 @@ pub static FILTER_COMMS: HashMap<[u8; TASK_COMM_LEN], u8> =
 #[map]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(SLOTS, 0);
 
-/// Per-CPU scratch space: an event is far larger than the 512-byte BPF
-/// stack. Its size must stay under 32 KiB, the kernel's limit for a
-/// per-CPU value.
-#[repr(C)]
-pub struct Scratch {
-    pub key: Key<[u8; WATCH_PREFIX_MAX]>,
-    pub event: EventBuf,
-    /// The syscall being turned into an event, shared with the `bpf_loop`
-    /// callbacks (the BPF stack is too small for it).
-    pub op: Op,
-    /// The process's executable and command line, sent after the event's
-    /// data.
-    pub exe: [u8; EXE_BUF_LEN],
-    pub cmdline: [u8; CMDLINE_MAX],
-    pub exe_walk: ExeWalk,
-}
-
+/// Each CPU's [`Scratch`]: one value.
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's [`Scratch`].
+#[inline(always)]
+pub fn scratch() -> Option<&'static mut Scratch> {
+    // SAFETY: a pointer to this CPU's map value, valid and aligned while
+    // the program runs; tracepoint programs run with preemption disabled
+    // and do not nest, so no other reference to it is in use now.
+    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// The scratch [`Op`], to fill with the syscall's targets before `emit`.
+#[inline(always)]
+pub fn op() -> Option<&'static mut Op> {
+    scratch().map(|s| &mut s.op)
+}

@@ -9,31 +9,24 @@ use aya_ebpf::helpers::{
     generated::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_loop},
 };
 use watcher_common::{
-    CMDLINE_MAX, EXE_BUF_LEN, KernelOffsets, NAME_MAX, PATH_MAX, Process, match_mode, proc_status,
+    CMDLINE_MAX, KernelOffsets, NAME_MAX, PATH_MAX, Process, match_mode, proc_status,
 };
 
 use crate::{
     config::{kernel_offsets, match_mode},
-    emit::{read_component, scratch},
-    resolve::{Cursor, Step, read},
+    error::Error,
+    maps::scratch,
+    read::{read, read_component},
+    vfs::{Cursor, Step},
 };
-
-/// The walk from the executable up to the root, in the per-CPU scratch
-/// map (shared with the `bpf_loop` callback).
-#[repr(C)]
-pub struct ExeWalk {
-    at: Cursor,
-    len: u32,
-    complete: u32,
-    top: u32,
-}
 
 /// Fills the scratch event's [`Process`], executable and command line.
 #[inline(always)]
-pub fn fill() -> Result<(), i64> {
-    let s = scratch().ok_or(0i64)?;
+pub fn fill() -> Result<(), Error> {
+    let s = scratch().ok_or(Error::NoScratch)?;
     let p = &mut s.event.header.process;
     *p = Process {
+        // SAFETY: a helper without arguments.
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         loginuid: u32::MAX,
         ..Process::default()
@@ -42,6 +35,8 @@ pub fn fill() -> Result<(), i64> {
         return Ok(());
     }
     let off = kernel_offsets();
+    // SAFETY: a helper without arguments; the task is only a number
+    // handed to `read`.
     let task = unsafe { bpf_get_current_task() };
     let parent: u64 = read(task, off.task_real_parent)?;
     p.ppid = read(parent, off.task_tgid)?;
@@ -69,8 +64,8 @@ pub fn fill() -> Result<(), i64> {
 
 /// The arguments, each ended by a NUL, from the process's own memory.
 #[inline(always)]
-fn command_line(off: &KernelOffsets, mm: u64) -> Result<(), i64> {
-    let s = scratch().ok_or(0i64)?;
+fn command_line(off: &KernelOffsets, mm: u64) -> Result<(), Error> {
+    let s = scratch().ok_or(Error::NoScratch)?;
     let start: u64 = read(mm, off.mm_arg_start)?;
     let end: u64 = read(mm, off.mm_arg_end)?;
     let mut len = end.saturating_sub(start) as usize;
@@ -79,8 +74,11 @@ fn command_line(off: &KernelOffsets, mm: u64) -> Result<(), i64> {
         s.event.header.process.status |= proc_status::CMDLINE_TRUNCATED;
     }
     // `.get_mut()` shows the verifier the length is within the buffer.
-    let dst = s.cmdline.get_mut(..len).ok_or(0i64)?;
-    if unsafe { bpf_probe_read_user_buf(start as *const u8, dst) }.is_ok() {
+    if let Some(dst) = s.cmdline.get_mut(..len)
+        // SAFETY: the helper writes `dst`, a slice, and checks the user
+        // address itself (a bad one fails the read, it never faults).
+        && unsafe { bpf_probe_read_user_buf(start as *const u8, dst) }.is_ok()
+    {
         s.event.header.process.cmdline_len = len as u32;
     }
     Ok(())
@@ -89,8 +87,8 @@ fn command_line(off: &KernelOffsets, mm: u64) -> Result<(), i64> {
 /// The executable's path, as components from the file up (as events'
 /// paths), walked as the changed files are.
 #[inline(always)]
-fn executable(off: &KernelOffsets, mm: u64) -> Result<(), i64> {
-    let s = scratch().ok_or(0i64)?;
+fn executable(off: &KernelOffsets, mm: u64) -> Result<(), Error> {
+    let s = scratch().ok_or(Error::NoScratch)?;
     let file: u64 = read(mm, off.mm_exe_file)?;
     if file == 0 {
         return Ok(());
@@ -102,6 +100,8 @@ fn executable(off: &KernelOffsets, mm: u64) -> Result<(), i64> {
     s.exe_walk.len = 0;
     s.exe_walk.complete = 1;
     s.exe_walk.top = 0;
+    // SAFETY: `exe_cb` has the signature `bpf_loop` calls, and takes no
+    // context, so the null one is never read.
     unsafe {
         bpf_loop(
             watcher_common::MAX_WALK,
@@ -110,7 +110,7 @@ fn executable(off: &KernelOffsets, mm: u64) -> Result<(), i64> {
             0,
         )
     };
-    let s = scratch().ok_or(0i64)?;
+    let s = scratch().ok_or(Error::NoScratch)?;
     let p = &mut s.event.header.process;
     p.exe_len = s.exe_walk.len;
     if s.exe_walk.top == 0 || s.exe_walk.complete == 0 {
@@ -133,7 +133,7 @@ fn executable(off: &KernelOffsets, mm: u64) -> Result<(), i64> {
 /// pointers the program dereferences: the verifier has no bound to check,
 /// and a wrong one fails the read.
 #[inline(always)]
-fn exe_deleted(off: &KernelOffsets, dentry: u64) -> Result<bool, i64> {
+fn exe_deleted(off: &KernelOffsets, dentry: u64) -> Result<bool, Error> {
     let pprev: u64 = read(dentry, off.dentry_hash_pprev)?;
     if pprev != 0 {
         return Ok(false);
@@ -167,9 +167,7 @@ extern "C" fn exe_cb(_index: u64, _ctx: *mut c_void) -> i64 {
     }
     // Verifier: masked below PATH_MAX, so a component (at most NAME_MAX)
     // written there stays inside the EXE_BUF_LEN buffer.
-    let at = w.len as usize & (PATH_MAX - 1);
-    const _: () = assert!(EXE_BUF_LEN >= PATH_MAX + NAME_MAX);
-    match read_component(unsafe { s.exe.as_mut_ptr().add(at) }, name) {
+    match read_component::<_, { PATH_MAX - 1 }>(&mut s.exe, w.len as usize, name) {
         Some(n) => w.len += n,
         None => w.complete = 0,
     }

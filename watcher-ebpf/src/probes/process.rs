@@ -18,9 +18,9 @@ use watcher_common::{FdKey, MAX_WRITE_FDS, SYSCALL_EXIT, TASK_COMM_LEN, event_ki
 
 use crate::{
     config::{filters, kernel_offsets, tag_actions, tp_offsets, watcher_tgid},
-    emit::{Hit, emit, op},
-    maps::{ACTION_SLOT, EXCLUDED, FILTER_COMMS, FILTER_PIDS, FILTER_UIDS, WRITE_FDS, WRITERS},
-    resolve::{fd_table_size, file_of_fd},
+    event::{Hit, emit},
+    maps::{ACTION_SLOT, EXCLUDED, FILTER_COMMS, FILTER_PIDS, FILTER_UIDS, WRITE_FDS, WRITERS, op},
+    vfs::{fd_table_size, file_of_fd},
 };
 
 /// What becomes of the syscalls of process `tgid`: `None` when they are
@@ -33,6 +33,8 @@ pub fn origin(tgid: u32) -> Option<u32> {
         return None;
     }
     // Verifier: a plain u32, not an Option<&u32>, as in passes_filters.
+    // SAFETY: the value is copied out at once, and any bytes are a valid
+    // integer (a value being replaced meanwhile could at worst be garbage).
     match unsafe { EXCLUDED.get(&tgid) }.copied().unwrap_or(0) {
         0 => Some(0),
         _ if !tag_actions() => None,
@@ -47,11 +49,13 @@ pub fn passes_filters(tgid: u32) -> bool {
     if on == 0 {
         return true;
     }
+    // SAFETY: only whether the entry exists is used, not the reference.
     if on & filter::PID != 0 && unsafe { FILTER_PIDS.get(&tgid) }.is_none() {
         return false;
     }
     if on & filter::UID != 0 {
         let uid = bpf_get_current_uid_gid() as u32;
+        // SAFETY: only whether the entry exists is used, not the reference.
         if unsafe { FILTER_UIDS.get(&uid) }.is_none() {
             return false;
         }
@@ -61,6 +65,8 @@ pub fn passes_filters(tgid: u32) -> bool {
         // Verifier: a plain u8, not an Option<u8>, whose payload the
         // compiler reads even when it is None (an uninitialised register
         // the verifier refuses).
+        // SAFETY: the value is copied out at once, and any bytes are a valid
+        // integer (a value being replaced meanwhile could at worst be garbage).
         let listed = unsafe { FILTER_COMMS.get(&comm) }.copied().unwrap_or(0);
         if on & filter::COMM != 0 && listed != filter::COMM_INCLUDE {
             return false;
@@ -83,9 +89,13 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
         // At least 1: a slot of 0 would read as "not an action".
         ACTION_SLOT.get(0).copied().unwrap_or(0).max(1)
     } else {
+        // SAFETY: the value is copied out at once, and any bytes are a valid
+        // integer (a value being replaced meanwhile could at worst be garbage).
         unsafe { EXCLUDED.get(&parent) }.copied().unwrap_or(0)
     };
     if slot != 0 {
+        // SAFETY: the helper behind `read_at` fails rather than faults on a bad
+        // address, and any bytes are a valid integer.
         if let Ok(child) = unsafe { ctx.read_at::<u32>(tp_offsets().fork_child_pid as usize) } {
             let _ = EXCLUDED.insert(&child, &slot, 0);
         }
@@ -104,8 +114,11 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let origin = origin(tgid);
     let _ = EXCLUDED.remove(&(pid_tgid as u32));
     // The last thread out closes the descriptors.
+    // SAFETY: the helper behind `read_at` fails rather than faults on a bad
+    // address, and any bytes are a valid integer.
     let group_dead =
         unsafe { ctx.read_at::<u8>(tp_offsets().exit_group_dead as usize) }.unwrap_or(0) != 0;
+    // SAFETY: only whether the entry exists is used, not the reference.
     if group_dead && unsafe { WRITERS.get(&tgid) }.is_some() {
         let _ = WRITERS.remove(&tgid);
         let Some(op) = op() else { return 0 };
@@ -113,6 +126,8 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         let fds = fd_table_size(&kernel_offsets())
             .unwrap_or(0)
             .min(MAX_WRITE_FDS);
+        // SAFETY: `close_at_exit_cb` has the signature `bpf_loop` calls, and
+        // takes no context, so the null one is never read.
         unsafe { bpf_loop(fds, close_at_exit_cb as *mut c_void, ptr::null_mut(), 0) };
     }
     0
@@ -127,6 +142,7 @@ extern "C" fn close_at_exit_cb(fd: u64, _ctx: *mut c_void) -> i64 {
         tgid,
         fd: fd as u32,
     };
+    // SAFETY: only whether the entry exists is used, not the reference.
     if unsafe { WRITE_FDS.get(&key) }.is_none() {
         return 0;
     }

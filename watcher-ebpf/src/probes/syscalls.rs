@@ -20,9 +20,10 @@ use watcher_common::{
 use super::process::{origin, passes_filters};
 use crate::{
     config::{event_mask, kernel_offsets, match_mode, tp_offsets},
-    emit::{Hit, emit, op},
-    maps::{SPECS, STASH, WRITE_FDS, WRITERS},
-    resolve::file_of_fd,
+    error::Error,
+    event::{Hit, emit},
+    maps::{SPECS, STASH, WRITE_FDS, WRITERS, op},
+    vfs::file_of_fd,
 };
 
 /// The kinds an open's event stands for (user space splits it).
@@ -38,11 +39,9 @@ pub fn sys_enter(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sys_exit(ctx: TracePointContext) -> u32 {
-    // 0 is "nothing to do" (no stash, no spec); other values are a
-    // helper's error, worth a debug line (`--bpf-log`).
-    if let Err(e) = try_exit(&ctx)
-        && e != 0
-    {
+    // A helper's failure is worth a debug line (`--bpf-log`); the other
+    // errors are "nothing to do" (no stash, no spec...).
+    if let Err(Error::Helper(e)) = try_exit(&ctx) {
         debug!(&ctx, target: "bpf", "sys_exit: a helper failed with {}, no event", e);
     }
     0
@@ -50,25 +49,30 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
 
 /// The syscall number of a `sys_enter_*` or `sys_exit_*` record.
 #[inline(always)]
-fn syscall_nr(ctx: &TracePointContext) -> Result<u32, i64> {
+fn syscall_nr(ctx: &TracePointContext) -> Result<u32, Error> {
+    // SAFETY: the helper behind `read_at` fails rather than faults on a bad
+    // address, and any bytes are a valid integer.
     unsafe { ctx.read_at::<i32>(tp_offsets().syscall_nr as usize) }
         .map(|nr| nr as u32)
-        .map_err(i64::from)
+        .map_err(Error::helper)
 }
 
 #[inline(always)]
-fn spec(nr: u32) -> Result<&'static SyscallSpec, i64> {
-    SPECS.get(nr).ok_or(0)
+fn spec(nr: u32) -> Result<&'static SyscallSpec, Error> {
+    SPECS.get(nr).ok_or(Error::NoSpec)
 }
 
 #[inline(always)]
-fn try_enter(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
     let nr = syscall_nr(ctx)?;
     let spec = spec(nr)?;
     if spec.select & event_mask() == 0 {
         return Ok(());
     }
-    let record = unsafe { ctx.read_at::<[u64; SYSCALL_RECORD_LEN / 8]>(0) }.map_err(i64::from)?;
+    // SAFETY: the helper behind `read_at` fails rather than faults on a bad
+    // address, and any bytes are a valid array of integers.
+    let record =
+        unsafe { ctx.read_at::<[u64; SYSCALL_RECORD_LEN / 8]>(0) }.map_err(Error::helper)?;
     let mut stash = Stash {
         args: [0; role::COUNT],
         file: 0,
@@ -82,6 +86,7 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i64> {
         // a mask; read back through a volatile load, the masked index
         // keeps its bound.
         let index = slot & (SYSCALL_RECORD_LEN / 8 - 1);
+        // SAFETY: a reference to a local is valid and aligned.
         let index = unsafe { core::ptr::read_volatile(&index) };
         let word = if slot < record.len() {
             record.get(index)
@@ -111,6 +116,7 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i64> {
                 tgid,
                 fd: stash.args[role::FD] as u32,
             };
+            // SAFETY: only whether the entry exists is used, not the reference.
             if unsafe { WRITE_FDS.get(&key) }.is_none() {
                 return Ok(());
             }
@@ -126,14 +132,16 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     stash.origin = origin;
-    STASH.insert(&pid_tgid, &stash, 0).map_err(i64::from)
+    STASH.insert(&pid_tgid, &stash, 0).map_err(Error::helper)
 }
 
 #[inline(always)]
-fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: the value is copied out before the entry is removed.
-    let stash = *unsafe { STASH.get(&pid_tgid) }.ok_or(0i64)?;
+    // SAFETY: the value is copied out before the entry is removed; the key
+    // is this thread's, which nothing else writes now, and any bytes are a
+    // valid `Stash` (integers), should an eviction have reused the entry.
+    let stash = *unsafe { STASH.get(&pid_tgid) }.ok_or(Error::NotStashed)?;
     let _ = STASH.remove(&pid_tgid);
     let nr = syscall_nr(ctx)?;
     // A stash left by another syscall (a thread whose exit was missed while
@@ -141,7 +149,10 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if stash.nr != nr {
         return Ok(());
     }
-    let ret = unsafe { ctx.read_at::<i64>(tp_offsets().exit_ret as usize) }.map_err(i64::from)?;
+    // SAFETY: the helper behind `read_at` fails rather than faults on a bad
+    // address, and any bytes are a valid integer.
+    let ret =
+        unsafe { ctx.read_at::<i64>(tp_offsets().exit_ret as usize) }.map_err(Error::helper)?;
     if ret < 0 {
         return Ok(());
     }
@@ -157,7 +168,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
             Ok(0)
         }
     };
-    let op = op().ok_or(0i64)?;
+    let op = op().ok_or(Error::NoScratch)?;
     op.len = 1;
     op.origin = stash.origin;
     let mut flags = args[role::FLAGS];
@@ -167,7 +178,10 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i64> {
     match spec.shape {
         shape::OPEN | shape::OPEN_HOW => {
             if spec.shape == shape::OPEN_HOW {
-                flags = unsafe { bpf_probe_read_user(flags as *const u64) }.map_err(i64::from)?;
+                // SAFETY: the helper fails rather than faults on a bad user
+                // address, and any bytes are a valid integer.
+                flags =
+                    unsafe { bpf_probe_read_user(flags as *const u64) }.map_err(Error::helper)?;
             }
             if !has_write_intent(flags) {
                 return Ok(());

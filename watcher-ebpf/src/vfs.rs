@@ -1,23 +1,23 @@
-//! The exact match: from a new file descriptor to the opened file's dentry
-//! and mount, then up through parent dentries and across mount points to
-//! the root, looking up each ancestor's identity among the watched
-//! directories. Offsets come from BTF through `KERNEL_OFFSETS`; every read
-//! goes through `bpf_probe_read_kernel`, so a wrong pointer fails the read
-//! instead of faulting.
+//! Files, dentries and mounts of the current task, reached through the
+//! struct member offsets user space read from BTF (`KERNEL_OFFSETS`): from
+//! a file descriptor to its `struct file`, and from a file (or the task's
+//! root or working directory) up through parent dentries and across mount
+//! points to the root. Every read goes through `bpf_probe_read_kernel`, so
+//! a wrong pointer fails the read instead of faulting.
 
-use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::bpf_get_current_task};
+use aya_ebpf::helpers::generated::bpf_get_current_task;
 use watcher_common::{InodeKey, KernelOffsets};
 
-use crate::maps::{WATCH_DEVS, WATCH_INODES};
-
-#[inline(always)]
-pub fn read<T>(base: u64, offset: u32) -> Result<T, i64> {
-    unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T) }.map_err(i64::from)
-}
+use crate::{
+    error::{Error, HelperError},
+    read::read,
+};
 
 /// The current task's descriptor table.
 #[inline(always)]
-fn fd_table(off: &KernelOffsets) -> Result<u64, i64> {
+fn fd_table(off: &KernelOffsets) -> Result<u64, HelperError> {
+    // SAFETY: a helper without arguments; the task is only a number
+    // handed to `read`.
     let task = unsafe { bpf_get_current_task() };
     let files: u64 = read(task, off.task_files)?;
     read(files, off.files_fdt)
@@ -25,25 +25,25 @@ fn fd_table(off: &KernelOffsets) -> Result<u64, i64> {
 
 /// How many descriptors the current task's table has room for.
 #[inline(always)]
-pub fn fd_table_size(off: &KernelOffsets) -> Result<u32, i64> {
+pub fn fd_table_size(off: &KernelOffsets) -> Result<u32, HelperError> {
     read(fd_table(off)?, off.fdtable_max_fds)
 }
 
 /// The `struct file` behind `fd` in the current task's descriptor table.
 #[inline(always)]
-pub fn file_of_fd(off: &KernelOffsets, fd: i64) -> Result<u64, i64> {
+pub fn file_of_fd(off: &KernelOffsets, fd: i64) -> Result<u64, Error> {
     let fdt = fd_table(off)?;
     let max_fds: u32 = read(fdt, off.fdtable_max_fds)?;
     if fd < 0 || fd >= i64::from(max_fds) {
-        return Err(0);
+        return Err(Error::BadFd);
     }
     let fds: u64 = read(fdt, off.fdtable_fd)?;
-    read(fds + fd as u64 * 8, 0)
+    Ok(read(fds + fd as u64 * 8, 0)?)
 }
 
 /// The `file.f_mode` bits.
 #[inline(always)]
-pub fn file_mode(off: &KernelOffsets, file: u64) -> Result<u32, i64> {
+pub fn file_mode(off: &KernelOffsets, file: u64) -> Result<u32, HelperError> {
     read(file, off.file_mode)
 }
 
@@ -81,7 +81,7 @@ pub enum Step {
 impl Cursor {
     /// At the opened file.
     #[inline(always)]
-    pub fn of_file(off: &KernelOffsets, file: u64) -> Result<Self, i64> {
+    pub fn of_file(off: &KernelOffsets, file: u64) -> Result<Self, HelperError> {
         let vfsmount: u64 = read(file, off.file_path_mnt)?;
         let dentry: u64 = read(file, off.file_path_dentry)?;
         Self::at(off, dentry, vfsmount - u64::from(off.mount_mnt))
@@ -96,7 +96,9 @@ impl Cursor {
 
     /// At the current task's root or working directory.
     #[inline(always)]
-    pub fn of_task(off: &KernelOffsets, which: TaskDir) -> Result<Self, i64> {
+    pub fn of_task(off: &KernelOffsets, which: TaskDir) -> Result<Self, HelperError> {
+        // SAFETY: a helper without arguments; the task is only a number
+        // handed to `read`.
         let task = unsafe { bpf_get_current_task() };
         let fs: u64 = read(task, off.task_fs)?;
         let path = fs
@@ -110,7 +112,7 @@ impl Cursor {
     }
 
     #[inline(always)]
-    fn at(off: &KernelOffsets, dentry: u64, mount: u64) -> Result<Self, i64> {
+    fn at(off: &KernelOffsets, dentry: u64, mount: u64) -> Result<Self, HelperError> {
         let root: u64 = read(mount, off.mount_mnt + off.vfsmount_root)?;
         let sb: u64 = read(dentry, off.dentry_sb)?;
         let dev: u32 = read(sb, off.super_block_dev)?;
@@ -122,19 +124,17 @@ impl Cursor {
         })
     }
 
-    /// Whether the mount's device holds a watched directory: if not, no
-    /// dentry up to the mount's root can be one. Verifier cost: a 0/1 flag
-    /// kept in the cursor, or this check in the path walk too, made the
-    /// verifier track many more states (start-up went from 0.10 to 0.19 and
-    /// 0.15 s), so only the first walk asks, once per step.
+    /// `s_dev` of the mount's super block, by reference: a map lookup by
+    /// it then takes its key from the cursor itself, not from a copy on
+    /// the stack.
     #[inline(always)]
-    pub fn on_watched_device(&self) -> bool {
-        unsafe { WATCH_DEVS.get(&self.dev) }.is_some()
+    pub fn dev(&self) -> &u32 {
+        &self.dev
     }
 
     /// This dentry's identity, as `WATCH_INODES` and `EDGES` know it.
     #[inline(always)]
-    pub fn key(&self, off: &KernelOffsets) -> Result<InodeKey, i64> {
+    pub fn key(&self, off: &KernelOffsets) -> Result<InodeKey, HelperError> {
         let inode: u64 = read(self.dentry, off.dentry_inode)?;
         Ok(InodeKey {
             dev: self.dev,
@@ -143,16 +143,9 @@ impl Cursor {
         })
     }
 
-    /// The watch whose directory this dentry is, if any.
-    #[inline(always)]
-    pub fn watch(&self, off: &KernelOffsets) -> Result<Option<u32>, i64> {
-        let key = self.key(off)?;
-        Ok(unsafe { WATCH_INODES.get(&key) }.copied())
-    }
-
     /// The kernel pointer to this dentry's name (NUL-terminated).
     #[inline(always)]
-    pub fn name(&self, off: &KernelOffsets) -> Result<u64, i64> {
+    pub fn name(&self, off: &KernelOffsets) -> Result<u64, HelperError> {
         read(self.dentry, off.dentry_name)
     }
 
@@ -164,7 +157,7 @@ impl Cursor {
     }
 
     #[inline(always)]
-    pub fn up(&mut self, off: &KernelOffsets) -> Result<Step, i64> {
+    pub fn up(&mut self, off: &KernelOffsets) -> Result<Step, HelperError> {
         if self.dentry == self.root {
             let parent: u64 = read(self.mount, off.mount_parent)?;
             if parent == self.mount {

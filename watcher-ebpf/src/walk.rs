@@ -1,6 +1,5 @@
-//! Turning a successful syscall into an event: decide whether the files it
-//! changed lie under a watched directory, and send hits to user space with
-//! the names the process passed and the files' paths.
+//! The walks that decide whether the files a syscall changed lie under a
+//! watched directory, and that write the paths of those that do.
 //!
 //! A file is found one of two ways. When the syscall has it open (an open's
 //! new fd, an fd operation, a close) the walk starts at its dentry. When it
@@ -12,198 +11,43 @@
 //! the way to each watch. Every step of both is a `bpf_loop` callback, so
 //! the verifier checks each once.
 
-use core::{ffi::c_void, mem::MaybeUninit, ptr};
+use core::{ffi::c_void, ptr};
 
-use aya_ebpf::{
-    bindings::bpf_dynptr,
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_ktime_get_boot_ns,
-        generated::{
-            bpf_dynptr_write, bpf_loop, bpf_probe_read_kernel, bpf_probe_read_kernel_str,
-            bpf_probe_read_user_str, bpf_ringbuf_discard_dynptr, bpf_ringbuf_reserve_dynptr,
-            bpf_ringbuf_submit_dynptr,
-        },
-    },
-};
+use aya_ebpf::helpers::generated::{bpf_loop, bpf_probe_read_kernel, bpf_probe_read_user_str};
 use watcher_common::{
-    CMDLINE_MAX, EVENT_HEADER_LEN, EdgeKey, EventBuf, InodeKey, MAX_WALK, NAME_MAX, PATH_MAX,
-    SUMMARY_SLOT, TASK_COMM_LEN, Target, UNDECIDED_SLOT, WATCH_NONE, WATCH_PREFIX_MAX,
-    event_status, match_mode, name_hash_step,
-    open_flags::{AT_FDCWD, FMODE_CREATED},
+    EdgeKey, EventBuf, KernelOffsets, MAX_WALK, NAME_MAX, PATH_MAX, WATCH_NONE, WATCH_PREFIX_MAX,
+    event_status, match_mode, name_hash_step, open_flags::AT_FDCWD,
 };
 
 use crate::{
+    account::mark_dirty,
     config::{kernel_offsets, match_mode},
-    maps::{DIRTY, EDGES, EVENTS, LOST, SCRATCH, Scratch, WATCHES},
-    resolve::{Cursor, Step, TaskDir, file_mode, file_of_fd},
-    who,
+    error::{Error, HelperError},
+    maps::{EDGES, WATCH_DEVS, WATCH_INODES, WATCHES, op, scratch},
+    read::read_component,
+    scratch::{
+        END_FAILED, END_FOUND, END_NONE, END_TOP, FOUND, MISS, Op, PLACE, Scratch, TargetState,
+        UNDECIDED,
+    },
+    vfs::{Cursor, Step, TaskDir, file_of_fd},
 };
 
-/// What [`emit`] needs besides the targets in [`Op`].
-pub struct Hit {
-    pub kind: u32,
-    pub syscall: u32,
-    pub flags: u64,
-    /// The syscall's return value: the new fd for opens.
-    pub ret: i64,
-    /// Decide only, send nothing (an open tracked for `close_write` whose
-    /// own kinds are not selected).
-    pub quiet: bool,
-    /// The syscall opened the first target's file: a hit is marked
-    /// `CREATED` when the open created it.
-    pub opened: bool,
-}
-
-/// How a walk ended.
-const END_NONE: u32 = 0;
-const END_FOUND: u32 = 1;
-const END_TOP: u32 = 2;
-const END_FAILED: u32 = 3;
-
-/// What was decided about a target.
-const MISS: u32 = 0;
-const FOUND: u32 = 1;
-/// The walk ran out before the root: sent so that nothing is missed.
-const UNDECIDED: u32 = 2;
-/// User space decides (prefix mode, or `..` the kernel cannot follow).
-const PLACE: u32 = 3;
-
-/// One file a syscall changed, and the state of the walks about it.
-#[repr(C)]
-pub struct TargetState {
-    /// `struct file *` when the syscall has the file open, else 0.
-    pub file: u64,
-    /// The directory fd the name is relative to, or the fd operated on.
-    pub dfd: i64,
-    /// User pointer to the name, or 0.
-    pub name: u64,
-    /// Where the path walk starts: the file, or the directory the rest of
-    /// the name is relative to.
-    base: Cursor,
-    at: Cursor,
-    /// The innermost watch met, or `WATCH_NONE`.
-    watch: u32,
-    end: u32,
-    verdict: u32,
-    status: u32,
-    name_len: u32,
-    skip: u32,
-    ups: u32,
-    /// Following the name down: the directory reached while it is on the
-    /// way to a watch (`on_edge`), and how far below it the name went
-    /// once it left that way.
-    node: InodeKey,
-    on_edge: u32,
-    off_depth: u32,
-    /// A component read but not yet followed: the last one is the file
-    /// itself, not a directory to go down into.
-    pending: u32,
-    pending_hash: u64,
-    comp_hash: u64,
-    comp_len: u32,
-    all_dots: u32,
-    path_start: u32,
-    path_len: u32,
-    complete: u32,
-}
-
-impl TargetState {
-    /// Starts over for a new syscall, field by field (a whole new value
-    /// would be built on the small BPF stack first). The fields not set
-    /// here are set before they are read.
-    #[inline(always)]
-    pub fn reset(&mut self, file: u64, dfd: i64, name: u64) {
-        self.file = file;
-        self.dfd = dfd;
-        self.name = name;
-        self.watch = WATCH_NONE;
-        self.end = END_NONE;
-        self.verdict = MISS;
-        self.status = 0;
-        self.name_len = 0;
-        self.path_len = 0;
-        self.skip = 0;
-        self.ups = 0;
-        self.pending = 0;
-        self.off_depth = 0;
-        self.on_edge = 0;
-    }
-}
-
-/// The syscall being turned into an event (in the per-CPU scratch map).
-#[repr(C)]
-pub struct Op {
-    pub targets: [TargetState; 2],
-    pub len: u32,
-    /// The action slot of the process (`Stash::origin`), or 0.
-    pub origin: u32,
-    /// The target the walk callbacks work on.
-    current: u32,
-}
-
-impl Op {
-    /// An opened file's walk starts at the file, not at its name: then the
-    /// name is read in `emit`, for hits only (most opens are of no watch).
-    #[inline(always)]
-    fn name_deferred(&self) -> bool {
-        self.len == 1 && self.targets[0].file != 0
-    }
-}
-
+/// Decides about the first `len` targets of the [`Op`]: sets each one's
+/// `verdict`, and its `watch` when found.
 #[inline(always)]
-pub fn scratch() -> Option<&'static mut Scratch> {
-    // SAFETY: per-CPU map value, and tracepoint programs run with
-    // preemption disabled and do not nest, so nobody else uses it now.
-    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
-}
-
-/// The scratch [`Op`], to fill with the syscall's targets before [`emit`].
-#[inline(always)]
-pub fn op() -> Option<&'static mut Op> {
-    scratch().map(|s| &mut s.op)
-}
-
-/// Decides about every target of the [`Op`] and sends the event when one
-/// lies under a watch (or may). Returns the event's watch (`WATCH_NONE`
-/// when undecided), or `None` when it was no event.
-#[inline(always)]
-pub fn emit(hit: &Hit) -> Result<Option<u32>, i64> {
-    let len = op().ok_or(0i64)?.len;
+pub fn decide_targets(len: u32) {
+    // SAFETY: `decide_cb` has the signature `bpf_loop` calls, and takes no
+    // context, so the null one is never read.
     unsafe { bpf_loop(len, decide_cb as *mut c_void, ptr::null_mut(), 0) };
-    let op = op().ok_or(0i64)?;
-    let [first, second] = &op.targets;
-    let second_verdict = if op.len > 1 { second.verdict } else { MISS };
-    if first.verdict == MISS && second_verdict == MISS {
-        return Ok(None);
-    }
-    // The new name's watch, for a rename or link into or within a tree.
-    let watch = if second_verdict == FOUND {
-        second.watch
-    } else if first.verdict == FOUND {
-        first.watch
-    } else {
-        WATCH_NONE
-    };
-    if hit.quiet {
-        return Ok(Some(watch));
-    }
-    if op.name_deferred() {
-        read_name(0)?;
-    }
-    if first.verdict == UNDECIDED || second_verdict == UNDECIDED {
-        mark_dirty(UNDECIDED_SLOT);
-    }
-    // Read for hits only, not for every open on the machine.
-    let opened = if hit.opened { first.file } else { 0 };
-    if opened != 0 && file_mode(&kernel_offsets(), opened)? & FMODE_CREATED != 0 {
-        op.targets[0].status |= event_status::CREATED;
-    }
-    if match_mode() == match_mode::EXACT {
-        unsafe { bpf_loop(len, build_cb as *mut c_void, ptr::null_mut(), 0) };
-    }
-    send(hit, watch)?;
-    Ok(Some(watch))
+}
+
+/// Writes the paths of the first `len` targets of the [`Op`] into the
+/// event data, after the names (exact mode only: it walks from `base`).
+#[inline(always)]
+pub fn build_paths(len: u32) {
+    // SAFETY: `build_cb` has the signature `bpf_loop` calls, and takes no
+    // context, so the null one is never read.
+    unsafe { bpf_loop(len, build_cb as *mut c_void, ptr::null_mut(), 0) };
 }
 
 /// The target `op.current`, the event data and where the target's name
@@ -259,15 +103,23 @@ extern "C" fn decide_cb(index: u64, _ctx: *mut c_void) -> i64 {
 /// has none or it cannot be read). Read at sys_exit: at sys_enter the page
 /// may not be faulted in yet.
 #[inline(always)]
-fn read_name(index: u32) -> Result<u32, i64> {
-    let s = scratch().ok_or(0i64)?;
+pub fn read_name(index: u32) -> Result<u32, Error> {
+    let s = scratch().ok_or(Error::NoScratch)?;
     let start = name_start(&s.op, index);
-    let target = s.op.targets.get_mut(index as usize).ok_or(0i64)?;
+    let target =
+        s.op.targets
+            .get_mut(index as usize)
+            .ok_or(Error::NoScratch)?;
     if target.name == 0 {
         return Ok(0);
     }
     // Verifier: the start is below PATH_MAX and PATH_MAX more bytes fit.
+    // SAFETY: masked below PATH_MAX, the offset is inside `data` (4 *
+    // PATH_MAX + NAME_MAX bytes).
     let dst = unsafe { s.event.data.as_mut_ptr().add(start & (PATH_MAX - 1)) };
+    // SAFETY: the helper writes at most PATH_MAX bytes, which fit in `data`
+    // after `dst`, and checks the user address itself (a bad one fails the
+    // read, it never faults).
     let n =
         unsafe { bpf_probe_read_user_str(dst.cast(), PATH_MAX as u32, target.name as *const _) };
     let len = if n > 0 { n as u32 - 1 } else { 0 };
@@ -276,14 +128,14 @@ fn read_name(index: u32) -> Result<u32, i64> {
 }
 
 #[inline(always)]
-fn decide(index: u32) -> Result<u32, i64> {
+fn decide(index: u32) -> Result<u32, Error> {
     let off = kernel_offsets();
-    let name_len = if op().ok_or(0i64)?.name_deferred() {
+    let name_len = if op().ok_or(Error::NoScratch)?.name_deferred() {
         0
     } else {
         read_name(index)?
     };
-    let (target, event, start) = current().ok_or(0i64)?;
+    let (target, event, start) = current().ok_or(Error::NoScratch)?;
     if target.file == 0 && name_len == 0 {
         // AT_EMPTY_PATH (or a null name, utimensat): the file dfd is on.
         target.file = file_of_fd(&off, target.dfd)?;
@@ -301,28 +153,36 @@ fn decide(index: u32) -> Result<u32, i64> {
     if by_name {
         target.status |= event_status::BASE;
         next_component(target);
+        // SAFETY: `lead_cb` has the signature `bpf_loop` calls, and takes no
+        // context, so the null one is never read.
         unsafe { bpf_loop(name_len + 1, lead_cb as *mut c_void, ptr::null_mut(), 0) };
-        let (target, ..) = current().ok_or(0i64)?;
+        let (target, ..) = current().ok_or(Error::NoScratch)?;
         target.at = target.base;
+        // SAFETY: `up_cb` has the signature `bpf_loop` calls, and takes no
+        // context, so the null one is never read.
         unsafe { bpf_loop(target.ups, up_cb as *mut c_void, ptr::null_mut(), 0) };
-        let (target, ..) = current().ok_or(0i64)?;
+        let (target, ..) = current().ok_or(Error::NoScratch)?;
         target.base = target.at;
     }
 
-    let (target, ..) = current().ok_or(0i64)?;
+    let (target, ..) = current().ok_or(Error::NoScratch)?;
     target.at = target.base;
+    // SAFETY: `find_watch_cb` has the signature `bpf_loop` calls, and takes no
+    // context, so the null one is never read.
     unsafe { bpf_loop(MAX_WALK, find_watch_cb as *mut c_void, ptr::null_mut(), 0) };
 
     if by_name {
-        let (target, ..) = current().ok_or(0i64)?;
+        let (target, ..) = current().ok_or(Error::NoScratch)?;
         target.node = target.base.key(&off)?;
         target.on_edge = 1;
         next_component(target);
         let rest = name_len.saturating_sub(target.skip);
+        // SAFETY: `descend_cb` has the signature `bpf_loop` calls, and takes no
+        // context, so the null one is never read.
         unsafe { bpf_loop(rest + 1, descend_cb as *mut c_void, ptr::null_mut(), 0) };
     }
 
-    let (target, ..) = current().ok_or(0i64)?;
+    let (target, ..) = current().ok_or(Error::NoScratch)?;
     Ok(if target.status & event_status::LEXICAL != 0 {
         PLACE
     } else {
@@ -415,8 +275,8 @@ extern "C" fn find_watch_cb(_index: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     };
     let off = kernel_offsets();
-    let found = if target.at.on_watched_device() {
-        target.at.watch(&off)
+    let found = if on_watched_device(&target.at) {
+        watch_at(&target.at, &off)
     } else {
         // Nothing up to this mount's root can be a watch.
         target.at.to_mount_root();
@@ -437,6 +297,27 @@ extern "C" fn find_watch_cb(_index: u64, _ctx: *mut c_void) -> i64 {
         Err(_) => target.end = END_FAILED,
     }
     1
+}
+
+/// Whether the mount's device holds a watched directory: if not, no
+/// dentry up to the mount's root can be one. Verifier cost: a 0/1 flag
+/// kept in the cursor, or this check in the path walk too, made the
+/// verifier track many more states (start-up went from 0.10 to 0.19 and
+/// 0.15 s), so only the first walk asks, once per step.
+#[inline(always)]
+fn on_watched_device(at: &Cursor) -> bool {
+    // SAFETY: only whether the entry exists is used, not the reference.
+    unsafe { WATCH_DEVS.get(at.dev()) }.is_some()
+}
+
+/// The watch whose directory `at` is, if any.
+#[inline(always)]
+fn watch_at(at: &Cursor, off: &KernelOffsets) -> Result<Option<u32>, HelperError> {
+    let key = at.key(off)?;
+    // SAFETY: the value is copied out at once; an entry user space removes
+    // meanwhile stays readable while the program runs (RCU), so the copy is
+    // at worst stale.
+    Ok(unsafe { WATCH_INODES.get(&key) }.copied())
 }
 
 /// One byte of the rest of the name (after `skip`): at each component's
@@ -494,6 +375,9 @@ fn go_down(target: &mut TargetState, hash: u64) {
         parent: target.node,
         hash,
     };
+    // SAFETY: the edge is read at once; an entry user space removes
+    // meanwhile stays readable while the program runs (RCU), so it is at
+    // worst stale.
     match unsafe { EDGES.get(&key) } {
         Some(edge) => {
             target.node = edge.child;
@@ -520,6 +404,7 @@ fn at_last(target: &mut TargetState, hash: u64) {
         parent: target.node,
         hash,
     };
+    // SAFETY: as in `go_down`.
     if let Some(edge) = unsafe { EDGES.get(&key) } {
         if edge.watch != WATCH_NONE {
             met_watch(target, edge.watch);
@@ -538,19 +423,26 @@ fn met_watch(target: &mut TargetState, watch: u32) {
 /// Without BTF: an absolute name is matched by prefix; a relative one (or
 /// a bare fd) goes to user space, which places it.
 #[inline(always)]
-fn decide_by_prefix(index: u32) -> Result<u32, i64> {
+fn decide_by_prefix(index: u32) -> Result<u32, Error> {
     let name_len = read_name(index)?;
-    let s = scratch().ok_or(0i64)?;
+    let s = scratch().ok_or(Error::NoScratch)?;
     let start = name_start(&s.op, index);
-    let target = s.op.targets.get_mut(index as usize).ok_or(0i64)?;
+    let target =
+        s.op.targets
+            .get_mut(index as usize)
+            .ok_or(Error::NoScratch)?;
     if name_len == 0 || name_byte(target, &s.event, start, 0) != b'/' {
         target.status |= event_status::RELATIVE;
         return Ok(PLACE);
     }
     // The LPM key is the name's first WATCH_PREFIX_MAX bytes; bytes past
     // `prefix_len` are never compared.
+    // SAFETY: masked below PATH_MAX, the offset is inside `data` (4 *
+    // PATH_MAX + NAME_MAX bytes).
     let src = unsafe { s.event.data.as_ptr().add(start & (PATH_MAX - 1)) };
     let dst = s.key.data.as_mut_ptr();
+    // SAFETY: `dst` is the key's WATCH_PREFIX_MAX bytes, and as many are
+    // readable at `src` (PATH_MAX of `data` follow it).
     unsafe { bpf_probe_read_kernel(dst.cast(), WATCH_PREFIX_MAX as u32, src.cast()) };
     s.key.prefix_len = (name_len.min(WATCH_PREFIX_MAX as u32)) * 8;
     let Some(&watch) = WATCHES.get(&s.key) else {
@@ -588,6 +480,8 @@ extern "C" fn build_cb(index: u64, _ctx: *mut c_void) -> i64 {
     target.complete = 1;
     target.end = END_NONE;
     target.at = target.base;
+    // SAFETY: `build_path_cb` has the signature `bpf_loop` calls, and takes no
+    // context, so the null one is never read.
     unsafe { bpf_loop(MAX_WALK, build_path_cb as *mut c_void, ptr::null_mut(), 0) };
     if let Some((target, ..)) = current() {
         if target.end != END_TOP || target.complete == 0 {
@@ -619,9 +513,9 @@ extern "C" fn build_path_cb(_index: u64, _ctx: *mut c_void) -> i64 {
 }
 
 #[inline(always)]
-fn path_step(target: &mut TargetState, event: &mut EventBuf) -> Result<Step, i64> {
+fn path_step(target: &mut TargetState, event: &mut EventBuf) -> Result<Step, Error> {
     let off = kernel_offsets();
-    if let Some(id) = target.at.watch(&off)? {
+    if let Some(id) = watch_at(&target.at, &off)? {
         mark_dirty(id);
     }
     let name = target.at.name(&off)?;
@@ -636,157 +530,10 @@ fn path_step(target: &mut TargetState, event: &mut EventBuf) -> Result<Step, i64
     // Verifier: masked below 4 * PATH_MAX, so a component written there
     // stays inside `data` (4 * PATH_MAX + NAME_MAX) whatever the values;
     // the checks above keep them right.
-    let at = (target.path_start as usize + target.path_len as usize) & (4 * PATH_MAX - 1);
-    match read_component(unsafe { event.data.as_mut_ptr().add(at) }, name) {
+    let at = target.path_start as usize + target.path_len as usize;
+    match read_component::<_, { 4 * PATH_MAX - 1 }>(&mut event.data, at, name) {
         Some(n) => target.path_len += n,
         None => target.complete = 0,
     }
     Ok(step)
-}
-
-/// Copies the dentry name at kernel address `name`, with its NUL, to
-/// `dst`, which has room for `NAME_MAX` bytes; the bytes written.
-#[inline(always)]
-pub fn read_component(dst: *mut u8, name: u64) -> Option<u32> {
-    let n = unsafe { bpf_probe_read_kernel_str(dst.cast(), NAME_MAX as u32, name as *const _) };
-    (n > 0).then_some(n as u32)
-}
-
-#[inline(always)]
-fn send(hit: &Hit, watch_id: u32) -> Result<(), i64> {
-    // Before the header is filled: it resets the process part.
-    let _ = who::fill();
-    let s = scratch().ok_or(0i64)?;
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let uid_gid = bpf_get_current_uid_gid();
-    let header = &mut s.event.header;
-    header.time_ns = unsafe { bpf_ktime_get_boot_ns() };
-    header.kind = hit.kind;
-    header.syscall = hit.syscall;
-    header.pid = (pid_tgid >> 32) as u32;
-    header.tid = pid_tgid as u32;
-    header.uid = uid_gid as u32;
-    header.gid = (uid_gid >> 32) as u32;
-    header.flags = hit.flags;
-    header.ret = hit.ret;
-    header.watch_id = watch_id;
-    header.targets_len = s.op.len;
-    header.origin = s.op.origin;
-    header.comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
-    let [first, second] = &s.op.targets;
-    header.targets = [
-        target_header(first),
-        if s.op.len > 1 {
-            target_header(second)
-        } else {
-            Target::default()
-        },
-    ];
-    // Verifier: each length masked below PATH_MAX (the kernel keeps them
-    // below), so every part below is within its buffer.
-    let data_len: usize = header
-        .targets
-        .iter()
-        .map(|t| (t.name_len as usize & (PATH_MAX - 1)) + (t.path_len as usize & (PATH_MAX - 1)))
-        .sum();
-    let exe_len = header.process.exe_len as usize & (PATH_MAX - 1);
-    let cmdline_len = (header.process.cmdline_len as usize).min(CMDLINE_MAX);
-    let parts = [
-        (ptr::from_ref(header).cast(), EVENT_HEADER_LEN),
-        (s.event.data.as_ptr(), data_len),
-        (s.exe.as_ptr(), exe_len),
-        (s.cmdline.as_ptr(), cmdline_len),
-    ];
-    if output(parts).is_err() {
-        count_lost(if watch_id == WATCH_NONE {
-            UNDECIDED_SLOT
-        } else {
-            watch_id
-        });
-    }
-    Ok(())
-}
-
-/// Sends `parts` as one ring-buffer record. The record is reserved at its
-/// exact size through a dynptr (a plain reservation needs a size the
-/// verifier knows, and the parts live in different buffers), then written
-/// part by part; it is submitted, or discarded when the reservation failed
-/// (the verifier requires either).
-#[inline(always)]
-fn output(parts: [(*const u8, usize); 4]) -> Result<(), i64> {
-    let total: usize = parts.iter().map(|&(_, len)| len).sum();
-    let mut record = MaybeUninit::<bpf_dynptr>::uninit();
-    let ring = ptr::from_ref(&EVENTS).cast_mut().cast::<c_void>();
-    let reserved =
-        unsafe { bpf_ringbuf_reserve_dynptr(ring, total as u32, 0, record.as_mut_ptr()) };
-    if reserved != 0 {
-        unsafe { bpf_ringbuf_discard_dynptr(record.as_mut_ptr(), 0) };
-        return Err(reserved);
-    }
-    // One call per part, so that each pointer keeps its type for the
-    // verifier (one loaded from an array at a variable index would not).
-    let [a, b, c, d] = parts;
-    let write = |at: usize, (part, len): (*const u8, usize)| {
-        unsafe {
-            bpf_dynptr_write(
-                record.as_ptr(),
-                at as u32,
-                part.cast_mut().cast(),
-                len as u32,
-                0,
-            )
-        };
-        at + len
-    };
-    let at = write(0, a);
-    let at = write(at, b);
-    let at = write(at, c);
-    write(at, d);
-    unsafe { bpf_ringbuf_submit_dynptr(record.as_mut_ptr(), 0) };
-    Ok(())
-}
-
-#[inline(always)]
-fn target_header(t: &TargetState) -> Target {
-    Target {
-        status: t.status,
-        dfd: t.dfd as i32,
-        name_len: t.name_len,
-        path_len: t.path_len,
-        skip: t.skip,
-        _pad: 0,
-    }
-}
-
-/// Raises the flag of `slot`, unless an action of watcher made the
-/// change: its own job must not take it for a change (and the others get
-/// the event).
-#[inline(always)]
-fn mark_dirty(slot: u32) {
-    if op().is_some_and(|op| op.origin != 0) {
-        return;
-    }
-    // The watch's flag before the summary: user space clears the summary
-    // before it reads the flags, so a flag raised after its read raises
-    // the summary again for the next one.
-    for slot in [slot, SUMMARY_SLOT] {
-        if let Some(dirty) = DIRTY.get_ptr_mut(slot) {
-            // Only ever set to 1 here and to 0 by user space, so concurrent
-            // writers need no atomics; volatile, so the two stay in order.
-            unsafe { core::ptr::write_volatile(dirty, 1) };
-        }
-    }
-}
-
-#[inline(always)]
-fn count_lost(slot: u32) {
-    for slot in [slot, SUMMARY_SLOT] {
-        if let Some(slot) = LOST.get_ptr_mut(slot) {
-            // A plain increment is enough: the slot belongs to this CPU and
-            // syscall tracepoint programs neither nest nor get preempted
-            // (and the BPF target has no atomic read-modify-write in Rust's
-            // core).
-            unsafe { *slot += 1 };
-        }
-    }
 }

@@ -1,0 +1,43 @@
+//! Why a program stops short of an event.
+
+/// A helper failed, with this error code (a negative errno). What reads of
+/// kernel memory (`read`, `vfs`) fail with: those can fail no other way,
+/// and the bare code costs the verifier less than [`Error`] would there
+/// (a few hundred instructions more in `sys_exit`).
+#[derive(Clone, Copy)]
+pub struct HelperError(pub i64);
+
+/// Why a program stops short of an event. The programs return the same
+/// value to the kernel whatever it is; only a helper's failure is worth a
+/// debug line (`--bpf-log`), the others are the ordinary ways of not being
+/// an event.
+#[derive(Clone, Copy)]
+pub enum Error {
+    /// A BPF helper failed, with this error code (a negative errno).
+    Helper(i64),
+    /// The thread has no arguments stashed at `sys_enter`: not a syscall
+    /// to look at (most are not).
+    NotStashed,
+    /// No spec for this syscall number: not one user space traces.
+    NoSpec,
+    /// The descriptor is outside the task's descriptor table.
+    BadFd,
+    /// The per-CPU scratch value, or the target asked for in it, is not
+    /// there: never, but the verifier wants every lookup checked.
+    NoScratch,
+}
+
+impl Error {
+    /// A helper's failure, whatever the integer type of its error code.
+    #[inline(always)]
+    pub fn helper(code: impl Into<i64>) -> Self {
+        Self::Helper(code.into())
+    }
+}
+
+impl From<HelperError> for Error {
+    #[inline(always)]
+    fn from(HelperError(code): HelperError) -> Self {
+        Self::Helper(code)
+    }
+}

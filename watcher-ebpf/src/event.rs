@@ -1,0 +1,213 @@
+//! Turning a successful syscall into an event: decide whether the files it
+//! changed lie under a watched directory (`walk`), and send hits to user
+//! space as one ring-buffer record with the names the process passed, the
+//! files' paths and who made the change (`who`).
+
+use core::{ffi::c_void, mem::MaybeUninit, ptr};
+
+use aya_ebpf::{
+    bindings::bpf_dynptr,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_ktime_get_boot_ns,
+        generated::{
+            bpf_dynptr_write, bpf_ringbuf_discard_dynptr, bpf_ringbuf_reserve_dynptr,
+            bpf_ringbuf_submit_dynptr,
+        },
+    },
+};
+use watcher_common::{
+    CMDLINE_MAX, EVENT_HEADER_LEN, PATH_MAX, TASK_COMM_LEN, Target, UNDECIDED_SLOT, WATCH_NONE,
+    event_status, match_mode, open_flags::FMODE_CREATED,
+};
+
+use crate::{
+    account::{count_lost, mark_dirty},
+    config::{kernel_offsets, match_mode},
+    error::Error,
+    maps::{EVENTS, op, scratch},
+    scratch::{FOUND, MISS, TargetState, UNDECIDED},
+    vfs::file_mode,
+    walk::{build_paths, decide_targets, read_name},
+    who,
+};
+
+/// What [`emit`] needs besides the targets in [`Op`](crate::scratch::Op).
+pub struct Hit {
+    pub kind: u32,
+    pub syscall: u32,
+    pub flags: u64,
+    /// The syscall's return value: the new fd for opens.
+    pub ret: i64,
+    /// Decide only, send nothing (an open tracked for `close_write` whose
+    /// own kinds are not selected).
+    pub quiet: bool,
+    /// The syscall opened the first target's file: a hit is marked
+    /// `CREATED` when the open created it.
+    pub opened: bool,
+}
+
+/// Decides about every target of the [`Op`](crate::scratch::Op) and sends
+/// the event when one lies under a watch (or may). Returns the event's
+/// watch (`WATCH_NONE` when undecided), or `None` when it was no event.
+#[inline(always)]
+pub fn emit(hit: &Hit) -> Result<Option<u32>, Error> {
+    let len = op().ok_or(Error::NoScratch)?.len;
+    decide_targets(len);
+    let op = op().ok_or(Error::NoScratch)?;
+    let [first, second] = &op.targets;
+    let second_verdict = if op.len > 1 { second.verdict } else { MISS };
+    if first.verdict == MISS && second_verdict == MISS {
+        return Ok(None);
+    }
+    // The new name's watch, for a rename or link into or within a tree.
+    let watch = if second_verdict == FOUND {
+        second.watch
+    } else if first.verdict == FOUND {
+        first.watch
+    } else {
+        WATCH_NONE
+    };
+    if hit.quiet {
+        return Ok(Some(watch));
+    }
+    if op.name_deferred() {
+        read_name(0)?;
+    }
+    if first.verdict == UNDECIDED || second_verdict == UNDECIDED {
+        mark_dirty(UNDECIDED_SLOT);
+    }
+    // Read for hits only, not for every open on the machine.
+    let opened = if hit.opened { first.file } else { 0 };
+    if opened != 0 && file_mode(&kernel_offsets(), opened)? & FMODE_CREATED != 0 {
+        op.targets[0].status |= event_status::CREATED;
+    }
+    if match_mode() == match_mode::EXACT {
+        build_paths(len);
+    }
+    send(hit, watch)?;
+    Ok(Some(watch))
+}
+
+#[inline(always)]
+fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
+    // Before the header is filled: it resets the process part.
+    let _ = who::fill();
+    let s = scratch().ok_or(Error::NoScratch)?;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    let header = &mut s.event.header;
+    // SAFETY: a helper without arguments.
+    header.time_ns = unsafe { bpf_ktime_get_boot_ns() };
+    header.kind = hit.kind;
+    header.syscall = hit.syscall;
+    header.pid = (pid_tgid >> 32) as u32;
+    header.tid = pid_tgid as u32;
+    header.uid = uid_gid as u32;
+    header.gid = (uid_gid >> 32) as u32;
+    header.flags = hit.flags;
+    header.ret = hit.ret;
+    header.watch_id = watch_id;
+    header.targets_len = s.op.len;
+    header.origin = s.op.origin;
+    header.comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
+    let [first, second] = &s.op.targets;
+    header.targets = [
+        target_header(first),
+        if s.op.len > 1 {
+            target_header(second)
+        } else {
+            Target::default()
+        },
+    ];
+    // Verifier: each length masked below PATH_MAX (the kernel keeps them
+    // below), so every part below is within its buffer: the header's size,
+    // four lengths under PATH_MAX in `data` (4 * PATH_MAX + NAME_MAX
+    // bytes), one under PATH_MAX in `exe` (PATH_MAX + NAME_MAX) and at most
+    // CMDLINE_MAX in `cmdline` (CMDLINE_MAX).
+    let data_len: usize = header
+        .targets
+        .iter()
+        .map(|t| (t.name_len as usize & (PATH_MAX - 1)) + (t.path_len as usize & (PATH_MAX - 1)))
+        .sum();
+    let exe_len = header.process.exe_len as usize & (PATH_MAX - 1);
+    let cmdline_len = (header.process.cmdline_len as usize).min(CMDLINE_MAX);
+    let parts = [
+        (ptr::from_ref(header).cast(), EVENT_HEADER_LEN),
+        (s.event.data.as_ptr(), data_len),
+        (s.exe.as_ptr(), exe_len),
+        (s.cmdline.as_ptr(), cmdline_len),
+    ];
+    // SAFETY: each part is readable for its length, as said above.
+    if unsafe { output(parts) }.is_err() {
+        count_lost(if watch_id == WATCH_NONE {
+            UNDECIDED_SLOT
+        } else {
+            watch_id
+        });
+    }
+    Ok(())
+}
+
+/// Sends `parts` as one ring-buffer record. The record is reserved at its
+/// exact size through a dynptr (a plain reservation needs a size the
+/// verifier knows, and the parts live in different buffers), then written
+/// part by part; it is submitted, or discarded when the reservation failed
+/// (the verifier requires either).
+///
+/// # Safety
+///
+/// Each part must be readable for its length.
+#[inline(always)]
+unsafe fn output(parts: [(*const u8, usize); 4]) -> Result<(), Error> {
+    let total: usize = parts.iter().map(|&(_, len)| len).sum();
+    let mut record = MaybeUninit::<bpf_dynptr>::uninit();
+    let ring = ptr::from_ref(&EVENTS).cast_mut().cast::<c_void>();
+    // SAFETY: `ring` is the ring-buffer map (the loader relocates its
+    // address), and `record` is room for the dynptr the helper sets up.
+    let reserved =
+        unsafe { bpf_ringbuf_reserve_dynptr(ring, total as u32, 0, record.as_mut_ptr()) };
+    if reserved != 0 {
+        // SAFETY: the helper set `record` up even though it failed (to a
+        // null dynptr), and it is released once, here.
+        unsafe { bpf_ringbuf_discard_dynptr(record.as_mut_ptr(), 0) };
+        return Err(Error::Helper(reserved));
+    }
+    // One call per part, so that each pointer keeps its type for the
+    // verifier (one loaded from an array at a variable index would not).
+    let [a, b, c, d] = parts;
+    let write = |at: usize, (part, len): (*const u8, usize)| {
+        // SAFETY: `record` was set up by the reservation, `part` is
+        // readable for `len` bytes (the caller's promise), and the helper
+        // fails rather than write past the record's end.
+        unsafe {
+            bpf_dynptr_write(
+                record.as_ptr(),
+                at as u32,
+                part.cast_mut().cast(),
+                len as u32,
+                0,
+            )
+        };
+        at + len
+    };
+    let at = write(0, a);
+    let at = write(at, b);
+    let at = write(at, c);
+    write(at, d);
+    // SAFETY: `record` was reserved above and is released once, here.
+    unsafe { bpf_ringbuf_submit_dynptr(record.as_mut_ptr(), 0) };
+    Ok(())
+}
+
+#[inline(always)]
+fn target_header(t: &TargetState) -> Target {
+    Target {
+        status: t.status,
+        dfd: t.dfd as i32,
+        name_len: t.name_len,
+        path_len: t.path_len,
+        skip: t.skip,
+        _pad: 0,
+    }
+}

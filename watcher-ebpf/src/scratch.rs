@@ -1,0 +1,133 @@
+//! The per-CPU scratch state: the event being assembled (far larger than
+//! the 512-byte BPF stack) and the state of the walks, which the
+//! `bpf_loop` callbacks share through it (a callback gets no more than a
+//! context pointer, and the stack is too small for it anyway). Types only:
+//! the map is `maps::SCRATCH`.
+
+use aya_ebpf::maps::lpm_trie::Key;
+use watcher_common::{CMDLINE_MAX, EXE_BUF_LEN, EventBuf, InodeKey, WATCH_NONE, WATCH_PREFIX_MAX};
+
+use crate::vfs::Cursor;
+
+/// Per-CPU scratch space: an event is far larger than the 512-byte BPF
+/// stack. Its size must stay under 32 KiB, the kernel's limit for a
+/// per-CPU value.
+#[repr(C)]
+pub struct Scratch {
+    pub key: Key<[u8; WATCH_PREFIX_MAX]>,
+    pub event: EventBuf,
+    /// The syscall being turned into an event, shared with the `bpf_loop`
+    /// callbacks (the BPF stack is too small for it).
+    pub op: Op,
+    /// The process's executable and command line, sent after the event's
+    /// data.
+    pub exe: [u8; EXE_BUF_LEN],
+    pub cmdline: [u8; CMDLINE_MAX],
+    pub exe_walk: ExeWalk,
+}
+
+/// How a walk ended.
+pub const END_NONE: u32 = 0;
+pub const END_FOUND: u32 = 1;
+pub const END_TOP: u32 = 2;
+pub const END_FAILED: u32 = 3;
+
+/// What was decided about a target.
+pub const MISS: u32 = 0;
+pub const FOUND: u32 = 1;
+/// The walk ran out before the root: sent so that nothing is missed.
+pub const UNDECIDED: u32 = 2;
+/// User space decides (prefix mode, or `..` the kernel cannot follow).
+pub const PLACE: u32 = 3;
+
+/// One file a syscall changed, and the state of the walks about it.
+#[repr(C)]
+pub struct TargetState {
+    /// `struct file *` when the syscall has the file open, else 0.
+    pub file: u64,
+    /// The directory fd the name is relative to, or the fd operated on.
+    pub dfd: i64,
+    /// User pointer to the name, or 0.
+    pub name: u64,
+    /// Where the path walk starts: the file, or the directory the rest of
+    /// the name is relative to.
+    pub base: Cursor,
+    pub at: Cursor,
+    /// The innermost watch met, or `WATCH_NONE`.
+    pub watch: u32,
+    pub end: u32,
+    pub verdict: u32,
+    pub status: u32,
+    pub name_len: u32,
+    pub skip: u32,
+    pub ups: u32,
+    /// Following the name down: the directory reached while it is on the
+    /// way to a watch (`on_edge`), and how far below it the name went
+    /// once it left that way.
+    pub node: InodeKey,
+    pub on_edge: u32,
+    pub off_depth: u32,
+    /// A component read but not yet followed: the last one is the file
+    /// itself, not a directory to go down into.
+    pub pending: u32,
+    pub pending_hash: u64,
+    pub comp_hash: u64,
+    pub comp_len: u32,
+    pub all_dots: u32,
+    pub path_start: u32,
+    pub path_len: u32,
+    pub complete: u32,
+}
+
+impl TargetState {
+    /// Starts over for a new syscall, field by field (a whole new value
+    /// would be built on the small BPF stack first). The fields not set
+    /// here are set before they are read.
+    #[inline(always)]
+    pub fn reset(&mut self, file: u64, dfd: i64, name: u64) {
+        self.file = file;
+        self.dfd = dfd;
+        self.name = name;
+        self.watch = WATCH_NONE;
+        self.end = END_NONE;
+        self.verdict = MISS;
+        self.status = 0;
+        self.name_len = 0;
+        self.path_len = 0;
+        self.skip = 0;
+        self.ups = 0;
+        self.pending = 0;
+        self.off_depth = 0;
+        self.on_edge = 0;
+    }
+}
+
+/// The syscall being turned into an event (in the per-CPU scratch map).
+#[repr(C)]
+pub struct Op {
+    pub targets: [TargetState; 2],
+    pub len: u32,
+    /// The action slot of the process (`Stash::origin`), or 0.
+    pub origin: u32,
+    /// The target the walk callbacks work on.
+    pub current: u32,
+}
+
+impl Op {
+    /// An opened file's walk starts at the file, not at its name: then the
+    /// name is read in `emit`, for hits only (most opens are of no watch).
+    #[inline(always)]
+    pub fn name_deferred(&self) -> bool {
+        self.len == 1 && self.targets[0].file != 0
+    }
+}
+
+/// The walk from the executable up to the root, in the per-CPU scratch
+/// map (shared with the `bpf_loop` callback).
+#[repr(C)]
+pub struct ExeWalk {
+    pub at: Cursor,
+    pub len: u32,
+    pub complete: u32,
+    pub top: u32,
+}
