@@ -386,9 +386,8 @@ fn a_process_that_exits_without_close_still_gives_close_write() {
     let w = trace("close_write", &[&media]);
     // The shell opens fd 3 for writing and exits without closing it. An fd
     // 3 it inherited (e.g. `flock FILE cmd` leaves its lock there) is closed
-    // first: else the shell
-    // opens the file on another fd, moves it to 3 and closes the first,
-    // and that close is the file's close_write.
+    // first: else the shell opens the file on another fd, moves it to 3 and
+    // closes the first, and that close is the file's close_write.
     let script = format!("exec 3>&-; exec 3>{}; exit 0", file.display());
     let pid = run("sh", &["-c".as_ref(), script.as_ref()]);
     let events = w.events_until_marker(&media);
