@@ -10,6 +10,7 @@ use std::{
     ffi::OsString,
     fmt, fs, io,
     marker::PhantomData,
+    net::SocketAddr,
     os::unix::fs::{MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     str::FromStr,
@@ -28,7 +29,7 @@ use crate::{
     filter::{Comm, PathFilter, Pattern, ProcessFilter},
     kind::Kind,
     runner::{self, Action, CommandSpec, JobSpec, Recipient, StdinFormat},
-    settings::{Events, RingSize, Span, defaults, parse_pid, parse_uid},
+    settings::{Events, MetricsAddr, RingSize, Span, defaults, parse_pid, parse_uid},
     user::{self, RunAs},
 };
 
@@ -69,6 +70,8 @@ pub enum ConfigError {
 #[derive(Debug)]
 pub struct Config {
     pub ring_buffer_size: u32,
+    /// Where to serve metrics, if anywhere.
+    pub metrics: Option<SocketAddr>,
     pub jobs: Vec<JobSpec>,
 }
 
@@ -146,6 +149,7 @@ fn parse(text: &str, gone: &dyn Fn(&Path) -> bool) -> Result<Config, ParseError>
         ring_buffer_size: file
             .ring_buffer_size
             .map_or(defaults::RING_BUFFER_BYTES, |r| r.0.0),
+        metrics: file.metrics.map(|m| m.0.0),
         jobs,
     })
 }
@@ -155,6 +159,7 @@ fn parse(text: &str, gone: &dyn Fn(&Path) -> bool) -> Result<Config, ParseError>
 #[serde(deny_unknown_fields)]
 struct File {
     ring_buffer_size: Option<Parsed<RingSize>>,
+    metrics: Option<Parsed<MetricsAddr>>,
     #[serde(default)]
     watch: Vec<Spanned<Entry>>,
 }
@@ -615,6 +620,7 @@ mod tests {
             "run_at_start",
             "max_paths",
             "ring_buffer_size",
+            "metrics",
             "bogus",
         ]);
         let value = prop::sample::select(vec![

@@ -28,5 +28,6 @@ pub mod output;
 pub mod tally;
 pub mod settings;
 pub mod source;
+pub mod metrics;
 pub mod runner;
 pub mod config;

@@ -1,7 +1,7 @@
 //! Plain settings, with their parsers and their defaults: what the command
 //! line and the configuration file both produce, parsed and checked once.
 
-use std::{fmt, path::PathBuf, time::Duration};
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use crate::{
     filter::{PathFilter, ProcessFilter},
@@ -233,9 +233,35 @@ impl fmt::Display for RingSize {
     }
 }
 
+/// Where `--metrics` (and the configuration's `metrics`) serves: an IP
+/// address and a port (`127.0.0.1:9464`, `[::1]:9464`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsAddr(pub SocketAddr);
+
+impl std::str::FromStr for MetricsAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse().map(Self).map_err(|_| {
+            format!("`{s}` is not an IP address and port such as 127.0.0.1:9464 or [::1]:9464")
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_addresses() {
+        assert_eq!(
+            "127.0.0.1:9464".parse::<MetricsAddr>().map(|a| a.0.port()),
+            Ok(9464)
+        );
+        assert!("[::1]:0".parse::<MetricsAddr>().is_ok());
+        for bad in ["localhost:9464", "127.0.0.1", ":9464", "127.0.0.1:99999"] {
+            assert!(bad.parse::<MetricsAddr>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn events() {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{
-        Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf,
+        Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{ProgramError, TracePoint, trace_point::TracePointLink},
@@ -83,10 +83,7 @@ impl LoadError {
 }
 
 /// Map `name`, borrowed from the loaded object.
-fn map_mut<'a>(
-    name: &'static str,
-    ebpf: &'a mut Ebpf,
-) -> Result<&'a mut aya::maps::Map, LoadError> {
+fn map_mut<'a>(name: &'static str, ebpf: &'a mut Ebpf) -> Result<&'a mut Map, LoadError> {
     ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))
 }
 
@@ -419,6 +416,15 @@ impl Probes {
     }
 
     /// How many tracepoints are attached.
+    /// The hash maps (plain, LRU and LPM trie), by name: those whose
+    /// fill the metrics show.
+    pub fn hash_maps(&self) -> impl Iterator<Item = (&str, &MapData)> {
+        self.ebpf.maps().filter_map(|(name, map)| match map {
+            Map::HashMap(data) | Map::LruHashMap(data) | Map::LpmTrie(data) => Some((name, data)),
+            _ => None,
+        })
+    }
+
     pub fn attached(&self) -> usize {
         self.links.len() + 2 * self.syscall_links.len()
     }
@@ -485,7 +491,7 @@ fn map_err(map: &'static str) -> impl Fn(MapError) -> LoadError {
 }
 
 /// Map `name`, taken from the loaded object: it closes when dropped.
-fn take_map(name: &'static str, ebpf: &mut Ebpf) -> Result<aya::maps::Map, LoadError> {
+fn take_map(name: &'static str, ebpf: &mut Ebpf) -> Result<Map, LoadError> {
     ebpf.take_map(name).ok_or(LoadError::MissingMap(name))
 }
 

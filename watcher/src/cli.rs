@@ -13,8 +13,8 @@ use watcher_core::{
     output::{Color, Format},
     runner::{Action, CommandSpec, JobSpec, Recipient, StdinFormat, parse_signal},
     settings::{
-        Events, Plan, RingSize, Span, defaults, parse_events, parse_pid, parse_target_pid,
-        parse_uid, parse_user,
+        Events, MetricsAddr, Plan, RingSize, Span, defaults, parse_events, parse_pid,
+        parse_target_pid, parse_uid, parse_user,
     },
     tally::Sort,
     user::RunAs,
@@ -112,6 +112,11 @@ pub struct ServeArgs {
     /// The configuration file (TOML; see watcher.toml(5) or docs/config.md).
     #[arg(long, short, default_value = config::DEFAULT_PATH, value_name = "FILE")]
     pub config: PathBuf,
+    /// Serve metrics for Prometheus at http://ADDR:PORT/metrics (no
+    /// authentication: keep it on localhost or behind a proxy). Overrides
+    /// the configuration's `metrics`.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = |s: &str| s.parse::<MetricsAddr>())]
+    pub metrics: Option<MetricsAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -170,6 +175,11 @@ pub struct WatchArgs {
     /// `.*.swp`, `.git/`). Applied in user space.
     #[arg(long = "exclude", value_name = "GLOB")]
     pub exclude: Vec<Pattern>,
+    /// Serve metrics for Prometheus at http://ADDR:PORT/metrics, e.g.
+    /// 127.0.0.1:9464 (no authentication: keep it on localhost or behind a
+    /// proxy).
+    #[arg(long, value_name = "ADDR:PORT", value_parser = |s: &str| s.parse::<MetricsAddr>())]
+    pub metrics: Option<MetricsAddr>,
 }
 
 impl WatchArgs {

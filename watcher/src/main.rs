@@ -11,6 +11,7 @@ mod btf;
 mod tracefs;
 mod syscalls;
 mod bpf;
+mod exporter;
 mod session;
 mod trace;
 mod top;
@@ -70,6 +71,14 @@ fn main() -> ExitCode {
     let options = Options {
         verbose: cli.verbose > 0,
         bpf_log: cli.bpf_log,
+        metrics: match &cli.command {
+            Command::Trace(args) => args.watch.metrics,
+            Command::Top(args) => args.watch.metrics,
+            Command::Run(args) => args.watch.metrics,
+            Command::Serve(args) => args.metrics,
+            _ => None,
+        }
+        .map(|m| m.0),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -19,7 +19,11 @@ pub async fn run(
     runner::check_actions(slice::from_ref(&job))?;
     let plan = runner::plan(slice::from_ref(&job), ring_buffer_size);
     let session = session::start(&plan, options)?;
+    let metrics = session.metrics().cloned();
     let mut engine = Engine::new(session, plan, vec![job]);
+    if let Some(metrics) = &metrics {
+        engine.count_into(metrics);
+    }
     engine.once = once;
     engine.run(None).await
 }
@@ -29,7 +33,13 @@ pub async fn serve(path: &Path, options: Options) -> anyhow::Result<()> {
     let config = config::load(path, &|_| false)?;
     runner::check_actions(&config.jobs)?;
     let plan = runner::plan(&config.jobs, config.ring_buffer_size);
+    // --metrics, else the configuration's.
+    let options = Options {
+        metrics: options.metrics.or(config.metrics),
+        ..options
+    };
     let session = session::start(&plan, options)?;
+    let metrics = session.metrics().cloned();
     let names: Vec<&str> = config.jobs.iter().map(|j| j.name.as_str()).collect();
     tracing::info!(
         "{} {} from {}: {}",
@@ -39,6 +49,9 @@ pub async fn serve(path: &Path, options: Options) -> anyhow::Result<()> {
         names.join(", ")
     );
     let mut engine = Engine::new(session, plan, config.jobs);
+    if let Some(metrics) = &metrics {
+        engine.count_into(metrics);
+    }
     let mut read = |gone: &dyn Fn(&Path) -> bool| {
         let config = config::load(path, gone)?;
         Ok((config.jobs, config.ring_buffer_size))

@@ -7,6 +7,8 @@
 use std::{
     collections::{HashMap, VecDeque},
     fs, mem,
+    net::SocketAddr,
+    os::fd::AsFd as _,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -26,6 +28,7 @@ use watcher_core::{
     event::{Clock, Event, decode, expand},
     filter::PathFilter,
     kind::Kind,
+    metrics::Metrics,
     notify,
     place::place,
     privileges,
@@ -36,7 +39,9 @@ use watcher_core::{
 
 use crate::{
     bpf::{self, LoadError, Probes, Setup},
-    btf, syscalls, tracefs,
+    btf,
+    exporter::{self, KernelGauges},
+    syscalls, tracefs,
 };
 
 /// How often the loss counters are read (one map read when nothing was
@@ -67,6 +72,8 @@ pub struct Session {
     /// Items due before anything new: at the stop, what was left.
     pending: VecDeque<Item>,
     stopped: bool,
+    /// What `--metrics` serves.
+    metrics: Option<Metrics>,
 }
 
 /// How to start, from the global options.
@@ -76,12 +83,16 @@ pub struct Options {
     pub verbose: bool,
     /// Pass on the eBPF programs' debug logs.
     pub bpf_log: bool,
+    /// Serve metrics at this address.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Checks privileges and directories, loads and attaches the programs and
 /// prints the `watching` line (and tells systemd it is ready).
 pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
     privileges::check()?;
+    // Before anything is loaded: an address in use stops watcher here.
+    let listener = options.metrics.map(exporter::bind).transpose()?;
     let kernel = btf::kernel_offsets()
         .inspect_err(|e| tracing::warn!("{e}; {}", btf::FALLBACK))
         .ok();
@@ -137,6 +148,15 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
             }
         });
     }
+    let metrics = match listener {
+        Some(listener) => {
+            let gauges = KernelGauges::new(ring.as_fd(), plan.ring_buffer_size, &probes)?;
+            let metrics = Metrics::new(gauges);
+            exporter::serve(listener, metrics.clone()).context("cannot serve metrics")?;
+            Some(metrics)
+        }
+        None => None,
+    };
     let events = EventStream {
         // SAFETY: the ring buffer owns its fd and neither closes nor
         // replaces it while the AsyncFd holds it.
@@ -149,6 +169,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
         cgroups: Cgroups::read(),
         paths: plan.paths.clone(),
         filtered: 0,
+        metrics: metrics.clone(),
     };
     // Signal handlers go in before the `watching` line, so that a signal
     // sent as soon as it appears is handled.
@@ -192,6 +213,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
         dirs_tick: tick(DIRS_CHECK),
         pending: VecDeque::new(),
         stopped: false,
+        metrics,
     })
 }
 
@@ -208,6 +230,11 @@ impl Session {
     /// Events dropped by `--include` and `--exclude`.
     pub fn filtered(&self) -> u64 {
         self.events.filtered
+    }
+
+    /// The metrics `--metrics` serves, if asked for.
+    pub fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.as_ref()
     }
 
     /// Events lost since start.
@@ -419,6 +446,8 @@ pub struct EventStream {
     paths: PathFilter,
     /// Events dropped by `paths`.
     filtered: u64,
+    /// Where events dropped by `paths` are counted too, by directory.
+    metrics: Option<Metrics>,
 }
 
 impl EventStream {
@@ -447,7 +476,11 @@ impl EventStream {
                 .map(|w| w.root.as_path());
             if !self.paths.keeps(&ev, root) {
                 // Counted as the events the record stands for.
-                self.filtered += expand(ev, &self.selected).len() as u64;
+                let n = expand(ev, &self.selected).len() as u64;
+                self.filtered += n;
+                if let (Some(metrics), Some(root)) = (&self.metrics, root) {
+                    metrics.filtered(&escape::path(root), n);
+                }
                 continue;
             }
             ev.who.cgroup = self.cgroups.path(ev.who.cgroup_id).map(<[u8]>::to_vec);

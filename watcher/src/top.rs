@@ -9,6 +9,7 @@ use std::{
 
 use tokio::time::{Instant, sleep_until};
 use watcher_core::{
+    metrics::EventCounters,
     runner::nothing_to_reload,
     settings::Plan,
     source::Item,
@@ -36,9 +37,15 @@ pub async fn top(settings: Settings, options: Options) -> anyhow::Result<()> {
     let mut tally = Tally::default();
     let mut lost = 0;
     let mut due = Instant::now() + settings.interval;
+    let metrics = session.metrics().cloned();
+    let mut counters = metrics.as_ref().map(EventCounters::new);
     loop {
         let stopping = tokio::select! {
-            item = session.next() => match item {
+            item = session.next() => {
+                if let (Some(metrics), Some(counters)) = (&metrics, &mut counters) {
+                    metrics.observe(counters, &item, &session.known());
+                }
+                match item {
                 Item::Events(events) => {
                     events.iter().for_each(|ev| tally.add(ev));
                     continue;
@@ -54,7 +61,7 @@ pub async fn top(settings: Settings, options: Options) -> anyhow::Result<()> {
                     continue;
                 }
                 Item::Stop => true,
-            },
+            }},
             () = sleep_until(due) => false,
         };
         let report = tally.render(settings.sort, settings.limit, lost);

@@ -4,6 +4,7 @@ use std::{collections::BTreeMap, io, path::PathBuf};
 
 use watcher_core::{
     kind::Kind,
+    metrics::EventCounters,
     output::{Color, Format, Printer},
     settings::Plan,
     source::Item,
@@ -29,8 +30,14 @@ pub async fn trace(settings: Settings, options: Options) -> anyhow::Result<()> {
     let mut session = session::start(&settings.plan, options)?;
     printer.watches = session.known();
     let mut counts: BTreeMap<Kind, u64> = BTreeMap::new();
+    let metrics = session.metrics().cloned();
+    let mut counters = metrics.as_ref().map(EventCounters::new);
     let result = loop {
-        let shown = match session.next().await {
+        let item = session.next().await;
+        if let (Some(metrics), Some(counters)) = (&metrics, &mut counters) {
+            metrics.observe(counters, &item, &session.known());
+        }
+        let shown = match item {
             Item::Stop => break Ok(()),
             item => show(&mut printer, &mut session, &mut counts, item),
         };

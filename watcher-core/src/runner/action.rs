@@ -21,6 +21,7 @@ use crate::{
     choice::Choice,
     escape::escape,
     json::{Field, write_json},
+    metrics::Outcome,
     user::RunAs,
     watch::Watch,
 };
@@ -306,13 +307,35 @@ fn stdin_bytes(batch: &Batch, format: StdinFormat) -> Vec<u8> {
     out
 }
 
+/// How a run of a command ended.
+#[derive(Debug)]
+pub struct Ended {
+    pub status: io::Result<ExitStatus>,
+    /// It ran past its timeout and was stopped.
+    pub timed_out: bool,
+    pub took: Duration,
+}
+
+impl Ended {
+    pub fn outcome(&self) -> Outcome {
+        match &self.status {
+            _ if self.timed_out => Outcome::Timeout,
+            Ok(s) if s.success() => Outcome::Success,
+            Ok(_) => Outcome::Failure,
+            Err(_) => Outcome::Error,
+        }
+    }
+}
+
 impl Running {
     /// Waits for the action to end and logs how it did. After `limit`, its
     /// process group gets SIGTERM, and SIGKILL KILL_GRACE later.
-    pub async fn wait(&mut self, limit: Duration) -> io::Result<ExitStatus> {
+    pub async fn wait(&mut self, limit: Duration) -> Ended {
+        let mut timed_out = false;
         let status = match timeout_at(self.started + limit, self.child.wait()).await {
             Ok(status) => status,
             Err(_) => {
+                timed_out = true;
                 tracing::warn!(
                     "action[{}] still running after {limit:?}: sending SIGTERM to its process group",
                     self.pid
@@ -328,13 +351,18 @@ impl Running {
                 }
             }
         };
-        let took = self.started.elapsed().as_secs_f64();
+        let took = self.started.elapsed();
+        let secs = took.as_secs_f64();
         match &status {
-            Ok(s) if s.success() => tracing::info!("action finished ({s}) after {took:.3}s"),
-            Ok(s) => tracing::warn!("action failed ({s}) after {took:.3}s"),
+            Ok(s) if s.success() => tracing::info!("action finished ({s}) after {secs:.3}s"),
+            Ok(s) => tracing::warn!("action failed ({s}) after {secs:.3}s"),
             Err(e) => tracing::error!("cannot wait for the action: {e}"),
         }
-        status
+        Ended {
+            status,
+            timed_out,
+            took,
+        }
     }
 
     /// The action's pid, which is also its process group's id.

@@ -19,7 +19,6 @@ use std::{
     collections::HashMap,
     mem,
     path::{Path, PathBuf},
-    process::ExitStatus,
     time::Duration,
 };
 
@@ -31,14 +30,17 @@ use tokio::{
 };
 
 use self::{
+    action::Ended,
     batch::Batch,
     signal::{deliver, signal_name},
 };
 use crate::{
     error::Causes,
+    escape,
     event::Event,
     filter::{PathFilter, ProcessFilter},
     kind::Kind,
+    metrics::{EventCounters, Metrics, Outcome},
     notify, privileges,
     settings::Plan,
     source::{Item, Source},
@@ -197,29 +199,48 @@ impl Job {
     }
 
     /// Takes `ev` into the batch when it is the job's.
-    fn offer(&mut self, ev: &Event, now: Instant) {
+    fn offer(&mut self, ev: &Event, now: Instant) -> Offer {
         if ev.origin == Some(self.slot) {
-            return;
+            return Offer::NotMine;
         }
         let Some(ids) = route(&self.routes, ev.watch_id) else {
-            return;
+            return Offer::NotMine;
         };
         if !self.spec.kinds.contains(&ev.kind) || !self.spec.process.admits(ev) {
-            return;
+            return Offer::NotMine;
         }
         // Below-the-watch patterns are relative to the innermost of the
         // job's watches that holds the event.
-        let root = self
-            .watches
-            .iter()
-            .filter(|w| ids.is_none_or(|ids| ids.contains(&w.id)))
-            .map(|w| w.root.as_path())
-            .max_by_key(|root| root.as_os_str().len());
-        if !self.spec.paths.keeps(ev, root) {
-            return;
+        let inner = self.innermost(ids);
+        if !self.spec.paths.keeps(ev, inner.map(|w| w.root.as_path())) {
+            return Offer::Filtered(inner.map(|w| w.id));
         }
+        let inner = inner.map(|w| w.id);
         self.batch.add(ev, ids, self.spec.max_paths);
         self.last_change = Some(now);
+        Offer::Taken(inner)
+    }
+
+    /// The innermost of the job's watches among `ids` (`None`: all).
+    fn innermost(&self, ids: Option<&[u32]>) -> Option<&Watch> {
+        self.watches
+            .iter()
+            .filter(|w| ids.is_none_or(|ids| ids.contains(&w.id)))
+            .max_by_key(|w| w.root.as_os_str().len())
+    }
+
+    /// The `watch` label of its metrics: its name, or (for `run`, where it
+    /// has none) the directory of its watch `id`.
+    fn metric_label(&self, id: Option<u32>) -> String {
+        if self.spec.name.is_empty() {
+            self.watches
+                .iter()
+                .find(|w| Some(w.id) == id)
+                .map(|w| escape::path(&w.root))
+                .unwrap_or_default()
+        } else {
+            self.spec.name.clone()
+        }
     }
 
     /// When the action is due, if it is.
@@ -271,6 +292,15 @@ impl Job {
     }
 }
 
+/// What became of an event offered to a job, with the innermost of the
+/// job's watches that holds it.
+enum Offer {
+    NotMine,
+    /// Left out by the job's `--include` and `--exclude`.
+    Filtered(Option<u32>),
+    Taken(Option<u32>),
+}
+
 /// The watches of a job a change of watch `id` (`None`: undecided)
 /// counts for, from its `routes`: `Some(ids)`, `Some(None)` for all of
 /// them, or `None` when it is none of the job's business. A function of
@@ -293,11 +323,29 @@ pub struct Engine<S> {
     runs: u64,
     /// The last job slot given (slots start at 1).
     slots: u32,
-    /// The actions running, by run number: the job's label and the
-    /// action's pid (also its process group id).
-    running: HashMap<u64, (String, i32)>,
-    done_tx: mpsc::UnboundedSender<(u64, std::io::Result<ExitStatus>)>,
-    done_rx: mpsc::UnboundedReceiver<(u64, std::io::Result<ExitStatus>)>,
+    /// The actions running, by run number.
+    running: HashMap<u64, RunningAction>,
+    done_tx: mpsc::UnboundedSender<(u64, Ended)>,
+    done_rx: mpsc::UnboundedReceiver<(u64, Ended)>,
+    counting: Option<Counting>,
+}
+
+/// An action that runs on.
+struct RunningAction {
+    /// What its job's log lines start with.
+    label: String,
+    /// Its job's `watch` label in the metrics.
+    watch: String,
+    /// Also its process group's id.
+    pid: i32,
+}
+
+/// The metrics the runner counts into: events by job and watch, the
+/// rest by label.
+struct Counting {
+    metrics: Metrics,
+    /// By job slot and the job's innermost watch holding the event.
+    events: EventCounters<(u32, Option<u32>)>,
 }
 
 /// How a reload reads the new jobs; a directory the predicate holds gone
@@ -324,7 +372,16 @@ impl<S: Source> Engine<S> {
             running: HashMap::new(),
             done_tx,
             done_rx,
+            counting: None,
         }
+    }
+
+    /// Counts events, losses, runs and signals into `metrics`.
+    pub fn count_into(&mut self, metrics: &Metrics) {
+        self.counting = Some(Counting {
+            metrics: metrics.clone(),
+            events: EventCounters::new(metrics),
+        });
     }
 
     /// Runs until SIGINT or SIGTERM (or the first run's end with `once`).
@@ -350,13 +407,19 @@ impl<S: Source> Engine<S> {
                             for ev in &events {
                                 tracing::debug!("{}", crate::text::text_line(ev, false));
                                 for job in &mut self.jobs {
-                                    job.offer(ev, now);
+                                    let offer = job.offer(ev, now);
+                                    if let Some(c) = &mut self.counting {
+                                        c.offered(job, ev.kind, offer);
+                                    }
                                 }
                             }
                         }
                         Item::Lost(lost) => {
                             for job in &mut self.jobs {
                                 job.note(&lost, &[], now);
+                                if let Some(c) = &self.counting {
+                                    c.lost(job, &lost);
+                                }
                             }
                         }
                         // Watched anew: a change for each job that named it.
@@ -364,6 +427,9 @@ impl<S: Source> Engine<S> {
                             for job in &mut self.jobs {
                                 job.place(self.source.watches(), &self.plan);
                                 job.moved(&moved, now);
+                                if let Some(c) = &self.counting {
+                                    c.moved(job, &moved);
+                                }
                             }
                         }
                         Item::Hup => match reload.as_mut() {
@@ -392,10 +458,10 @@ impl<S: Source> Engine<S> {
                         }
                     }
                 }
-                Some((run, status)) = self.done_rx.recv() => {
-                    self.ended(run);
+                Some((run, ended)) = self.done_rx.recv() => {
+                    self.ended(run, &ended);
                     if self.once {
-                        let status = status?;
+                        let status = ended.status?;
                         anyhow::ensure!(status.success(), "the action failed ({status})");
                         return Ok(());
                     }
@@ -422,11 +488,21 @@ impl<S: Source> Engine<S> {
         let batch = mem::take(&mut job.batch);
         job.last_start = Some(now);
         let name = job.spec.label();
+        let watch = job.spec.name.clone();
+        let counted = |outcome| {
+            if let Some(c) = &self.counting {
+                c.metrics.run(&watch, outcome, None);
+            }
+        };
         match &job.spec.action {
             Action::Signal { signal, target } => {
                 let signal_name = signal_name(*signal);
                 match deliver(*signal, target) {
                     Ok(pids) => {
+                        counted(Outcome::Success);
+                        if let Some(c) = &self.counting {
+                            c.metrics.signals(&watch, &signal_name, pids.len() as u64);
+                        }
                         let pids: Vec<String> = pids.iter().map(i32::to_string).collect();
                         tracing::info!(
                             "{name}sent {signal_name} to pid {} ({} changes)",
@@ -434,8 +510,11 @@ impl<S: Source> Engine<S> {
                             batch.events
                         );
                     }
-                    Err(e) if self.once => anyhow::bail!("cannot send {signal_name}: {e}"),
-                    Err(e) => tracing::error!("{name}cannot send {signal_name}: {e}"),
+                    Err(e) => {
+                        counted(Outcome::Failure);
+                        anyhow::ensure!(!self.once, "cannot send {signal_name}: {e}");
+                        tracing::error!("{name}cannot send {signal_name}: {e}");
+                    }
                 }
                 Ok(self.once)
             }
@@ -444,17 +523,26 @@ impl<S: Source> Engine<S> {
                     self.runs += 1;
                     let run = self.runs;
                     job.running = Some(run);
-                    self.running.insert(run, (name, running.pid()));
+                    let pid = running.pid();
+                    self.running.insert(
+                        run,
+                        RunningAction {
+                            label: name,
+                            watch,
+                            pid,
+                        },
+                    );
                     let limit = job.spec.timeout;
                     let done = self.done_tx.clone();
                     tokio::spawn(async move {
-                        let status = running.wait(limit).await;
-                        let _ = done.send((run, status));
+                        let ended = running.wait(limit).await;
+                        let _ = done.send((run, ended));
                     });
                     Ok(false)
                 }
-                Err(e) if self.once => anyhow::bail!("cannot start the action: {e}"),
                 Err(e) => {
+                    counted(Outcome::Error);
+                    anyhow::ensure!(!self.once, "cannot start the action: {e}");
                     tracing::error!("{name}cannot start the action: {e}");
                     Ok(false)
                 }
@@ -463,7 +551,11 @@ impl<S: Source> Engine<S> {
     }
 
     /// Run `run` ended (its status was logged where it was waited for).
-    fn ended(&mut self, run: u64) {
+    fn ended(&mut self, run: u64, ended: &Ended) {
+        if let (Some(c), Some(action)) = (&self.counting, self.running.get(&run)) {
+            c.metrics
+                .run(&action.watch, ended.outcome(), Some(ended.took));
+        }
         self.running.remove(&run);
         // A job removed by a reload may still have had a run.
         if let Some(job) = self.jobs.iter_mut().find(|j| j.running == Some(run)) {
@@ -479,7 +571,7 @@ impl<S: Source> Engine<S> {
         if self.running.is_empty() {
             return;
         }
-        for (label, pid) in self.running.values() {
+        for RunningAction { label, pid, .. } in self.running.values() {
             tracing::warn!(
                 "{label}stopping: sending SIGTERM to action[{pid}] and its process group"
             );
@@ -488,7 +580,7 @@ impl<S: Source> Engine<S> {
         if self.ended_within(action::KILL_GRACE).await {
             return;
         }
-        for (label, pid) in self.running.values() {
+        for RunningAction { label, pid, .. } in self.running.values() {
             tracing::warn!(
                 "{label}action[{pid}] still running {:?} after SIGTERM: sending SIGKILL to its \
                  process group",
@@ -499,7 +591,7 @@ impl<S: Source> Engine<S> {
         if self.ended_within(action::KILL_GRACE).await {
             return;
         }
-        for (label, pid) in self.running.values() {
+        for RunningAction { label, pid, .. } in self.running.values() {
             tracing::error!("{label}action[{pid}] did not end after SIGKILL; leaving it");
         }
     }
@@ -510,7 +602,7 @@ impl<S: Source> Engine<S> {
         let deadline = Instant::now() + time;
         while !self.running.is_empty() {
             match tokio::time::timeout_at(deadline, self.done_rx.recv()).await {
-                Ok(Some((run, _))) => self.ended(run),
+                Ok(Some((run, ended))) => self.ended(run, &ended),
                 Ok(None) | Err(_) => return false,
             }
         }
@@ -590,6 +682,44 @@ impl<S: Source> Engine<S> {
                 "directories"
             }
         ))
+    }
+}
+
+impl Counting {
+    fn offered(&mut self, job: &Job, kind: Kind, offer: Offer) {
+        match offer {
+            Offer::NotMine => {}
+            Offer::Filtered(id) => self.metrics.filtered(&job.metric_label(id), 1),
+            Offer::Taken(id) => self
+                .events
+                .add(kind, (job.slot, id), || job.metric_label(id)),
+        }
+    }
+
+    /// Losses of the job's watches (and those undecided), by the innermost
+    /// of its watches they are under.
+    fn lost(&self, job: &Job, lost: &[(Option<u32>, u64)]) {
+        for &(id, n) in lost {
+            if let Some(ids) = route(&job.routes, id) {
+                let own = ids.and_then(|ids| job.innermost(Some(ids)));
+                self.metrics.lost(&job.metric_label(own.map(|w| w.id)), n);
+            }
+        }
+    }
+
+    /// The job's directories that went away or came back.
+    fn moved(&self, job: &Job, moved: &[Moved]) {
+        for m in moved {
+            let (Moved::Gone { dir, root, .. } | Moved::Back { dir, root, .. }) = m;
+            if job.spec.dirs.contains(dir) {
+                let watch = if job.spec.name.is_empty() {
+                    escape::path(root)
+                } else {
+                    job.spec.name.clone()
+                };
+                self.metrics.moved(&watch, m);
+            }
+        }
     }
 }
 
