@@ -30,6 +30,9 @@ const NIGHTLY: &str = "nightly";
 const WORKSPACE: &[&str] = &["--workspace", "--exclude", "watcher-ebpf"];
 /// rust-src for `-Z build-std`, rustfmt for the import grouping in rustfmt.toml.
 const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "rustfmt"];
+/// Debian packages the end-to-end tests drive: a Prometheus server that
+/// scrapes `--metrics`.
+const TEST_PACKAGES: &[&str] = &["prometheus"];
 /// Debian packages with the tools the benchmark (bench/) measures watcher
 /// beside.
 const BENCH_PACKAGES: &[&str] = &["inotify-tools", "bpftrace", "auditd"];
@@ -329,6 +332,7 @@ fn bench(root: &Path, quick: bool) -> anyhow::Result<()> {
 }
 
 fn test(root: &Path, args: &[OsString]) -> anyhow::Result<()> {
+    apt_packages("test tools", TEST_PACKAGES)?;
     step("layers", "no upward import, no cycle (cargo xtask layers)");
     layers::layers(root)?;
     step("format", "cargo +nightly fmt --check");
