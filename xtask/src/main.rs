@@ -1,6 +1,7 @@
 //! `cargo xtask`: set-up, build, run, test and benchmark for watcher, so
 //! that a fresh Debian machine needs nothing but these commands.
 
+mod cmd;
 mod layers;
 
 use std::{
@@ -11,8 +12,9 @@ use std::{
     process::Command,
 };
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use clap::{Parser, Subcommand};
+use cmd::{apt_packages, output, run, show, step};
 
 /// Debian packages bpf-linker is built against.
 const APT_PACKAGES: &[&str] = &[
@@ -134,70 +136,10 @@ fn cargo_home() -> PathBuf {
         })
 }
 
-fn step(what: &str, detail: &str) {
-    eprintln!("xtask: {what:<24} {detail}");
-}
-
-fn show(args: &[OsString]) -> String {
-    args.iter()
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Runs a command, failing with its name when it fails.
-fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot start {cmd:?}"))?;
-    ensure!(status.success(), "{cmd:?} failed: {status}");
-    Ok(())
-}
-
-/// Runs a command and returns its stdout, or None when it cannot run or fails.
-fn output(cmd: &mut Command) -> Option<String> {
-    let out = cmd.output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 fn setup() -> anyhow::Result<()> {
     apt_packages("LLVM 22 packages", APT_PACKAGES)?;
     nightly_components()?;
     bpf_linker()
-}
-
-/// Installs the Debian `packages` that are missing; `what` names them in
-/// the progress line.
-fn apt_packages(what: &str, packages: &[&str]) -> anyhow::Result<()> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .copied()
-        .filter(|pkg| {
-            output(Command::new("dpkg-query").args(["-W", "-f=${db:Status-Status}", pkg]))
-                .as_deref()
-                != Some("installed")
-        })
-        .collect();
-    if missing.is_empty() {
-        step(what, "already installed");
-        return Ok(());
-    }
-    step(what, &format!("installing {}", missing.join(" ")));
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!(
-            "installing {} needs root: run `sudo apt-get install {}` or run xtask as root",
-            missing.join(" "),
-            missing.join(" ")
-        );
-    }
-    run(Command::new("apt-get").args(["update", "-q"]))?;
-    run(Command::new("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 fn nightly_components() -> anyhow::Result<()> {
