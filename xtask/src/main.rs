@@ -1,8 +1,9 @@
-//! `cargo xtask`: set-up, build, run, test and benchmark for watcher, so
-//! that a fresh Debian machine needs nothing but these commands.
+//! `cargo xtask`: set-up, build, run, test, packages and benchmark for
+//! watcher, so that a fresh Debian machine needs nothing but these commands.
 
 mod cmd;
 mod layers;
+mod package;
 
 use std::{
     env,
@@ -66,6 +67,11 @@ enum Task {
     /// watcher's command-line definitions, watcher.toml.5 from
     /// docs/config.md) and the shell completions (target/docs/completions/).
     Docs,
+    /// Set up, build, write the docs, then the packages for servers in
+    /// target/package/: a Debian package (checked by lintian) and a tarball
+    /// with a static (musl) binary, each with the man pages, the shell
+    /// completions, the systemd unit and the example configuration.
+    Package,
     /// Check that each module imports only modules below it: declared
     /// before it in its parent, or its own children (no cycles, no upward
     /// imports). Needs nothing installed.
@@ -115,6 +121,10 @@ fn xtask(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot run {}", bin.display()))
         }
         Task::Docs => docs(&root),
+        Task::Package => {
+            docs(&root)?;
+            package::package(&root)
+        }
         Task::Test { args } => test(&root, &args),
         Task::Layers => layers::layers(&root),
         Task::Bench { quick } => bench(&root, quick),
