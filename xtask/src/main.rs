@@ -56,8 +56,9 @@ enum Task {
         args: Vec<OsString>,
     },
     /// Set up, then check the layering of modules, formatting and lints,
-    /// and run every test, including those that load the eBPF programs
-    /// (needs root).
+    /// build the packages, a newer build of the Debian package and a Debian
+    /// root to install them into, and run every test, including those that
+    /// load the eBPF programs (needs root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -123,7 +124,7 @@ fn xtask(cli: Cli) -> anyhow::Result<()> {
         Task::Docs => docs(&root),
         Task::Package => {
             docs(&root)?;
-            package::package(&root)
+            package::package(&root).map(drop)
         }
         Task::Test { args } => test(&root, &args),
         Task::Layers => layers::layers(&root),
@@ -293,7 +294,10 @@ fn test(root: &Path, args: &[OsString]) -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
-    build()?;
+    docs(root)?;
+    let packages = package::package(root)?;
+    let upgrade = package::upgrade_deb(root)?;
+    let debian = package::debian_root(root)?;
     step(
         "tests",
         "cargo test --release (as root: loads the eBPF programs)",
@@ -303,5 +307,9 @@ fn test(root: &Path, args: &[OsString]) -> anyhow::Result<()> {
         .args(WORKSPACE)
         .arg("--release")
         .args(args)
-        .env("WATCHER_BIN", root.join("target/release/watcher")))
+        .env("WATCHER_BIN", root.join("target/release/watcher"))
+        .env("WATCHER_DEB", &packages.deb)
+        .env("WATCHER_DEB_UPGRADE", upgrade)
+        .env("WATCHER_TARBALL", &packages.tarball)
+        .env("WATCHER_DEBIAN_ROOT", debian))
 }

@@ -2,6 +2,8 @@
 //! A Debian package, made by cargo-deb from `[package.metadata.deb]` in
 //! watcher/Cargo.toml and checked by lintian, and a tarball with a static
 //! (musl) binary for other distributions, laid out as a /usr/local tree.
+//! For the tests, also a newer build of the Debian package and a Debian
+//! root to install both into.
 
 use std::{
     fs,
@@ -20,6 +22,8 @@ const PACKAGE_TOOLS: &[&str] = &["lintian"];
 const CARGO_DEB_VERSION: &str = "3.8.0";
 /// The tarball's target: musl, linked statically.
 const MUSL: &str = "x86_64-unknown-linux-musl";
+/// debootstrap makes the Debian root the package tests install into.
+const TEST_TOOLS: &[&str] = &["debootstrap"];
 /// Where dist/watcher.service runs the binary from, which is where the
 /// tarball puts it; the Debian package puts it in /usr/bin.
 const LOCAL_EXEC: &str = "ExecStart=/usr/local/bin/watcher ";
@@ -35,10 +39,16 @@ const LOCAL_COMPLETIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The packages `package` wrote.
+pub struct Packages {
+    pub deb: PathBuf,
+    pub tarball: PathBuf,
+}
+
 /// Writes target/package/watcher_VERSION_amd64.deb and
 /// target/package/watcher-VERSION-x86_64-linux-musl.tar.gz, and nothing
 /// else there, from the release build and what `cargo xtask docs` wrote.
-pub fn package(root: &Path) -> anyhow::Result<()> {
+pub fn package(root: &Path) -> anyhow::Result<Packages> {
     apt_packages("packaging tools", PACKAGE_TOOLS)?;
     musl_target()?;
     cargo_deb()?;
@@ -52,8 +62,57 @@ pub fn package(root: &Path) -> anyhow::Result<()> {
     run(Command::new("lintian")
         .args(["--display-info", "--fail-on", "error,warning,info"])
         .arg(&deb))?;
-    tarball(root, &version, &out)?;
-    Ok(())
+    let tarball = tarball(root, &version, &out)?;
+    Ok(Packages { deb, tarball })
+}
+
+/// For the upgrade test: the package `package` built, as version
+/// VERSION+upgrade, in target/package-test/.
+pub fn upgrade_deb(root: &Path) -> anyhow::Result<PathBuf> {
+    let version = format!("{}+upgrade", version(root)?);
+    let deb = root.join(format!("target/package-test/watcher_{version}_amd64.deb"));
+    build_deb(&deb, Some(&version))?;
+    Ok(deb)
+}
+
+/// A minimal Debian root (debootstrap's minbase) of this machine's
+/// release, from its mirror, for the package tests: a tarball in
+/// target/package-test/, made once and reused.
+pub fn debian_root(root: &Path) -> anyhow::Result<PathBuf> {
+    let codename = codename()?;
+    let tarball = root.join(format!("target/package-test/debian-{codename}-minbase.tar"));
+    if tarball.exists() {
+        step(
+            "debian root",
+            &format!("{} (made before)", tarball.display()),
+        );
+        return Ok(tarball);
+    }
+    apt_packages("debootstrap", TEST_TOOLS)?;
+    let mirror = mirror(&codename)?;
+    let dir = tarball.with_extension("");
+    fresh_dir(&dir)?;
+    step(
+        "debian root",
+        &format!("debootstrap --variant=minbase {codename} (a few minutes)"),
+    );
+    // In a mount namespace of its own, so that the /proc and /sys it
+    // mounts in the root go with it, even when it fails.
+    run(Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "debootstrap"])
+        .args(["--variant=minbase", &codename])
+        .arg(&dir)
+        .arg(&mirror))?;
+    let partial = tarball.with_extension("partial");
+    run(Command::new("tar")
+        .args(["--create", "--numeric-owner", "--file"])
+        .arg(&partial)
+        .arg("--directory")
+        .arg(&dir)
+        .arg("."))?;
+    fs::remove_dir_all(&dir)?;
+    fs::rename(&partial, &tarball)?;
+    Ok(tarball)
 }
 
 fn musl_target() -> anyhow::Result<()> {
@@ -229,4 +288,110 @@ fn tarball(root: &Path, version: &str, out: &Path) -> anyhow::Result<PathBuf> {
         .arg(&work)
         .arg(&name))?;
     Ok(tarball)
+}
+
+/// This machine's Debian release (`VERSION_CODENAME` in /etc/os-release).
+fn codename() -> anyhow::Result<String> {
+    let release = fs::read_to_string("/etc/os-release").context("cannot read /etc/os-release")?;
+    release
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .map(|c| c.trim_matches('"').to_owned())
+        .filter(|c| !c.is_empty())
+        .context("/etc/os-release names no VERSION_CODENAME")
+}
+
+/// The mirror this machine's apt takes `codename` from: the first URI of
+/// a `deb` entry for that suite, in /etc/apt/sources.list.d/*.sources
+/// (deb822) or /etc/apt/sources.list (one line each).
+fn mirror(codename: &str) -> anyhow::Result<String> {
+    let mut sources: Vec<PathBuf> = fs::read_dir("/etc/apt/sources.list.d")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "sources"))
+        .collect();
+    sources.sort();
+    for path in &sources {
+        let text = fs::read_to_string(path)?;
+        if let Some(uri) = deb822_mirror(&text, codename) {
+            return Ok(uri);
+        }
+    }
+    if let Some(uri) = fs::read_to_string("/etc/apt/sources.list")
+        .ok()
+        .and_then(|text| one_line_mirror(&text, codename))
+    {
+        return Ok(uri);
+    }
+    bail!(
+        "no `deb` source for {codename} in /etc/apt/sources.list.d/*.sources or \
+         /etc/apt/sources.list: debootstrap needs a mirror"
+    )
+}
+
+fn deb822_mirror(text: &str, codename: &str) -> Option<String> {
+    text.split("\n\n").find_map(|stanza| {
+        let field = |name: &str| {
+            stanza.lines().find_map(|l| {
+                let (key, value) = l.split_once(':')?;
+                key.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| value.split_whitespace().collect::<Vec<_>>())
+            })
+        };
+        let deb = field("Types")?.contains(&"deb");
+        let suite = field("Suites")?.contains(&codename);
+        let enabled = field("Enabled").is_none_or(|e| e != ["no"]);
+        (deb && suite && enabled)
+            .then(|| field("URIs")?.first().map(|u| (*u).to_owned()))
+            .flatten()
+    })
+}
+
+fn one_line_mirror(text: &str, codename: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let line = line.split('#').next()?;
+        let rest = line.trim().strip_prefix("deb ")?;
+        // Options come first, in brackets: `deb [arch=amd64] URI SUITE ...`.
+        let rest = match rest.trim_start().strip_prefix('[') {
+            Some(options) => options.split_once(']')?.1,
+            None => rest,
+        };
+        let mut words = rest.split_whitespace();
+        let uri = words.next()?;
+        (words.next()? == codename).then(|| uri.to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_of_the_suite_from_deb822() {
+        let text = "Types: deb\nURIs: http://security.example/debian-security\n\
+                    Suites: bookworm-security\nComponents: main\n\n\
+                    Types: deb deb-src\nURIs: http://mirror.example/debian\n\
+                    Suites: bookworm bookworm-updates\nComponents: main\n";
+        assert_eq!(
+            deb822_mirror(text, "bookworm").as_deref(),
+            Some("http://mirror.example/debian")
+        );
+        assert_eq!(deb822_mirror(text, "trixie"), None);
+        let off = "Enabled: no\nTypes: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\n";
+        assert_eq!(deb822_mirror(off, "bookworm"), None);
+    }
+
+    #[test]
+    fn mirror_of_the_suite_from_one_line_entries() {
+        let text = "# deb http://old.example/debian bookworm main\n\
+                    deb-src http://src.example/debian bookworm main\n\
+                    deb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian bookworm main\n";
+        assert_eq!(
+            one_line_mirror(text, "bookworm").as_deref(),
+            Some("http://mirror.example/debian")
+        );
+        assert_eq!(one_line_mirror(text, "trixie"), None);
+    }
 }
