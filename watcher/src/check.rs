@@ -15,8 +15,10 @@ use crate::{
     btf, syscalls, tracefs,
 };
 
-/// Oldest kernel with the BPF ring buffer.
-const MIN_KERNEL: (u8, u8) = (5, 8);
+/// Oldest kernel with every helper the programs call: the ring buffer
+/// (5.8), `bpf_loop` (5.17) and the ring buffer's dynptrs (5.19), which
+/// write an event of the exact size.
+const MIN_KERNEL: (u8, u8) = (5, 19);
 
 enum Status {
     Ok,
@@ -136,7 +138,7 @@ fn check_machine(r: &mut Report) {
             Status::Fail,
             "kernel",
             &format!(
-                "{}.{}.{} is older than {}.{}, which brought the BPF ring buffer",
+                "{}.{}.{} is older than {}.{}, which brought the ring buffer's dynptrs the programs use",
                 v.major, v.minor, v.patch, MIN_KERNEL.0, MIN_KERNEL.1
             ),
         ),

@@ -1,7 +1,9 @@
-//! `cargo xtask`: set-up, build, run, test and benchmark for watcher, so
-//! that a fresh Debian machine needs nothing but these commands.
+//! `cargo xtask`: set-up, build, run, test, packages and benchmark for
+//! watcher, so that a fresh Debian machine needs nothing but these commands.
 
+mod cmd;
 mod layers;
+mod package;
 
 use std::{
     env,
@@ -11,8 +13,9 @@ use std::{
     process::Command,
 };
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use clap::{Parser, Subcommand};
+use cmd::{apt_packages, output, run, show, step};
 
 /// Debian packages bpf-linker is built against.
 const APT_PACKAGES: &[&str] = &[
@@ -56,8 +59,9 @@ enum Task {
         args: Vec<OsString>,
     },
     /// Set up, then check the layering of modules, formatting and lints,
-    /// and run every test, including those that load the eBPF programs
-    /// (needs root).
+    /// build the packages, a newer build of the Debian package and a Debian
+    /// root to install them into, and run every test, including those that
+    /// load the eBPF programs (needs root).
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -67,6 +71,11 @@ enum Task {
     /// watcher's command-line definitions, watcher.toml.5 from
     /// docs/config.md) and the shell completions (target/docs/completions/).
     Docs,
+    /// Set up, build, write the docs, then the packages for servers in
+    /// target/package/: a Debian package (checked by lintian) and a tarball
+    /// with a static (musl) binary, each with the man pages, the shell
+    /// completions, the systemd unit and the example configuration.
+    Package,
     /// Check that each module imports only modules below it: declared
     /// before it in its parent, or its own children (no cycles, no upward
     /// imports). Needs nothing installed.
@@ -116,6 +125,10 @@ fn xtask(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot run {}", bin.display()))
         }
         Task::Docs => docs(&root),
+        Task::Package => {
+            docs(&root)?;
+            package::package(&root).map(drop)
+        }
         Task::Test { args } => test(&root, &args),
         Task::Layers => layers::layers(&root),
         Task::Bench { quick } => bench(&root, quick),
@@ -137,70 +150,10 @@ fn cargo_home() -> PathBuf {
         })
 }
 
-fn step(what: &str, detail: &str) {
-    eprintln!("xtask: {what:<24} {detail}");
-}
-
-fn show(args: &[OsString]) -> String {
-    args.iter()
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Runs a command, failing with its name when it fails.
-fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot start {cmd:?}"))?;
-    ensure!(status.success(), "{cmd:?} failed: {status}");
-    Ok(())
-}
-
-/// Runs a command and returns its stdout, or None when it cannot run or fails.
-fn output(cmd: &mut Command) -> Option<String> {
-    let out = cmd.output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 fn setup() -> anyhow::Result<()> {
     apt_packages("LLVM 22 packages", APT_PACKAGES)?;
     nightly_components()?;
     bpf_linker()
-}
-
-/// Installs the Debian `packages` that are missing; `what` names them in
-/// the progress line.
-fn apt_packages(what: &str, packages: &[&str]) -> anyhow::Result<()> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .copied()
-        .filter(|pkg| {
-            output(Command::new("dpkg-query").args(["-W", "-f=${db:Status-Status}", pkg]))
-                .as_deref()
-                != Some("installed")
-        })
-        .collect();
-    if missing.is_empty() {
-        step(what, "already installed");
-        return Ok(());
-    }
-    step(what, &format!("installing {}", missing.join(" ")));
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!(
-            "installing {} needs root: run `sudo apt-get install {}` or run xtask as root",
-            missing.join(" "),
-            missing.join(" ")
-        );
-    }
-    run(Command::new("apt-get").args(["update", "-q"]))?;
-    run(Command::new("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 fn nightly_components() -> anyhow::Result<()> {
@@ -345,7 +298,10 @@ fn test(root: &Path, args: &[OsString]) -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
-    build()?;
+    docs(root)?;
+    let packages = package::package(root)?;
+    let upgrade = package::upgrade_deb(root)?;
+    let debian = package::debian_root(root)?;
     step(
         "tests",
         "cargo test --release (as root: loads the eBPF programs)",
@@ -355,5 +311,9 @@ fn test(root: &Path, args: &[OsString]) -> anyhow::Result<()> {
         .args(WORKSPACE)
         .arg("--release")
         .args(args)
-        .env("WATCHER_BIN", root.join("target/release/watcher")))
+        .env("WATCHER_BIN", root.join("target/release/watcher"))
+        .env("WATCHER_DEB", &packages.deb)
+        .env("WATCHER_DEB_UPGRADE", upgrade)
+        .env("WATCHER_TARBALL", &packages.tarball)
+        .env("WATCHER_DEBIAN_ROOT", debian))
 }
