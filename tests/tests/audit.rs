@@ -612,6 +612,90 @@ fn journal_entries_carry_structured_fields() {
     drop(w);
 }
 
+/// A journald of its own, in a mount namespace of its own (tmpfs on /run
+/// and /var/log: it writes nothing of the machine's): killed on drop.
+struct Journald(std::process::Child);
+
+impl Journald {
+    fn start() -> Self {
+        let child = Command::new("unshare")
+            .args(["-m", "sh", "-c"])
+            .arg(
+                "mount -t tmpfs none /run && mount -t tmpfs none /var/log && \
+                 mkdir -p /run/systemd/journal && exec /lib/systemd/systemd-journald",
+            )
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("unshare");
+        let journald = Self(child);
+        // Its sockets, as its namespace sees them.
+        let socket = format!("/proc/{}/root/run/systemd/journal/socket", journald.pid());
+        eventually(
+            "journald's socket",
+            || socket.clone(),
+            || Path::new(&socket).exists().then_some(()),
+        );
+        journald
+    }
+
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+
+    /// `program ARGS...` in journald's mount namespace.
+    fn enter(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &self.pid(), "-m", "--"]).arg(program);
+        cmd
+    }
+}
+
+impl Drop for Journald {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_readmes_journal_example_reads_watchers_events_from_a_real_journald() {
+    // The command line the README gives, as it gives it.
+    let readme = include_str!("../../README.md");
+    let example: Vec<&str> = readme
+        .lines()
+        .find(|l| l.starts_with("journalctl -o json"))
+        .expect("the README's journalctl example")
+        .split_whitespace()
+        .collect();
+    let tree = Tree::new("journald");
+    let media = tree.dir("media");
+    let journald = Journald::start();
+    let w = Watcher::start_command(
+        journald
+            .enter(watcher_bin())
+            .args(["trace", "--format", "journal", "--events", "create"])
+            .arg(&media),
+    );
+    let file = media.join("report \"$(id)\".csv");
+    let pid = run("touch", &[file.as_os_str()]);
+    let (program, args) = example.split_first().unwrap();
+    let entry = eventually(
+        "the create in the journal",
+        || w.stderr(),
+        || {
+            let (_, out) = spawn(journald.enter(program).args(args));
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .find(|e| e["WATCHER_PATH"] == file.to_str().unwrap())
+        },
+    );
+    assert_eq!(entry["WATCHER_EVENT"], "create");
+    assert_eq!(entry["WATCHER_PID"], pid.to_string());
+    assert_eq!(entry["WATCHER_COMM"], "touch");
+    drop(w);
+}
+
 /// The journal's native protocol: `KEY=value\n`, or `KEY\n` + 64-bit
 /// little-endian length + value + `\n`.
 fn parse_journal(mut data: &[u8]) -> Vec<(String, Vec<u8>)> {

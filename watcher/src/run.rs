@@ -34,6 +34,7 @@ pub async fn serve(path: &Path, options: Options) -> anyhow::Result<()> {
     runner::check_actions(&config.jobs)?;
     let plan = runner::plan(&config.jobs, config.ring_buffer_size);
     // --metrics, else the configuration's.
+    let (cli_metrics, file_metrics) = (options.metrics, config.metrics);
     let options = Options {
         metrics: options.metrics.or(config.metrics),
         ..options
@@ -54,6 +55,9 @@ pub async fn serve(path: &Path, options: Options) -> anyhow::Result<()> {
     }
     let mut read = |gone: &dyn Fn(&Path) -> bool| {
         let config = config::load(path, gone)?;
+        if cli_metrics.is_none() && config.metrics != file_metrics {
+            tracing::warn!("a new metrics address takes effect at the next start, not at a reload");
+        }
         Ok((config.jobs, config.ring_buffer_size))
     };
     engine.run(Some(&mut read)).await

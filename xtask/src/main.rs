@@ -34,8 +34,9 @@ const WORKSPACE: &[&str] = &["--workspace", "--exclude", "watcher-ebpf"];
 /// rust-src for `-Z build-std`, rustfmt for the import grouping in rustfmt.toml.
 const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "rustfmt"];
 /// Debian packages the end-to-end tests drive: a Prometheus server that
-/// scrapes `--metrics`.
-const TEST_PACKAGES: &[&str] = &["prometheus"];
+/// scrapes `--metrics`, and journald and journalctl for the README's
+/// journal example.
+const TEST_PACKAGES: &[&str] = &["prometheus", "systemd"];
 /// Debian packages with the tools the benchmark (bench/) measures watcher
 /// beside.
 const BENCH_PACKAGES: &[&str] = &["inotify-tools", "bpftrace", "auditd"];
