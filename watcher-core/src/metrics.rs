@@ -271,7 +271,7 @@ fn label(watch: &str) -> WatchLabel {
 
 /// The `watch` label of watch `id` where the watch is the directory: its
 /// root, escaped; empty when the kernel could not tell.
-pub fn directory(known: &[Watch], id: Option<u32>) -> String {
+fn directory(known: &[Watch], id: Option<u32>) -> String {
     known
         .iter()
         .find(|w| Some(w.id) == id)

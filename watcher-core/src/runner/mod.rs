@@ -836,6 +836,67 @@ mod tests {
 
     const S: Duration = Duration::from_secs(1);
 
+    /// The kernel side's figures, which these tests have none of.
+    #[derive(Debug)]
+    struct NoKernel;
+
+    impl prometheus_client::collector::Collector for NoKernel {
+        fn encode(
+            &self,
+            _: prometheus_client::encoding::DescriptorEncoder,
+        ) -> Result<(), std::fmt::Error> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn metrics_count_what_the_job_takes_leaves_out_loses_and_runs() {
+        let (tx, items) = mpsc::unbounded_channel();
+        let source = Scripted {
+            items,
+            watches: vec![Watch {
+                id: 1,
+                root: PathBuf::from(DIR),
+                key: InodeKey::default(),
+                named: vec![PathBuf::from(DIR)],
+            }],
+            started: Rc::default(),
+            origin: Instant::now(),
+        };
+        let mut spec = job(S, S);
+        spec.paths.exclude = vec!["*.part".parse().unwrap()];
+        let plan = plan(std::slice::from_ref(&spec), 4096);
+        let mut engine = Engine::new(source, plan, vec![spec]);
+        let metrics = Metrics::new(NoKernel);
+        engine.count_into(&metrics);
+        let script = async {
+            tx.send(write("/srv/media/a", None)).unwrap();
+            tx.send(write("/srv/media/b", None)).unwrap();
+            tx.send(write("/srv/media/c.part", None)).unwrap();
+            tx.send(Item::Lost(vec![(Some(1), 3), (None, 2)])).unwrap();
+            sleep(10 * S).await;
+            drop(tx);
+        };
+        let (run, ()) = tokio::join!(engine.run(None), script);
+        run.unwrap();
+        let text = metrics.encode().unwrap();
+        // `run`'s job has no name: its events are the directory's, its
+        // runs have no watch.
+        for line in [
+            "watcher_events_total{kind=\"write\",watch=\"/srv/media\"} 2",
+            "watcher_events_filtered_total{watch=\"/srv/media\"} 1",
+            "watcher_events_lost_total{watch=\"/srv/media\"} 3",
+            "watcher_events_lost_total{watch=\"\"} 2",
+            "watcher_action_runs_total{watch=\"\",outcome=\"success\"} 1",
+            "watcher_signals_sent_total{watch=\"\",signal=\"signal 0\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "no line {line:?} in\n{text}"
+            );
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_burst_makes_one_run_once_quiet_for_settle() {
         let started = starts(job(2 * S, S / 1000), async |tx| {
