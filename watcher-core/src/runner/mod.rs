@@ -815,6 +815,18 @@ mod tests {
         script: impl AsyncFnOnce(UnboundedSender<Item>),
     ) -> Vec<Duration> {
         let (tx, items) = mpsc::unbounded_channel();
+        let (mut engine, started) = engine(spec, items);
+        let (run, ()) = tokio::join!(engine.run(None), script(tx));
+        run.unwrap();
+        started.take()
+    }
+
+    /// An engine running `spec` over what `items` receives, watching
+    /// [`DIR`]; and when each of its actions started, from now.
+    fn engine(
+        spec: JobSpec,
+        items: mpsc::UnboundedReceiver<Item>,
+    ) -> (Engine<Scripted>, Rc<RefCell<Vec<Duration>>>) {
         let started = Rc::new(RefCell::new(Vec::new()));
         let source = Scripted {
             items,
@@ -828,10 +840,7 @@ mod tests {
             origin: Instant::now(),
         };
         let plan = plan(std::slice::from_ref(&spec), 4096);
-        let mut engine = Engine::new(source, plan, vec![spec]);
-        let (run, ()) = tokio::join!(engine.run(None), script(tx));
-        run.unwrap();
-        started.take()
+        (Engine::new(source, plan, vec![spec]), started)
     }
 
     const S: Duration = Duration::from_secs(1);
@@ -852,21 +861,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn metrics_count_what_the_job_takes_leaves_out_loses_and_runs() {
         let (tx, items) = mpsc::unbounded_channel();
-        let source = Scripted {
-            items,
-            watches: vec![Watch {
-                id: 1,
-                root: PathBuf::from(DIR),
-                key: InodeKey::default(),
-                named: vec![PathBuf::from(DIR)],
-            }],
-            started: Rc::default(),
-            origin: Instant::now(),
-        };
         let mut spec = job(S, S);
         spec.paths.exclude = vec!["*.part".parse().unwrap()];
-        let plan = plan(std::slice::from_ref(&spec), 4096);
-        let mut engine = Engine::new(source, plan, vec![spec]);
+        let (mut engine, _) = engine(spec, items);
         let metrics = Metrics::new(NoKernel);
         engine.count_into(&metrics);
         let script = async {
