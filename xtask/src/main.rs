@@ -245,6 +245,13 @@ fn docs(root: &Path) -> anyhow::Result<()> {
     build()?;
     let bin = root.join("target/release/watcher");
     let out = root.join("target/docs");
+    // Anew, so that the packages take no page of a command that is gone.
+    match std::fs::remove_dir_all(&out) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot remove {}", out.display()));
+        }
+        _ => {}
+    }
     step("man pages", &out.join("man").display().to_string());
     run(Command::new(&bin).arg("man").arg(out.join("man")))?;
     let completions = out.join("completions");
