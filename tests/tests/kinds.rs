@@ -11,7 +11,7 @@ use std::{
 };
 
 use serde_json::Value;
-use watcher_tests::{Tree, Watcher, of_pid, opener, path_bytes, run, spawn};
+use watcher_tests::{Tree, Watcher, assert_valid, of_pid, opener, path_bytes, run, schema, spawn};
 
 /// `watcher trace --format json --events KINDS DIRS...`
 fn trace(events: &str, dirs: &[&Path]) -> Watcher {
@@ -189,6 +189,7 @@ fn at_forms_with_a_dirfd() {
         ("symlinkat", rel("s")),
         ("fchmodat", rel("x")),
         ("utimensat", rel("x")),
+        ("futimesat", rel("x")),
         ("from", rel("x")),
         ("linkat", rel("d/x2")),
         ("exchange", rel("y")),
@@ -226,6 +227,7 @@ fn at_forms_with_a_dirfd() {
             e("link", "s", None),
             e("attrib", "x", None),
             e("attrib", "x", None),
+            e("attrib", "x", None),
             e("link", "d/x2", Some("x")),
             e("rename", "y", Some("x")),
             e("rename", "d/y2", Some("y")),
@@ -236,9 +238,58 @@ fn at_forms_with_a_dirfd() {
         ],
         "{events:#?}"
     );
-    let exchange = of_pid(&events, pid)[6];
+    let exchange = of_pid(&events, pid)[7];
     assert_eq!(exchange["syscall"], "renameat2");
     assert_eq!(exchange["flags"], "RENAME_EXCHANGE");
+}
+
+#[test]
+fn a_file_opened_by_handle_and_times_set_by_the_old_calls() {
+    let tree = Tree::new("handle");
+    let media = tree.dir("media");
+    let outside = tree.dir("outside");
+    let (file, away) = (media.join("h"), outside.join("h"));
+    fs::write(&file, b"x").unwrap();
+    fs::write(&away, b"x").unwrap();
+    let w = trace("all", &[&media]);
+    let (pid, results) = opener(&[
+        ("handle:w", &file),
+        ("handle:w", &away),
+        ("utime", &file),
+        ("utimes", &file),
+        ("utime", &away),
+    ]);
+    assert!(results.iter().all(|r| r == "ok"), "{results:?}");
+    let events = w.events_until_marker(&media);
+    let mine = of_pid(&events, pid);
+    let got: Vec<(String, String, Vec<u8>)> = mine
+        .iter()
+        .map(|ev| {
+            (
+                ev["event"].as_str().unwrap().to_owned(),
+                ev["syscall"].as_str().unwrap().to_owned(),
+                path_bytes(ev),
+            )
+        })
+        .collect();
+    let e = |kind: &str, syscall: &str| (kind.to_owned(), syscall.to_owned(), bytes(&file));
+    assert_eq!(
+        got,
+        [
+            // Opened by handle: no name, the path is the file's.
+            e("write", "open_by_handle_at"),
+            e("close_write", "close"),
+            e("attrib", "utime"),
+            e("attrib", "utimes"),
+        ],
+        "{events:#?}"
+    );
+    assert_eq!(mine[0]["name"], "");
+    assert_eq!(mine[0]["flags"], "O_WRONLY");
+    let validator = schema();
+    for ev in mine {
+        assert_valid(&validator, ev);
+    }
 }
 
 #[test]

@@ -111,11 +111,12 @@ pub mod open_flags {
 /// [`SYSCALL_NAMES`]. User space attaches the one enter and the one exit
 /// program to each `syscalls/sys_{enter,exit}_NAME` tracepoint and tells
 /// the programs, through `SPECS`, what each syscall's arguments mean.
-pub const SYSCALL_NAMES: [&str; 39] = [
+pub const SYSCALL_NAMES: [&str; 43] = [
     "openat",
     "openat2",
     "open",
     "creat",
+    "open_by_handle_at",
     "rename",
     "renameat",
     "renameat2",
@@ -141,6 +142,9 @@ pub const SYSCALL_NAMES: [&str; 39] = [
     "fchownat",
     "lchown",
     "utimensat",
+    "utime",
+    "utimes",
+    "futimesat",
     "setxattr",
     "lsetxattr",
     "fsetxattr",

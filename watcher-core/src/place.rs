@@ -13,7 +13,13 @@ use crate::{event::Event, path::normalize, watch::Watch};
 /// not; `false` when it lies under no watch or cannot be placed.
 pub fn place(ev: &mut Event, watches: &[Watch]) -> bool {
     if ev.relative {
-        match from_proc(ev.pid, ev.tid, ev.dfd, &ev.name) {
+        // An open without a name (open_by_handle_at): the file is the one
+        // the new fd is open on.
+        let dfd = match ev.fd {
+            Some(fd) if ev.name.is_empty() && ev.syscall.is_open() => fd as i32,
+            _ => ev.dfd,
+        };
+        match from_proc(ev.pid, ev.tid, dfd, &ev.name) {
             Some(path) => ev.path = path,
             None => return false,
         }
@@ -54,4 +60,43 @@ fn from_proc(pid: u32, tid: u32, dfd: i32, name: &[u8]) -> Option<Vec<u8>> {
     };
     let base = fs::read_link(base).ok()?;
     Some(normalize(base.as_os_str().as_bytes(), name))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd as _;
+
+    use super::*;
+    use crate::syscall::Syscall;
+
+    #[test]
+    fn a_nameless_open_is_placed_at_the_file_its_new_fd_is_open_on() {
+        let dir = std::env::temp_dir().join(format!("watcher-place-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("h");
+        let file = fs::File::create(&path).unwrap();
+        let pid = std::process::id();
+        let mut ev = Event {
+            syscall: Syscall::OPEN_BY_HANDLE_AT,
+            pid,
+            tid: pid,
+            name: Vec::new(),
+            path: Vec::new(),
+            relative: true,
+            watch_id: None,
+            fd: Some(i64::from(file.as_raw_fd())),
+            ..Event::test_write(b"", 0)
+        };
+        let watch = Watch {
+            id: 7,
+            root: dir.clone(),
+            key: Default::default(),
+            named: vec![dir.clone()],
+        };
+        let placed = place(&mut ev, &[watch]);
+        fs::remove_dir_all(&dir).unwrap();
+        assert!(placed);
+        assert_eq!(ev.path, path.as_os_str().as_bytes());
+        assert_eq!(ev.watch_id, Some(7));
+    }
 }

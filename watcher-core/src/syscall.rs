@@ -14,6 +14,7 @@ impl Syscall {
     pub const OPENAT2: Self = Self::named("openat2");
     pub const OPEN: Self = Self::named("open");
     pub const CREAT: Self = Self::named("creat");
+    pub const OPEN_BY_HANDLE_AT: Self = Self::named("open_by_handle_at");
     pub const RENAMEAT2: Self = Self::named("renameat2");
 
     /// The syscall called `name`; a name not in [`SYSCALL_NAMES`] does not
@@ -52,7 +53,7 @@ impl Syscall {
     pub fn is_open(self) -> bool {
         matches!(
             self,
-            Self::OPENAT | Self::OPENAT2 | Self::OPEN | Self::CREAT
+            Self::OPENAT | Self::OPENAT2 | Self::OPEN | Self::CREAT | Self::OPEN_BY_HANDLE_AT
         )
     }
 

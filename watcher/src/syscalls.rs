@@ -58,6 +58,14 @@ const TRACED: &[Traced] = &[
         OPEN,
         &[(NAME, "pathname")],
     ),
+    // No name: the file is the one the new fd is open on.
+    t(
+        Syscall::named("open_by_handle_at"),
+        libc::SYS_open_by_handle_at,
+        event_kind::WRITE,
+        OPEN,
+        &[(FLAGS, "flags")],
+    ),
     t(
         Syscall::named("rename"),
         libc::SYS_rename,
@@ -250,6 +258,27 @@ const TRACED: &[Traced] = &[
         event_kind::ATTRIB,
         PATH,
         &[(DFD, "dfd"), (NAME, "filename"), (FLAGS, "flags")],
+    ),
+    t(
+        Syscall::named("utime"),
+        libc::SYS_utime,
+        event_kind::ATTRIB,
+        PATH,
+        &[(NAME, "filename")],
+    ),
+    t(
+        Syscall::named("utimes"),
+        libc::SYS_utimes,
+        event_kind::ATTRIB,
+        PATH,
+        &[(NAME, "filename")],
+    ),
+    t(
+        Syscall::named("futimesat"),
+        libc::SYS_futimesat,
+        event_kind::ATTRIB,
+        PATH,
+        &[(DFD, "dfd"), (NAME, "filename")],
     ),
     t(
         Syscall::named("setxattr"),

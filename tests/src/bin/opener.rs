@@ -2,7 +2,9 @@
 //! pair on the command line, in this one process, and prints `ok` or
 //! `err ERRNO` for each on its own line.
 //!
-//! SYSCALL is openat, openat2, open or creat; FLAGS are letters: r (O_RDONLY),
+//! SYSCALL is openat, openat2, open, creat or handle (open_by_handle_at of
+//! the handle name_to_handle_at gives for PATH, then a byte written to
+//! it); FLAGS are letters: r (O_RDONLY),
 //! w (O_WRONLY), b (O_RDWR), c (O_CREAT), t (O_TRUNC), x (O_EXCL), and k:
 //! keep the descriptor open until the process exits. creat takes no flags.
 //! Paths are raw bytes, so hostile names pass unchanged.
@@ -14,10 +16,13 @@
 //! The other `*at` calls, each relative to that dirfd: `unlinkat PATH`,
 //! `rmdirat PATH` (unlinkat with AT_REMOVEDIR), `mkdirat PATH`,
 //! `mknodat PATH` (a FIFO), `symlinkat PATH` (pointing to `target`),
-//! `fchmodat PATH` (mode 0600), `utimensat PATH` (now), and the two-name
+//! `fchmodat PATH` (mode 0600), `utimensat PATH` and `futimesat PATH`
+//! (now), and the two-name
 //! `renameat NEW`, `exchange NEW` (renameat2 with RENAME_EXCHANGE) and
 //! `linkat NEW`, whose old name is the PATH of the `from PATH` before
 //! them.
+//!
+//! `utime PATH` and `utimes PATH` set its times to now.
 //!
 //! Two more take a PATH they ignore (write `-`): `uring`, which sets up an
 //! io_uring instance and keeps it until the process exits, and `wait`,
@@ -28,6 +33,14 @@ use std::{
     io,
     os::unix::ffi::OsStringExt,
 };
+
+/// `struct file_handle` with room for the largest handle (MAX_HANDLE_SZ).
+#[repr(C)]
+struct FileHandle {
+    bytes: u32,
+    kind: i32,
+    handle: [u8; 128],
+}
 
 #[repr(C)]
 struct OpenHow {
@@ -74,6 +87,33 @@ fn open(op: &str, path: &CString, dirfd: libc::c_int) -> libc::c_long {
                     &how,
                     size_of::<OpenHow>(),
                 )
+            }
+            "handle" => {
+                let mut handle = FileHandle {
+                    bytes: 128,
+                    kind: 0,
+                    handle: [0; 128],
+                };
+                let mut mount_id = 0;
+                if libc::syscall(
+                    libc::SYS_name_to_handle_at,
+                    dirfd,
+                    path.as_ptr(),
+                    &mut handle,
+                    &mut mount_id,
+                    0,
+                ) < 0
+                {
+                    return -1;
+                }
+                // Any descriptor on the file's filesystem will do (not O_PATH).
+                let mount_fd = libc::open(path.as_ptr(), libc::O_RDONLY);
+                let fd = libc::syscall(libc::SYS_open_by_handle_at, mount_fd, &mut handle, f);
+                libc::close(mount_fd);
+                if fd >= 0 && libc::write(fd as libc::c_int, c"x".as_ptr().cast(), 1) < 0 {
+                    return -1;
+                }
+                fd
             }
             other => panic!("unknown syscall {other:?}"),
         }
@@ -126,6 +166,22 @@ fn main() {
                 "symlinkat" => libc::symlinkat(c"target".as_ptr(), dirfd, path.as_ptr()).into(),
                 "fchmodat" => libc::fchmodat(dirfd, path.as_ptr(), 0o600, 0).into(),
                 "utimensat" => libc::utimensat(dirfd, path.as_ptr(), std::ptr::null(), 0).into(),
+                "futimesat" => libc::syscall(
+                    libc::SYS_futimesat,
+                    dirfd,
+                    path.as_ptr(),
+                    std::ptr::null::<libc::timeval>(),
+                ),
+                "utime" => libc::syscall(
+                    libc::SYS_utime,
+                    path.as_ptr(),
+                    std::ptr::null::<libc::utimbuf>(),
+                ),
+                "utimes" => libc::syscall(
+                    libc::SYS_utimes,
+                    path.as_ptr(),
+                    std::ptr::null::<libc::timeval>(),
+                ),
                 "renameat" => libc::renameat(dirfd, from.as_ptr(), dirfd, path.as_ptr()).into(),
                 "exchange" => libc::syscall(
                     libc::SYS_renameat2,
