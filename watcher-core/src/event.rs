@@ -514,7 +514,7 @@ mod tests {
         // `../` (skip 3) and sent /w and /w/dir.
         let mut bytes = record(
             event_kind::RENAME,
-            6,
+            Syscall::RENAMEAT2.id(),
             &[(b"../in/a", b"w\0", base), (b"sub/./b", b"dir\0w\0", base)],
         );
         // Patch the first target's skip.
