@@ -236,31 +236,6 @@ impl Metrics {
         };
         family.get_or_create(&label(watch)).inc();
     }
-
-    /// Counts what a session yields where the watch is the directory
-    /// (`trace` and `top`): events by the root of their watch among
-    /// `known`, losses by watch, directories moved by the name given.
-    pub fn observe(&self, counters: &mut EventCounters<Option<u32>>, item: &Item, known: &[Watch]) {
-        match item {
-            Item::Events(events) => {
-                for ev in events {
-                    counters.add(ev.kind, ev.watch_id, || directory(known, ev.watch_id));
-                }
-            }
-            Item::Lost(lost) => {
-                for &(id, n) in lost {
-                    self.lost(&directory(known, id), n);
-                }
-            }
-            Item::Moved(moved) => {
-                for m in moved {
-                    let (Moved::Gone { dir, .. } | Moved::Back { dir, .. }) = m;
-                    self.moved(&escape::path(dir), m);
-                }
-            }
-            Item::Hup | Item::Stop => {}
-        }
-    }
 }
 
 fn label(watch: &str) -> WatchLabel {
@@ -271,7 +246,7 @@ fn label(watch: &str) -> WatchLabel {
 
 /// The `watch` label of watch `id` where the watch is the directory: its
 /// root, escaped; empty when the kernel could not tell.
-fn directory(known: &[Watch], id: Option<u32>) -> String {
+pub fn directory(known: &[Watch], id: Option<u32>) -> String {
     known
         .iter()
         .find(|w| Some(w.id) == id)
@@ -302,6 +277,33 @@ impl<K: Hash + Eq> EventCounters<K> {
             .entry((kind, key))
             .or_insert_with(|| self.metrics.events(kind, label()))
             .inc();
+    }
+}
+
+impl EventCounters<Option<u32>> {
+    /// Counts what a session yields where the watch is the directory
+    /// (`trace` and `top`): events and losses by the root of their watch
+    /// among `known`, directories gone or back by their root.
+    pub fn observe(&mut self, item: &Item, known: &[Watch]) {
+        match item {
+            Item::Events(events) => {
+                for ev in events {
+                    self.add(ev.kind, ev.watch_id, || directory(known, ev.watch_id));
+                }
+            }
+            Item::Lost(lost) => {
+                for &(id, n) in lost {
+                    self.metrics.lost(&directory(known, id), n);
+                }
+            }
+            Item::Moved(moved) => {
+                for m in moved {
+                    let (Moved::Gone { root, .. } | Moved::Back { root, .. }) = m;
+                    self.metrics.moved(&escape::path(root), m);
+                }
+            }
+            Item::Hup | Item::Stop => {}
+        }
     }
 }
 

@@ -72,8 +72,6 @@ pub struct Session {
     /// Items due before anything new: at the stop, what was left.
     pending: VecDeque<Item>,
     stopped: bool,
-    /// What `--metrics` serves.
-    metrics: Option<Metrics>,
 }
 
 /// How to start, from the global options.
@@ -169,7 +167,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
         cgroups: Cgroups::read(),
         paths: plan.paths.clone(),
         filtered: 0,
-        metrics: metrics.clone(),
+        metrics,
     };
     // Signal handlers go in before the `watching` line, so that a signal
     // sent as soon as it appears is handled.
@@ -213,7 +211,6 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
         dirs_tick: tick(DIRS_CHECK),
         pending: VecDeque::new(),
         stopped: false,
-        metrics,
     })
 }
 
@@ -234,7 +231,7 @@ impl Session {
 
     /// The metrics `--metrics` serves, if asked for.
     pub fn metrics(&self) -> Option<&Metrics> {
-        self.metrics.as_ref()
+        self.events.metrics.as_ref()
     }
 
     /// Events lost since start.
@@ -446,7 +443,8 @@ pub struct EventStream {
     paths: PathFilter,
     /// Events dropped by `paths`.
     filtered: u64,
-    /// Where events dropped by `paths` are counted too, by directory.
+    /// What `--metrics` serves; events dropped by `paths` are counted
+    /// there too, by directory.
     metrics: Option<Metrics>,
 }
 

@@ -37,31 +37,36 @@ pub async fn top(settings: Settings, options: Options) -> anyhow::Result<()> {
     let mut tally = Tally::default();
     let mut lost = 0;
     let mut due = Instant::now() + settings.interval;
-    let metrics = session.metrics().cloned();
-    let mut counters = metrics.as_ref().map(EventCounters::new);
+    let mut counters = session.metrics().map(EventCounters::new);
+    // What events name their watch among, for the metrics.
+    let mut known = session.known();
     loop {
         let stopping = tokio::select! {
             item = session.next() => {
-                if let (Some(metrics), Some(counters)) = (&metrics, &mut counters) {
-                    metrics.observe(counters, &item, &session.known());
+                if let Item::Moved(_) = item {
+                    known = session.known();
+                }
+                if let Some(counters) = &mut counters {
+                    counters.observe(&item, &known);
                 }
                 match item {
-                Item::Events(events) => {
-                    events.iter().for_each(|ev| tally.add(ev));
-                    continue;
+                    Item::Events(events) => {
+                        events.iter().for_each(|ev| tally.add(ev));
+                        continue;
+                    }
+                    Item::Lost(new) => {
+                        lost += new.iter().map(|(_, n)| n).sum::<u64>();
+                        continue;
+                    }
+                    // Logged by the session; the counts go on.
+                    Item::Moved(_) => continue,
+                    Item::Hup => {
+                        tracing::info!("{}", nothing_to_reload("top"));
+                        continue;
+                    }
+                    Item::Stop => true,
                 }
-                Item::Lost(new) => {
-                    lost += new.iter().map(|(_, n)| n).sum::<u64>();
-                    continue;
-                }
-                // Logged by the session; the counts go on.
-                Item::Moved(_) => continue,
-                Item::Hup => {
-                    tracing::info!("{}", nothing_to_reload("top"));
-                    continue;
-                }
-                Item::Stop => true,
-            }},
+            }
             () = sleep_until(due) => false,
         };
         let report = tally.render(settings.sort, settings.limit, lost);

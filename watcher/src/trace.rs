@@ -30,12 +30,12 @@ pub async fn trace(settings: Settings, options: Options) -> anyhow::Result<()> {
     let mut session = session::start(&settings.plan, options)?;
     printer.watches = session.known();
     let mut counts: BTreeMap<Kind, u64> = BTreeMap::new();
-    let metrics = session.metrics().cloned();
-    let mut counters = metrics.as_ref().map(EventCounters::new);
+    let mut counters = session.metrics().map(EventCounters::new);
     let result = loop {
         let item = session.next().await;
-        if let (Some(metrics), Some(counters)) = (&metrics, &mut counters) {
-            metrics.observe(counters, &item, &session.known());
+        if let Some(counters) = &mut counters {
+            // The printer's watches are the session's, anew at each move.
+            counters.observe(&item, &printer.watches);
         }
         let shown = match item {
             Item::Stop => break Ok(()),

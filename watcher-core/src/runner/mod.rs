@@ -40,7 +40,7 @@ use crate::{
     event::Event,
     filter::{PathFilter, ProcessFilter},
     kind::Kind,
-    metrics::{EventCounters, Metrics, Outcome},
+    metrics::{EventCounters, Metrics, Outcome, directory},
     notify, privileges,
     settings::Plan,
     source::{Item, Source},
@@ -230,14 +230,10 @@ impl Job {
     }
 
     /// The `watch` label of its metrics: its name, or (for `run`, where it
-    /// has none) the directory of its watch `id`.
-    fn metric_label(&self, id: Option<u32>) -> String {
+    /// has none) the directory `directory` gives.
+    fn metric_label(&self, directory: impl FnOnce() -> String) -> String {
         if self.spec.name.is_empty() {
-            self.watches
-                .iter()
-                .find(|w| Some(w.id) == id)
-                .map(|w| escape::path(&w.root))
-                .unwrap_or_default()
+            directory()
         } else {
             self.spec.name.clone()
         }
@@ -687,12 +683,11 @@ impl<S: Source> Engine<S> {
 
 impl Counting {
     fn offered(&mut self, job: &Job, kind: Kind, offer: Offer) {
+        let label = |id| job.metric_label(|| directory(&job.watches, id));
         match offer {
             Offer::NotMine => {}
-            Offer::Filtered(id) => self.metrics.filtered(&job.metric_label(id), 1),
-            Offer::Taken(id) => self
-                .events
-                .add(kind, (job.slot, id), || job.metric_label(id)),
+            Offer::Filtered(id) => self.metrics.filtered(&label(id), 1),
+            Offer::Taken(id) => self.events.add(kind, (job.slot, id), || label(id)),
         }
     }
 
@@ -702,22 +697,21 @@ impl Counting {
         for &(id, n) in lost {
             if let Some(ids) = route(&job.routes, id) {
                 let own = ids.and_then(|ids| job.innermost(Some(ids)));
-                self.metrics.lost(&job.metric_label(own.map(|w| w.id)), n);
+                let label =
+                    job.metric_label(|| own.map(|w| escape::path(&w.root)).unwrap_or_default());
+                self.metrics.lost(&label, n);
             }
         }
     }
 
-    /// The job's directories that went away or came back.
+    /// The job's directories that went away or came back (by their root:
+    /// a gone one is no longer among the job's watches).
     fn moved(&self, job: &Job, moved: &[Moved]) {
         for m in moved {
             let (Moved::Gone { dir, root, .. } | Moved::Back { dir, root, .. }) = m;
             if job.spec.dirs.contains(dir) {
-                let watch = if job.spec.name.is_empty() {
-                    escape::path(root)
-                } else {
-                    job.spec.name.clone()
-                };
-                self.metrics.moved(&watch, m);
+                self.metrics
+                    .moved(&job.metric_label(|| escape::path(root)), m);
             }
         }
     }
