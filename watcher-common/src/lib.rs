@@ -62,6 +62,16 @@ pub struct Settings {
     /// events never raise a `DIRTY` flag (the job whose action it is may
     /// rely on the flags).
     pub tag_actions: u32,
+    /// Raised by user space each time the watches change: with the
+    /// kernel's count of renames (`RENAMES`), what every verdict in
+    /// `FILES` was reached at. Both only grow, so their sum changes
+    /// whenever either does, and a verdict reached before is decided
+    /// again.
+    pub generation: u32,
+    /// At most one `modify` event per open file per this many
+    /// nanoseconds; the writes in between are counted in the next one
+    /// (or in the file's `close_write` record).
+    pub modify_interval_ns: u64,
 }
 
 /// Bits of [`Settings::filters`]: which process filters are on. A syscall
@@ -111,7 +121,7 @@ pub mod open_flags {
 /// [`SYSCALL_NAMES`]. User space attaches the one enter and the one exit
 /// program to each `syscalls/sys_{enter,exit}_NAME` tracepoint and tells
 /// the programs, through `SPECS`, what each syscall's arguments mean.
-pub const SYSCALL_NAMES: [&str; 43] = [
+pub const SYSCALL_NAMES: [&str; 54] = [
     "openat",
     "openat2",
     "open",
@@ -153,7 +163,18 @@ pub const SYSCALL_NAMES: [&str; 43] = [
     "lremovexattr",
     "fremovexattr",
     "removexattrat",
+    "write",
+    "pwrite64",
+    "writev",
+    "pwritev",
+    "pwritev2",
+    "sendfile64",
+    "copy_file_range",
+    "splice",
+    "fallocate",
     "close",
+    "dup2",
+    "dup3",
     "exit",
 ];
 
@@ -179,9 +200,15 @@ pub mod shape {
     pub const PATHS: u32 = 3;
     /// The file `FD` is open on.
     pub const FD: u32 = 4;
-    /// `close(FD)`: a `close_write` when the fd was opened for writing
-    /// under a watch.
+    /// `close(FD)`, or a `dup2` onto `FD`, which closes it: a
+    /// `close_write` when the fd was written or opened for writing under
+    /// a watch.
     pub const CLOSE: u32 = 5;
+    /// Data written to the file `FD` is open on: a `modify` when the call
+    /// returns more than 0 (the bytes written).
+    pub const WRITE: u32 = 6;
+    /// As [`WRITE`], for a call that returns 0 on success (`fallocate`).
+    pub const ALLOCATE: u32 = 7;
 }
 
 /// Indexes of [`SyscallSpec::args`]: what each argument is for.
@@ -235,9 +262,13 @@ pub mod event_kind {
     pub const TRUNCATE: u32 = 6;
     /// Mode, owner, times or extended attributes.
     pub const ATTRIB: u32 = 7;
-    /// The close of a descriptor opened for writing under a watch.
+    /// The close of a descriptor opened for writing under a watch. Its
+    /// [`EventHeader::count`] is the writes to the file that no `MODIFY`
+    /// event has counted yet: user space makes a `modify` of them.
     pub const CLOSE_WRITE: u32 = 8;
-    pub const COUNT: u32 = 9;
+    /// Data written to a file under a watch, through any descriptor.
+    pub const MODIFY: u32 = 9;
+    pub const COUNT: u32 = 10;
 
     /// The kind's bit in `EVENT_MASK` and `SyscallSpec::select`.
     #[inline(always)]
@@ -353,18 +384,59 @@ pub struct FdKey {
 /// than new ones refused.
 pub const MAX_WRITE_FDS: u32 = 16384;
 
+/// Open files whose writes are `modify` events, by `struct file *`.
+/// LRU: a file evicted is decided again at its next write.
+pub const MAX_FILES: u32 = 32768;
+
+/// Value of `FILES`: what was decided about an open file at its first
+/// write, and the coalescing of its `modify` events.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FileState {
+    /// The file's dentry when it was decided: a `struct file` freed and
+    /// reused for another file is not taken for the old one.
+    pub dentry: u64,
+    /// [`Settings::generation`] + renames when it was decided.
+    pub generation: u64,
+    /// When the last `modify` event of the file was sent
+    /// (`CLOCK_BOOTTIME`), 0 before the first.
+    pub last_ns: u64,
+    /// Writes since then that no event counted.
+    pub pending: u32,
+    /// Whether it lies under a watch: [`verdict`] values.
+    pub verdict: u32,
+    /// The innermost watch, or [`WATCH_NONE`].
+    pub watch: u32,
+    pub _pad: u32,
+}
+
+/// What is known about a file: [`FileState::verdict`].
+pub mod verdict {
+    pub const MISS: u32 = 0;
+    pub const FOUND: u32 = 1;
+    /// The walk ran out before the root: may lie under a watch, so its
+    /// writes are sent, undecided.
+    pub const UNDECIDED: u32 = 2;
+}
+
 /// What `sys_enter` keeps, per thread, for `sys_exit`: the arguments by
 /// [`role`], read from the record with the syscall's [`SyscallSpec`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Stash {
     pub args: [u64; role::COUNT],
-    /// `close`: the `struct file` the fd was open on, taken at entry.
+    /// `close` and writes: the `struct file` the fd was open on, taken at
+    /// entry.
     pub file: u64,
     /// The syscall number.
     pub nr: u32,
     /// The action slot of the process (see [`Settings::tag_actions`]), or 0.
     pub origin: u32,
+    /// 1 when the call may be an event; 0 when only what it does to
+    /// watcher's state counts (a rename by a process the filters leave
+    /// out still moves files).
+    pub event: u32,
+    pub _pad: u32,
 }
 
 /// One of the (at most two) files an event is about: how its name and
@@ -419,7 +491,10 @@ pub struct EventHeader {
     /// The slot of the action that made the change (see
     /// [`Settings::tag_actions`]), or 0 for any other process.
     pub origin: u32,
-    pub _pad: u32,
+    /// `MODIFY`: the writes the event stands for (this one and those
+    /// coalesced before it). `CLOSE_WRITE`: the file's writes that no
+    /// `MODIFY` event counted. 0 otherwise.
+    pub count: u32,
     pub targets: [Target; 2],
     pub comm: [u8; TASK_COMM_LEN],
     pub process: Process,
@@ -586,12 +661,14 @@ pub mod names {
     pub const DIRTY: &str = "DIRTY";
     pub const EDGES: &str = "EDGES";
     pub const EVENTS: &str = "EVENTS";
+    pub const FILES: &str = "FILES";
     pub const FILTER_COMMS: &str = "FILTER_COMMS";
     pub const FILTER_PIDS: &str = "FILTER_PIDS";
     pub const FILTER_UIDS: &str = "FILTER_UIDS";
     pub const KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
     pub const LOST: &str = "LOST";
     pub const MATCH_MODE: &str = "MATCH_MODE";
+    pub const RENAMES: &str = "RENAMES";
     pub const SETTINGS: &str = "SETTINGS";
     pub const SPECS: &str = "SPECS";
     pub const TP_OFFSETS: &str = "TP_OFFSETS";

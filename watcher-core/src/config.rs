@@ -29,7 +29,9 @@ use crate::{
     filter::{Comm, PathFilter, Pattern, ProcessFilter},
     kind::Kind,
     runner::{self, Action, CommandSpec, JobSpec, Recipient, StdinFormat},
-    settings::{Events, MetricsAddr, RingSize, Span, defaults, parse_pid, parse_uid},
+    settings::{
+        Coalesce, Events, MetricsAddr, RingSize, Shared, Span, defaults, parse_pid, parse_uid,
+    },
     user::{self, RunAs},
 };
 
@@ -69,7 +71,8 @@ pub enum ConfigError {
 /// A configuration, checked.
 #[derive(Debug)]
 pub struct Config {
-    pub ring_buffer_size: u32,
+    /// The kernel's settings, for every job.
+    pub shared: Shared,
     /// Where to serve metrics, if anywhere.
     pub metrics: Option<SocketAddr>,
     pub jobs: Vec<JobSpec>,
@@ -146,9 +149,14 @@ fn parse(text: &str, gone: &dyn Fn(&Path) -> bool) -> Result<Config, ParseError>
         jobs.push(job);
     }
     Ok(Config {
-        ring_buffer_size: file
-            .ring_buffer_size
-            .map_or(defaults::RING_BUFFER_BYTES, |r| r.0.0),
+        shared: Shared {
+            ring_buffer_size: file
+                .ring_buffer_size
+                .map_or(defaults::RING_BUFFER_BYTES, |r| r.0.0),
+            modify_interval: file
+                .modify_interval
+                .map_or(defaults::MODIFY_INTERVAL, |s| s.0.0),
+        },
         metrics: file.metrics.map(|m| m.0.0),
         jobs,
     })
@@ -159,6 +167,7 @@ fn parse(text: &str, gone: &dyn Fn(&Path) -> bool) -> Result<Config, ParseError>
 #[serde(deny_unknown_fields)]
 struct File {
     ring_buffer_size: Option<Parsed<RingSize>>,
+    modify_interval: Option<Parsed<Coalesce>>,
     metrics: Option<Parsed<MetricsAddr>>,
     #[serde(default)]
     watch: Vec<Spanned<Entry>>,
@@ -620,6 +629,7 @@ mod tests {
             "run_at_start",
             "max_paths",
             "ring_buffer_size",
+            "modify_interval",
             "metrics",
             "bogus",
         ]);
@@ -711,7 +721,7 @@ mod tests {
             process_name = "minidlnad"
         "#;
         let config = parse(text, &|_| false).unwrap();
-        assert_eq!(config.ring_buffer_size, 4 << 20);
+        assert_eq!(config.shared.ring_buffer_size, 4 << 20);
         let [media, second] = &config.jobs[..] else {
             panic!("two jobs")
         };

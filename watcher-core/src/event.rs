@@ -76,6 +76,10 @@ pub struct Event {
     pub fd: Option<i64>,
     /// The open created the file.
     pub created: bool,
+    /// `modify`: the writes the event stands for (coalesced, see
+    /// `--modify-interval`). In a `close_write` record as decoded, before
+    /// [`expand`]: the writes no `modify` counted yet.
+    pub writes: Option<u32>,
     /// Renames and links: the old name.
     pub old: Option<Side>,
     pub who: Who,
@@ -234,6 +238,7 @@ pub fn decode(bytes: &[u8], clock: &Clock, exact: bool) -> Result<Event, DecodeE
         dfd: new.dfd,
         fd,
         created: status & event_status::CREATED != 0,
+        writes: matches!(kind, Kind::Modify | Kind::CloseWrite).then_some(header.count),
         old,
         who,
     })
@@ -294,8 +299,24 @@ fn side(t: &Target, name: &[u8], components: &[u8], exact: bool) -> Side {
 
 /// The events one record stands for, among the `selected` kinds: an open
 /// is a `create` when it created the file, a `truncate` when O_TRUNC
-/// emptied an existing one, and a `write`, in that order.
+/// emptied an existing one, and a `write`, in that order; a close is a
+/// `modify` of the writes no `modify` counted yet (if any), then a
+/// `close_write`.
 pub fn expand(ev: Event, selected: &[Kind]) -> Vec<Event> {
+    if ev.kind == Kind::CloseWrite {
+        let writes = ev.writes.filter(|&n| n > 0);
+        return [(Kind::Modify, writes), (Kind::CloseWrite, None)]
+            .into_iter()
+            .filter(|&(kind, writes)| {
+                selected.contains(&kind) && (kind == Kind::CloseWrite || writes.is_some())
+            })
+            .map(|(kind, writes)| Event {
+                kind,
+                writes,
+                ..ev.clone()
+            })
+            .collect();
+    }
     if ev.kind != Kind::Write {
         return if selected.contains(&ev.kind) {
             vec![ev]
@@ -357,6 +378,7 @@ impl Event {
             dfd: libc::AT_FDCWD,
             fd: Some(3),
             created: false,
+            writes: None,
             old: None,
             who: Who::default(),
         }
@@ -430,7 +452,7 @@ mod tests {
             watch_id: 1,
             targets_len: targets.len() as u32,
             origin: 0,
-            _pad: 0,
+            count: 0,
             targets: [Target::default(); 2],
             comm,
             process: Process::default(),

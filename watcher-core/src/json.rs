@@ -124,6 +124,9 @@ pub fn fields<'e>(ev: &'e Event, watch: Option<&'e [u8]>) -> Vec<(&'static str, 
     if let Some(fd) = ev.fd {
         f.push(("fd", Field::Int(fd)));
     }
+    if let Some(writes) = ev.writes {
+        f.push(("writes", Field::Uint(writes.into())));
+    }
     f
 }
 

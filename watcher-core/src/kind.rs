@@ -15,12 +15,14 @@ pub enum Kind {
     Truncate,
     Attrib,
     CloseWrite,
+    Modify,
 }
 
 /// Every kind, in the enum's order: its name, the kernel's value, and
 /// whether it is watched unless told otherwise (every change of a tree's
-/// contents is; `attrib` and `close_write` are asked for).
-const TABLE: [(Kind, &str, u32, bool); 9] = [
+/// contents is; `attrib`, `close_write` and `modify`, every write, are
+/// asked for).
+const TABLE: [(Kind, &str, u32, bool); 10] = [
     (Kind::Write, "write", event_kind::WRITE, true),
     (Kind::Create, "create", event_kind::CREATE, true),
     (Kind::Delete, "delete", event_kind::DELETE, true),
@@ -35,6 +37,7 @@ const TABLE: [(Kind, &str, u32, bool); 9] = [
         event_kind::CLOSE_WRITE,
         false,
     ),
+    (Kind::Modify, "modify", event_kind::MODIFY, false),
 ];
 
 impl Kind {

@@ -17,9 +17,27 @@ pub struct Plan {
     pub process: ProcessFilter,
     pub paths: PathFilter,
     pub ring_buffer_size: u32,
+    /// At most one `modify` event per open file per this time.
+    pub modify_interval: Duration,
     /// The kernel traces watcher's actions and tags their changes, rather
     /// than leaving them out: some job may want another's action's changes.
     pub tag_actions: bool,
+}
+
+/// What every job of a configuration shares: the kernel's settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shared {
+    pub ring_buffer_size: u32,
+    pub modify_interval: Duration,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            ring_buffer_size: defaults::RING_BUFFER_BYTES,
+            modify_interval: defaults::MODIFY_INTERVAL,
+        }
+    }
 }
 
 /// The defaults of the command line and the configuration file alike.
@@ -28,6 +46,8 @@ pub mod defaults {
 
     /// Size of the kernel's event ring buffer.
     pub const RING_BUFFER_BYTES: u32 = 1 << 20;
+    /// Least time between two `modify` events of one open file.
+    pub const MODIFY_INTERVAL: Duration = Duration::from_secs(1);
     /// `run`: quiet time after the last change before the action runs.
     pub const SETTLE: Duration = Duration::from_secs(5);
     /// `run`: least time from one start of the action to the next.
@@ -211,6 +231,31 @@ impl fmt::Display for Span {
     }
 }
 
+/// The least time between two `modify` events of one open file: a
+/// duration, or `0` for an event at every write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Coalesce(pub Duration);
+
+impl std::str::FromStr for Coalesce {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim() == "0" {
+            return Ok(Self(Duration::ZERO));
+        }
+        parse_duration(s).map(Self)
+    }
+}
+
+impl fmt::Display for Coalesce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_zero() {
+            f.write_str("0")
+        } else {
+            Span(self.0).fmt(f)
+        }
+    }
+}
+
 /// A ring-buffer size as `parse_ring_size` reads it and as help texts
 /// show it (`64k`, `1M`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -369,6 +414,10 @@ mod tests {
             assert_eq!(Span(span).to_string().parse(), Ok(Span(span)));
         }
         assert_eq!(Span(defaults::INTERVAL).to_string(), "1m");
+        assert_eq!("0".parse(), Ok(Coalesce(Duration::ZERO)));
+        assert_eq!("250ms".parse(), Ok(Coalesce(Duration::from_millis(250))));
+        assert_eq!(Coalesce(Duration::ZERO).to_string(), "0");
+        assert!("-1".parse::<Coalesce>().is_err());
         for size in [4096, 1 << 16, defaults::RING_BUFFER_BYTES, 1 << 30] {
             assert_eq!(RingSize(size).to_string().parse(), Ok(RingSize(size)));
         }

@@ -16,7 +16,7 @@ pub fn text_line(ev: &Event, color: bool) -> String {
         color,
     );
     format!(
-        "{} {kind} {:>7} {:>5} {:<16} {}  ({}{}{}{})",
+        "{} {kind} {:>7} {:>5} {:<16} {}  ({}{}{}{}{})",
         rfc3339(ev.time_ns),
         ev.pid,
         ev.uid,
@@ -25,6 +25,11 @@ pub fn text_line(ev: &Event, color: bool) -> String {
         ev.syscall,
         if flags.is_empty() { "" } else { " " },
         flags,
+        match ev.writes {
+            Some(1) => ", 1 write".to_string(),
+            Some(n) => format!(", {n} writes"),
+            None => String::new(),
+        },
         match ev.watch_id {
             None => ", watch undecided",
             Some(_) => "",
@@ -60,7 +65,7 @@ fn kind_color(kind: Kind) -> &'static str {
         Kind::Create | Kind::Mkdir | Kind::Link => "32",
         Kind::Delete => "31",
         Kind::Rename => "33",
-        Kind::Write | Kind::CloseWrite => "34",
+        Kind::Write | Kind::CloseWrite | Kind::Modify => "34",
         Kind::Truncate => "35",
         Kind::Attrib => "36",
     }

@@ -4,7 +4,7 @@
 
 use watcher_common::{KernelOffsets, TracepointOffsets, match_mode};
 
-use crate::maps::SETTINGS;
+use crate::maps::{RENAMES, SETTINGS};
 
 /// Tracepoint argument offsets from tracefs `format` files.
 // SAFETY: no other symbol of the program has this name, and user space
@@ -123,4 +123,18 @@ pub fn tag_actions() -> bool {
 #[inline(always)]
 pub fn filters() -> u32 {
     SETTINGS.get(0).map_or(0, |s| s.filters)
+}
+
+/// What a verdict in `FILES` is valid for: the watches user space last
+/// set and the renames since (both only grow).
+#[inline(always)]
+pub fn generation() -> u64 {
+    let watches = SETTINGS.get(0).map_or(0, |s| s.generation);
+    u64::from(watches) + RENAMES.get(0).copied().unwrap_or(0)
+}
+
+/// The shortest time between two `modify` events of one open file.
+#[inline(always)]
+pub fn modify_interval_ns() -> u64 {
+    SETTINGS.get(0).map_or(0, |s| s.modify_interval_ns)
 }

@@ -45,6 +45,8 @@ pub struct Hit {
     /// The syscall opened the first target's file: a hit is marked
     /// `CREATED` when the open created it.
     pub opened: bool,
+    /// [`EventHeader::count`](watcher_common::EventHeader::count).
+    pub count: u32,
 }
 
 /// Decides about every target of the [`Op`](crate::scratch::Op) and sends
@@ -110,6 +112,7 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
     header.watch_id = watch_id;
     header.targets_len = s.op.len;
     header.origin = s.op.origin;
+    header.count = hit.count;
     header.comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
     let [first, second] = &s.op.targets;
     header.targets = [

@@ -22,6 +22,8 @@ mod config;
 mod account;
 // The walks that decide about a syscall's files and write their paths.
 mod walk;
+// Open files: their verdicts, their writes and their descriptors.
+mod files;
 // The process that made the change.
 mod who;
 // The event: the decision, then the ring-buffer record.

@@ -10,9 +10,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use watcher_common::{
-    Edge, EdgeKey, FdKey, InodeKey, MAX_EDGES, MAX_EXCLUDED, MAX_FILTER_KEYS, MAX_INFLIGHT,
-    MAX_SYSCALL_NR, MAX_WATCHES, MAX_WRITE_FDS, SLOTS, Settings, Stash, SyscallSpec, TASK_COMM_LEN,
-    WATCH_PREFIX_MAX,
+    Edge, EdgeKey, FdKey, FileState, InodeKey, MAX_EDGES, MAX_EXCLUDED, MAX_FILES, MAX_FILTER_KEYS,
+    MAX_INFLIGHT, MAX_SYSCALL_NR, MAX_WATCHES, MAX_WRITE_FDS, SLOTS, Settings, Stash, SyscallSpec,
+    TASK_COMM_LEN, WATCH_PREFIX_MAX,
 };
 
 use crate::scratch::{Op, Scratch};
@@ -58,6 +58,18 @@ pub static WRITE_FDS: LruHashMap<FdKey, u32> = LruHashMap::with_max_entries(MAX_
 /// unused): only their exit looks for descriptors still open.
 #[map]
 pub static WRITERS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(MAX_WRITE_FDS, 0);
+
+/// Open files written since start, by `struct file *`: whether they lie
+/// under a watch, decided at the first write (not at every one), and the
+/// coalescing of their `modify` events.
+#[map]
+pub static FILES: LruHashMap<u64, FileState> = LruHashMap::with_max_entries(MAX_FILES, 0);
+
+/// Successful renames seen (one value): a rename may move a file, or a
+/// directory above open files, into or out of a tree, so every verdict in
+/// `FILES` reached before one is decided again.
+#[map]
+pub static RENAMES: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Watched directories for the prefix match (no BTF): key is the
 /// directory's absolute path with a trailing `/`, value its watch id. A

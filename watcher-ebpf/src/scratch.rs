@@ -32,11 +32,9 @@ pub const END_FOUND: u32 = 1;
 pub const END_TOP: u32 = 2;
 pub const END_FAILED: u32 = 3;
 
-/// What was decided about a target.
-pub const MISS: u32 = 0;
-pub const FOUND: u32 = 1;
-/// The walk ran out before the root: sent so that nothing is missed.
-pub const UNDECIDED: u32 = 2;
+/// What was decided about a target: those of an open file
+/// (`watcher_common::verdict`), and one more.
+pub use watcher_common::verdict::{FOUND, MISS, UNDECIDED};
 /// User space decides (prefix mode, or `..` the kernel cannot follow).
 pub const PLACE: u32 = 3;
 

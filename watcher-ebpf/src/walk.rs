@@ -41,6 +41,30 @@ pub fn decide_targets(len: u32) {
     unsafe { bpf_loop(len, decide_cb as *mut c_void, ptr::null_mut(), 0) };
 }
 
+/// Decides about the open `file` alone, with the [`Op`]'s first target as
+/// the walk's state: its verdict, and its watch when found. The walk up
+/// from the file, as for an opened file in [`decide_targets`].
+#[inline(always)]
+pub fn decide_file(file: u64) -> Result<(u32, u32), Error> {
+    let off = kernel_offsets();
+    let op = op().ok_or(Error::NoScratch)?;
+    op.len = 1;
+    op.current = 0;
+    let [target, _] = &mut op.targets;
+    target.reset(file, 0, 0);
+    target.base = Cursor::of_file(&off, file)?;
+    target.at = target.base;
+    // SAFETY: `find_watch_cb` has the signature `bpf_loop` calls, and takes no
+    // context, so the null one is never read.
+    unsafe { bpf_loop(MAX_WALK, find_watch_cb as *mut c_void, ptr::null_mut(), 0) };
+    let [target, _] = &op.targets;
+    Ok(match target.end {
+        END_FOUND => (FOUND, target.watch),
+        END_NONE => (UNDECIDED, WATCH_NONE),
+        _ => (MISS, WATCH_NONE),
+    })
+}
+
 /// Writes the paths of the first `len` targets of the [`Op`] into the
 /// event data, after the names (exact mode only: it walks from `base`).
 #[inline(always)]

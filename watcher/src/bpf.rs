@@ -1,7 +1,10 @@
 //! Loading the eBPF programs, handing them their globals and the watched
 //! directories, and attaching them to the syscall tracepoints.
 
-use std::collections::{BTreeMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashSet},
+    time::Duration,
+};
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
@@ -109,6 +112,8 @@ pub struct Probes {
     /// Every syscall this kernel can trace; attached are those the
     /// selected kinds need.
     specs: Vec<Spec>,
+    /// `Settings::generation`, raised with every change of the watches.
+    generation: u32,
 }
 
 /// Events lost so far, per watch id (`None`: undecided events).
@@ -139,6 +144,8 @@ pub struct Watching<'a> {
     pub filters: &'a ProcessFilter,
     /// Trace watcher's actions and tag their events (`Settings::tag_actions`).
     pub tag_actions: bool,
+    /// `Settings::modify_interval_ns`.
+    pub modify_interval: Duration,
 }
 
 impl Probes {
@@ -207,6 +214,7 @@ impl Probes {
             edges: HashSet::new(),
             exact: kernel.is_some(),
             specs: specs.to_vec(),
+            generation: 0,
         };
         // The process programs first, the syscall programs (exit before
         // enter, once their maps are filled) after them: no stash is
@@ -233,6 +241,8 @@ impl Probes {
             event_mask: w.event_mask,
             filters: 0,
             tag_actions: u32::from(w.tag_actions),
+            generation: self.generation,
+            modify_interval_ns: u64::try_from(w.modify_interval.as_nanos()).unwrap_or(u64::MAX),
         };
         self.write_settings(&settings)?;
         fill_filters(&mut self.ebpf, w.filters)?;
@@ -306,6 +316,12 @@ impl Probes {
                 absent(trie.remove(&Key::new(bits, data))).map_err(map_err(names::WATCHES))?;
             }
         }
+        // Every verdict about an open file reached before is decided again
+        // (after the maps above, so that none is reached with the old ones
+        // and kept).
+        self.generation = self.generation.wrapping_add(1);
+        settings.generation = self.generation;
+        self.write_settings(&settings)?;
         self.watches = w.watches.to_vec();
         self.lost_seen = None;
         self.attach_syscalls(w.event_mask)

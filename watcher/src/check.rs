@@ -278,6 +278,7 @@ fn check_machine(r: &mut Report) {
                     event_mask: Kind::mask(&Kind::ALL),
                     filters: &ProcessFilter::default(),
                     tag_actions: false,
+                    modify_interval: defaults::MODIFY_INTERVAL,
                 },
             };
             match Probes::load(&setup) {

@@ -13,8 +13,8 @@ use watcher_core::{
     output::{Color, Format},
     runner::{Action, CommandSpec, JobSpec, Recipient, StdinFormat, parse_signal},
     settings::{
-        Events, MetricsAddr, Plan, RingSize, Span, defaults, parse_events, parse_pid,
-        parse_target_pid, parse_uid, parse_user,
+        Coalesce, Events, MetricsAddr, Plan, RingSize, Shared, Span, defaults, parse_events,
+        parse_pid, parse_target_pid, parse_uid, parse_user,
     },
     tally::Sort,
     user::RunAs,
@@ -145,11 +145,22 @@ pub struct WatchArgs {
     )]
     pub ring_buffer_size: RingSize,
     /// Kinds of change to report, comma-separated: write, create, delete,
-    /// rename, mkdir, link, truncate, attrib, close_write, or all. The
-    /// default is every change of the tree's contents: all but attrib and
-    /// close_write.
+    /// rename, mkdir, link, truncate, attrib, close_write, modify, or all.
+    /// The default is every change of the tree's contents: all but attrib,
+    /// close_write and modify.
     #[arg(long, default_value_t, value_parser = parse_events, value_name = "KINDS")]
     pub events: Events,
+    /// With `--events modify`: at most one modify event per open file per
+    /// this time (e.g. 500ms, 10s; 0: one per write); each counts the
+    /// writes it stands for, and the close of the file counts those after
+    /// the last one.
+    #[arg(
+        long,
+        default_value_t = Coalesce(defaults::MODIFY_INTERVAL),
+        value_parser = |s: &str| s.parse::<Coalesce>(),
+        value_name = "TIME"
+    )]
+    pub modify_interval: Coalesce,
     /// Only changes by this process (thread group id; repeatable). Applied
     /// in the kernel.
     #[arg(long = "pid", value_name = "PID", value_parser = parse_pid)]
@@ -191,8 +202,17 @@ impl WatchArgs {
             process: self.process_filter(),
             paths: self.path_filter(),
             ring_buffer_size: self.ring_buffer_size.0,
+            modify_interval: self.modify_interval.0,
             // `trace` and `top` run no actions.
             tag_actions: false,
+        }
+    }
+
+    /// The kernel's settings, for `run`'s one job.
+    pub fn shared(&self) -> Shared {
+        Shared {
+            ring_buffer_size: self.ring_buffer_size.0,
+            modify_interval: self.modify_interval.0,
         }
     }
 

@@ -106,7 +106,7 @@ fn main() -> ExitCode {
         Command::Run(args) => runtime.block_on(async {
             // A bad user or command is bad input: refused before attaching.
             let job = args.job()?;
-            run::run(job, args.watch.ring_buffer_size.0, args.once, options).await
+            run::run(job, args.watch.shared(), args.once, options).await
         }),
         Command::Serve(args) => runtime.block_on(run::serve(&args.config, options)),
         Command::Top(args) => runtime.block_on(top::top(args.settings(), options)),

@@ -5,19 +5,15 @@ use std::{path::Path, slice};
 use watcher_core::{
     config,
     runner::{self, Engine, JobSpec},
+    settings::Shared,
 };
 
 use crate::session::{self, Options};
 
 /// `watcher run`: one job, no reload; `once`: exit after the first run.
-pub async fn run(
-    job: JobSpec,
-    ring_buffer_size: u32,
-    once: bool,
-    options: Options,
-) -> anyhow::Result<()> {
+pub async fn run(job: JobSpec, shared: Shared, once: bool, options: Options) -> anyhow::Result<()> {
     runner::check_actions(slice::from_ref(&job))?;
-    let plan = runner::plan(slice::from_ref(&job), ring_buffer_size);
+    let plan = runner::plan(slice::from_ref(&job), &shared);
     let session = session::start(&plan, options)?;
     let metrics = session.metrics().cloned();
     let mut engine = Engine::new(session, plan, vec![job]);
@@ -32,7 +28,7 @@ pub async fn run(
 pub async fn serve(path: &Path, options: Options) -> anyhow::Result<()> {
     let config = config::load(path, &|_| false)?;
     runner::check_actions(&config.jobs)?;
-    let plan = runner::plan(&config.jobs, config.ring_buffer_size);
+    let plan = runner::plan(&config.jobs, &config.shared);
     // --metrics, else the configuration's.
     let (cli_metrics, file_metrics) = (options.metrics, config.metrics);
     let options = Options {
@@ -58,7 +54,7 @@ pub async fn serve(path: &Path, options: Options) -> anyhow::Result<()> {
         if cli_metrics.is_none() && config.metrics != file_metrics {
             tracing::warn!("a new metrics address takes effect at the next start, not at a reload");
         }
-        Ok((config.jobs, config.ring_buffer_size))
+        Ok((config.jobs, config.shared))
     };
     engine.run(Some(&mut read)).await
 }

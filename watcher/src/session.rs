@@ -94,6 +94,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
     let kernel = btf::kernel_offsets()
         .inspect_err(|e| tracing::warn!("{e}; {}", btf::FALLBACK))
         .ok();
+    check_kinds(plan, kernel.is_some())?;
     let resolved = watch::resolve(&plan.dirs, kernel.is_none(), &[])?.refuse_missing(|_| false)?;
     let watches = resolved.watches;
     // Taken with the identities, before anything can move them.
@@ -127,6 +128,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
             event_mask: Kind::mask(&plan.kinds),
             filters: &plan.process,
             tag_actions: plan.tag_actions,
+            modify_interval: plan.modify_interval,
         },
     };
     let (probes, ring, logger) = Probes::load(&setup).inspect_err(|e: &LoadError| {
@@ -392,6 +394,7 @@ impl Session {
             event_mask: Kind::mask(&plan.kinds),
             filters: &plan.process,
             tag_actions: plan.tag_actions,
+            modify_interval: plan.modify_interval,
         })?;
         let gone = self
             .watches
@@ -409,6 +412,18 @@ impl Session {
         self.dirs = resolved.dirs;
         Ok(())
     }
+}
+
+/// Refuses kinds this machine cannot watch: `modify` decides about open
+/// files, which needs the kernel's BTF (`exact`).
+fn check_kinds(plan: &Plan, exact: bool) -> anyhow::Result<()> {
+    if !exact && plan.kinds.contains(&Kind::Modify) {
+        anyhow::bail!(
+            "the modify kind needs the kernel's BTF ({}), which this kernel does not offer",
+            btf::VMLINUX
+        );
+    }
+    Ok(())
 }
 
 /// The file handles of `watches`: those in `known`, else taken now.
@@ -531,6 +546,7 @@ impl Source for Session {
     /// attached. The ring buffer keeps its size. A directory that went
     /// away while watched may still be missing; any other must resolve.
     fn rewatch(&mut self, plan: &Plan) -> anyhow::Result<()> {
+        check_kinds(plan, self.events.exact)?;
         let resolved = watch::resolve(&plan.dirs, !self.events.exact, &self.known())?
             .refuse_missing(|dir| self.gone(dir))?;
         let before = mem::replace(&mut self.plan, plan.clone());

@@ -27,7 +27,7 @@ const SYS_SETXATTRAT: libc::c_long = 463;
 const SYS_REMOVEXATTRAT: libc::c_long = 466;
 
 use role::{DFD, DFD2, FD, FLAGS, NAME, NAME2};
-use shape::{CLOSE, OPEN, OPEN_HOW, PATH, PATHS};
+use shape::{ALLOCATE, CLOSE, OPEN, OPEN_HOW, PATH, PATHS, WRITE};
 
 const TRACED: &[Traced] = &[
     t(
@@ -336,12 +336,91 @@ const TRACED: &[Traced] = &[
         PATH,
         &[(DFD, "dfd"), (NAME, "pathname"), (FLAGS, "at_flags")],
     ),
+    // Data written through a descriptor, whoever opened it and when.
+    t(
+        Syscall::named("write"),
+        libc::SYS_write,
+        event_kind::MODIFY,
+        WRITE,
+        &[(FD, "fd")],
+    ),
+    t(
+        Syscall::named("pwrite64"),
+        libc::SYS_pwrite64,
+        event_kind::MODIFY,
+        WRITE,
+        &[(FD, "fd")],
+    ),
+    t(
+        Syscall::named("writev"),
+        libc::SYS_writev,
+        event_kind::MODIFY,
+        WRITE,
+        &[(FD, "fd")],
+    ),
+    t(
+        Syscall::named("pwritev"),
+        libc::SYS_pwritev,
+        event_kind::MODIFY,
+        WRITE,
+        &[(FD, "fd")],
+    ),
+    t(
+        Syscall::named("pwritev2"),
+        libc::SYS_pwritev2,
+        event_kind::MODIFY,
+        WRITE,
+        &[(FD, "fd")],
+    ),
+    t(
+        Syscall::named("sendfile64"),
+        libc::SYS_sendfile,
+        event_kind::MODIFY,
+        WRITE,
+        &[(FD, "out_fd")],
+    ),
+    t(
+        Syscall::named("copy_file_range"),
+        libc::SYS_copy_file_range,
+        event_kind::MODIFY,
+        WRITE,
+        &[(FD, "fd_out")],
+    ),
+    t(
+        Syscall::named("splice"),
+        libc::SYS_splice,
+        event_kind::MODIFY,
+        WRITE,
+        &[(FD, "fd_out")],
+    ),
+    t(
+        Syscall::named("fallocate"),
+        libc::SYS_fallocate,
+        event_kind::MODIFY,
+        ALLOCATE,
+        &[(FD, "fd")],
+    ),
     t(
         Syscall::named("close"),
         libc::SYS_close,
         event_kind::CLOSE_WRITE,
         CLOSE,
         &[(FD, "fd")],
+    ),
+    // Onto a descriptor that is open, they close it first.
+    t(
+        Syscall::named("dup2"),
+        libc::SYS_dup2,
+        event_kind::CLOSE_WRITE,
+        CLOSE,
+        &[(FD, "newfd")],
+    ),
+    t(
+        Syscall::named("dup3"),
+        libc::SYS_dup3,
+        event_kind::CLOSE_WRITE,
+        CLOSE,
+        &[(FD, "newfd")],
     ),
 ];
 
@@ -375,7 +454,9 @@ pub struct Spec {
 }
 
 /// The kinds whose events need syscall `kind`'s: an open also makes
-/// `create`, `truncate` and the descriptors `close_write` waits for.
+/// `create`, `truncate` and the descriptors `close_write` waits for; a
+/// rename may move open files into or out of a tree, and a close hands
+/// over the writes no `modify` counted yet.
 fn select(kind: u32) -> u32 {
     let bit = event_kind::bit;
     match kind {
@@ -385,6 +466,7 @@ fn select(kind: u32) -> u32 {
                 | bit(event_kind::TRUNCATE)
                 | bit(event_kind::CLOSE_WRITE)
         }
+        event_kind::RENAME | event_kind::CLOSE_WRITE => bit(kind) | bit(event_kind::MODIFY),
         kind => bit(kind),
     }
 }
@@ -400,6 +482,7 @@ pub fn read_specs() -> Result<Vec<Spec>, TracefsError> {
             Err(TracefsError::ReadFormat { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound
                     && traced.kind != event_kind::WRITE
+                    && traced.kind != event_kind::MODIFY
                     && traced.shape != CLOSE =>
             {
                 continue;

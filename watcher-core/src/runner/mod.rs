@@ -42,7 +42,7 @@ use crate::{
     kind::Kind,
     metrics::{EventCounters, Metrics, Outcome, directory},
     notify, privileges,
-    settings::Plan,
+    settings::{Plan, Shared},
     source::{Item, Source},
     watch::{self, Moved, Watch},
 };
@@ -87,7 +87,7 @@ impl JobSpec {
 /// What the kernel is asked for on behalf of `jobs`: every directory and
 /// kind any of them wants, and the process filters when they all share
 /// them (else each job filters in user space).
-pub fn plan(jobs: &[JobSpec], ring_buffer_size: u32) -> Plan {
+pub fn plan(jobs: &[JobSpec], shared: &Shared) -> Plan {
     let mut dirs: Vec<PathBuf> = Vec::new();
     let mut kinds: Vec<Kind> = Vec::new();
     for job in jobs {
@@ -113,7 +113,8 @@ pub fn plan(jobs: &[JobSpec], ring_buffer_size: u32) -> Plan {
         kinds,
         process,
         paths: PathFilter::default(),
-        ring_buffer_size,
+        ring_buffer_size: shared.ring_buffer_size,
+        modify_interval: shared.modify_interval,
         // One job ignores its own action's changes: the kernel leaves them
         // out. With more, one job's action may change another's tree.
         tag_actions: jobs.len() > 1,
@@ -347,7 +348,7 @@ struct Counting {
 /// How a reload reads the new jobs; a directory the predicate holds gone
 /// (watched, and gone since) may be missing.
 pub type Reload<'a> =
-    &'a mut dyn FnMut(&dyn Fn(&Path) -> bool) -> anyhow::Result<(Vec<JobSpec>, u32)>;
+    &'a mut dyn FnMut(&dyn Fn(&Path) -> bool) -> anyhow::Result<(Vec<JobSpec>, Shared)>;
 
 impl<S: Source> Engine<S> {
     pub fn new(source: S, plan: Plan, specs: Vec<JobSpec>) -> Self {
@@ -612,7 +613,7 @@ impl<S: Source> Engine<S> {
     fn reload(&mut self, read: Reload<'_>) {
         notify::reloading();
         let loaded = read(&|dir| self.source.gone(dir));
-        match loaded.and_then(|(specs, ring)| self.apply(specs, ring)) {
+        match loaded.and_then(|(specs, shared)| self.apply(specs, shared)) {
             Ok(summary) => tracing::info!("reloaded: {summary}"),
             Err(e) => tracing::error!(
                 "reload refused, the running configuration stays: {}",
@@ -622,13 +623,19 @@ impl<S: Source> Engine<S> {
         notify::send("READY=1");
     }
 
-    fn apply(&mut self, specs: Vec<JobSpec>, ring_buffer_size: u32) -> anyhow::Result<String> {
-        if ring_buffer_size != self.plan.ring_buffer_size {
+    fn apply(&mut self, specs: Vec<JobSpec>, shared: Shared) -> anyhow::Result<String> {
+        if shared.ring_buffer_size != self.plan.ring_buffer_size {
             tracing::warn!(
                 "a new ring_buffer_size takes effect at the next start, not at a reload"
             );
         }
-        let plan = plan(&specs, self.plan.ring_buffer_size);
+        let plan = plan(
+            &specs,
+            &Shared {
+                ring_buffer_size: self.plan.ring_buffer_size,
+                ..shared
+            },
+        );
         self.source.rewatch(&plan)?;
         let mut old: HashMap<String, Job> = self
             .jobs
@@ -833,7 +840,13 @@ mod tests {
             started: started.clone(),
             origin: Instant::now(),
         };
-        let plan = plan(std::slice::from_ref(&spec), 4096);
+        let plan = plan(
+            std::slice::from_ref(&spec),
+            &Shared {
+                ring_buffer_size: 4096,
+                ..Shared::default()
+            },
+        );
         (Engine::new(source, plan, vec![spec]), started)
     }
 

@@ -19,6 +19,7 @@ use watcher_common::{FdKey, MAX_WRITE_FDS, SYSCALL_EXIT, TASK_COMM_LEN, event_ki
 use crate::{
     config::{filters, kernel_offsets, tag_actions, tp_offsets, watcher_tgid},
     event::{Hit, emit},
+    files::{close_is_event, take_pending},
     maps::{ACTION_SLOT, EXCLUDED, FILTER_COMMS, FILTER_PIDS, FILTER_UIDS, WRITE_FDS, WRITERS, op},
     vfs::{fd_table_size, file_of_fd},
 };
@@ -150,6 +151,10 @@ extern "C" fn close_at_exit_cb(fd: u64, _ctx: *mut c_void) -> i64 {
     let (Ok(file), Some(op)) = (file_of_fd(&kernel_offsets(), fd as i64), op()) else {
         return 0;
     };
+    let count = take_pending(file);
+    if !close_is_event(count) {
+        return 0;
+    }
     op.len = 1;
     op.targets[0].reset(file, fd as i64, 0);
     let _ = emit(&Hit {
@@ -159,6 +164,7 @@ extern "C" fn close_at_exit_cb(fd: u64, _ctx: *mut c_void) -> i64 {
         ret: 0,
         quiet: false,
         opened: false,
+        count,
     });
     0
 }

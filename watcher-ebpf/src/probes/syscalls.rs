@@ -14,7 +14,7 @@ use aya_log_ebpf::debug;
 use watcher_common::{
     FdKey, NO_ARG, SYSCALL_RECORD_LEN, Stash, SyscallSpec, WATCH_NONE, event_kind, match_mode,
     open_flags::{AT_FDCWD, has_write_intent},
-    role, shape,
+    role, shape, verdict,
 };
 
 use super::process::{origin, passes_filters};
@@ -22,7 +22,8 @@ use crate::{
     config::{event_mask, kernel_offsets, match_mode, tp_offsets},
     error::Error,
     event::{Hit, emit},
-    maps::{SPECS, STASH, WRITE_FDS, WRITERS, op},
+    files::{close_is_event, count_rename, count_write, take_pending, track_write_fd, verdict_of},
+    maps::{SPECS, STASH, WRITE_FDS, op},
     vfs::file_of_fd,
 };
 
@@ -78,6 +79,8 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
         file: 0,
         nr,
         origin: 0,
+        event: 1,
+        _pad: 0,
     };
     for (role, value) in stash.args.iter_mut().enumerate() {
         let slot = usize::from(spec.args.get(role).copied().unwrap_or(NO_ARG));
@@ -123,15 +126,27 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
             // Taken now: after the close the fd no longer leads to it.
             stash.file = file_of_fd(&kernel_offsets(), i64::from(key.fd))?;
         }
+        shape::WRITE | shape::ALLOCATE => {
+            // Without BTF there are no verdicts: user space refuses
+            // `modify` then.
+            if match_mode() != match_mode::EXACT {
+                return Ok(());
+            }
+            let file = file_of_fd(&kernel_offsets(), stash.args[role::FD] as u32 as i64)?;
+            // Most writes on the machine stop here, at a lookup.
+            if verdict_of(file)? == verdict::MISS {
+                return Ok(());
+            }
+            stash.file = file;
+        }
         _ => {}
     }
-    let Some(origin) = origin(tgid) else {
-        return Ok(());
-    };
-    if !passes_filters(tgid) {
-        return Ok(());
+    match origin(tgid) {
+        Some(origin) if passes_filters(tgid) => stash.origin = origin,
+        // Left out, but a rename still moves files under open ones.
+        _ if spec.kind == event_kind::RENAME => stash.event = 0,
+        _ => return Ok(()),
     }
-    stash.origin = origin;
     STASH.insert(&pid_tgid, &stash, 0).map_err(Error::helper)
 }
 
@@ -157,6 +172,12 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
         return Ok(());
     }
     let spec = spec(nr)?;
+    if spec.kind == event_kind::RENAME {
+        count_rename();
+    }
+    if stash.event == 0 {
+        return Ok(());
+    }
     let args = &stash.args;
     let tgid = (pid_tgid >> 32) as u32;
     let exact = match_mode() == match_mode::EXACT;
@@ -174,6 +195,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
     let mut flags = args[role::FLAGS];
     let mut quiet = false;
     let mut opened = false;
+    let mut count = 0;
     let [first, second] = &mut op.targets;
     match spec.shape {
         shape::OPEN | shape::OPEN_HOW => {
@@ -191,6 +213,8 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
             opened = true;
         }
         shape::PATH => first.reset(0, args[role::DFD] as i64, args[role::NAME]),
+        // Traced for `modify` alone: only the rename counted above.
+        shape::PATHS if event_mask() & event_kind::bit(spec.kind) == 0 => return Ok(()),
         shape::PATHS => {
             first.reset(0, args[role::DFD] as i64, args[role::NAME]);
             second.reset(0, args[role::DFD2] as i64, args[role::NAME2]);
@@ -202,7 +226,29 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
         }
         shape::CLOSE => {
             let fd = args[role::FD] as u32;
+            // `dup2(fd, fd)` closes nothing.
+            if file_of(i64::from(fd)).unwrap_or(0) == stash.file {
+                return Ok(());
+            }
             let _ = WRITE_FDS.remove(&FdKey { tgid, fd });
+            count = take_pending(stash.file);
+            if !close_is_event(count) {
+                return Ok(());
+            }
+            first.reset(stash.file, i64::from(fd), 0);
+        }
+        shape::WRITE | shape::ALLOCATE => {
+            // A write of nothing changed nothing; `fallocate` returns 0.
+            if spec.shape == shape::WRITE && ret == 0 {
+                return Ok(());
+            }
+            let fd = args[role::FD] as u32;
+            let written = count_write(stash.file);
+            track_write_fd(tgid, i64::from(fd), written.watch);
+            if written.due == 0 {
+                return Ok(());
+            }
+            count = written.due;
             first.reset(stash.file, i64::from(fd), 0);
         }
         _ => return Ok(()),
@@ -214,6 +260,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
         ret,
         quiet,
         opened,
+        count,
     })?;
     if watch == Some(WATCH_NONE) {
         debug!(
@@ -223,22 +270,9 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
             nr
         );
     }
-    if let (true, true, Some(watch)) = (opened, exact, watch) {
+    let close_write = event_mask() & event_kind::bit(event_kind::CLOSE_WRITE) != 0;
+    if let (true, true, true, Some(watch)) = (opened, exact, close_write, watch) {
         track_write_fd(tgid, ret, watch);
     }
     Ok(())
-}
-
-/// Remembers an fd opened for writing under a watch, for `close_write`.
-#[inline(always)]
-fn track_write_fd(tgid: u32, fd: i64, watch: u32) {
-    if event_mask() & event_kind::bit(event_kind::CLOSE_WRITE) == 0 {
-        return;
-    }
-    let key = FdKey {
-        tgid,
-        fd: fd as u32,
-    };
-    let _ = WRITE_FDS.insert(&key, &watch, 0);
-    let _ = WRITERS.insert(&tgid, &1, 0);
 }
