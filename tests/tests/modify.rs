@@ -1,0 +1,229 @@
+//! `modify`: data written to a file under a watch through any descriptor,
+//! including one opened before watcher started, inherited over fork or
+//! duplicated; coalesced per open file, with a count of the writes.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    os::unix::ffi::OsStrExt,
+    path::Path,
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+};
+
+use serde_json::Value;
+use watcher_tests::{PATIENCE, Tree, Watcher, assert_valid, helper_bin, path_bytes, schema, spawn};
+
+/// The `writer` helper, its file open before anything else happens.
+struct Writer {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Writer {
+    /// Starts `writer PATH OPS...` and waits until it holds PATH open.
+    fn open(path: &Path, ops: &[&str]) -> Self {
+        let mut child = Command::new(helper_bin("writer"))
+            .arg(path)
+            .args(ops)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn writer");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut writer = Self {
+            child,
+            stdin,
+            stdout,
+        };
+        writer.expect_line("open");
+        writer
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn expect_line(&mut self, want: &str) {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("writer's output");
+        assert_eq!(line.trim_end(), want, "writer said");
+    }
+
+    /// Lets it write, and waits until it has exited.
+    fn go(mut self) {
+        self.stdin.write_all(b"\n").expect("tell the writer");
+        self.expect_line("done");
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while self.child.try_wait().expect("wait").is_none() {
+            assert!(std::time::Instant::now() < deadline, "writer never exited");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+/// (event, syscall, writes) of each event of `pid`.
+fn shape(events: &[Value], pid: u32) -> Vec<(String, String, Option<u64>)> {
+    events
+        .iter()
+        .filter(|ev| ev["pid"] == pid)
+        .map(|ev| {
+            (
+                ev["event"].as_str().unwrap().to_owned(),
+                ev["syscall"].as_str().unwrap().to_owned(),
+                ev["writes"].as_u64(),
+            )
+        })
+        .collect()
+}
+
+fn e(event: &str, syscall: &str, writes: Option<u64>) -> (String, String, Option<u64>) {
+    (event.to_owned(), syscall.to_owned(), writes)
+}
+
+#[test]
+fn every_write_syscall_through_a_descriptor_opened_before_start_is_a_modify() {
+    let tree = Tree::new("modify-calls");
+    let media = tree.dir("media");
+    let log = media.join("log");
+    let calls = [
+        "write",
+        "pwrite64",
+        "writev",
+        "pwritev",
+        "pwritev2",
+        "sendfile",
+        "copy_file_range",
+        "splice",
+        "fallocate",
+    ];
+    let mut ops: Vec<&str> = calls.iter().flat_map(|c| [*c, "1"]).collect();
+    ops.push("close");
+    let writer = Writer::open(&log, &ops);
+    let pid = writer.pid();
+    // 0: every write is an event, so each names its own syscall.
+    let w = Watcher::trace_json_with(
+        &["--events", "modify,close_write", "--modify-interval", "0"],
+        &[&media],
+    );
+    writer.go();
+    let events = w.events_until_marker(&media);
+    let schema = schema();
+    for ev in &events {
+        assert_valid(&schema, ev);
+    }
+    let mut want: Vec<_> = calls
+        .iter()
+        .map(|c| {
+            let syscall = if *c == "sendfile" { "sendfile64" } else { c };
+            e("modify", syscall, Some(1))
+        })
+        .collect();
+    want.push(e("close_write", "close", None));
+    assert_eq!(shape(&events, pid), want, "{events:#?}");
+    // Its writes to its stdout, a pipe, are no events.
+    for ev in events.iter().filter(|ev| ev["pid"] == pid) {
+        assert_eq!(path_bytes(ev), log.as_os_str().as_bytes());
+        assert_eq!(ev["name"], "");
+        assert!(ev["fd"].as_i64().is_some_and(|fd| fd >= 0), "{ev}");
+    }
+}
+
+#[test]
+fn writes_are_coalesced_per_open_file_and_every_one_is_counted() {
+    let tree = Tree::new("modify-coalesce");
+    let media = tree.dir("media");
+    let log = media.join("log");
+    // 50 writes, 20 by a child through the inherited descriptor (it exits
+    // holding it), 30 through a duplicate that is then closed; the first
+    // descriptor is still open when the writer exits.
+    let writer = Writer::open(
+        &log,
+        &[
+            "write", "50", "fork", "20", "dup", "write", "30", "close", "keep",
+        ],
+    );
+    let pid = writer.pid();
+    let w = Watcher::trace_json_with(
+        &["--events", "modify,close_write", "--modify-interval", "1h"],
+        &[&media],
+    );
+    writer.go();
+    let events = w.events_until_marker(&media);
+    let schema = schema();
+    for ev in &events {
+        assert_valid(&schema, ev);
+    }
+    let child = events
+        .iter()
+        .find(|ev| ev["ppid"] == pid)
+        .and_then(|ev| ev["pid"].as_u64())
+        .expect("the child's events") as u32;
+    // Within the hour, one modify for the first write; the child's exit
+    // hands over the 49 + 20 after it and forgets the file, so the
+    // duplicate's first write is an event again, and its close hands
+    // over the other 29.
+    assert_eq!(
+        shape(&events, pid),
+        [
+            e("modify", "write", Some(1)),
+            e("modify", "write", Some(1)),
+            e("modify", "close", Some(29)),
+            e("close_write", "close", None),
+            e("close_write", "exit", None),
+        ],
+        "{events:#?}"
+    );
+    assert_eq!(
+        shape(&events, child),
+        [
+            e("modify", "exit", Some(69)),
+            e("close_write", "exit", None)
+        ],
+        "{events:#?}"
+    );
+    let counted: u64 = events
+        .iter()
+        .filter(|ev| ev["event"] == "modify")
+        .map(|ev| ev["writes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 100);
+}
+
+#[test]
+fn an_open_file_renamed_into_the_tree_is_modified_there_and_not_after_it_leaves() {
+    let tree = Tree::new("modify-rename");
+    let media = tree.dir("media");
+    let outside = tree.dir("outside");
+    let before = outside.join("f");
+    let inside = media.join("f");
+    let gone = outside.join("g");
+    // `create`: for the marker.
+    let w = Watcher::trace_json_with(
+        &["--events", "modify,create", "--modify-interval", "0"],
+        &[&media],
+    );
+    // The helper writes once at each step; the test moves the file in
+    // between through `mv` (a rename by another process).
+    let mut writer = Writer::open(
+        &before,
+        &["write", "1", "pause", "write", "1", "pause", "write", "1"],
+    );
+    let pid = writer.pid();
+    writer.stdin.write_all(b"\n").expect("go");
+    writer.expect_line("paused");
+    let (_, out) = spawn(Command::new("mv").arg(&before).arg(&inside));
+    assert!(out.status.success());
+    writer.stdin.write_all(b"\n").expect("go on");
+    writer.expect_line("paused");
+    let (_, out) = spawn(Command::new("mv").arg(&inside).arg(&gone));
+    assert!(out.status.success());
+    writer.go();
+    let events = w.events_until_marker(&media);
+    let mine: Vec<Vec<u8>> = events
+        .iter()
+        .filter(|ev| ev["pid"] == pid)
+        .map(path_bytes)
+        .collect();
+    assert_eq!(mine, [inside.as_os_str().as_bytes()], "{events:#?}");
+}
