@@ -10,7 +10,10 @@ use std::{
 };
 
 use serde_json::Value;
-use watcher_tests::{PATIENCE, Tree, Watcher, assert_valid, helper_bin, path_bytes, schema, spawn};
+use watcher_tests::{
+    PATIENCE, Tree, Watcher, assert_valid, helper_bin, path_bytes, recorded_count, recorded_stdin,
+    runs_accounting_for, schema, spawn,
+};
 
 /// The `writer` helper, its file open before anything else happens.
 struct Writer {
@@ -226,4 +229,40 @@ fn an_open_file_renamed_into_the_tree_is_modified_there_and_not_after_it_leaves(
         .map(path_bytes)
         .collect();
     assert_eq!(mine, [inside.as_os_str().as_bytes()], "{events:#?}");
+}
+
+#[test]
+fn run_acts_on_writes_through_a_descriptor_opened_before_start() {
+    let tree = Tree::new("modify-run");
+    let media = tree.dir("media");
+    let file = media.join("db");
+    let log = tree.root.join("runs.log");
+    let writer = Writer::open(&file, &["write", "10", "close"]);
+    let record = helper_bin("record");
+    let w = Watcher::start(&[
+        "run".as_ref(),
+        "--events".as_ref(),
+        "modify".as_ref(),
+        "--modify-interval".as_ref(),
+        "1h".as_ref(),
+        "--settle".as_ref(),
+        "100ms".as_ref(),
+        media.as_os_str(),
+        "--".as_ref(),
+        record.as_os_str(),
+        log.as_os_str(),
+    ]);
+    writer.go();
+    // The first write, then the close handing over the other 9: two
+    // events, in one run or two, all about the file.
+    let runs = runs_accounting_for(&w, &log, 2);
+    for run in &runs {
+        assert_eq!(recorded_count(run, "WATCHER_LOST"), 0);
+        let stdin = recorded_stdin(run);
+        assert_eq!(
+            stdin,
+            [file.as_os_str().as_bytes(), b"\0"].concat(),
+            "{run}"
+        );
+    }
 }
