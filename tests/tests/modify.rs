@@ -25,9 +25,21 @@ struct Writer {
 impl Writer {
     /// Starts `writer PATH OPS...` and waits until it holds PATH open.
     fn open(path: &Path, ops: &[&str]) -> Self {
-        let mut child = Command::new(helper_bin("writer"))
-            .arg(path)
-            .args(ops)
+        Self::start(Command::new(helper_bin("writer")).arg(path).args(ops))
+    }
+
+    /// `writer --tmpfile DIR OPS...`: an unnamed file in DIR.
+    fn tmpfile(dir: &Path, ops: &[&str]) -> Self {
+        Self::start(
+            Command::new(helper_bin("writer"))
+                .arg("--tmpfile")
+                .arg(dir)
+                .args(ops),
+        )
+    }
+
+    fn start(cmd: &mut Command) -> Self {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -264,5 +276,61 @@ fn run_acts_on_writes_through_a_descriptor_opened_before_start() {
             [file.as_os_str().as_bytes(), b"\0"].concat(),
             "{run}"
         );
+    }
+}
+
+#[test]
+fn close_write_for_a_file_unlinked_while_open_and_for_an_o_tmpfile_file() {
+    let tree = Tree::new("modify-unlinked");
+    let media = tree.dir("media");
+    let shm = media.join("db-shm");
+    // Open before watcher starts, written, removed, written again, closed:
+    // as SQLite's -shm, or Python's open/unlink/close.
+    let unlinked = Writer::open(&shm, &["write", "3", "unlink", "write", "2", "close"]);
+    let w = Watcher::trace_json_with(
+        &[
+            "--events",
+            "modify,close_write,delete,write",
+            "--modify-interval",
+            "1h",
+        ],
+        &[&media],
+    );
+    // Opened after the start: its open is seen too.
+    let unnamed = Writer::tmpfile(&media, &["write", "1", "close"]);
+    let (first, second) = (unlinked.pid(), unnamed.pid());
+    unlinked.go();
+    unnamed.go();
+    let events = w.events_until_marker(&media);
+    let schema = schema();
+    for ev in &events {
+        assert_valid(&schema, ev);
+    }
+    assert_eq!(
+        shape(&events, first),
+        [
+            e("modify", "write", Some(1)),
+            e("delete", "unlink", None),
+            e("modify", "close", Some(4)),
+            e("close_write", "close", None),
+        ],
+        "{events:#?}"
+    );
+    for ev in events.iter().filter(|ev| ev["pid"] == first) {
+        assert_eq!(path_bytes(ev), shm.as_os_str().as_bytes(), "{ev}");
+    }
+    assert_eq!(
+        shape(&events, second),
+        [
+            e("write", "openat", None),
+            e("modify", "write", Some(1)),
+            e("close_write", "close", None),
+        ],
+        "{events:#?}"
+    );
+    // The kernel names an O_TMPFILE file `#INODE` until it is linked.
+    let prefix = [media.as_os_str().as_bytes(), b"/#"].concat();
+    for ev in events.iter().filter(|ev| ev["pid"] == second) {
+        assert!(path_bytes(ev).starts_with(&prefix), "{ev}");
     }
 }

@@ -425,8 +425,7 @@ pub mod verdict {
 #[derive(Clone, Copy, Debug)]
 pub struct Stash {
     pub args: [u64; role::COUNT],
-    /// `close` and writes: the `struct file` the fd was open on, taken at
-    /// entry.
+    /// Writes: the `struct file` the fd was open on, taken at entry.
     pub file: u64,
     /// The syscall number.
     pub nr: u32,

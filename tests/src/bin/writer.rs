@@ -1,5 +1,6 @@
 //! Test helper: opens PATH for writing at its end (creating it; not
-//! O_APPEND, which splice and copy_file_range refuse), prints `open`,
+//! O_APPEND, which splice and copy_file_range refuse; `--tmpfile DIR`
+//! instead opens an unnamed O_TMPFILE file in DIR), prints `open`,
 //! waits for a line on stdin (so that a test can start watcher after the
 //! open), then writes to that descriptor as the operations after PATH
 //! say, and prints `done`. Each operation writes one byte per call:
@@ -9,8 +10,9 @@
 //! (from a pipe), `fallocate N` (one more byte each), `fork N` (a child
 //! writes N times through the inherited descriptor and exits without
 //! closing it), `dup` (later writes go through a duplicate of the
-//! descriptor), `close`, `keep` (exit without closing), and `pause`
-//! (prints `paused` and waits for a line on stdin).
+//! descriptor), `close`, `keep` (exit without closing), `unlink` (removes
+//! PATH, the descriptor still open), and `pause` (prints `paused` and
+//! waits for a line on stdin).
 
 use std::{
     ffi::{CString, OsString},
@@ -92,10 +94,19 @@ fn write_once(how: &str, fd: libc::c_int, source: libc::c_int, pipe: [libc::c_in
 
 fn main() {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let (path, ops) = args.split_first().expect("usage: writer PATH OPERATION...");
+    let tmpfile = args.first().is_some_and(|a| a == "--tmpfile");
+    let args = if tmpfile { &args[1..] } else { &args[..] };
+    let (path, ops) = args
+        .split_first()
+        .expect("usage: writer [--tmpfile] PATH OPERATION...");
     let path = CString::new(path.clone().into_vec()).expect("no NUL in path");
+    let flags = if tmpfile {
+        libc::O_WRONLY | libc::O_TMPFILE
+    } else {
+        libc::O_WRONLY | libc::O_CREAT
+    };
     // SAFETY: a valid NUL-terminated path.
-    let mut fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CREAT, 0o644) };
+    let mut fd = unsafe { libc::open(path.as_ptr(), flags, 0o644) };
     check("open", fd.into());
     // SAFETY: the descriptor just opened.
     check("seek", unsafe { libc::lseek(fd, 0, libc::SEEK_END) });
@@ -126,6 +137,8 @@ fn main() {
             // SAFETY: a descriptor of this process, not used after.
             "close" => check("close", unsafe { libc::close(fd) }.into()),
             "keep" => {}
+            // SAFETY: a valid NUL-terminated path.
+            "unlink" => check("unlink", unsafe { libc::unlink(path.as_ptr()) }.into()),
             "pause" => {
                 println!("paused");
                 let _ = io::stdout().flush();

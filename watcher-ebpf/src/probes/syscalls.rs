@@ -123,8 +123,6 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
             if unsafe { WRITE_FDS.get(&key) }.is_none() {
                 return Ok(());
             }
-            // Taken now: after the close the fd no longer leads to it.
-            stash.file = file_of_fd(&kernel_offsets(), i64::from(key.fd))?;
         }
         shape::WRITE | shape::ALLOCATE => {
             // Without BTF there are no verdicts: user space refuses
@@ -147,7 +145,41 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
         _ if spec.kind == event_kind::RENAME => stash.event = 0,
         _ => return Ok(()),
     }
+    if spec.shape == shape::CLOSE {
+        return closing(spec, tgid, stash.args[role::FD] as u32, stash.origin);
+    }
     STASH.insert(&pid_tgid, &stash, 0).map_err(Error::helper)
+}
+
+/// Descriptor `fd`, written or opened for writing under a watch, is being
+/// closed (by `close`, or by a `dup2` onto it): its `close_write`, and the
+/// last `modify` of the writes not yet counted, are sent now, as the call
+/// enters. At its exit the file may be gone: `close` releases it before
+/// it returns, and a file unlinked while open (or made with `O_TMPFILE`)
+/// goes with it. A close fails only on a descriptor that is not open, and
+/// a `dup2` only on a bad old one, so what is sent here happens.
+#[inline(always)]
+fn closing(spec: &SyscallSpec, tgid: u32, fd: u32, origin: u32) -> Result<(), Error> {
+    let _ = WRITE_FDS.remove(&FdKey { tgid, fd });
+    let file = file_of_fd(&kernel_offsets(), i64::from(fd))?;
+    let count = take_pending(file);
+    if !close_is_event(count) {
+        return Ok(());
+    }
+    let op = op().ok_or(Error::NoScratch)?;
+    op.len = 1;
+    op.origin = origin;
+    op.targets[0].reset(file, i64::from(fd), 0);
+    emit(&Hit {
+        kind: event_kind::CLOSE_WRITE,
+        syscall: spec.id,
+        flags: 0,
+        ret: 0,
+        quiet: false,
+        opened: false,
+        count,
+    })?;
+    Ok(())
 }
 
 #[inline(always)]
@@ -223,19 +255,6 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
         shape::FD => {
             let fd = args[role::FD] as u32 as i64;
             first.reset(file_of(fd)?, fd, 0);
-        }
-        shape::CLOSE => {
-            let fd = args[role::FD] as u32;
-            // `dup2(fd, fd)` closes nothing.
-            if file_of(i64::from(fd)).unwrap_or(0) == stash.file {
-                return Ok(());
-            }
-            let _ = WRITE_FDS.remove(&FdKey { tgid, fd });
-            count = take_pending(stash.file);
-            if !close_is_event(count) {
-                return Ok(());
-            }
-            first.reset(stash.file, i64::from(fd), 0);
         }
         shape::WRITE | shape::ALLOCATE => {
             // A write of nothing changed nothing; `fallocate` returns 0.
