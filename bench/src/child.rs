@@ -4,7 +4,12 @@
 //! watch other processes, so these are never run inside the benchmark's
 //! own process.
 
-use std::{ffi::CString, os::unix::ffi::OsStrExt as _, path::PathBuf, time::Instant};
+use std::{
+    ffi::CString,
+    os::unix::ffi::OsStrExt as _,
+    path::PathBuf,
+    time::Instant,
+};
 
 use anyhow::{Context as _, bail};
 use clap::{Subcommand, ValueEnum};
@@ -31,6 +36,8 @@ pub enum Op {
     OpenWrite,
     /// open read-only and close.
     OpenRead,
+    /// `write` of one byte to a descriptor opened once.
+    Write,
 }
 
 pub fn child(what: Child) -> anyhow::Result<()> {
@@ -60,6 +67,20 @@ fn ops(op: Op, iterations: u64, path: &CString) -> anyhow::Result<()> {
                 // SAFETY: no preconditions.
                 std::hint::black_box(unsafe { libc::getppid() });
             }
+            return Ok(());
+        }
+        Op::Write => {
+            let fd = open_new(std::path::Path::new(std::ffi::OsStr::from_bytes(
+                path.as_bytes(),
+            )))?;
+            for _ in 0..iterations {
+                // SAFETY: one byte from a live buffer to our descriptor.
+                if unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) } != 1 {
+                    bail!("writing: {}", std::io::Error::last_os_error());
+                }
+            }
+            // SAFETY: fd is ours.
+            unsafe { libc::close(fd) };
             return Ok(());
         }
         Op::OpenWrite => libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,

@@ -28,6 +28,7 @@ pub enum Tool {
     Nothing,
     Empty,
     Trace,
+    Modify,
     Run,
     Bpftrace,
     Audit,
@@ -35,10 +36,11 @@ pub enum Tool {
 }
 
 impl Tool {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Nothing,
         Self::Empty,
         Self::Trace,
+        Self::Modify,
         Self::Run,
         Self::Bpftrace,
         Self::Audit,
@@ -50,6 +52,7 @@ impl Tool {
             Self::Nothing => "nothing attached",
             Self::Empty => "empty eBPF program, same tracepoints",
             Self::Trace => "`watcher trace --format json` > /dev/null",
+            Self::Modify => "`watcher trace --format json --events all` (with modify) > /dev/null",
             Self::Run => "`watcher run DIR -- true`",
             Self::Bpftrace => "bpftrace script (openat, write flags, prefix)",
             Self::Audit => "kernel audit, `auditctl -w DIR -p wa`",
@@ -65,14 +68,16 @@ pub enum Case {
     WriteOutside,
     ReadOutside,
     WriteInside,
+    WriteData,
 }
 
 impl Case {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Getppid,
         Self::WriteOutside,
         Self::ReadOutside,
         Self::WriteInside,
+        Self::WriteData,
     ];
 
     pub fn label(self) -> &'static str {
@@ -81,6 +86,7 @@ impl Case {
             Self::WriteOutside => "(b) open for write + close, outside",
             Self::ReadOutside => "(c) read-only open + close",
             Self::WriteInside => "(d) open for write + close, inside",
+            Self::WriteData => "(e) write() of a byte, outside",
         }
     }
 
@@ -89,6 +95,7 @@ impl Case {
             Self::Getppid => Op::Getppid,
             Self::WriteOutside | Self::WriteInside => Op::OpenWrite,
             Self::ReadOutside => Op::OpenRead,
+            Self::WriteData => Op::Write,
         }
     }
 }
@@ -133,20 +140,25 @@ impl Bench<'_> {
     }
 
     /// The time inside watcher's programs per call, and their size, while
-    /// (b) and (d) run (kernel.bpf_stats_enabled: the kernel times each
-    /// program run; on for this step only, as it costs a little).
+    /// (b) and (d) run with the default kinds, and (e) with every kind
+    /// (kernel.bpf_stats_enabled: the kernel times each program run; on
+    /// for this step only, as it costs a little).
     pub fn profile(&self) -> anyhow::Result<Vec<ProgramCost>> {
         let layout = self.layout()?;
         step("profile", "watcher's programs, timed by the kernel");
-        let proc = Proc::ready(
-            Command::new(self.watcher)
-                .args(["trace", "--format", "json"])
-                .arg(&layout.watched),
-            Ready::stderr("watching"),
-        )?;
         let _stats = BpfStats::on()?;
         let mut costs = Vec::new();
-        for case in [Case::WriteOutside, Case::WriteInside] {
+        for (case, kinds) in [
+            (Case::WriteOutside, "write,create,delete,rename,mkdir,link,truncate"),
+            (Case::WriteInside, "write,create,delete,rename,mkdir,link,truncate"),
+            (Case::WriteData, "all"),
+        ] {
+            let proc = Proc::ready(
+                Command::new(self.watcher)
+                    .args(["trace", "--format", "json", "--events", kinds])
+                    .arg(&layout.watched),
+                Ready::stderr("watching"),
+            )?;
             let before = program_stats(proc.id())?;
             self.measure(case, &layout)?;
             let after = program_stats(proc.id())?;
@@ -186,11 +198,13 @@ impl Bench<'_> {
         Ok(layout)
     }
 
-    /// The tracepoints watcher attaches with its default kinds, asked of
-    /// the kernel while it runs.
+    /// The tracepoints watcher attaches with every kind (the default
+    /// kinds' and the writes'), asked of the kernel while it runs.
     fn watcher_tracepoints(&self, dir: &Path) -> anyhow::Result<Vec<String>> {
         let proc = Proc::ready(
-            Command::new(self.watcher).arg("trace").arg(dir),
+            Command::new(self.watcher)
+                .args(["trace", "--events", "all"])
+                .arg(dir),
             Ready::stderr("watching"),
         )?;
         let names = attached_tracepoints(proc.id())?;
@@ -236,6 +250,14 @@ impl Bench<'_> {
                 _proc: Proc::ready(
                     Command::new(self.watcher)
                         .args(["trace", "--format", "json"])
+                        .arg(dir),
+                    Ready::stderr("watching"),
+                )?,
+            },
+            Tool::Modify => Armed::Process {
+                _proc: Proc::ready(
+                    Command::new(self.watcher)
+                        .args(["trace", "--format", "json", "--events", "all"])
                         .arg(dir),
                     Ready::stderr("watching"),
                 )?,

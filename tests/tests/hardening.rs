@@ -136,7 +136,7 @@ fn sigkill_leaves_no_program_link_or_map_behind() {
         objects.extend(bpf_ids(pid, key).into_iter().map(|id| (cmd, id)));
     }
     let count = |cmd| objects.iter().filter(|(c, _)| *c == cmd).count();
-    // Every kind there: 86 links and a program for each kind of tracepoint,
+    // Every kind there: 108 links and a program for each kind of tracepoint,
     // and the maps.
     assert!(
         count(BPF_LINK_GET_FD_BY_ID) > 70
