@@ -4,12 +4,7 @@
 //! watch other processes, so these are never run inside the benchmark's
 //! own process.
 
-use std::{
-    ffi::CString,
-    os::unix::ffi::OsStrExt as _,
-    path::PathBuf,
-    time::Instant,
-};
+use std::{ffi::CString, os::unix::ffi::OsStrExt as _, path::PathBuf, time::Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Subcommand, ValueEnum};

@@ -149,8 +149,14 @@ impl Bench<'_> {
         let _stats = BpfStats::on()?;
         let mut costs = Vec::new();
         for (case, kinds) in [
-            (Case::WriteOutside, "write,create,delete,rename,mkdir,link,truncate"),
-            (Case::WriteInside, "write,create,delete,rename,mkdir,link,truncate"),
+            (
+                Case::WriteOutside,
+                "write,create,delete,rename,mkdir,link,truncate",
+            ),
+            (
+                Case::WriteInside,
+                "write,create,delete,rename,mkdir,link,truncate",
+            ),
             (Case::WriteData, "all"),
         ] {
             let proc = Proc::ready(

@@ -92,6 +92,16 @@ fn shape(events: &[Value], pid: u32) -> Vec<(String, String, Option<u64>)> {
         .collect()
 }
 
+/// Every event up to a marker in `dir`, each checked against the schema.
+fn checked_events(w: &Watcher, dir: &Path) -> Vec<Value> {
+    let events = w.events_until_marker(dir);
+    let schema = schema();
+    for ev in &events {
+        assert_valid(&schema, ev);
+    }
+    events
+}
+
 fn e(event: &str, syscall: &str, writes: Option<u64>) -> (String, String, Option<u64>) {
     (event.to_owned(), syscall.to_owned(), writes)
 }
@@ -122,11 +132,7 @@ fn every_write_syscall_through_a_descriptor_opened_before_start_is_a_modify() {
         &[&media],
     );
     writer.go();
-    let events = w.events_until_marker(&media);
-    let schema = schema();
-    for ev in &events {
-        assert_valid(&schema, ev);
-    }
+    let events = checked_events(&w, &media);
     let mut want: Vec<_> = calls
         .iter()
         .map(|c| {
@@ -164,11 +170,7 @@ fn writes_are_coalesced_per_open_file_and_every_one_is_counted() {
         &[&media],
     );
     writer.go();
-    let events = w.events_until_marker(&media);
-    let schema = schema();
-    for ev in &events {
-        assert_valid(&schema, ev);
-    }
+    let events = checked_events(&w, &media);
     let child = events
         .iter()
         .find(|ev| ev["ppid"] == pid)
@@ -301,11 +303,7 @@ fn close_write_for_a_file_unlinked_while_open_and_for_an_o_tmpfile_file() {
     let (first, second) = (unlinked.pid(), unnamed.pid());
     unlinked.go();
     unnamed.go();
-    let events = w.events_until_marker(&media);
-    let schema = schema();
-    for ev in &events {
-        assert_valid(&schema, ev);
-    }
+    let events = checked_events(&w, &media);
     assert_eq!(
         shape(&events, first),
         [
