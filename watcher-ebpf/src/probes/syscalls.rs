@@ -157,8 +157,10 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
 /// enters. At its exit the file may be gone: `close` releases it before
 /// it returns, and a file unlinked while open (or made with `O_TMPFILE`)
 /// goes with it. A close fails only on a descriptor that is not open, and
-/// a `dup2` only on a bad old one, so what is sent here happens.
-#[inline(always)]
+/// a `dup2` only on a bad old one, so what is sent here happens. Not
+/// inlined: a subprogram of its own keeps the event's code out of the
+/// entry path every other syscall takes.
+#[inline(never)]
 fn closing(spec: &SyscallSpec, tgid: u32, fd: u32, origin: u32) -> Result<(), Error> {
     let _ = WRITE_FDS.remove(&FdKey { tgid, fd });
     let file = file_of_fd(&kernel_offsets(), i64::from(fd))?;
