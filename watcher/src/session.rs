@@ -20,7 +20,7 @@ use tokio::{
     signal::unix::{Signal, SignalKind, signal},
     time::{Interval, MissedTickBehavior, interval},
 };
-use watcher_common::InodeKey;
+use watcher_common::{Edge, EdgeKey, InodeKey};
 use watcher_core::{
     cgroup::{Cgroups, container_id},
     error::Causes,
@@ -104,11 +104,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
     }
     let specs = syscalls::read_specs()?;
     let offsets = syscalls::read_offsets(&specs)?;
-    let edges = if kernel.is_some() {
-        watch::edges(&watches)?
-    } else {
-        Vec::new()
-    };
+    let edges = edges(&watches, kernel.is_some())?;
     let setup = Setup {
         specs: &specs,
         offsets: &offsets,
@@ -122,14 +118,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
         // Only the syscalls the selected kinds need are attached: each
         // tracepoint costs every process on the machine a little, and
         // stopping a little time.
-        watching: &bpf::Watching {
-            watches: &watches,
-            edges: &edges,
-            event_mask: Kind::mask(&plan.kinds),
-            filters: &plan.process,
-            tag_actions: plan.tag_actions,
-            modify_interval: plan.modify_interval,
-        },
+        watching: &watching(plan, &watches, &edges),
     };
     let (probes, ring, logger) = Probes::load(&setup).inspect_err(|e: &LoadError| {
         if let (true, Some(log)) = (options.verbose, e.verifier_log()) {
@@ -383,19 +372,9 @@ impl Session {
     fn arm(&mut self, resolved: Resolved) -> anyhow::Result<()> {
         let plan = &self.plan;
         let watches = resolved.watches;
-        let edges = if self.events.exact {
-            watch::edges(&watches)?
-        } else {
-            Vec::new()
-        };
-        self.probes.set_watching(&bpf::Watching {
-            watches: &watches,
-            edges: &edges,
-            event_mask: Kind::mask(&plan.kinds),
-            filters: &plan.process,
-            tag_actions: plan.tag_actions,
-            modify_interval: plan.modify_interval,
-        })?;
+        let edges = edges(&watches, self.events.exact)?;
+        self.probes
+            .set_watching(&watching(plan, &watches, &edges))?;
         let gone = self
             .watches
             .iter()
@@ -411,6 +390,33 @@ impl Session {
         self.watches = watches;
         self.dirs = resolved.dirs;
         Ok(())
+    }
+}
+
+/// The directories on the way to each of `watches`, which the exact
+/// match (`exact`) follows names down through; none without it.
+fn edges(watches: &[Watch], exact: bool) -> anyhow::Result<Vec<(EdgeKey, Edge)>> {
+    Ok(if exact {
+        watch::edges(watches)?
+    } else {
+        Vec::new()
+    })
+}
+
+/// What the programs are told of `plan`, its directories resolved to
+/// `watches`.
+fn watching<'a>(
+    plan: &'a Plan,
+    watches: &'a [Watch],
+    edges: &'a [(EdgeKey, Edge)],
+) -> bpf::Watching<'a> {
+    bpf::Watching {
+        watches,
+        edges,
+        event_mask: Kind::mask(&plan.kinds),
+        filters: &plan.process,
+        tag_actions: plan.tag_actions,
+        modify_interval: plan.modify_interval,
     }
 }
 
