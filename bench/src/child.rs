@@ -64,30 +64,32 @@ fn ops(op: Op, iterations: u64, path: &CString) -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        Op::Write => {
-            let fd = open_new(std::path::Path::new(std::ffi::OsStr::from_bytes(
-                path.as_bytes(),
-            )))?;
-            for _ in 0..iterations {
-                // SAFETY: one byte from a live buffer to our descriptor.
-                if unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) } != 1 {
-                    bail!("writing: {}", std::io::Error::last_os_error());
-                }
-            }
-            // SAFETY: fd is ours.
-            unsafe { libc::close(fd) };
-            return Ok(());
-        }
-        Op::OpenWrite => libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+        Op::OpenWrite | Op::Write => libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
         Op::OpenRead => libc::O_RDONLY | libc::O_CLOEXEC,
     };
-    for _ in 0..iterations {
-        // SAFETY: path is NUL-terminated; the descriptor is closed at once.
+    let open = || {
+        // SAFETY: path is NUL-terminated; the caller closes the descriptor.
         let fd = unsafe { libc::open(path.as_ptr(), flags, 0o644) };
         if fd < 0 {
             return Err(std::io::Error::last_os_error())
                 .with_context(|| format!("opening {}", path.to_string_lossy()));
         }
+        Ok(fd)
+    };
+    if op == Op::Write {
+        let fd = open()?;
+        for _ in 0..iterations {
+            // SAFETY: one byte from a live buffer to our descriptor.
+            if unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) } != 1 {
+                bail!("writing: {}", std::io::Error::last_os_error());
+            }
+        }
+        // SAFETY: fd is ours.
+        unsafe { libc::close(fd) };
+        return Ok(());
+    }
+    for _ in 0..iterations {
+        let fd = open()?;
         // SAFETY: fd is ours.
         unsafe { libc::close(fd) };
     }

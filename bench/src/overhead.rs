@@ -148,36 +148,33 @@ impl Bench<'_> {
         step("profile", "watcher's programs, timed by the kernel");
         let _stats = BpfStats::on()?;
         let mut costs = Vec::new();
-        for (case, kinds) in [
-            (
-                Case::WriteOutside,
-                "write,create,delete,rename,mkdir,link,truncate",
-            ),
-            (
-                Case::WriteInside,
-                "write,create,delete,rename,mkdir,link,truncate",
-            ),
-            (Case::WriteData, "all"),
+        let default_kinds: &[&str] = &[];
+        for (events, cases) in [
+            (default_kinds, &[Case::WriteOutside, Case::WriteInside][..]),
+            (&["--events", "all"], &[Case::WriteData]),
         ] {
             let proc = Proc::ready(
                 Command::new(self.watcher)
-                    .args(["trace", "--format", "json", "--events", kinds])
+                    .args(["trace", "--format", "json"])
+                    .args(events)
                     .arg(&layout.watched),
                 Ready::stderr("watching"),
             )?;
-            let before = program_stats(proc.id())?;
-            self.measure(case, &layout)?;
-            let after = program_stats(proc.id())?;
-            for (name, a) in &after {
-                let b = before.get(name).copied().unwrap_or_default();
-                let runs = a.runs - b.runs;
-                if runs > 0 && name.starts_with("sys_") {
-                    costs.push(ProgramCost {
-                        case,
-                        program: name.clone(),
-                        ns: (a.ns - b.ns) as f64 / runs as f64,
-                        insns: a.insns,
-                    });
+            for &case in cases {
+                let before = program_stats(proc.id())?;
+                self.measure(case, &layout)?;
+                let after = program_stats(proc.id())?;
+                for (name, a) in &after {
+                    let b = before.get(name).copied().unwrap_or_default();
+                    let runs = a.runs - b.runs;
+                    if runs > 0 && name.starts_with("sys_") {
+                        costs.push(ProgramCost {
+                            case,
+                            program: name.clone(),
+                            ns: (a.ns - b.ns) as f64 / runs as f64,
+                            insns: a.insns,
+                        });
+                    }
                 }
             }
         }
