@@ -57,12 +57,25 @@ pub fn decide_file(file: u64) -> Result<(u32, u32), Error> {
     // SAFETY: `find_watch_cb` has the signature `bpf_loop` calls, and takes no
     // context, so the null one is never read.
     unsafe { bpf_loop(MAX_WALK, find_watch_cb as *mut c_void, ptr::null_mut(), 0) };
-    let [target, _] = &op.targets;
-    Ok(match target.end {
-        END_FOUND => (FOUND, target.watch),
-        END_NONE => (UNDECIDED, WATCH_NONE),
-        _ => (MISS, WATCH_NONE),
+    let [target, _] = &mut op.targets;
+    Ok(match end_verdict(target) {
+        FOUND => (FOUND, target.watch),
+        verdict => (verdict, WATCH_NONE),
     })
+}
+
+/// What the walk up from the target's base decided, by how it ended: an
+/// undecided target is marked so.
+#[inline(always)]
+fn end_verdict(target: &mut TargetState) -> u32 {
+    match target.end {
+        END_FOUND => FOUND,
+        END_NONE => {
+            target.status |= event_status::UNDECIDED;
+            UNDECIDED
+        }
+        _ => MISS,
+    }
 }
 
 /// Writes the paths of the first `len` targets of the [`Op`] into the
@@ -210,14 +223,7 @@ fn decide(index: u32) -> Result<u32, Error> {
     Ok(if target.status & event_status::LEXICAL != 0 {
         PLACE
     } else {
-        match target.end {
-            END_FOUND => FOUND,
-            END_NONE => {
-                target.status |= event_status::UNDECIDED;
-                UNDECIDED
-            }
-            _ => MISS,
-        }
+        end_verdict(target)
     })
 }
 

@@ -145,6 +145,10 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
         _ if spec.kind == event_kind::RENAME => stash.event = 0,
         _ => return Ok(()),
     }
+    // Traced for `modify` alone: only the rename is counted.
+    if spec.kind == event_kind::RENAME && event_mask() & event_kind::bit(spec.kind) == 0 {
+        stash.event = 0;
+    }
     if spec.shape == shape::CLOSE {
         return closing(spec, tgid, stash.args[role::FD] as u32, stash.origin);
     }
@@ -247,8 +251,6 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
             opened = true;
         }
         shape::PATH => first.reset(0, args[role::DFD] as i64, args[role::NAME]),
-        // Traced for `modify` alone: only the rename counted above.
-        shape::PATHS if event_mask() & event_kind::bit(spec.kind) == 0 => return Ok(()),
         shape::PATHS => {
             first.reset(0, args[role::DFD] as i64, args[role::NAME]);
             second.reset(0, args[role::DFD2] as i64, args[role::NAME2]);
