@@ -313,6 +313,10 @@ pub mod event_status {
     pub const LEXICAL: u32 = 16;
     /// The open created the file (`FMODE_CREATED`).
     pub const CREATED: u32 = 32;
+    /// The path crosses a bind mount (a mount of a directory that is not
+    /// its file system's root) at or above the watch: the process reached
+    /// the file by another path than the watch's own.
+    pub const BOUND: u32 = 64;
 }
 
 /// Key of `WATCH_INODES`: a watched directory's identity as the kernel
@@ -453,16 +457,32 @@ pub struct Target {
     /// With [`event_status::BASE`]: bytes of the name already taken by the
     /// walk (leading `..`, `.` and `/`).
     pub skip: u32,
+    /// The innermost watch this file lies under, or [`WATCH_NONE`].
+    pub watch: u32,
+    /// How many of the path's components (from the file up) lie below
+    /// `watch` on the way the process reached the file; [`WATCH_NONE`]
+    /// when the watch is not on that way. With `extra_len`, they lie below
+    /// the mount root where the super block's own dentries lead on to the
+    /// watch (a bind mount of a subdirectory).
+    pub below: u32,
+    /// Bytes of components after the paths: from that mount root up to
+    /// the watch, in the super block (file side first, each ended by a
+    /// NUL, as the path). 0 when the watch is on the process's way.
+    pub extra_len: u32,
+    /// With [`event_status::BASE`]: where the part of the name below a
+    /// watch met on the way down begins; [`WATCH_NONE`] when none was.
+    pub name_below: u32,
     pub _pad: u32,
 }
 
 /// The fixed part of every event. The data that follows holds the names
 /// as the process passed them, then the paths, each path as components
 /// from the file up, each ended by a NUL (empty in prefix mode, where the
-/// name is the path), then the process's executable (components, as the
-/// paths) and command line (arguments each ended by a NUL):
-/// `name[0] name[1] path[0] path[1] exe cmdline`, lengths in `targets` and
-/// [`Process`]. Renames and links have two targets (old, new), everything
+/// name is the path), then the components that lead on to each watch
+/// through the super block ([`Target::extra_len`]), then the process's
+/// executable (components, as the paths) and command line (arguments each
+/// ended by a NUL): `name[0] name[1] path[0] path[1] extra[0] extra[1] exe
+/// cmdline`, lengths in `targets` and [`Process`]. Renames and links have two targets (old, new), everything
 /// else one.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -547,7 +567,9 @@ pub const EVENT_HEADER_LEN: usize = core::mem::size_of::<EventHeader>();
 
 /// Room after the header: two names (each less than `PATH_MAX`), then two
 /// paths, each written less than `PATH_MAX` bytes after its start and one
-/// component (at most `NAME_MAX`) at a time. Sized so that offsets masked
+/// component (at most `NAME_MAX`) at a time, then the components on to
+/// the watches in what room is left (a path that does not fit there is
+/// not sent, see [`Target::extra_len`]). Sized so that offsets masked
 /// with `4 * PATH_MAX - 1` plus a component are in bounds whatever their
 /// values, which the verifier can check.
 pub const EVENT_DATA_LEN: usize = 4 * PATH_MAX + NAME_MAX;

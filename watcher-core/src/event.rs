@@ -1,6 +1,6 @@
 //! Decoding the events the kernel side sends through the ring buffer.
 
-use std::mem::size_of;
+use std::{mem::size_of, os::unix::ffi::OsStrExt, path::Path};
 
 use watcher_common::{
     EVENT_HEADER_LEN, EventHeader, Process, Target, WATCH_NONE, event_status, proc_status,
@@ -34,6 +34,26 @@ pub struct Side {
     /// Prefix mode: as [`Event::relative`].
     pub relative: bool,
     pub dfd: i32,
+    /// Where the file lies below its watch, when the kernel said.
+    pub anchor: Option<Anchor>,
+    /// The path as the process reached the file, when it is not `path`
+    /// (see [`Event::anchor`]).
+    pub writer_path: Option<Vec<u8>>,
+}
+
+/// Where a file lies below its watch, as the kernel found it: what names
+/// it by the watch's path whatever mount, bind mount, namespace or chroot
+/// the process reached it through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Anchor {
+    pub watch: u32,
+    /// The path below the watch's directory (relative; empty for the
+    /// watched directory itself).
+    pub below: Vec<u8>,
+    /// The process did not reach the file through the watch's own path: a
+    /// bind mount of a subdirectory, or of the watch or a directory above
+    /// it, lies on its way.
+    pub bound: bool,
 }
 
 /// One event, decoded.
@@ -80,9 +100,63 @@ pub struct Event {
     /// `--modify-interval`). In a `close_write` record as decoded, before
     /// [`expand`]: the writes no `modify` counted yet.
     pub writes: Option<u32>,
+    /// Where the file lies below its watch (see [`Event::anchor`]).
+    pub anchor: Option<Anchor>,
+    /// The path as the process reached the file, when it differs from
+    /// `path`: through a bind mount, a container's volume, another mount
+    /// namespace. Set by [`Event::anchor`].
+    pub writer_path: Option<Vec<u8>>,
     /// Renames and links: the old name.
     pub old: Option<Side>,
     pub who: Who,
+}
+
+impl Event {
+    /// Names the file by its watch's path and the path below it when the
+    /// process may have reached it another way: a bind mount on its way
+    /// (a container's volume, a chroot's), or a mount namespace other than
+    /// `mntns`, watcher's own. The path the process used is kept in
+    /// `writer_path` when it differs. `root` gives a watch's directory.
+    pub fn anchor<'a>(&mut self, mntns: Option<u32>, root: impl Fn(u32) -> Option<&'a Path>) {
+        let elsewhere = self.who.mntns.is_some() && self.who.mntns != mntns;
+        let anchor = self.anchor.as_ref();
+        anchor_side(
+            &mut self.path,
+            &mut self.writer_path,
+            anchor,
+            elsewhere,
+            &root,
+        );
+        if let Some(old) = &mut self.old {
+            let anchor = old.anchor.as_ref();
+            anchor_side(
+                &mut old.path,
+                &mut old.writer_path,
+                anchor,
+                elsewhere,
+                &root,
+            );
+        }
+    }
+}
+
+fn anchor_side<'a>(
+    path: &mut Vec<u8>,
+    writer_path: &mut Option<Vec<u8>>,
+    anchor: Option<&Anchor>,
+    elsewhere: bool,
+    root: &impl Fn(u32) -> Option<&'a Path>,
+) {
+    let Some(anchor) = anchor.filter(|a| a.bound || elsewhere) else {
+        return;
+    };
+    let Some(root) = root(anchor.watch) else {
+        return;
+    };
+    let anchored = normalize(root.as_os_str().as_bytes(), &anchor.below);
+    if anchored != *path {
+        *writer_path = Some(std::mem::replace(path, anchored));
+    }
 }
 
 /// Who made the change, beyond pid, tid, uid, gid and comm: read by the
@@ -169,7 +243,7 @@ pub fn decode(bytes: &[u8], clock: &Clock, exact: bool) -> Result<Event, DecodeE
     let process = header.process;
     let said: usize = targets
         .iter()
-        .map(|t| t.name_len as usize + t.path_len as usize)
+        .map(|t| t.name_len as usize + t.path_len as usize + t.extra_len as usize)
         .sum::<usize>()
         + process.exe_len as usize
         + process.cmdline_len as usize;
@@ -185,10 +259,11 @@ pub fn decode(bytes: &[u8], clock: &Clock, exact: bool) -> Result<Event, DecodeE
         head
     };
     let names: Vec<&[u8]> = targets.iter().map(|t| take(t.name_len)).collect();
+    let paths: Vec<&[u8]> = targets.iter().map(|t| take(t.path_len)).collect();
     let mut sides: Vec<Side> = targets
         .iter()
-        .zip(names)
-        .map(|(t, name)| side(t, name, take(t.path_len), exact))
+        .zip(names.into_iter().zip(paths))
+        .map(|(t, (name, path))| side(t, name, path, take(t.extra_len), exact))
         .collect();
     let exe = take(process.exe_len);
     let cmdline = take(process.cmdline_len);
@@ -239,6 +314,8 @@ pub fn decode(bytes: &[u8], clock: &Clock, exact: bool) -> Result<Event, DecodeE
         fd,
         created: status & event_status::CREATED != 0,
         writes: matches!(kind, Kind::Modify | Kind::CloseWrite).then_some(header.count),
+        anchor: new.anchor,
+        writer_path: None,
         old,
         who,
     })
@@ -272,7 +349,7 @@ fn who(p: &Process, exe: &[u8], cmdline: &[u8]) -> Who {
 
 /// One target's name and path. A name followed from a directory (`BASE`)
 /// is joined to that directory's path after the part the walk took.
-fn side(t: &Target, name: &[u8], components: &[u8], exact: bool) -> Side {
+fn side(t: &Target, name: &[u8], components: &[u8], extra: &[u8], exact: bool) -> Side {
     let truncated = t.status & event_status::PATH_TRUNCATED != 0;
     let path = if !exact {
         name.to_vec()
@@ -288,13 +365,63 @@ fn side(t: &Target, name: &[u8], components: &[u8], exact: bool) -> Side {
             normalize(&base, rest)
         }
     };
+    let anchor = (exact && !truncated && t.status & event_status::LEXICAL == 0)
+        .then(|| anchor(t, name, components, extra))
+        .flatten();
     Side {
         name: name.to_vec(),
         path,
         truncated,
         relative: t.status & event_status::RELATIVE != 0,
         dfd: t.dfd,
+        anchor,
+        writer_path: None,
     }
+}
+
+/// Where the target lies below its watch: the part of the name below a
+/// watch met on the way down, or the path's components below the watch
+/// (and those on to it through the super block, `extra`), with the rest
+/// of the name for a name followed from a directory.
+fn anchor(t: &Target, name: &[u8], components: &[u8], extra: &[u8]) -> Option<Anchor> {
+    if t.watch == WATCH_NONE {
+        return None;
+    }
+    let by_name = t.status & event_status::BASE != 0;
+    let below = if by_name && t.name_below != WATCH_NONE {
+        normalize(b"", name.get(t.name_below as usize..)?)
+    } else if t.below != WATCH_NONE {
+        let mut parts: Vec<&[u8]> = split_components(components)
+            .take(t.below as usize)
+            .chain(split_components(extra))
+            .collect();
+        parts.reverse();
+        let dir = parts.join(&b'/');
+        let rest = if by_name {
+            name.get(t.skip as usize..).unwrap_or_default()
+        } else {
+            b""
+        };
+        normalize(&dir, rest)
+    } else {
+        return None;
+    };
+    Some(Anchor {
+        watch: t.watch,
+        // `normalize` makes it absolute: below the watch it is relative.
+        below: below.strip_prefix(b"/").unwrap_or(&below).to_vec(),
+        bound: t.status & event_status::BOUND != 0 || !extra.is_empty(),
+    })
+}
+
+/// The components of a path as the kernel writes them (file first, each
+/// ended by a NUL).
+fn split_components(components: &[u8]) -> impl Iterator<Item = &[u8]> {
+    components
+        .strip_suffix(b"\0")
+        .unwrap_or(components)
+        .split(|&b| b == 0)
+        .filter(|_| !components.is_empty())
 }
 
 /// The events one record stands for, among the `selected` kinds: an open
@@ -339,11 +466,7 @@ pub fn expand(ev: Event, selected: &[Kind]) -> Vec<Event> {
 /// The path from the kernel's components (file first, each ended by a
 /// NUL): absolute, or only the components there are when `truncated`.
 fn join_components(components: &[u8], truncated: bool) -> Vec<u8> {
-    let mut parts: Vec<&[u8]> = components.split(|&b| b == 0).collect();
-    // The last component's NUL leaves an empty piece at the end.
-    if parts.last().is_some_and(|p| p.is_empty()) {
-        parts.pop();
-    }
+    let mut parts: Vec<&[u8]> = split_components(components).collect();
     parts.reverse();
     let joined = parts.join(&b'/');
     if truncated {
@@ -379,6 +502,8 @@ impl Event {
             fd: Some(3),
             created: false,
             writes: None,
+            anchor: None,
+            writer_path: None,
             old: None,
             who: Who::default(),
         }
@@ -437,6 +562,35 @@ mod tests {
 
     /// A record with one target per (name, components, status).
     fn record(kind: u32, syscall: u32, targets: &[(&[u8], &[u8], u32)]) -> Vec<u8> {
+        let targets: Vec<_> = targets
+            .iter()
+            .map(|&(name, components, status)| {
+                (
+                    target(status, WATCH_NONE, WATCH_NONE),
+                    name,
+                    components,
+                    &b""[..],
+                )
+            })
+            .collect();
+        record_of(kind, syscall, &targets)
+    }
+
+    /// A target of `status`, its watch and the components below it.
+    fn target(status: u32, watch: u32, below: u32) -> Target {
+        Target {
+            status,
+            dfd: -100,
+            watch,
+            below,
+            name_below: WATCH_NONE,
+            ..Target::default()
+        }
+    }
+
+    /// A record with one target per (target, name, components, extra
+    /// components); the lengths are set from the parts.
+    fn record_of(kind: u32, syscall: u32, targets: &[(Target, &[u8], &[u8], &[u8])]) -> Vec<u8> {
         let mut comm = [0u8; TASK_COMM_LEN];
         comm[..5].copy_from_slice(b"touch");
         let mut header = EventHeader {
@@ -457,24 +611,25 @@ mod tests {
             comm,
             process: Process::default(),
         };
-        for (t, (name, components, status)) in header.targets.iter_mut().zip(targets) {
+        for (t, (target, name, components, extra)) in header.targets.iter_mut().zip(targets) {
             *t = Target {
-                status: *status,
-                dfd: -100,
                 name_len: name.len() as u32,
                 path_len: components.len() as u32,
-                skip: 0,
-                _pad: 0,
+                extra_len: extra.len() as u32,
+                ..*target
             };
         }
         // SAFETY: plain data without padding.
         let bytes: [u8; EVENT_HEADER_LEN] = unsafe { std::mem::transmute(header) };
         let mut v = bytes.to_vec();
-        for (name, _, _) in targets {
+        for (_, name, _, _) in targets {
             v.extend_from_slice(name);
         }
-        for (_, components, _) in targets {
+        for (_, _, components, _) in targets {
             v.extend_from_slice(components);
+        }
+        for (_, _, _, extra) in targets {
+            v.extend_from_slice(extra);
         }
         v
     }
@@ -551,6 +706,87 @@ mod tests {
         assert_eq!(old.path, b"/w/in/a");
         assert_eq!(old.name, b"../in/a");
         assert_eq!(ev.fd, None);
+    }
+
+    #[test]
+    fn a_file_reached_another_way_is_named_by_its_watch() {
+        let clock = Clock::read();
+        let root = |id| (id == 7).then_some(Path::new("/srv/media"));
+        // /mnt/music/a, where /mnt/music is a bind mount of
+        // /srv/media/music: one component below the mount root, then
+        // `music` on to the watch.
+        let bound = target(event_status::BOUND, 7, 1);
+        let bytes = record_of(
+            event_kind::WRITE,
+            0,
+            &[(bound, b"/mnt/music/a", b"a\0music\0mnt\0", b"music\0")],
+        );
+        let mut ev = decode(&bytes, &clock, true).unwrap();
+        ev.anchor(None, root);
+        assert_eq!(ev.path, b"/srv/media/music/a");
+        assert_eq!(ev.writer_path.as_deref(), Some(&b"/mnt/music/a"[..]));
+
+        // The watch itself bound at /data in a container: its path there.
+        let bytes = record_of(
+            event_kind::WRITE,
+            0,
+            &[(
+                target(event_status::BOUND, 7, 2),
+                b"x",
+                b"x\0sub\0data\0",
+                b"",
+            )],
+        );
+        let mut ev = decode(&bytes, &clock, true).unwrap();
+        ev.anchor(None, root);
+        assert_eq!(ev.path, b"/srv/media/sub/x");
+        assert_eq!(ev.writer_path.as_deref(), Some(&b"/data/sub/x"[..]));
+
+        // Reached through the watch's own path: the kernel's path stands
+        // (a watch renamed since has its new name there), unless the
+        // writer is in another mount namespace.
+        let own = target(0, 7, 1);
+        let bytes = record_of(
+            event_kind::WRITE,
+            0,
+            &[(own, b"a", b"a\0library\0srv\0", b"")],
+        );
+        let mut ev = decode(&bytes, &clock, true).unwrap();
+        ev.anchor(None, root);
+        assert_eq!(
+            (ev.path.as_slice(), &ev.writer_path),
+            (&b"/srv/library/a"[..], &None)
+        );
+        ev.who.mntns = Some(4);
+        ev.anchor(Some(3), root);
+        assert_eq!(ev.path, b"/srv/media/a");
+
+        // A name followed from a directory: the directory's part below
+        // the watch, then the rest of the name.
+        let base = target(event_status::BASE | event_status::BOUND, 7, 1);
+        let bytes = record_of(
+            event_kind::RENAME,
+            Syscall::RENAMEAT2.id(),
+            &[(base, b"./x/y", b"sub\0m\0", b"")],
+        );
+        let mut ev = decode(&bytes, &clock, true).unwrap();
+        ev.anchor(None, root);
+        assert_eq!(ev.path, b"/srv/media/sub/x/y");
+        assert_eq!(ev.writer_path.as_deref(), Some(&b"/m/sub/x/y"[..]));
+        // A watch met on the way down the name.
+        let down = Target {
+            name_below: 11,
+            ..target(event_status::BASE | event_status::BOUND, 7, WATCH_NONE)
+        };
+        let bytes = record_of(
+            event_kind::RENAME,
+            Syscall::RENAMEAT2.id(),
+            &[(down, b"/srv/media/d/f", b"", b"")],
+        );
+        let mut ev = decode(&bytes, &clock, true).unwrap();
+        ev.anchor(None, root);
+        assert_eq!(ev.path, b"/srv/media/d/f");
+        assert_eq!(ev.writer_path, None);
     }
 
     #[test]

@@ -254,6 +254,8 @@ mod tests {
             truncated: false,
             relative: false,
             dfd: -100,
+            anchor: None,
+            writer_path: None,
         });
         ev.path = b"/w/a".to_vec();
         assert!(filter.keeps(&ev, None));

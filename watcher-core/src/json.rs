@@ -78,11 +78,17 @@ pub fn fields<'e>(ev: &'e Event, watch: Option<&'e [u8]>) -> Vec<(&'static str, 
     if ev.truncated {
         f.push(("truncated", Field::Flag));
     }
+    if let Some(writer_path) = &ev.writer_path {
+        f.push(("writer_path", Field::Bytes(writer_path)));
+    }
     if let Some(old) = &ev.old {
         f.push(("old_path", Field::Bytes(&old.path)));
         f.push(("old_name", Field::Bytes(&old.name)));
         if old.truncated {
             f.push(("old_truncated", Field::Flag));
+        }
+        if let Some(writer_path) = &old.writer_path {
+            f.push(("old_writer_path", Field::Bytes(writer_path)));
         }
     }
     f.push(("watch", watch.map_or(Field::Null, Field::Bytes)));

@@ -38,16 +38,26 @@ pub fn text_line(ev: &Event, color: bool) -> String {
 }
 
 /// The event's path, escaped, as `OLD -> NEW` for renames and hard links;
-/// a truncated path starts with `.../`.
+/// a truncated path starts with `.../`; the path the writer used, when it
+/// differs, follows in `[seen as ...]`.
 pub fn paths_shown(ev: &Event) -> String {
-    let shown =
-        |path: &[u8], truncated| format!("{}{}", if truncated { ".../" } else { "" }, escape(path));
+    let shown = |path: &[u8], truncated, writer_path: &Option<Vec<u8>>| {
+        let seen = writer_path
+            .as_deref()
+            .map(|p| format!(" [seen as {}]", escape(p)))
+            .unwrap_or_default();
+        format!(
+            "{}{}{seen}",
+            if truncated { ".../" } else { "" },
+            escape(path)
+        )
+    };
     let old = ev
         .old
         .as_ref()
-        .map(|old| format!("{} -> ", shown(&old.path, old.truncated)))
+        .map(|old| format!("{} -> ", shown(&old.path, old.truncated, &old.writer_path)))
         .unwrap_or_default();
-    format!("{old}{}", shown(&ev.path, ev.truncated))
+    format!("{old}{}", shown(&ev.path, ev.truncated, &ev.writer_path))
 }
 
 /// `text` in SGR color `sgr` when `color` is on.

@@ -17,8 +17,8 @@ use aya_ebpf::{
     },
 };
 use watcher_common::{
-    CMDLINE_MAX, EVENT_HEADER_LEN, PATH_MAX, TASK_COMM_LEN, Target, UNDECIDED_SLOT, WATCH_NONE,
-    event_status, match_mode, open_flags::FMODE_CREATED,
+    CMDLINE_MAX, EVENT_DATA_LEN, EVENT_HEADER_LEN, PATH_MAX, TASK_COMM_LEN, Target, UNDECIDED_SLOT,
+    WATCH_NONE, event_status, match_mode, open_flags::FMODE_CREATED,
 };
 
 use crate::{
@@ -125,14 +125,19 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
     ];
     // Verifier: each length masked below PATH_MAX (the kernel keeps them
     // below), so every part below is within its buffer: the header's size,
-    // four lengths under PATH_MAX in `data` (4 * PATH_MAX + NAME_MAX
-    // bytes), one under PATH_MAX in `exe` (PATH_MAX + NAME_MAX) and at most
-    // CMDLINE_MAX in `cmdline` (CMDLINE_MAX).
-    let data_len: usize = header
+    // the names, paths and extra components, capped at `data`'s size
+    // (the walks write no further), one under PATH_MAX in `exe` (PATH_MAX
+    // + NAME_MAX) and at most CMDLINE_MAX in `cmdline` (CMDLINE_MAX).
+    let data_len = header
         .targets
         .iter()
-        .map(|t| (t.name_len as usize & (PATH_MAX - 1)) + (t.path_len as usize & (PATH_MAX - 1)))
-        .sum();
+        .map(|t| {
+            (t.name_len as usize & (PATH_MAX - 1))
+                + (t.path_len as usize & (PATH_MAX - 1))
+                + (t.extra_len as usize & (PATH_MAX - 1))
+        })
+        .sum::<usize>()
+        .min(EVENT_DATA_LEN);
     let exe_len = header.process.exe_len as usize & (PATH_MAX - 1);
     let cmdline_len = (header.process.cmdline_len as usize).min(CMDLINE_MAX);
     let parts = [
@@ -211,6 +216,10 @@ fn target_header(t: &TargetState) -> Target {
         name_len: t.name_len,
         path_len: t.path_len,
         skip: t.skip,
+        watch: t.watch,
+        below: t.below,
+        extra_len: t.extra_len,
+        name_below: t.name_below,
         _pad: 0,
     }
 }

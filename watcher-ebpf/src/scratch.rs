@@ -75,6 +75,19 @@ pub struct TargetState {
     pub path_start: u32,
     pub path_len: u32,
     pub complete: u32,
+    /// 1 while the first walk goes up the super block's dentries from a
+    /// mount root (`detour`), and after it when it found the watch there.
+    pub detouring: u32,
+    pub detour: Cursor,
+    /// Components the path walk has written, and how many of them lie
+    /// below the watch (`Target::below`).
+    pub comps: u32,
+    pub below: u32,
+    /// The components from `detour` on to the watch, after the paths.
+    pub extra_start: u32,
+    pub extra_len: u32,
+    /// `Target::name_below`.
+    pub name_below: u32,
 }
 
 impl TargetState {
@@ -97,6 +110,10 @@ impl TargetState {
         self.pending = 0;
         self.off_depth = 0;
         self.on_edge = 0;
+        self.detouring = 0;
+        self.name_below = WATCH_NONE;
+        self.below = WATCH_NONE;
+        self.extra_len = 0;
     }
 }
 

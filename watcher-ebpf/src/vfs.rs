@@ -156,22 +156,59 @@ impl Cursor {
         self.dentry = self.root;
     }
 
+    /// Whether it is at the root of the mount it is seen through.
+    #[inline(always)]
+    pub fn at_mount_root(&self) -> bool {
+        self.dentry == self.root
+    }
+
+    /// Whether it is at the root of a bind mount: a mount of a directory
+    /// that is not its super block's root (false when that cannot be read).
+    #[inline(always)]
+    pub fn at_bind_root(&self, off: &KernelOffsets) -> bool {
+        self.dentry == self.root
+            && read::<u64>(self.dentry, off.dentry_parent).is_ok_and(|parent| parent != self.dentry)
+    }
+
+    /// Whether both are at the same dentry seen through the same mount.
+    #[inline(always)]
+    pub fn same(&self, other: &Cursor) -> bool {
+        self.dentry == other.dentry && self.mount == other.mount
+    }
+
+    /// Up to the parent dentry, or across a mount root to the mount point
+    /// (the path as the process sees it).
     #[inline(always)]
     pub fn up(&mut self, off: &KernelOffsets) -> Result<Step, HelperError> {
         if self.dentry == self.root {
-            let parent: u64 = read(self.mount, off.mount_parent)?;
-            if parent == self.mount {
-                return Ok(Step::Top);
-            }
-            let mountpoint: u64 = read(self.mount, off.mount_mountpoint)?;
-            *self = Self::at(off, mountpoint, parent)?;
-            return Ok(Step::Crossed);
+            return self.cross(off);
         }
+        self.up_in_sb(off)
+    }
+
+    /// Up to the parent dentry in the super block's own tree, past a mount
+    /// root (a bind mount of a subdirectory): where the dentry really lies,
+    /// whatever mount it was reached through. `Top` at the super block's
+    /// root.
+    #[inline(always)]
+    pub fn up_in_sb(&mut self, off: &KernelOffsets) -> Result<Step, HelperError> {
         let parent: u64 = read(self.dentry, off.dentry_parent)?;
         if parent == self.dentry {
             return Ok(Step::Top);
         }
         self.dentry = parent;
         Ok(Step::Parent)
+    }
+
+    /// From the mount's root to the mount point in the parent mount.
+    #[inline(always)]
+    fn cross(&mut self, off: &KernelOffsets) -> Result<Step, HelperError> {
+        let parent: u64 = read(self.mount, off.mount_parent)?;
+        if parent == self.mount {
+            return Ok(Step::Top);
+        }
+        let mountpoint: u64 = read(self.mount, off.mount_mountpoint)?;
+        *self = Self::at(off, mountpoint, parent)?;
+        Ok(Step::Crossed)
     }
 }

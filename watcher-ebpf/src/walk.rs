@@ -82,9 +82,12 @@ fn end_verdict(target: &mut TargetState) -> u32 {
 /// event data, after the names (exact mode only: it walks from `base`).
 #[inline(always)]
 pub fn build_paths(len: u32) {
-    // SAFETY: `build_cb` has the signature `bpf_loop` calls, and takes no
-    // context, so the null one is never read.
-    unsafe { bpf_loop(len, build_cb as *mut c_void, ptr::null_mut(), 0) };
+    // SAFETY: `build_cb` and `extra_cb` have the signature `bpf_loop`
+    // calls, and take no context, so the null one is never read.
+    unsafe {
+        bpf_loop(len, build_cb as *mut c_void, ptr::null_mut(), 0);
+        bpf_loop(len, extra_cb as *mut c_void, ptr::null_mut(), 0);
+    }
 }
 
 /// The target `op.current`, the event data and where the target's name
@@ -318,7 +321,7 @@ extern "C" fn find_watch_cb(_index: u64, _ctx: *mut c_void) -> i64 {
             target.end = END_FOUND;
             return 1;
         }
-        Ok(None) => target.at.up(&off),
+        Ok(None) => climb(target, &off),
         Err(e) => Err(e),
     };
     match step {
@@ -327,6 +330,38 @@ extern "C" fn find_watch_cb(_index: u64, _ctx: *mut c_void) -> i64 {
         Err(_) => target.end = END_FAILED,
     }
     1
+}
+
+/// One step up in the first walk. At the root of a mount that is not its
+/// super block's root (a bind mount of a subdirectory: a container's
+/// volume, a chroot's, another namespace's), on a device that holds a
+/// watch, the walk first goes on up the super block's own dentries
+/// (`detouring`): a watched directory there holds the file whatever mount
+/// it was reached through. At the super block's root without one, it goes
+/// back to that mount root and crosses to the mount point, as the path
+/// does. A watch found on the way leaves `detouring` set and the mount
+/// root in `detour`, where the event's path leaves the writer's.
+#[inline(always)]
+fn climb(target: &mut TargetState, off: &KernelOffsets) -> Result<Step, HelperError> {
+    if target.detouring == 1 {
+        return match target.at.up_in_sb(off)? {
+            Step::Top => {
+                target.detouring = 0;
+                target.at = target.detour;
+                target.at.up(off)
+            }
+            step => Ok(step),
+        };
+    }
+    if target.at.at_mount_root() && on_watched_device(&target.at) {
+        let root = target.at;
+        if let Step::Parent = target.at.up_in_sb(off)? {
+            target.detour = root;
+            target.detouring = 1;
+            return Ok(Step::Parent);
+        }
+    }
+    target.at.up(off)
 }
 
 /// Whether the mount's device holds a watched directory: if not, no
@@ -380,23 +415,24 @@ extern "C" fn descend_cb(index: u64, _ctx: *mut c_void) -> i64 {
         }
     } else if len > 1 || (len == 1 && dots == 0) {
         if target.pending == 1 {
-            go_down(target, target.pending_hash);
+            go_down(target, target.pending_hash, pos);
         }
         target.pending = 1;
         target.pending_hash = hash;
     }
     if pos >= target.name_len {
         if target.pending == 1 {
-            at_last(target, target.pending_hash);
+            at_last(target, target.pending_hash, pos);
         }
         return 1;
     }
     0
 }
 
-/// Into the directory `hash` names, below the current one.
+/// Into the directory `hash` names, below the current one (its name ends
+/// before byte `pos`).
 #[inline(always)]
-fn go_down(target: &mut TargetState, hash: u64) {
+fn go_down(target: &mut TargetState, hash: u64, pos: u32) {
     if target.on_edge == 0 {
         target.off_depth += 1;
         return;
@@ -412,7 +448,7 @@ fn go_down(target: &mut TargetState, hash: u64) {
         Some(edge) => {
             target.node = edge.child;
             if edge.watch != WATCH_NONE {
-                met_watch(target, edge.watch);
+                met_watch(target, edge.watch, pos);
             }
         }
         None => {
@@ -422,11 +458,11 @@ fn go_down(target: &mut TargetState, hash: u64) {
     }
 }
 
-/// The file itself is `hash` in the current directory: when it is a
-/// watched directory (removed, renamed, made again), the event is that
-/// watch's.
+/// The file itself is `hash` in the current directory (its name ends at
+/// byte `pos`): when it is a watched directory (removed, renamed, made
+/// again), the event is that watch's.
 #[inline(always)]
-fn at_last(target: &mut TargetState, hash: u64) {
+fn at_last(target: &mut TargetState, hash: u64, pos: u32) {
     if target.on_edge == 0 {
         return;
     }
@@ -437,16 +473,18 @@ fn at_last(target: &mut TargetState, hash: u64) {
     // SAFETY: as in `go_down`.
     if let Some(edge) = unsafe { EDGES.get(&key) } {
         if edge.watch != WATCH_NONE {
-            met_watch(target, edge.watch);
+            met_watch(target, edge.watch, pos);
         }
     }
 }
 
-/// A watch below the base, hence inside any the first walk found.
+/// A watch below the base, hence inside any the first walk found; the
+/// part of the name below it starts after byte `pos`.
 #[inline(always)]
-fn met_watch(target: &mut TargetState, watch: u32) {
+fn met_watch(target: &mut TargetState, watch: u32, pos: u32) {
     target.watch = watch;
     target.end = END_FOUND;
+    target.name_below = (pos + 1).min(target.name_len);
     mark_dirty(watch);
 }
 
@@ -507,6 +545,8 @@ extern "C" fn build_cb(index: u64, _ctx: *mut c_void) -> i64 {
     };
     target.path_start = start as u32;
     target.path_len = 0;
+    target.comps = 0;
+    target.below = WATCH_NONE;
     target.complete = 1;
     target.end = END_NONE;
     target.at = target.base;
@@ -545,8 +585,23 @@ extern "C" fn build_path_cb(_index: u64, _ctx: *mut c_void) -> i64 {
 #[inline(always)]
 fn path_step(target: &mut TargetState, event: &mut EventBuf) -> Result<Step, Error> {
     let off = kernel_offsets();
-    if let Some(id) = watch_at(&target.at, &off)? {
+    let id = watch_at(&target.at, &off)?;
+    if let Some(id) = id {
         mark_dirty(id);
+    }
+    // Where the way to the file leaves the watch: at the watch itself, or
+    // at the mount root the first walk went on up from.
+    let leaves = if target.detouring == 1 {
+        target.at.same(&target.detour)
+    } else {
+        id == Some(target.watch)
+    };
+    if leaves && target.below == WATCH_NONE {
+        target.below = target.comps;
+    }
+    let anchored = target.below != WATCH_NONE || target.name_below != WATCH_NONE;
+    if anchored && target.at.at_bind_root(&off) {
+        target.status |= event_status::BOUND;
     }
     let name = target.at.name(&off)?;
     let step = target.at.up(&off)?;
@@ -562,8 +617,102 @@ fn path_step(target: &mut TargetState, event: &mut EventBuf) -> Result<Step, Err
     // the checks above keep them right.
     let at = target.path_start as usize + target.path_len as usize;
     match read_component::<_, { 4 * PATH_MAX - 1 }>(&mut event.data, at, name) {
-        Some(n) => target.path_len += n,
+        Some(n) => {
+            target.path_len += n;
+            target.comps += 1;
+        }
         None => target.complete = 0,
     }
     Ok(step)
+}
+
+/// After both paths: for a target whose watch the first walk found up the
+/// super block from a mount root, writes the components from that root
+/// on to the watch, and marks every watch up to the super block's root
+/// as dirty (nested watches all changed). When they do not fit or the
+/// walk fails, the target says nothing of them (`below` unknown).
+#[inline(never)]
+extern "C" fn extra_cb(index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(op) = op() else {
+        return 1;
+    };
+    op.current = index as u32;
+    let [first, second] = &op.targets;
+    let mask = |n: u32| n as usize & (PATH_MAX - 1);
+    let mut start = mask(first.name_len) + mask(first.path_len);
+    if op.len > 1 {
+        start += mask(second.name_len) + mask(second.path_len);
+    }
+    if index == 1 {
+        start += mask(first.extra_len);
+    }
+    let Some((target, ..)) = current() else {
+        return 1;
+    };
+    target.extra_start = start as u32;
+    target.extra_len = 0;
+    if target.verdict != FOUND || target.detouring == 0 {
+        return 0;
+    }
+    target.at = target.detour;
+    target.complete = 1;
+    target.end = END_NONE;
+    // SAFETY: `extra_step_cb` has the signature `bpf_loop` calls, and
+    // takes no context, so the null one is never read.
+    unsafe { bpf_loop(MAX_WALK, extra_step_cb as *mut c_void, ptr::null_mut(), 0) };
+    if let Some((target, ..)) = current() {
+        if target.end != END_FOUND || target.complete == 0 {
+            target.below = WATCH_NONE;
+            target.extra_len = 0;
+        }
+    }
+    0
+}
+
+/// One step up the super block from the mount root: the component is
+/// written until the watch is met (`END_FOUND`), and the walk goes on to
+/// the super block's root for the watches above it.
+#[inline(never)]
+extern "C" fn extra_step_cb(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some((target, event, _)) = current() else {
+        return 1;
+    };
+    let off = kernel_offsets();
+    let Ok(id) = watch_at(&target.at, &off) else {
+        target.complete = 0;
+        return 1;
+    };
+    if let Some(id) = id {
+        mark_dirty(id);
+        if id == target.watch {
+            target.end = END_FOUND;
+        }
+    }
+    if target.end != END_FOUND {
+        let at = target.extra_start as usize + target.extra_len as usize;
+        let written = match target.at.name(&off) {
+            // Verifier: `read_component` masks the offset below 4 *
+            // PATH_MAX; this check keeps it from wrapping over the names.
+            Ok(name) if at < 4 * PATH_MAX - NAME_MAX => {
+                read_component::<_, { 4 * PATH_MAX - 1 }>(&mut event.data, at, name)
+            }
+            _ => None,
+        };
+        match written {
+            Some(n) => target.extra_len += n,
+            None => {
+                target.complete = 0;
+                return 1;
+            }
+        }
+    }
+    match target.at.up_in_sb(&off) {
+        Ok(Step::Parent) => 0,
+        Ok(_) => 1,
+        Err(_) => {
+            // Before the watch was met, nothing is known of the rest.
+            target.complete &= u32::from(target.end == END_FOUND);
+            1
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::{
     collections::{HashMap, VecDeque},
     fs, mem,
     net::SocketAddr,
-    os::fd::AsFd as _,
+    os::{fd::AsFd as _, unix::fs::MetadataExt as _},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -155,6 +155,9 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
         watches: watches.clone(),
         retired: Vec::new(),
         selected: plan.kinds.clone(),
+        mntns: fs::metadata("/proc/self/ns/mnt")
+            .ok()
+            .map(|m| m.ino() as u32),
         cgroups: Cgroups::read(),
         paths: plan.paths.clone(),
         filtered: 0,
@@ -459,6 +462,9 @@ pub struct EventStream {
     retired: Vec<Watch>,
     /// The kinds `--events` selected.
     selected: Vec<Kind>,
+    /// watcher's own mount namespace: changes made from another are named
+    /// by their watch's path.
+    mntns: Option<u32>,
     cgroups: Cgroups,
     /// `--include` and `--exclude`.
     paths: PathFilter,
@@ -487,12 +493,15 @@ impl EventStream {
             if placed && !place(&mut ev, &self.watches) {
                 continue;
             }
-            let root = self
-                .watches
-                .iter()
-                .chain(&self.retired)
-                .find(|w| Some(w.id) == ev.watch_id)
-                .map(|w| w.root.as_path());
+            let root_of = |id| {
+                self.watches
+                    .iter()
+                    .chain(&self.retired)
+                    .find(|w| w.id == id)
+                    .map(|w| w.root.as_path())
+            };
+            ev.anchor(self.mntns, root_of);
+            let root = ev.watch_id.and_then(root_of);
             if !self.paths.keeps(&ev, root) {
                 // Counted as the events the record stands for.
                 let n = expand(ev, &self.selected).len() as u64;
