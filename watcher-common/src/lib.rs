@@ -346,8 +346,16 @@ pub struct EdgeKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Edge {
     pub child: InodeKey,
-    /// The watch `child` is, or [`WATCH_NONE`].
+    /// The watch `child` is, or lies under (`route`), or [`WATCH_NONE`].
     pub watch: u32,
+    /// When `child` is the root of a mount of a directory below `watch`
+    /// (a bind mount of a subdirectory): which of the paths user space
+    /// keeps leads from the watch down to it, from 1; 0 otherwise.
+    pub route: u32,
+    /// The mount namespace (inode number) the entry leads to `child` in,
+    /// when it is a mount point there and perhaps not elsewhere; 0 in
+    /// every namespace.
+    pub mntns: u32,
     pub _pad: u32,
 }
 
@@ -472,7 +480,8 @@ pub struct Target {
     /// With [`event_status::BASE`]: where the part of the name below a
     /// watch met on the way down begins; [`WATCH_NONE`] when none was.
     pub name_below: u32,
-    pub _pad: u32,
+    /// The [`Edge::route`] by which the name went down into that watch.
+    pub route: u32,
 }
 
 /// The fixed part of every event. The data that follows holds the names

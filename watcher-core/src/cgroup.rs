@@ -10,6 +10,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::mountinfo;
+
 /// Deepest directory the walk descends to (systemd and Kubernetes
 /// hierarchies are a handful of levels deep).
 const MAX_DEPTH: usize = 32;
@@ -74,39 +76,9 @@ fn walk(dir: &Path, rel: &[u8], depth: usize, paths: &mut HashMap<u64, Vec<u8>>)
 
 /// The mount point of the cgroup2 file system, from mountinfo.
 fn cgroup2_root(mountinfo: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (mount, fs) = line.split_once(" - ")?;
-        if fs.split(' ').next()? != "cgroup2" {
-            return None;
-        }
-        let point = mount.split(' ').nth(4)?;
-        Some(PathBuf::from(unescape_octal(point)))
-    })
-}
-
-/// Mountinfo writes space, tab, newline and backslash as `\ooo`.
-fn unescape_octal(s: &str) -> std::ffi::OsString {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b.get(i + 1..i + 4).and_then(|d| {
-            std::str::from_utf8(d)
-                .ok()
-                .and_then(|d| u8::from_str_radix(d, 8).ok())
-        });
-        match (b[i], octal) {
-            (b'\\', Some(byte)) => {
-                out.push(byte);
-                i += 4;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    std::ffi::OsStr::from_bytes(&out).to_os_string()
+    mountinfo::parse(mountinfo)
+        .find(|m| m.fstype == "cgroup2")
+        .map(|m| m.point)
 }
 
 /// The container id a cgroup path names, innermost first: a 64-digit hex

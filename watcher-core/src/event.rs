@@ -48,8 +48,11 @@ pub struct Side {
 pub struct Anchor {
     pub watch: u32,
     /// The path below the watch's directory (relative; empty for the
-    /// watched directory itself).
+    /// watched directory itself), after the route's path.
     pub below: Vec<u8>,
+    /// The name went down into the watch through a mount point that
+    /// user space told the kernel of (its `Edge::route`), or 0.
+    pub route: u32,
     /// The process did not reach the file through the watch's own path: a
     /// bind mount of a subdirectory, or of the watch or a directory above
     /// it, lies on its way.
@@ -116,44 +119,39 @@ impl Event {
     /// process may have reached it another way: a bind mount on its way
     /// (a container's volume, a chroot's), or a mount namespace other than
     /// `mntns`, watcher's own. The path the process used is kept in
-    /// `writer_path` when it differs. `root` gives a watch's directory.
-    pub fn anchor<'a>(&mut self, mntns: Option<u32>, root: impl Fn(u32) -> Option<&'a Path>) {
+    /// `writer_path` when it differs. `root` gives a watch's directory,
+    /// `route` the path from a watch down to what a route leads into.
+    pub fn anchor<'a, 'r>(
+        &mut self,
+        mntns: Option<u32>,
+        root: impl Fn(u32) -> Option<&'a Path>,
+        route: impl Fn(u32) -> Option<&'r [u8]>,
+    ) {
         let elsewhere = self.who.mntns.is_some() && self.who.mntns != mntns;
-        let anchor = self.anchor.as_ref();
-        anchor_side(
-            &mut self.path,
-            &mut self.writer_path,
-            anchor,
-            elsewhere,
-            &root,
-        );
-        if let Some(old) = &mut self.old {
-            let anchor = old.anchor.as_ref();
-            anchor_side(
-                &mut old.path,
-                &mut old.writer_path,
-                anchor,
-                elsewhere,
-                &root,
-            );
+        let at = |anchor: Option<&Anchor>| {
+            let anchor = anchor.filter(|a| a.bound || a.route != 0 || elsewhere)?;
+            let root = root(anchor.watch)?.as_os_str().as_bytes();
+            let prefix = if anchor.route == 0 {
+                &[][..]
+            } else {
+                route(anchor.route)?
+            };
+            Some(normalize(&normalize(root, prefix), &anchor.below))
+        };
+        if let Some(anchored) = at(self.anchor.as_ref()) {
+            reanchor(&mut self.path, &mut self.writer_path, anchored);
+        }
+        if let Some(old) = &mut self.old
+            && let Some(anchored) = at(old.anchor.as_ref())
+        {
+            reanchor(&mut old.path, &mut old.writer_path, anchored);
         }
     }
 }
 
-fn anchor_side<'a>(
-    path: &mut Vec<u8>,
-    writer_path: &mut Option<Vec<u8>>,
-    anchor: Option<&Anchor>,
-    elsewhere: bool,
-    root: &impl Fn(u32) -> Option<&'a Path>,
-) {
-    let Some(anchor) = anchor.filter(|a| a.bound || elsewhere) else {
-        return;
-    };
-    let Some(root) = root(anchor.watch) else {
-        return;
-    };
-    let anchored = normalize(root.as_os_str().as_bytes(), &anchor.below);
+/// `path` becomes `anchored`, and what it was the writer's path, when they
+/// differ.
+fn reanchor(path: &mut Vec<u8>, writer_path: &mut Option<Vec<u8>>, anchored: Vec<u8>) {
     if anchored != *path {
         *writer_path = Some(std::mem::replace(path, anchored));
     }
@@ -410,6 +408,11 @@ fn anchor(t: &Target, name: &[u8], components: &[u8], extra: &[u8]) -> Option<An
         watch: t.watch,
         // `normalize` makes it absolute: below the watch it is relative.
         below: below.strip_prefix(b"/").unwrap_or(&below).to_vec(),
+        route: if by_name && t.name_below != WATCH_NONE {
+            t.route
+        } else {
+            0
+        },
         bound: t.status & event_status::BOUND != 0 || !extra.is_empty(),
     })
 }
@@ -722,7 +725,7 @@ mod tests {
             &[(bound, b"/mnt/music/a", b"a\0music\0mnt\0", b"music\0")],
         );
         let mut ev = decode(&bytes, &clock, true).unwrap();
-        ev.anchor(None, root);
+        ev.anchor(None, root, |_| None);
         assert_eq!(ev.path, b"/srv/media/music/a");
         assert_eq!(ev.writer_path.as_deref(), Some(&b"/mnt/music/a"[..]));
 
@@ -738,7 +741,7 @@ mod tests {
             )],
         );
         let mut ev = decode(&bytes, &clock, true).unwrap();
-        ev.anchor(None, root);
+        ev.anchor(None, root, |_| None);
         assert_eq!(ev.path, b"/srv/media/sub/x");
         assert_eq!(ev.writer_path.as_deref(), Some(&b"/data/sub/x"[..]));
 
@@ -752,13 +755,13 @@ mod tests {
             &[(own, b"a", b"a\0library\0srv\0", b"")],
         );
         let mut ev = decode(&bytes, &clock, true).unwrap();
-        ev.anchor(None, root);
+        ev.anchor(None, root, |_| None);
         assert_eq!(
             (ev.path.as_slice(), &ev.writer_path),
             (&b"/srv/library/a"[..], &None)
         );
         ev.who.mntns = Some(4);
-        ev.anchor(Some(3), root);
+        ev.anchor(Some(3), root, |_| None);
         assert_eq!(ev.path, b"/srv/media/a");
 
         // A name followed from a directory: the directory's part below
@@ -770,7 +773,7 @@ mod tests {
             &[(base, b"./x/y", b"sub\0m\0", b"")],
         );
         let mut ev = decode(&bytes, &clock, true).unwrap();
-        ev.anchor(None, root);
+        ev.anchor(None, root, |_| None);
         assert_eq!(ev.path, b"/srv/media/sub/x/y");
         assert_eq!(ev.writer_path.as_deref(), Some(&b"/m/sub/x/y"[..]));
         // A watch met on the way down the name.
@@ -784,7 +787,7 @@ mod tests {
             &[(down, b"/srv/media/d/f", b"", b"")],
         );
         let mut ev = decode(&bytes, &clock, true).unwrap();
-        ev.anchor(None, root);
+        ev.anchor(None, root, |_| None);
         assert_eq!(ev.path, b"/srv/media/d/f");
         assert_eq!(ev.writer_path, None);
     }

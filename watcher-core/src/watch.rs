@@ -14,7 +14,7 @@ use watcher_common::{
     Edge, EdgeKey, InodeKey, MAX_WATCHES, WATCH_NONE, WATCH_PREFIX_MAX, name_hash,
 };
 
-use crate::{escape, path::normalize};
+use crate::{escape, mountinfo, path::normalize};
 
 /// One watched directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -239,6 +239,8 @@ pub fn edges(watches: &[Watch]) -> Result<Vec<(EdgeKey, Edge)>, WatchError> {
                 let edge = map.entry(key).or_insert(Edge {
                     child,
                     watch: WATCH_NONE,
+                    route: 0,
+                    mntns: 0,
                     _pad: 0,
                 });
                 if is_watch {
@@ -308,12 +310,17 @@ impl Stamp {
         })
     }
 
+    /// The id of the mount it is on.
+    pub fn mount(self) -> u64 {
+        self.mount
+    }
+
     /// The identity: `stat`'s device is not always `s_dev` (btrfs
     /// subvolumes report their own), so the device comes from the
     /// mount's line in /proc/self/mountinfo, which shows `s_dev`.
-    fn key(self, mountinfo: &str) -> io::Result<InodeKey> {
+    pub fn key(self, mountinfo: &str) -> io::Result<InodeKey> {
         let (major, minor) = mount_device(mountinfo, self.mount).ok_or_else(|| {
-            io::Error::other(format!("mount {} not in /proc/self/mountinfo", self.mount))
+            io::Error::other(format!("mount {} not in the mount table", self.mount))
         })?;
         Ok(InodeKey {
             // The kernel's internal dev_t: 12 bits of major, 20 of minor.
@@ -404,14 +411,9 @@ fn c_path(path: &Path) -> io::Result<CString> {
 /// `major:minor` (third field) of mount `id` (first field) in a
 /// mountinfo table.
 fn mount_device(mountinfo: &str, id: u64) -> Option<(u32, u32)> {
-    mountinfo.lines().find_map(|line| {
-        let mut fields = line.split(' ');
-        if fields.next()?.parse::<u64>().ok()? != id {
-            return None;
-        }
-        let (major, minor) = fields.nth(1)?.split_once(':')?;
-        Some((major.parse().ok()?, minor.parse().ok()?))
-    })
+    mountinfo::parse(mountinfo)
+        .find(|m| m.id == id)
+        .map(|m| m.dev)
 }
 
 /// The bytes a path must start with to lie under `root`: the root and a

@@ -220,6 +220,6 @@ fn target_header(t: &TargetState) -> Target {
         below: t.below,
         extra_len: t.extra_len,
         name_below: t.name_below,
-        _pad: 0,
+        route: t.route,
     }
 }

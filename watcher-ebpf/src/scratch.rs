@@ -69,6 +69,8 @@ pub struct TargetState {
     /// itself, not a directory to go down into.
     pub pending: u32,
     pub pending_hash: u64,
+    /// Where that component's name ends in the name.
+    pub pending_end: u32,
     pub comp_hash: u64,
     pub comp_len: u32,
     pub all_dots: u32,
@@ -86,8 +88,9 @@ pub struct TargetState {
     /// The components from `detour` on to the watch, after the paths.
     pub extra_start: u32,
     pub extra_len: u32,
-    /// `Target::name_below`.
+    /// `Target::name_below` and `Target::route`.
     pub name_below: u32,
+    pub route: u32,
 }
 
 impl TargetState {
@@ -112,6 +115,7 @@ impl TargetState {
         self.on_edge = 0;
         self.detouring = 0;
         self.name_below = WATCH_NONE;
+        self.route = 0;
         self.below = WATCH_NONE;
         self.extra_len = 0;
     }

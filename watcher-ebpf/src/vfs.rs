@@ -23,6 +23,21 @@ fn fd_table(off: &KernelOffsets) -> Result<u64, HelperError> {
     read(files, off.files_fdt)
 }
 
+/// The current task's mount namespace (its inode number); 0 for a task
+/// past `exit_task_namespaces()`, which has none.
+#[inline(always)]
+pub fn task_mntns(off: &KernelOffsets) -> Result<u32, HelperError> {
+    // SAFETY: a helper without arguments; the task is only a number
+    // handed to `read`.
+    let task = unsafe { bpf_get_current_task() };
+    let nsproxy: u64 = read(task, off.task_nsproxy)?;
+    if nsproxy == 0 {
+        return Ok(0);
+    }
+    let mnt_ns: u64 = read(nsproxy, off.nsproxy_mnt_ns)?;
+    read(mnt_ns, off.mnt_namespace_inum)
+}
+
 /// How many descriptors the current task's table has room for.
 #[inline(always)]
 pub fn fd_table_size(off: &KernelOffsets) -> Result<u32, HelperError> {

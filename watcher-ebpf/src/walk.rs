@@ -15,8 +15,8 @@ use core::{ffi::c_void, ptr};
 
 use aya_ebpf::helpers::generated::{bpf_loop, bpf_probe_read_kernel, bpf_probe_read_user_str};
 use watcher_common::{
-    EdgeKey, EventBuf, KernelOffsets, MAX_WALK, NAME_MAX, PATH_MAX, WATCH_NONE, WATCH_PREFIX_MAX,
-    event_status, match_mode, name_hash_step, open_flags::AT_FDCWD,
+    Edge, EdgeKey, EventBuf, KernelOffsets, MAX_WALK, NAME_MAX, PATH_MAX, WATCH_NONE,
+    WATCH_PREFIX_MAX, event_status, match_mode, name_hash_step, open_flags::AT_FDCWD,
 };
 
 use crate::{
@@ -29,7 +29,7 @@ use crate::{
         END_FAILED, END_FOUND, END_NONE, END_TOP, FOUND, MISS, Op, PLACE, Scratch, TargetState,
         UNDECIDED,
     },
-    vfs::{Cursor, Step, TaskDir, file_of_fd},
+    vfs::{Cursor, Step, TaskDir, file_of_fd, task_mntns},
 };
 
 /// Decides about the first `len` targets of the [`Op`]: sets each one's
@@ -415,14 +415,15 @@ extern "C" fn descend_cb(index: u64, _ctx: *mut c_void) -> i64 {
         }
     } else if len > 1 || (len == 1 && dots == 0) {
         if target.pending == 1 {
-            go_down(target, target.pending_hash, pos);
+            go_down(target, target.pending_hash, target.pending_end);
         }
         target.pending = 1;
         target.pending_hash = hash;
+        target.pending_end = pos;
     }
     if pos >= target.name_len {
         if target.pending == 1 {
-            at_last(target, target.pending_hash, pos);
+            at_last(target, target.pending_hash, target.pending_end);
         }
         return 1;
     }
@@ -437,18 +438,11 @@ fn go_down(target: &mut TargetState, hash: u64, pos: u32) {
         target.off_depth += 1;
         return;
     }
-    let key = EdgeKey {
-        parent: target.node,
-        hash,
-    };
-    // SAFETY: the edge is read at once; an entry user space removes
-    // meanwhile stays readable while the program runs (RCU), so it is at
-    // worst stale.
-    match unsafe { EDGES.get(&key) } {
+    match edge_from(target, hash) {
         Some(edge) => {
             target.node = edge.child;
             if edge.watch != WATCH_NONE {
-                met_watch(target, edge.watch, pos);
+                met_watch(target, &edge, pos);
             }
         }
         None => {
@@ -466,26 +460,42 @@ fn at_last(target: &mut TargetState, hash: u64, pos: u32) {
     if target.on_edge == 0 {
         return;
     }
-    let key = EdgeKey {
-        parent: target.node,
-        hash,
-    };
-    // SAFETY: as in `go_down`.
-    if let Some(edge) = unsafe { EDGES.get(&key) } {
+    if let Some(edge) = edge_from(target, hash) {
         if edge.watch != WATCH_NONE {
-            met_watch(target, edge.watch, pos);
+            met_watch(target, &edge, pos);
         }
     }
 }
 
-/// A watch below the base, hence inside any the first walk found; the
-/// part of the name below it starts after byte `pos`.
+/// A watch below the base, hence inside any the first walk found, met
+/// through `edge`; the part of the name below it starts after byte `pos`.
 #[inline(always)]
-fn met_watch(target: &mut TargetState, watch: u32, pos: u32) {
-    target.watch = watch;
+fn met_watch(target: &mut TargetState, edge: &Edge, pos: u32) {
+    target.watch = edge.watch;
+    target.route = edge.route;
     target.end = END_FOUND;
     target.name_below = (pos + 1).min(target.name_len);
-    mark_dirty(watch);
+    mark_dirty(edge.watch);
+}
+
+/// The edge from the current directory by the name `hash`, if the current
+/// task's mount namespace has it.
+#[inline(always)]
+fn edge_from(target: &TargetState, hash: u64) -> Option<Edge> {
+    let key = EdgeKey {
+        parent: target.node,
+        hash,
+    };
+    // SAFETY: the edge is copied out at once; an entry user space removes
+    // meanwhile stays readable while the program runs (RCU), so it is at
+    // worst stale.
+    let edge = *unsafe { EDGES.get(&key) }?;
+    // A mount point in one namespace only: read the task's namespace only
+    // then (rare), not for every edge.
+    if edge.mntns != 0 && task_mntns(&kernel_offsets()).ok()? != edge.mntns {
+        return None;
+    }
+    Some(edge)
 }
 
 /// Without BTF: an absolute name is matched by prefix; a relative one (or

@@ -17,7 +17,7 @@ use crate::{
     error::Error,
     maps::scratch,
     read::{read, read_component},
-    vfs::{Cursor, Step},
+    vfs::{Cursor, Step, task_mntns},
 };
 
 /// Fills the scratch event's [`Process`], executable and command line.
@@ -46,12 +46,7 @@ pub fn fill() -> Result<(), Error> {
     if off.task_loginuid != 0 {
         p.loginuid = read(task, off.task_loginuid)?;
     }
-    let nsproxy: u64 = read(task, off.task_nsproxy)?;
-    // A task past exit_task_namespaces() has none.
-    if nsproxy != 0 {
-        let mnt_ns: u64 = read(nsproxy, off.nsproxy_mnt_ns)?;
-        p.mntns = read(mnt_ns, off.mnt_namespace_inum)?;
-    }
+    p.mntns = task_mntns(&off)?;
     p.status = proc_status::KNOWN;
     let mm: u64 = read(task, off.task_mm)?;
     // Kernel threads, and a process past exit_mm(), have none.

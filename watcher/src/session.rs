@@ -32,6 +32,7 @@ use watcher_core::{
     notify,
     place::place,
     privileges,
+    routes::Routes,
     settings::Plan,
     source::{Item, Source},
     watch::{self, Handle, Moved, Resolved, Stamp, Watch, WatchError},
@@ -104,7 +105,8 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
     }
     let specs = syscalls::read_specs()?;
     let offsets = syscalls::read_offsets(&specs)?;
-    let edges = edges(&watches, kernel.is_some())?;
+    let mut routes = Routes::default();
+    let edges = edges(&watches, &mut routes, kernel.is_some())?;
     let setup = Setup {
         specs: &specs,
         offsets: &offsets,
@@ -155,6 +157,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
         watches: watches.clone(),
         retired: Vec::new(),
         selected: plan.kinds.clone(),
+        routes,
         mntns: fs::metadata("/proc/self/ns/mnt")
             .ok()
             .map(|m| m.ino() as u32),
@@ -270,6 +273,7 @@ impl Session {
                     if !moved.is_empty() {
                         return Item::Moved(moved);
                     }
+                    self.reroute();
                 }
                 _ = self.hup.recv() => return Item::Hup,
                 () = self.stop.wait() => self.stopping(),
@@ -371,11 +375,32 @@ impl Session {
         Ok(moved)
     }
 
+    /// Looks at the mounts of every namespace again, and tells the
+    /// programs of the ways into the trees that changed. Cheap when no
+    /// mount changed (a read of each namespace's mount table), so it runs
+    /// every tick. A failure is logged, and tried again at the next tick.
+    fn reroute(&mut self) {
+        if !self.events.exact || !self.events.routes.update(&self.watches) {
+            return;
+        }
+        let edges = merged(&self.watches, &self.events.routes);
+        let told = edges.and_then(|edges| {
+            let watching = watching(&self.plan, &self.watches, &edges);
+            Ok(self.probes.set_watching(&watching)?)
+        });
+        if let Err(e) = told {
+            tracing::warn!(
+                "cannot follow the mounts into the watched directories: {}",
+                Causes(&e)
+            );
+        }
+    }
+
     /// Hands the programs and the event stream `resolved` under the plan.
     fn arm(&mut self, resolved: Resolved) -> anyhow::Result<()> {
         let plan = &self.plan;
         let watches = resolved.watches;
-        let edges = edges(&watches, self.events.exact)?;
+        let edges = edges(&watches, &mut self.events.routes, self.events.exact)?;
         self.probes
             .set_watching(&watching(plan, &watches, &edges))?;
         let gone = self
@@ -396,14 +421,30 @@ impl Session {
     }
 }
 
-/// The directories on the way to each of `watches`, which the exact
-/// match (`exact`) follows names down through; none without it.
-fn edges(watches: &[Watch], exact: bool) -> anyhow::Result<Vec<(EdgeKey, Edge)>> {
-    Ok(if exact {
-        watch::edges(watches)?
-    } else {
-        Vec::new()
-    })
+/// The directories on the way to each of `watches`, and through the
+/// mounts that lead into them in every namespace (`routes`, looked at
+/// again), which the exact match (`exact`) follows names down through;
+/// none without it.
+fn edges(
+    watches: &[Watch],
+    routes: &mut Routes,
+    exact: bool,
+) -> anyhow::Result<Vec<(EdgeKey, Edge)>> {
+    if !exact {
+        return Ok(Vec::new());
+    }
+    routes.update(watches);
+    merged(watches, routes)
+}
+
+/// The edges on the way to each watch, then those of `routes` that do not
+/// lead elsewhere from the same entry.
+fn merged(watches: &[Watch], routes: &Routes) -> anyhow::Result<Vec<(EdgeKey, Edge)>> {
+    let mut edges: HashMap<EdgeKey, Edge> = watch::edges(watches)?.into_iter().collect();
+    for (key, edge) in routes.edges() {
+        edges.entry(key).or_insert(edge);
+    }
+    Ok(edges.into_iter().collect())
 }
 
 /// What the programs are told of `plan`, its directories resolved to
@@ -462,6 +503,8 @@ pub struct EventStream {
     retired: Vec<Watch>,
     /// The kinds `--events` selected.
     selected: Vec<Kind>,
+    /// The mounts that lead into the watched trees, in every namespace.
+    routes: Routes,
     /// watcher's own mount namespace: changes made from another are named
     /// by their watch's path.
     mntns: Option<u32>,
@@ -500,7 +543,7 @@ impl EventStream {
                     .find(|w| w.id == id)
                     .map(|w| w.root.as_path())
             };
-            ev.anchor(self.mntns, root_of);
+            ev.anchor(self.mntns, root_of, |route| self.routes.prefix(route));
             let root = ev.watch_id.and_then(root_of);
             if !self.paths.keeps(&ev, root) {
                 // Counted as the events the record stands for.

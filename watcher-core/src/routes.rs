@@ -1,0 +1,292 @@
+//! The other ways into the watched trees by name: every mount, in any
+//! mount namespace, of a watched directory, of a directory inside one, or
+//! of a directory above one (bind mounts, a container's volumes, what a
+//! chroot sees). The kernel follows a name down from the directory it
+//! starts at through `EDGES` (it cannot look names up), so for names
+//! through such a mount it needs the way from that namespace's root to the
+//! mount point, each directory by its identity, and at the mount point the
+//! directory mounted there. A file opened through one needs none of this:
+//! the kernel finds its watch up the file system's own tree.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
+};
+
+use watcher_common::{Edge, EdgeKey, InodeKey, WATCH_NONE, name_hash};
+
+use crate::{
+    mountinfo::{self, Mount},
+    watch::{Stamp, Watch},
+};
+
+/// The ways in, kept from one look at the namespaces to the next.
+#[derive(Debug, Default)]
+pub struct Routes {
+    /// Each namespace's mount table as last read, and the edges from it.
+    namespaces: HashMap<u32, (String, Vec<(EdgeKey, Edge)>)>,
+    /// What the watches were then: a namespace is looked at again when
+    /// they change, not only when its mounts do.
+    watches: Vec<(u32, InodeKey, PathBuf)>,
+    /// The paths from a watch down to the directory a mount shows, by
+    /// [`Edge::route`] - 1 (the empty path when it shows the watch itself).
+    /// Only added to, so that events in flight keep their meaning.
+    prefixes: Vec<Vec<u8>>,
+}
+
+/// A watched directory as its file system knows it.
+struct InFs<'a> {
+    watch: &'a Watch,
+    dev: (u32, u32),
+    /// Its path from the file system's root.
+    path: PathBuf,
+}
+
+impl Routes {
+    /// Looks at every mount namespace's mounts again (one process of each,
+    /// through /proc): whether the edges changed. A namespace whose table
+    /// cannot be read (its processes are gone) has none.
+    pub fn update(&mut self, watches: &[Watch]) -> bool {
+        let fingerprint: Vec<_> = watches
+            .iter()
+            .map(|w| (w.id, w.key, w.root.clone()))
+            .collect();
+        let again = fingerprint != self.watches;
+        self.watches = fingerprint;
+        let own = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let in_fs = in_file_systems(watches, &own);
+        let own_ns = namespace_of("self");
+        let mut changed = false;
+        let mut seen = HashSet::new();
+        for (ns, pid) in namespaces() {
+            let Ok(table) = fs::read_to_string(format!("/proc/{pid}/mountinfo")) else {
+                continue;
+            };
+            seen.insert(ns);
+            if !again && self.namespaces.get(&ns).is_some_and(|(t, _)| *t == table) {
+                continue;
+            }
+            let edges = self.edges_in(ns, pid, &table, &in_fs, own_ns == Some(ns));
+            let before = self.namespaces.insert(ns, (table, edges.clone()));
+            changed |= before.is_none_or(|(_, e)| e != edges);
+        }
+        let gone = self
+            .namespaces
+            .iter()
+            .any(|(ns, (_, edges))| !seen.contains(ns) && !edges.is_empty());
+        self.namespaces.retain(|ns, _| seen.contains(ns));
+        changed || gone
+    }
+
+    /// The edges of every namespace. An entry that leads to the same
+    /// directory in several namespaces leads there in every namespace; one
+    /// that leads to different directories keeps the first (the names
+    /// through the others' mount are not followed: see the README).
+    pub fn edges(&self) -> Vec<(EdgeKey, Edge)> {
+        let mut merged: HashMap<EdgeKey, Edge> = HashMap::new();
+        let mut namespaces: Vec<_> = self.namespaces.iter().collect();
+        namespaces.sort_by_key(|(ns, _)| **ns);
+        for (_, (_, edges)) in namespaces {
+            for (key, edge) in edges {
+                let kept = merged.entry(*key).or_insert(*edge);
+                let untagged = |e: &Edge| Edge { mntns: 0, ..*e };
+                if kept.mntns != edge.mntns && untagged(kept) == untagged(edge) {
+                    kept.mntns = 0;
+                }
+            }
+        }
+        merged.into_iter().collect()
+    }
+
+    /// The path from the watch down to the directory [`Edge::route`]
+    /// `route` leads into.
+    pub fn prefix(&self, route: u32) -> Option<&[u8]> {
+        self.prefixes
+            .get(route.checked_sub(1)? as usize)
+            .map(Vec::as_slice)
+    }
+
+    /// The edges for the mounts of namespace `ns` (`table`, read through
+    /// process `pid`) that lead into a watched tree.
+    fn edges_in(
+        &mut self,
+        ns: u32,
+        pid: u32,
+        table: &str,
+        watches: &[InFs],
+        own: bool,
+    ) -> Vec<(EdgeKey, Edge)> {
+        let mut edges = Vec::new();
+        for mount in mountinfo::parse(table) {
+            // The innermost watch whose tree holds the mount's directory,
+            // and each watch the mount shows.
+            let mut holder: Option<(&InFs, PathBuf)> = None;
+            for w in watches.iter().filter(|w| w.dev == mount.dev) {
+                if let Ok(rest) = w.path.strip_prefix(&mount.root) {
+                    let point = mount.point.join(rest);
+                    if !(own && point == w.watch.root) {
+                        let way = Way {
+                            point,
+                            watch: w.watch.id,
+                            prefix: Vec::new(),
+                            shows: Some(w.watch.key),
+                        };
+                        self.follow(&way, ns, pid, table, &mut edges);
+                    }
+                } else if let Ok(rest) = mount.root.strip_prefix(&w.path)
+                    && holder
+                        .as_ref()
+                        .is_none_or(|(h, _)| w.path.starts_with(&h.path))
+                {
+                    holder = Some((w, rest.to_owned()));
+                }
+            }
+            if let Some((w, rest)) = holder {
+                let way = Way {
+                    point: mount.point.clone(),
+                    watch: w.watch.id,
+                    prefix: rest.as_os_str().as_bytes().to_vec(),
+                    shows: None,
+                };
+                self.follow(&way, ns, pid, table, &mut edges);
+            }
+        }
+        edges
+    }
+
+    /// The edges from the namespace's root down to `way.point`, the last
+    /// into the watch. None when a directory on the way cannot be looked
+    /// at, or the mount point does not show what the table says (another
+    /// mount covers it).
+    fn follow(
+        &mut self,
+        way: &Way,
+        ns: u32,
+        pid: u32,
+        table: &str,
+        out: &mut Vec<(EdgeKey, Edge)>,
+    ) {
+        let root = PathBuf::from(format!("/proc/{pid}/root"));
+        let Ok((mut parent, mut parent_mount)) = identity(&root, table) else {
+            return;
+        };
+        let components: Vec<&[u8]> = way
+            .point
+            .as_os_str()
+            .as_bytes()
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .collect();
+        let mut at = root;
+        let mut found = Vec::with_capacity(components.len());
+        for (i, component) in components.iter().enumerate() {
+            at.push(std::ffi::OsStr::from_bytes(component));
+            let Ok((child, mount)) = identity(&at, table) else {
+                return;
+            };
+            let last = i + 1 == components.len();
+            if last && way.shows.is_some_and(|key| key != child) {
+                return;
+            }
+            let route = if last { self.route(&way.prefix) } else { 0 };
+            found.push((
+                EdgeKey {
+                    parent,
+                    hash: name_hash(component),
+                },
+                Edge {
+                    child,
+                    watch: if last { way.watch } else { WATCH_NONE },
+                    route,
+                    // A mount point here may be a plain directory in
+                    // another namespace.
+                    mntns: if mount == parent_mount { 0 } else { ns },
+                    _pad: 0,
+                },
+            ));
+            (parent, parent_mount) = (child, mount);
+        }
+        out.extend(found);
+    }
+
+    /// The route of `prefix`, added when new.
+    fn route(&mut self, prefix: &[u8]) -> u32 {
+        let at = match self.prefixes.iter().position(|p| p == prefix) {
+            Some(at) => at,
+            None => {
+                self.prefixes.push(prefix.to_vec());
+                self.prefixes.len() - 1
+            }
+        };
+        at as u32 + 1
+    }
+}
+
+/// A mount point that leads into a watched tree.
+struct Way {
+    /// Where, in the namespace.
+    point: PathBuf,
+    watch: u32,
+    /// The path from the watch down to the directory mounted there.
+    prefix: Vec<u8>,
+    /// The watched directory it shows, when it shows one (a mount of the
+    /// watch or of a directory above it), checked at the mount point.
+    shows: Option<InodeKey>,
+}
+
+/// Each watch's device and path in its file system, from watcher's own
+/// mount table: the mount its directory is on, and the path below it.
+fn in_file_systems<'a>(watches: &'a [Watch], own: &str) -> Vec<InFs<'a>> {
+    let mounts: Vec<Mount> = mountinfo::parse(own).collect();
+    watches
+        .iter()
+        .filter_map(|watch| {
+            let mount = mounts
+                .iter()
+                .filter(|m| watch.root.starts_with(&m.point))
+                .max_by_key(|m| m.point.as_os_str().len())?;
+            let rest = watch.root.strip_prefix(&mount.point).ok()?;
+            Some(InFs {
+                watch,
+                dev: mount.dev,
+                path: mount.root.join(rest),
+            })
+        })
+        .collect()
+}
+
+/// `path`'s identity, with the mount it is on; the device is looked up
+/// in `table`, the mount table of the namespace it is seen from.
+fn identity(path: &Path, table: &str) -> std::io::Result<(InodeKey, u64)> {
+    let stamp = Stamp::of(path)?;
+    Ok((stamp.key(table)?, stamp.mount()))
+}
+
+/// One process of each mount namespace: (namespace, pid), watcher's own
+/// first.
+fn namespaces() -> Vec<(u32, u32)> {
+    let mut found: HashMap<u32, u32> = HashMap::new();
+    let own = std::process::id();
+    if let Some(ns) = namespace_of(&own.to_string()) {
+        found.insert(ns, own);
+    }
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some(ns) = namespace_of(&pid.to_string()) {
+            found.entry(ns).or_insert(pid);
+        }
+    }
+    found.into_iter().collect()
+}
+
+/// The mount namespace of /proc entry `pid` (`self` or a number).
+fn namespace_of(pid: &str) -> Option<u32> {
+    let link = fs::read_link(Path::new("/proc").join(pid).join("ns/mnt")).ok()?;
+    let link = link.to_str()?;
+    link.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()
+}
