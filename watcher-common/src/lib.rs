@@ -482,6 +482,11 @@ pub struct Target {
     pub name_below: u32,
     /// The [`Edge::route`] by which the name went down into that watch.
     pub route: u32,
+    /// How many of the path's components lie below the process's root
+    /// directory, when the path passed it before the root of the mount
+    /// tree (a chroot); [`WATCH_NONE`] when it did not.
+    pub rooted: u32,
+    pub _pad: u32,
 }
 
 /// The fixed part of every event. The data that follows holds the names

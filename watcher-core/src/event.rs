@@ -55,8 +55,10 @@ pub struct Anchor {
     pub route: u32,
     /// The process did not reach the file through the watch's own path: a
     /// bind mount of a subdirectory, or of the watch or a directory above
-    /// it, lies on its way.
+    /// it, lies on its way, or it is chrooted.
     pub bound: bool,
+    /// A chrooted process's path, as it sees it from its root.
+    pub seen: Option<Vec<u8>>,
 }
 
 /// One event, decoded.
@@ -136,24 +138,32 @@ impl Event {
             } else {
                 route(anchor.route)?
             };
-            Some(normalize(&normalize(root, prefix), &anchor.below))
+            let anchored = normalize(&normalize(root, prefix), &anchor.below);
+            Some((anchored, anchor.seen.clone()))
         };
-        if let Some(anchored) = at(self.anchor.as_ref()) {
-            reanchor(&mut self.path, &mut self.writer_path, anchored);
+        if let Some((anchored, seen)) = at(self.anchor.as_ref()) {
+            reanchor(&mut self.path, &mut self.writer_path, anchored, seen);
         }
         if let Some(old) = &mut self.old
-            && let Some(anchored) = at(old.anchor.as_ref())
+            && let Some((anchored, seen)) = at(old.anchor.as_ref())
         {
-            reanchor(&mut old.path, &mut old.writer_path, anchored);
+            reanchor(&mut old.path, &mut old.writer_path, anchored, seen);
         }
     }
 }
 
-/// `path` becomes `anchored`, and what it was the writer's path, when they
-/// differ.
-fn reanchor(path: &mut Vec<u8>, writer_path: &mut Option<Vec<u8>>, anchored: Vec<u8>) {
-    if anchored != *path {
-        *writer_path = Some(std::mem::replace(path, anchored));
+/// `path` becomes `anchored`, and the writer's path what the process saw
+/// (`seen` from its chroot, else the path it was), when they differ.
+fn reanchor(
+    path: &mut Vec<u8>,
+    writer_path: &mut Option<Vec<u8>>,
+    anchored: Vec<u8>,
+    seen: Option<Vec<u8>>,
+) {
+    let was = std::mem::replace(path, anchored);
+    let seen = seen.unwrap_or(was);
+    if seen != *path {
+        *writer_path = Some(seen);
     }
 }
 
@@ -386,6 +396,21 @@ fn anchor(t: &Target, name: &[u8], components: &[u8], extra: &[u8]) -> Option<An
         return None;
     }
     let by_name = t.status & event_status::BASE != 0;
+    let rest = if by_name {
+        name.get(t.skip as usize..).unwrap_or_default()
+    } else {
+        b""
+    };
+    // Chrooted: the path below the process's root, as it sees it.
+    let seen = (t.rooted != WATCH_NONE
+        && (t.rooted as usize) < split_components(components).count())
+    .then(|| {
+        let mut parts: Vec<&[u8]> = split_components(components)
+            .take(t.rooted as usize)
+            .collect();
+        parts.reverse();
+        normalize(&parts.join(&b'/'), rest)
+    });
     let below = if by_name && t.name_below != WATCH_NONE {
         normalize(b"", name.get(t.name_below as usize..)?)
     } else if t.below != WATCH_NONE {
@@ -394,13 +419,7 @@ fn anchor(t: &Target, name: &[u8], components: &[u8], extra: &[u8]) -> Option<An
             .chain(split_components(extra))
             .collect();
         parts.reverse();
-        let dir = parts.join(&b'/');
-        let rest = if by_name {
-            name.get(t.skip as usize..).unwrap_or_default()
-        } else {
-            b""
-        };
-        normalize(&dir, rest)
+        normalize(&parts.join(&b'/'), rest)
     } else {
         return None;
     };
@@ -413,7 +432,8 @@ fn anchor(t: &Target, name: &[u8], components: &[u8], extra: &[u8]) -> Option<An
         } else {
             0
         },
-        bound: t.status & event_status::BOUND != 0 || !extra.is_empty(),
+        bound: t.status & event_status::BOUND != 0 || !extra.is_empty() || seen.is_some(),
+        seen,
     })
 }
 
@@ -587,6 +607,7 @@ mod tests {
             watch,
             below,
             name_below: WATCH_NONE,
+            rooted: WATCH_NONE,
             ..Target::default()
         }
     }
@@ -763,6 +784,22 @@ mod tests {
         ev.who.mntns = Some(4);
         ev.anchor(Some(3), root, |_| None);
         assert_eq!(ev.path, b"/srv/media/a");
+
+        // Chrooted at /jail, writing its /data/x, a bind mount of the
+        // watch: the path it saw.
+        let chrooted = Target {
+            rooted: 2,
+            ..target(event_status::BOUND, 7, 1)
+        };
+        let bytes = record_of(
+            event_kind::WRITE,
+            0,
+            &[(chrooted, b"/data/x", b"x\0data\0jail\0", b"")],
+        );
+        let mut ev = decode(&bytes, &clock, true).unwrap();
+        ev.anchor(None, root, |_| None);
+        assert_eq!(ev.path, b"/srv/media/x");
+        assert_eq!(ev.writer_path.as_deref(), Some(&b"/data/x"[..]));
 
         // A name followed from a directory: the directory's part below
         // the watch, then the rest of the name.

@@ -221,5 +221,7 @@ fn target_header(t: &TargetState) -> Target {
         extra_len: t.extra_len,
         name_below: t.name_below,
         route: t.route,
+        rooted: t.rooted,
+        _pad: 0,
     }
 }

@@ -91,6 +91,10 @@ pub struct TargetState {
     /// `Target::name_below` and `Target::route`.
     pub name_below: u32,
     pub route: u32,
+    /// `Target::rooted`, and the process's root directory (dentry and
+    /// mount) the path walk looks for.
+    pub rooted: u32,
+    pub task_root: (u64, u64),
 }
 
 impl TargetState {

@@ -83,6 +83,24 @@ pub struct Cursor {
     dev: u32,
 }
 
+/// The dentry and `struct mount *` of the current task's root or working
+/// directory.
+#[inline(always)]
+pub fn task_dir(off: &KernelOffsets, which: TaskDir) -> Result<(u64, u64), HelperError> {
+    // SAFETY: a helper without arguments; the task is only a number
+    // handed to `read`.
+    let task = unsafe { bpf_get_current_task() };
+    let fs: u64 = read(task, off.task_fs)?;
+    let path = fs
+        + u64::from(match which {
+            TaskDir::Root => off.fs_root,
+            TaskDir::Cwd => off.fs_pwd,
+        });
+    let vfsmount: u64 = read(path, off.path_mnt)?;
+    let dentry: u64 = read(path, off.path_dentry)?;
+    Ok((dentry, vfsmount - u64::from(off.mount_mnt)))
+}
+
 /// What [`Cursor::up`] did.
 pub enum Step {
     /// Moved to the parent dentry: the dentry left is a path component.
@@ -112,18 +130,14 @@ impl Cursor {
     /// At the current task's root or working directory.
     #[inline(always)]
     pub fn of_task(off: &KernelOffsets, which: TaskDir) -> Result<Self, HelperError> {
-        // SAFETY: a helper without arguments; the task is only a number
-        // handed to `read`.
-        let task = unsafe { bpf_get_current_task() };
-        let fs: u64 = read(task, off.task_fs)?;
-        let path = fs
-            + u64::from(match which {
-                TaskDir::Root => off.fs_root,
-                TaskDir::Cwd => off.fs_pwd,
-            });
-        let vfsmount: u64 = read(path, off.path_mnt)?;
-        let dentry: u64 = read(path, off.path_dentry)?;
-        Self::at(off, dentry, vfsmount - u64::from(off.mount_mnt))
+        let (dentry, mount) = task_dir(off, which)?;
+        Self::at(off, dentry, mount)
+    }
+
+    /// Whether it is at `dir`'s dentry and mount (from [`task_dir`]).
+    #[inline(always)]
+    pub fn is(&self, dir: (u64, u64)) -> bool {
+        (self.dentry, self.mount) == dir
     }
 
     #[inline(always)]

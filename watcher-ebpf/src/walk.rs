@@ -29,7 +29,7 @@ use crate::{
         END_FAILED, END_FOUND, END_NONE, END_TOP, FOUND, MISS, Op, PLACE, Scratch, TargetState,
         UNDECIDED,
     },
-    vfs::{Cursor, Step, TaskDir, file_of_fd, task_mntns},
+    vfs::{Cursor, Step, TaskDir, file_of_fd, task_dir, task_mntns},
 };
 
 /// Decides about the first `len` targets of the [`Op`]: sets each one's
@@ -557,6 +557,8 @@ extern "C" fn build_cb(index: u64, _ctx: *mut c_void) -> i64 {
     target.path_len = 0;
     target.comps = 0;
     target.below = WATCH_NONE;
+    target.rooted = WATCH_NONE;
+    target.task_root = task_dir(&kernel_offsets(), TaskDir::Root).unwrap_or_default();
     target.complete = 1;
     target.end = END_NONE;
     target.at = target.base;
@@ -608,6 +610,9 @@ fn path_step(target: &mut TargetState, event: &mut EventBuf) -> Result<Step, Err
     };
     if leaves && target.below == WATCH_NONE {
         target.below = target.comps;
+    }
+    if target.rooted == WATCH_NONE && target.at.is(target.task_root) {
+        target.rooted = target.comps;
     }
     let anchored = target.below != WATCH_NONE || target.name_below != WATCH_NONE;
     if anchored && target.at.at_bind_root(&off) {
