@@ -163,6 +163,15 @@ impl Mount {
         Self(Some(at.to_path_buf()))
     }
 
+    /// A bind mount of `dir` on `at`.
+    pub fn bind(dir: &Path, at: &Path) -> Self {
+        run(
+            "mount",
+            &[OsStr::new("--bind"), dir.as_os_str(), at.as_os_str()],
+        );
+        Self(Some(at.to_path_buf()))
+    }
+
     /// Unmounts it now.
     pub fn unmount(mut self) {
         let at = self.0.take().expect("mounted");

@@ -11,7 +11,7 @@
 use std::{
     collections::{HashMap, HashSet},
     fs,
-    os::unix::ffi::OsStrExt,
+    os::unix::{ffi::OsStrExt, fs::MetadataExt},
     path::{Path, PathBuf},
 };
 
@@ -25,8 +25,8 @@ use crate::{
 /// The ways in, kept from one look at the namespaces to the next.
 #[derive(Debug, Default)]
 pub struct Routes {
-    /// Each namespace's mount table as last read, and the edges from it.
-    namespaces: HashMap<u32, (String, Vec<(EdgeKey, Edge)>)>,
+    /// Each view's mount table as last read, and the edges from it.
+    namespaces: HashMap<View, (String, Vec<(EdgeKey, Edge)>)>,
     /// What the watches were then: a namespace is looked at again when
     /// they change, not only when its mounts do.
     watches: Vec<(u32, InodeKey, PathBuf)>,
@@ -57,20 +57,20 @@ impl Routes {
         self.watches = fingerprint;
         let own = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let in_fs = in_file_systems(watches, &own);
-        let own_ns = namespace_of("self");
+        let own = view_of("self");
         let mut changed = false;
         let mut seen = HashSet::new();
-        for (ns, pid) in namespaces() {
+        for (view, pid) in views() {
             let Ok(table) = fs::read_to_string(format!("/proc/{pid}/mountinfo")) else {
                 continue;
             };
-            seen.insert(ns);
-            if !again && self.namespaces.get(&ns).is_some_and(|(t, _)| *t == table) {
+            seen.insert(view);
+            if !again && self.namespaces.get(&view).is_some_and(|(t, _)| *t == table) {
                 continue;
             }
-            let edges = self.edges_in(ns, pid, &table, &in_fs, own_ns == Some(ns));
-            let before = self.namespaces.insert(ns, (table, edges.clone()));
-            changed |= before.is_none_or(|(_, e)| e != edges);
+            let edges = self.edges_in(view.ns, pid, &table, &in_fs, own == Some(view));
+            let before = self.namespaces.insert(view, (table, edges.clone()));
+            changed |= before.map_or(!edges.is_empty(), |(_, e)| e != edges);
         }
         let gone = self
             .namespaces
@@ -87,7 +87,7 @@ impl Routes {
     pub fn edges(&self) -> Vec<(EdgeKey, Edge)> {
         let mut merged: HashMap<EdgeKey, Edge> = HashMap::new();
         let mut namespaces: Vec<_> = self.namespaces.iter().collect();
-        namespaces.sort_by_key(|(ns, _)| **ns);
+        namespaces.sort_by_key(|(view, _)| **view);
         for (_, (_, edges)) in namespaces {
             for (key, edge) in edges {
                 let kept = merged.entry(*key).or_insert(*edge);
@@ -98,6 +98,30 @@ impl Routes {
             }
         }
         merged.into_iter().collect()
+    }
+
+    /// How many mount points lead into a watched tree other than by its
+    /// own path, and in how many namespaces.
+    pub fn ways(&self) -> (usize, usize) {
+        let ways = |edges: &Vec<(EdgeKey, Edge)>| {
+            edges.iter().filter(|(_, e)| e.watch != WATCH_NONE).count()
+        };
+        let mut namespaces = HashSet::new();
+        let mut total = 0;
+        for (view, (_, edges)) in &self.namespaces {
+            let n = ways(edges);
+            total += n;
+            if n > 0 {
+                namespaces.insert(view.ns);
+            }
+        }
+        (total, namespaces.len())
+    }
+
+    /// Forgets what the namespaces were: the next [`Routes::update`] says
+    /// they changed.
+    pub fn forget(&mut self) {
+        self.namespaces.clear();
     }
 
     /// The path from the watch down to the directory [`Edge::route`]
@@ -258,35 +282,56 @@ fn in_file_systems<'a>(watches: &'a [Watch], own: &str) -> Vec<InFs<'a>> {
 }
 
 /// `path`'s identity, with the mount it is on; the device is looked up
-/// in `table`, the mount table of the namespace it is seen from.
+/// in `table`, the mount table of the namespace it is seen from (a
+/// chroot's lacks the mounts above its root: then statx's device).
 fn identity(path: &Path, table: &str) -> std::io::Result<(InodeKey, u64)> {
     let stamp = Stamp::of(path)?;
-    Ok((stamp.key(table)?, stamp.mount()))
+    let key = stamp.key(table).unwrap_or_else(|_| stamp.statx_key());
+    Ok((key, stamp.mount()))
 }
 
-/// One process of each mount namespace: (namespace, pid), watcher's own
-/// first.
-fn namespaces() -> Vec<(u32, u32)> {
-    let mut found: HashMap<u32, u32> = HashMap::new();
+/// What the processes of a mount namespace with one root directory see:
+/// the namespace's mounts, as far as they lie below that root (a chroot
+/// sees less, from elsewhere).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct View {
+    ns: u32,
+    /// The root directory's device and inode, as statx gives them.
+    root: (u64, u64),
+}
+
+/// One process of each view: (view, pid), watcher's own first.
+fn views() -> Vec<(View, u32)> {
+    let mut found: HashMap<View, u32> = HashMap::new();
     let own = std::process::id();
-    if let Some(ns) = namespace_of(&own.to_string()) {
-        found.insert(ns, own);
+    if let Some(view) = view_of(&own.to_string()) {
+        found.insert(view, own);
     }
     for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
-        if let Some(ns) = namespace_of(&pid.to_string()) {
-            found.entry(ns).or_insert(pid);
+        if let Some(view) = view_of(&pid.to_string()) {
+            found.entry(view).or_insert(pid);
         }
     }
     found.into_iter().collect()
 }
 
-/// The mount namespace of /proc entry `pid` (`self` or a number).
-fn namespace_of(pid: &str) -> Option<u32> {
-    let link = fs::read_link(Path::new("/proc").join(pid).join("ns/mnt")).ok()?;
+/// The view of /proc entry `pid` (`self` or a number).
+fn view_of(pid: &str) -> Option<View> {
+    let dir = Path::new("/proc").join(pid);
+    let link = fs::read_link(dir.join("ns/mnt")).ok()?;
     let link = link.to_str()?;
-    link.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()
+    let ns = link
+        .strip_prefix("mnt:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()?;
+    let root = fs::metadata(dir.join("root")).ok()?;
+    Some(View {
+        ns,
+        root: (root.dev(), root.ino()),
+    })
 }

@@ -310,6 +310,16 @@ impl Stamp {
         })
     }
 
+    /// The identity with the device statx reports, which is `s_dev` but on
+    /// btrfs subvolumes: for a mount [`Stamp::key`] cannot find.
+    pub fn statx_key(self) -> InodeKey {
+        InodeKey {
+            dev: self.dev.0 << 20 | self.dev.1,
+            _pad: 0,
+            ino: self.ino,
+        }
+    }
+
     /// The id of the mount it is on.
     pub fn mount(self) -> u64 {
         self.mount

@@ -388,11 +388,21 @@ impl Session {
             let watching = watching(&self.plan, &self.watches, &edges);
             Ok(self.probes.set_watching(&watching)?)
         });
-        if let Err(e) = told {
-            tracing::warn!(
-                "cannot follow the mounts into the watched directories: {}",
-                Causes(&e)
-            );
+        match told {
+            Ok(()) => {
+                let (ways, namespaces) = self.events.routes.ways();
+                tracing::info!(
+                    "mounts changed: following {ways} mount points into the watched directories, \
+                     in {namespaces} mount namespaces"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "cannot follow the mounts into the watched directories: {}",
+                    Causes(&e)
+                );
+                self.events.routes.forget();
+            }
         }
     }
 

@@ -24,6 +24,11 @@
 //!
 //! `utime PATH` and `utimes PATH` set its times to now.
 //!
+//! As a container runtime sets a process up: `unshare -` moves it into a
+//! new mount namespace (whose mounts are private), `bind PATH` bind-mounts
+//! the PATH of the `from PATH` before it on PATH, and `chroot PATH` makes
+//! PATH its root (and cwd).
+//!
 //! Two more take a PATH they ignore (write `-`): `uring`, which sets up an
 //! io_uring instance and keeps it until the process exits, and `wait`,
 //! which reads stdin to its end.
@@ -192,6 +197,27 @@ fn main() {
                     libc::RENAME_EXCHANGE,
                 ),
                 "linkat" => libc::linkat(dirfd, from.as_ptr(), dirfd, path.as_ptr(), 0).into(),
+                "unshare" => {
+                    if libc::unshare(libc::CLONE_NEWNS) < 0 {
+                        -1
+                    } else {
+                        let flags = libc::MS_REC | libc::MS_PRIVATE;
+                        let none = std::ptr::null();
+                        libc::mount(none, c"/".as_ptr(), none, flags, none.cast()).into()
+                    }
+                }
+                "bind" => {
+                    let none = std::ptr::null();
+                    let flags = libc::MS_BIND;
+                    libc::mount(from.as_ptr(), path.as_ptr(), none, flags, none.cast()).into()
+                }
+                "chroot" => {
+                    if libc::chroot(path.as_ptr()) < 0 {
+                        -1
+                    } else {
+                        libc::chdir(c"/".as_ptr()).into()
+                    }
+                }
                 "uring" => {
                     // struct io_uring_params: 120 bytes, zeroed for the defaults.
                     let mut params = [0u8; 120];

@@ -1,0 +1,257 @@
+//! Every route into a watched tree: a file is under a watch when the
+//! watched directory is its ancestor in its file system, whatever mount,
+//! bind mount, mount namespace or chroot the process reached it through,
+//! for opens and for changes by name. Events name it by the watch's path
+//! and keep the path the process used in `writer_path`.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    os::unix::ffi::OsStrExt,
+    path::Path,
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+};
+
+use serde_json::Value;
+use watcher_tests::{
+    Mount, PATIENCE, Tree, Watcher, assert_valid, helper_bin, of_pid, opener, path_bytes, schema,
+};
+
+/// The `opener` helper, stopped at its `wait` until [`Staged::finish`]:
+/// what comes before (a namespace, a mount, a chroot) is set up first.
+struct Staged {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    results: Vec<String>,
+}
+
+impl Staged {
+    /// Starts `opener OPS...` and waits for the results of the operations
+    /// before its `wait`.
+    fn start(ops: &[(&str, &Path)]) -> Self {
+        let before = ops
+            .iter()
+            .position(|(op, _)| *op == "wait")
+            .expect("a wait");
+        let mut cmd = Command::new(helper_bin("opener"));
+        for (op, path) in ops {
+            cmd.arg(op).arg(path);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn opener");
+        let mut staged = Self {
+            stdin: child.stdin.take(),
+            stdout: BufReader::new(child.stdout.take().expect("stdout")),
+            child,
+            results: Vec::new(),
+        };
+        while staged.results.len() < before {
+            let mut line = String::new();
+            staged.stdout.read_line(&mut line).expect("opener's output");
+            assert!(!line.is_empty(), "opener ended early: {:?}", staged.results);
+            staged.results.push(line.trim_end().to_owned());
+        }
+        assert!(
+            staged.results.iter().all(|r| r == "ok"),
+            "setting up: {:?}",
+            staged.results
+        );
+        staged
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Lets it go on past its `wait`; its results, all of them.
+    fn finish(mut self) -> Vec<String> {
+        drop(self.stdin.take());
+        for line in (&mut self.stdout).lines() {
+            self.results.push(line.expect("opener's output"));
+        }
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while self.child.try_wait().expect("wait").is_none() {
+            assert!(std::time::Instant::now() < deadline, "opener hangs");
+            std::thread::yield_now();
+        }
+        self.results
+    }
+}
+
+fn bytes(p: &Path) -> Vec<u8> {
+    p.as_os_str().as_bytes().to_vec()
+}
+
+/// (event, path, writer_path) of each event, checked against the schema.
+fn seen(events: &[&Value]) -> Vec<(String, Vec<u8>, Option<String>)> {
+    let schema = schema();
+    events
+        .iter()
+        .map(|ev| {
+            assert_valid(&schema, ev);
+            (
+                ev["event"].as_str().unwrap().to_owned(),
+                path_bytes(ev),
+                ev["writer_path"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+fn e(event: &str, path: &Path, writer: Option<&str>) -> (String, Vec<u8>, Option<String>) {
+    (event.to_owned(), bytes(path), writer.map(str::to_owned))
+}
+
+fn own_mntns() -> u64 {
+    let link = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    let link = link.to_str().unwrap();
+    link["mnt:[".len()..link.len() - 1].parse().unwrap()
+}
+
+#[test]
+fn a_container_volume_is_reported_under_the_watch_with_the_writers_path() {
+    let tree = Tree::new("volume");
+    let media = tree.dir("media");
+    let incoming = tree.dir("media/incoming");
+    std::fs::write(incoming.join("old"), "x").unwrap();
+    let jail = tree.dir("jail");
+    let data = tree.dir("jail/data");
+    // As a container runtime sets it up: its own mount namespace, a
+    // subdirectory of the watched tree bound at /data, chrooted.
+    let container = Staged::start(&[
+        ("unshare", Path::new("-")),
+        ("from", &incoming),
+        ("bind", &data),
+        ("chroot", &jail),
+        ("wait", Path::new("-")),
+        ("openat:wc", Path::new("/data/new")),
+        ("unlinkat", Path::new("/data/old")),
+        ("mkdirat", Path::new("/data/d")),
+        ("from", Path::new("/data/new")),
+        ("renameat", Path::new("/data/d/moved")),
+        ("chdir", Path::new("/data/d")),
+        ("openat:wc", Path::new("here")),
+    ]);
+    let pid = container.pid();
+    let w = Watcher::trace_json_with(&["--events", "all"], &[&media]);
+    // The same directory seen from this namespace is a plain one: a name
+    // through it is not in the tree.
+    let (host, results) = opener(&[("mkdirat", &data.join("plain"))]);
+    assert_eq!(results, ["ok"]);
+
+    let results = container.finish();
+    assert!(results.iter().all(|r| r == "ok"), "{results:?}");
+    let events = w.events_until_marker(&media);
+    assert_eq!(of_pid(&events, host), Vec::<&Value>::new());
+    let mine = of_pid(&events, pid);
+    assert_eq!(
+        seen(&mine),
+        [
+            e("create", &incoming.join("new"), Some("/data/new")),
+            e("write", &incoming.join("new"), Some("/data/new")),
+            e("close_write", &incoming.join("new"), Some("/data/new")),
+            e("delete", &incoming.join("old"), Some("/data/old")),
+            e("mkdir", &incoming.join("d"), Some("/data/d")),
+            e("rename", &incoming.join("d/moved"), Some("/data/d/moved")),
+            e("create", &incoming.join("d/here"), Some("/data/d/here")),
+            e("write", &incoming.join("d/here"), Some("/data/d/here")),
+            e(
+                "close_write",
+                &incoming.join("d/here"),
+                Some("/data/d/here")
+            ),
+        ]
+    );
+    let rename = mine.iter().find(|ev| ev["event"] == "rename").unwrap();
+    assert_eq!(
+        rename["old_path"].as_str().unwrap().as_bytes(),
+        bytes(&incoming.join("new"))
+    );
+    assert_eq!(rename["old_writer_path"], "/data/new");
+    for ev in &mine {
+        assert_eq!(ev["watch"].as_str().unwrap().as_bytes(), bytes(&media));
+        let mntns = ev["mntns"].as_u64().unwrap();
+        assert_ne!(mntns, own_mntns(), "{ev}");
+    }
+}
+
+#[test]
+fn a_bind_mount_here_is_reported_under_the_watch_for_opens_and_names() {
+    let tree = Tree::new("bind");
+    let media = tree.dir("media");
+    let music = tree.dir("media/music");
+    std::fs::write(music.join("old"), "x").unwrap();
+    let whole = tree.dir("mnt/whole");
+    let part = tree.dir("mnt/part");
+    let _whole = Mount::bind(&media, &whole);
+    let _part = Mount::bind(&music, &part);
+    let w = Watcher::trace_json_with(&["--events", "all"], &[&media]);
+
+    let (op, results) = opener(&[
+        ("openat:wc", &part.join("a")),
+        ("unlinkat", &whole.join("music/old")),
+        ("chdir", &part),
+        ("mkdirat", Path::new("d")),
+        ("unlinkat", &media.join("music/a")),
+    ]);
+    assert_eq!(results, ["ok"; 5]);
+
+    let events = w.events_until_marker(&media);
+    let at = |p: &Path| p.to_str().map(str::to_owned);
+    assert_eq!(
+        seen(&of_pid(&events, op)),
+        [
+            e("create", &music.join("a"), at(&part.join("a")).as_deref()),
+            e("write", &music.join("a"), at(&part.join("a")).as_deref()),
+            e(
+                "close_write",
+                &music.join("a"),
+                at(&part.join("a")).as_deref()
+            ),
+            e(
+                "delete",
+                &music.join("old"),
+                at(&whole.join("music/old")).as_deref()
+            ),
+            e("mkdir", &music.join("d"), at(&part.join("d")).as_deref()),
+            // Through the watch's own path: nothing else to say.
+            e("delete", &music.join("a"), None),
+        ]
+    );
+}
+
+#[test]
+fn a_namespace_made_after_start_is_followed() {
+    let tree = Tree::new("later");
+    let media = tree.dir("media");
+    let sub = tree.dir("media/sub");
+    let point = tree.dir("elsewhere/m");
+    let w = Watcher::trace_json_with(&["--events", "all"], &[&media]);
+
+    let staged = Staged::start(&[
+        ("unshare", Path::new("-")),
+        ("from", &sub),
+        ("bind", &point),
+        ("wait", Path::new("-")),
+        ("mkdirat", &point.join("d")),
+        ("rmdirat", &point.join("d")),
+    ]);
+    w.wait_for_log("mounts changed: following", 1);
+    let pid = staged.pid();
+    let results = staged.finish();
+    assert!(results.iter().all(|r| r == "ok"), "{results:?}");
+
+    let events = w.events_until_marker(&media);
+    let writer = point.join("d");
+    let writer = writer.to_str();
+    assert_eq!(
+        seen(&of_pid(&events, pid)),
+        [
+            e("mkdir", &sub.join("d"), writer),
+            e("delete", &sub.join("d"), writer),
+        ]
+    );
+}
