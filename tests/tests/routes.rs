@@ -13,7 +13,8 @@ use std::{
 
 use serde_json::Value;
 use watcher_tests::{
-    Mount, PATIENCE, Tree, Watcher, assert_valid, helper_bin, of_pid, opener, path_bytes, schema,
+    Mount, PATIENCE, Tree, Watcher, assert_valid, helper_bin, of_pid, opener, path_bytes,
+    recorded_stdin, runs_accounting_for, schema,
 };
 
 /// The `opener` helper, stopped at its `wait` until [`Staged::finish`]:
@@ -254,4 +255,48 @@ fn a_namespace_made_after_start_is_followed() {
             e("delete", &sub.join("d"), writer),
         ]
     );
+}
+
+#[test]
+fn run_acts_on_a_change_through_a_containers_volume() {
+    let tree = Tree::new("volume-run");
+    let media = tree.dir("media");
+    let incoming = tree.dir("media/incoming");
+    std::fs::write(incoming.join("old"), "x").unwrap();
+    let jail = tree.dir("jail");
+    let data = tree.dir("jail/data");
+    let log = tree.root.join("runs.log");
+    let container = Staged::start(&[
+        ("unshare", Path::new("-")),
+        ("from", &incoming),
+        ("bind", &data),
+        ("chroot", &jail),
+        ("wait", Path::new("-")),
+        ("unlinkat", Path::new("/data/old")),
+        ("openat:wc", Path::new("/data/new")),
+    ]);
+    let record = helper_bin("record");
+    let w = Watcher::start(&[
+        "run".as_ref(),
+        "--settle".as_ref(),
+        "100ms".as_ref(),
+        media.as_os_str(),
+        "--".as_ref(),
+        record.as_os_str(),
+        log.as_os_str(),
+    ]);
+    let results = container.finish();
+    assert!(results.iter().all(|r| r == "ok"), "{results:?}");
+    // The delete, then the open (a create and a write): the action is
+    // given the paths under the watch.
+    let runs = runs_accounting_for(&w, &log, 3);
+    let stdin: Vec<u8> = runs.iter().flat_map(recorded_stdin).collect();
+    let want = [
+        bytes(&incoming.join("old")),
+        b"\0".to_vec(),
+        bytes(&incoming.join("new")),
+        b"\0".to_vec(),
+    ]
+    .concat();
+    assert_eq!(stdin, want, "{runs:?}");
 }
