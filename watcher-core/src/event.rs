@@ -612,9 +612,13 @@ mod tests {
         }
     }
 
-    /// A record with one target per (target, name, components, extra
-    /// components); the lengths are set from the parts.
-    fn record_of(kind: u32, syscall: u32, targets: &[(Target, &[u8], &[u8], &[u8])]) -> Vec<u8> {
+    /// A target as the kernel sends it: the header's part, its name, its
+    /// path's components and the extra components.
+    type Part<'a> = (Target, &'a [u8], &'a [u8], &'a [u8]);
+
+    /// A record with one target per part; the lengths are set from the
+    /// parts.
+    fn record_of(kind: u32, syscall: u32, targets: &[Part]) -> Vec<u8> {
         let mut comm = [0u8; TASK_COMM_LEN];
         comm[..5].copy_from_slice(b"touch");
         let mut header = EventHeader {
