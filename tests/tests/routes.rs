@@ -7,7 +7,7 @@
 use std::{
     io::{BufRead as _, BufReader},
     os::unix::ffi::OsStrExt,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, ChildStdin, ChildStdout, Command, Stdio},
 };
 
@@ -82,6 +82,29 @@ impl Staged {
     }
 }
 
+/// A watched `media` holding `media/incoming/old`, and a process set up
+/// as a container runtime sets one up: its own mount namespace,
+/// `media/incoming` bound at its `/data`, chrooted; `then`, its
+/// operations after that, wait for [`Staged::finish`]. The watch and the
+/// volume's directory.
+fn container(tree: &Tree, then: &[(&str, &Path)]) -> (PathBuf, PathBuf, Staged) {
+    let media = tree.dir("media");
+    let incoming = tree.dir("media/incoming");
+    std::fs::write(incoming.join("old"), "x").unwrap();
+    let jail = tree.dir("jail");
+    let data = tree.dir("jail/data");
+    let mut ops = vec![
+        ("unshare", Path::new("-")),
+        ("from", &incoming),
+        ("bind", &data),
+        ("chroot", &jail),
+        ("wait", Path::new("-")),
+    ];
+    ops.extend(then);
+    let staged = Staged::start(&ops);
+    (media, incoming, staged)
+}
+
 fn bytes(p: &Path) -> Vec<u8> {
     p.as_os_str().as_bytes().to_vec()
 }
@@ -115,27 +138,19 @@ fn own_mntns() -> u64 {
 #[test]
 fn a_container_volume_is_reported_under_the_watch_with_the_writers_path() {
     let tree = Tree::new("volume");
-    let media = tree.dir("media");
-    let incoming = tree.dir("media/incoming");
-    std::fs::write(incoming.join("old"), "x").unwrap();
-    let jail = tree.dir("jail");
-    let data = tree.dir("jail/data");
-    // As a container runtime sets it up: its own mount namespace, a
-    // subdirectory of the watched tree bound at /data, chrooted.
-    let container = Staged::start(&[
-        ("unshare", Path::new("-")),
-        ("from", &incoming),
-        ("bind", &data),
-        ("chroot", &jail),
-        ("wait", Path::new("-")),
-        ("openat:wc", Path::new("/data/new")),
-        ("unlinkat", Path::new("/data/old")),
-        ("mkdirat", Path::new("/data/d")),
-        ("from", Path::new("/data/new")),
-        ("renameat", Path::new("/data/d/moved")),
-        ("chdir", Path::new("/data/d")),
-        ("openat:wc", Path::new("here")),
-    ]);
+    let (media, incoming, container) = container(
+        &tree,
+        &[
+            ("openat:wc", Path::new("/data/new")),
+            ("unlinkat", Path::new("/data/old")),
+            ("mkdirat", Path::new("/data/d")),
+            ("from", Path::new("/data/new")),
+            ("renameat", Path::new("/data/d/moved")),
+            ("chdir", Path::new("/data/d")),
+            ("openat:wc", Path::new("here")),
+        ],
+    );
+    let data = tree.root.join("jail/data");
     let pid = container.pid();
     let w = Watcher::trace_json_with(&["--events", "all"], &[&media]);
     // The same directory seen from this namespace is a plain one: a name
@@ -260,21 +275,14 @@ fn a_namespace_made_after_start_is_followed() {
 #[test]
 fn run_acts_on_a_change_through_a_containers_volume() {
     let tree = Tree::new("volume-run");
-    let media = tree.dir("media");
-    let incoming = tree.dir("media/incoming");
-    std::fs::write(incoming.join("old"), "x").unwrap();
-    let jail = tree.dir("jail");
-    let data = tree.dir("jail/data");
     let log = tree.root.join("runs.log");
-    let container = Staged::start(&[
-        ("unshare", Path::new("-")),
-        ("from", &incoming),
-        ("bind", &data),
-        ("chroot", &jail),
-        ("wait", Path::new("-")),
-        ("unlinkat", Path::new("/data/old")),
-        ("openat:wc", Path::new("/data/new")),
-    ]);
+    let (media, incoming, container) = container(
+        &tree,
+        &[
+            ("unlinkat", Path::new("/data/old")),
+            ("openat:wc", Path::new("/data/new")),
+        ],
+    );
     let record = helper_bin("record");
     let w = Watcher::start(&[
         "run".as_ref(),
