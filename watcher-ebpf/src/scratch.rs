@@ -91,10 +91,8 @@ pub struct TargetState {
     /// `Target::name_below` and `Target::route`.
     pub name_below: u32,
     pub route: u32,
-    /// `Target::rooted`, and the process's root directory (dentry and
-    /// mount) the path walk looks for.
+    /// `Target::rooted`.
     pub rooted: u32,
-    pub task_root: (u64, u64),
 }
 
 impl TargetState {
@@ -134,6 +132,9 @@ pub struct Op {
     pub origin: u32,
     /// The target the walk callbacks work on.
     pub current: u32,
+    /// The process's root directory (dentry and mount), where the path
+    /// walks count `Target::rooted`: read once per event, in `build_paths`.
+    pub task_root: (u64, u64),
 }
 
 impl Op {

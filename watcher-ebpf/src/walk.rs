@@ -82,6 +82,9 @@ fn end_verdict(target: &mut TargetState) -> u32 {
 /// event data, after the names (exact mode only: it walks from `base`).
 #[inline(always)]
 pub fn build_paths(len: u32) {
+    if let Some(op) = op() {
+        op.task_root = task_dir(&kernel_offsets(), TaskDir::Root).unwrap_or_default();
+    }
     // SAFETY: `build_cb` and `extra_cb` have the signature `bpf_loop`
     // calls, and take no context, so the null one is never read.
     unsafe {
@@ -558,7 +561,6 @@ extern "C" fn build_cb(index: u64, _ctx: *mut c_void) -> i64 {
     target.comps = 0;
     target.below = WATCH_NONE;
     target.rooted = WATCH_NONE;
-    target.task_root = task_dir(&kernel_offsets(), TaskDir::Root).unwrap_or_default();
     target.complete = 1;
     target.end = END_NONE;
     target.at = target.base;
@@ -578,10 +580,14 @@ extern "C" fn build_cb(index: u64, _ctx: *mut c_void) -> i64 {
 /// ended by a NUL, into the data after the names.
 #[inline(never)]
 extern "C" fn build_path_cb(_index: u64, _ctx: *mut c_void) -> i64 {
-    let Some((target, event, _)) = current() else {
+    let Some(Scratch { op, event, .. }) = scratch() else {
         return 1;
     };
-    match path_step(target, event) {
+    let root = op.task_root;
+    let Some(target) = op.targets.get_mut(op.current as usize) else {
+        return 1;
+    };
+    match path_step(target, event, root) {
         Ok(Step::Top) => {
             target.end = END_TOP;
             1
@@ -595,7 +601,11 @@ extern "C" fn build_path_cb(_index: u64, _ctx: *mut c_void) -> i64 {
 }
 
 #[inline(always)]
-fn path_step(target: &mut TargetState, event: &mut EventBuf) -> Result<Step, Error> {
+fn path_step(
+    target: &mut TargetState,
+    event: &mut EventBuf,
+    root: (u64, u64),
+) -> Result<Step, Error> {
     let off = kernel_offsets();
     let id = watch_at(&target.at, &off)?;
     if let Some(id) = id {
@@ -611,7 +621,7 @@ fn path_step(target: &mut TargetState, event: &mut EventBuf) -> Result<Step, Err
     if leaves && target.below == WATCH_NONE {
         target.below = target.comps;
     }
-    if target.rooted == WATCH_NONE && target.at.is(target.task_root) {
+    if target.rooted == WATCH_NONE && target.at.is(root) {
         target.rooted = target.comps;
     }
     let anchored = target.below != WATCH_NONE || target.name_below != WATCH_NONE;
