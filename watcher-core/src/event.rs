@@ -53,10 +53,6 @@ pub struct Anchor {
     /// The name went down into the watch through a mount point that
     /// user space told the kernel of (its `Edge::route`), or 0.
     pub route: u32,
-    /// The process did not reach the file through the watch's own path: a
-    /// bind mount of a subdirectory, or of the watch or a directory above
-    /// it, lies on its way, or it is chrooted.
-    pub bound: bool,
     /// A chrooted process's path, as it sees it from its root.
     pub seen: Option<Vec<u8>>,
 }
@@ -118,20 +114,18 @@ pub struct Event {
 
 impl Event {
     /// Names the file by its watch's path and the path below it when the
-    /// process may have reached it another way: a bind mount on its way
-    /// (a container's volume, a chroot's), or a mount namespace other than
-    /// `mntns`, watcher's own. The path the process used is kept in
-    /// `writer_path` when it differs. `root` gives a watch's directory,
+    /// process may have reached it another way (its [`Anchor`]: a bind
+    /// mount on its way, a container's volume, a chroot's, or a mount
+    /// namespace other than watcher's). The path the process used is kept
+    /// in `writer_path` when it differs. `root` gives a watch's directory,
     /// `route` the path from a watch down to what a route leads into.
     pub fn anchor<'a, 'r>(
         &mut self,
-        mntns: Option<u32>,
         root: impl Fn(u32) -> Option<&'a Path>,
         route: impl Fn(u32) -> Option<&'r [u8]>,
     ) {
-        let elsewhere = self.who.mntns.is_some() && self.who.mntns != mntns;
         let at = |anchor: Option<&Anchor>| {
-            let anchor = anchor.filter(|a| a.bound || a.route != 0 || elsewhere)?;
+            let anchor = anchor?;
             let root = root(anchor.watch)?.as_os_str().as_bytes();
             let prefix = if anchor.route == 0 {
                 &[][..]
@@ -234,7 +228,14 @@ fn clock_ns(clock: libc::clockid_t) -> i128 {
 
 /// Decodes one ring-buffer record. `exact`: the kernel matched exactly and
 /// sent the paths' components; otherwise the names are the paths.
-pub fn decode(bytes: &[u8], clock: &Clock, exact: bool) -> Result<Event, DecodeError> {
+/// `mntns`: watcher's own mount namespace (a writer in another has its
+/// files named by their watch, see [`Event::anchor`]).
+pub fn decode(
+    bytes: &[u8],
+    clock: &Clock,
+    exact: bool,
+    mntns: Option<u32>,
+) -> Result<Event, DecodeError> {
     if bytes.len() < EVENT_HEADER_LEN {
         return Err(DecodeError::Short(bytes.len()));
     }
@@ -266,12 +267,26 @@ pub fn decode(bytes: &[u8], clock: &Clock, exact: bool) -> Result<Event, DecodeE
         rest = tail;
         head
     };
+    let elsewhere = process.status & proc_status::KNOWN != 0
+        && process.mntns != 0
+        && Some(process.mntns) != mntns;
     let names: Vec<&[u8]> = targets.iter().map(|t| take(t.name_len)).collect();
     let paths: Vec<&[u8]> = targets.iter().map(|t| take(t.path_len)).collect();
     let mut sides: Vec<Side> = targets
         .iter()
         .zip(names.into_iter().zip(paths))
-        .map(|(t, (name, path))| side(t, name, path, take(t.extra_len), exact))
+        .map(|(t, (name, path))| {
+            let extra = take(t.extra_len);
+            let side = side(t, name, path, exact);
+            // Exact paths, walked in the filesystem (not lexically).
+            let walked = exact && !side.truncated && t.status & event_status::LEXICAL == 0;
+            Side {
+                anchor: walked
+                    .then(|| anchor(t, name, path, extra, elsewhere))
+                    .flatten(),
+                ..side
+            }
+        })
         .collect();
     let exe = take(process.exe_len);
     let cmdline = take(process.cmdline_len);
@@ -357,7 +372,7 @@ fn who(p: &Process, exe: &[u8], cmdline: &[u8]) -> Who {
 
 /// One target's name and path. A name followed from a directory (`BASE`)
 /// is joined to that directory's path after the part the walk took.
-fn side(t: &Target, name: &[u8], components: &[u8], extra: &[u8], exact: bool) -> Side {
+fn side(t: &Target, name: &[u8], components: &[u8], exact: bool) -> Side {
     let truncated = t.status & event_status::PATH_TRUNCATED != 0;
     let path = if !exact {
         name.to_vec()
@@ -373,25 +388,31 @@ fn side(t: &Target, name: &[u8], components: &[u8], extra: &[u8], exact: bool) -
             normalize(&base, rest)
         }
     };
-    let anchor = (exact && !truncated && t.status & event_status::LEXICAL == 0)
-        .then(|| anchor(t, name, components, extra))
-        .flatten();
     Side {
         name: name.to_vec(),
         path,
         truncated,
         relative: t.status & event_status::RELATIVE != 0,
         dfd: t.dfd,
-        anchor,
+        anchor: None,
         writer_path: None,
     }
 }
 
-/// Where the target lies below its watch: the part of the name below a
-/// watch met on the way down, or the path's components below the watch
-/// (and those on to it through the super block, `extra`), with the rest
-/// of the name for a name followed from a directory.
-fn anchor(t: &Target, name: &[u8], components: &[u8], extra: &[u8]) -> Option<Anchor> {
+/// Where the target lies below its watch, when the process may have
+/// reached it another way than the watch's path (a bind mount or route
+/// on its way, a chroot, or it is `elsewhere`, in another mount
+/// namespace): the part of the name below a watch met on the way down, or
+/// the path's components below the watch (and those on to it through the
+/// super block, `extra`), with the rest of the name for a name followed
+/// from a directory.
+fn anchor(
+    t: &Target,
+    name: &[u8],
+    components: &[u8],
+    extra: &[u8],
+    elsewhere: bool,
+) -> Option<Anchor> {
     if t.watch == WATCH_NONE {
         return None;
     }
@@ -411,7 +432,14 @@ fn anchor(t: &Target, name: &[u8], components: &[u8], extra: &[u8]) -> Option<An
         parts.reverse();
         normalize(&parts.join(&b'/'), rest)
     });
-    let below = if by_name && t.name_below != WATCH_NONE {
+    let down = by_name && t.name_below != WATCH_NONE;
+    let route = if down { t.route } else { 0 };
+    let bound = t.status & event_status::BOUND != 0 || !extra.is_empty() || seen.is_some();
+    if !(bound || route != 0 || elsewhere) {
+        // Through the watch's own path: the kernel's path stands.
+        return None;
+    }
+    let below = if down {
         normalize(b"", name.get(t.name_below as usize..)?)
     } else if t.below != WATCH_NONE {
         let mut parts: Vec<&[u8]> = split_components(components)
@@ -427,12 +455,7 @@ fn anchor(t: &Target, name: &[u8], components: &[u8], extra: &[u8]) -> Option<An
         watch: t.watch,
         // `normalize` makes it absolute: below the watch it is relative.
         below: below.strip_prefix(b"/").unwrap_or(&below).to_vec(),
-        route: if by_name && t.name_below != WATCH_NONE {
-            t.route
-        } else {
-            0
-        },
-        bound: t.status & event_status::BOUND != 0 || !extra.is_empty() || seen.is_some(),
+        route,
         seen,
     })
 }
@@ -569,17 +592,17 @@ mod tests {
                 .map(|(n, c, s)| (n.as_slice(), c.as_slice(), *s))
                 .collect();
             let mut bytes = record(kind, syscall, &targets);
-            let _ = decode(&bytes, &clock, exact);
+            let _ = decode(&bytes, &clock, exact, None);
             for (at, value) in flips {
                 let i = at.index(bytes.len());
                 bytes[i] = value;
             }
-            let _ = decode(&bytes, &clock, exact);
+            let _ = decode(&bytes, &clock, exact, None);
             bytes.extend_from_slice(&tail);
-            let _ = decode(&bytes, &clock, exact);
+            let _ = decode(&bytes, &clock, exact, None);
             bytes.truncate(cut.index(bytes.len() + 1));
-            let _ = decode(&bytes, &clock, exact);
-            let _ = decode(&tail, &clock, exact);
+            let _ = decode(&bytes, &clock, exact, None);
+            let _ = decode(&tail, &clock, exact, None);
         }
     }
 
@@ -672,7 +695,7 @@ mod tests {
             realtime_minus_boottime_ns: 1_000,
         };
         let bytes = record(event_kind::WRITE, 1, &[(b"../a\xff", b"a\xff\0w\0", 0)]);
-        let ev = decode(&bytes, &clock, true).unwrap();
+        let ev = decode(&bytes, &clock, true, None).unwrap();
         assert_eq!(ev.time_ns, 1_005);
         assert_eq!((ev.kind, ev.syscall), (Kind::Write, Syscall::OPENAT2));
         assert_eq!(
@@ -691,23 +714,30 @@ mod tests {
     #[test]
     fn path_from_components() {
         let clock = Clock::read();
-        let root = decode(&write(b"/", b"", 0), &clock, true).unwrap();
+        let root = decode(&write(b"/", b"", 0), &clock, true, None).unwrap();
         assert_eq!(root.path, b"/");
         let cut = decode(
             &write(b"f", b"f\0d2\0", event_status::PATH_TRUNCATED),
             &clock,
             true,
+            None,
         )
         .unwrap();
         assert_eq!(cut.path, b"d2/f");
         assert!(cut.truncated);
         let undecided = event_status::PATH_TRUNCATED | event_status::UNDECIDED;
-        let ev = decode(&write(b"f", b"f\0", undecided), &clock, true).unwrap();
+        let ev = decode(&write(b"f", b"f\0", undecided), &clock, true, None).unwrap();
         assert_eq!(ev.watch_id, None);
         // Prefix mode: the name is the path.
-        let ev = decode(&write(b"/w/x", b"", 0), &clock, false).unwrap();
+        let ev = decode(&write(b"/w/x", b"", 0), &clock, false, None).unwrap();
         assert_eq!(ev.path, b"/w/x");
-        let ev = decode(&write(b"x", b"", event_status::RELATIVE), &clock, false).unwrap();
+        let ev = decode(
+            &write(b"x", b"", event_status::RELATIVE),
+            &clock,
+            false,
+            None,
+        )
+        .unwrap();
         assert!(ev.relative);
     }
 
@@ -726,7 +756,7 @@ mod tests {
         let skip_at =
             std::mem::offset_of!(EventHeader, targets) + std::mem::offset_of!(Target, skip);
         bytes[skip_at] = 3;
-        let ev = decode(&bytes, &clock, true).unwrap();
+        let ev = decode(&bytes, &clock, true, None).unwrap();
         assert_eq!(ev.kind, Kind::Rename);
         assert_eq!(ev.syscall, Syscall::RENAMEAT2);
         assert_eq!(ev.path, b"/w/dir/sub/b");
@@ -749,8 +779,8 @@ mod tests {
             0,
             &[(bound, b"/mnt/music/a", b"a\0music\0mnt\0", b"music\0")],
         );
-        let mut ev = decode(&bytes, &clock, true).unwrap();
-        ev.anchor(None, root, |_| None);
+        let mut ev = decode(&bytes, &clock, true, None).unwrap();
+        ev.anchor(root, |_| None);
         assert_eq!(ev.path, b"/srv/media/music/a");
         assert_eq!(ev.writer_path.as_deref(), Some(&b"/mnt/music/a"[..]));
 
@@ -765,8 +795,8 @@ mod tests {
                 b"",
             )],
         );
-        let mut ev = decode(&bytes, &clock, true).unwrap();
-        ev.anchor(None, root, |_| None);
+        let mut ev = decode(&bytes, &clock, true, None).unwrap();
+        ev.anchor(root, |_| None);
         assert_eq!(ev.path, b"/srv/media/sub/x");
         assert_eq!(ev.writer_path.as_deref(), Some(&b"/data/sub/x"[..]));
 
@@ -779,15 +809,26 @@ mod tests {
             0,
             &[(own, b"a", b"a\0library\0srv\0", b"")],
         );
-        let mut ev = decode(&bytes, &clock, true).unwrap();
-        ev.anchor(None, root, |_| None);
+        let mut ev = decode(&bytes, &clock, true, None).unwrap();
+        ev.anchor(root, |_| None);
         assert_eq!(
             (ev.path.as_slice(), &ev.writer_path),
             (&b"/srv/library/a"[..], &None)
         );
-        ev.who.mntns = Some(4);
-        ev.anchor(Some(3), root, |_| None);
+        // From mount namespace 4, watcher's being 3.
+        let mut bytes = bytes;
+        let process = std::mem::offset_of!(EventHeader, process);
+        let status = process + std::mem::offset_of!(Process, status);
+        let mntns = process + std::mem::offset_of!(Process, mntns);
+        bytes[status..status + 4].copy_from_slice(&proc_status::KNOWN.to_ne_bytes());
+        bytes[mntns..mntns + 4].copy_from_slice(&4u32.to_ne_bytes());
+        let mut ev = decode(&bytes, &clock, true, Some(4)).unwrap();
+        ev.anchor(root, |_| None);
+        assert_eq!(ev.path, b"/srv/library/a");
+        let mut ev = decode(&bytes, &clock, true, Some(3)).unwrap();
+        ev.anchor(root, |_| None);
         assert_eq!(ev.path, b"/srv/media/a");
+        assert_eq!(ev.writer_path.as_deref(), Some(&b"/srv/library/a"[..]));
 
         // Chrooted at /jail, writing its /data/x, a bind mount of the
         // watch: the path it saw.
@@ -800,8 +841,8 @@ mod tests {
             0,
             &[(chrooted, b"/data/x", b"x\0data\0jail\0", b"")],
         );
-        let mut ev = decode(&bytes, &clock, true).unwrap();
-        ev.anchor(None, root, |_| None);
+        let mut ev = decode(&bytes, &clock, true, None).unwrap();
+        ev.anchor(root, |_| None);
         assert_eq!(ev.path, b"/srv/media/x");
         assert_eq!(ev.writer_path.as_deref(), Some(&b"/data/x"[..]));
 
@@ -813,8 +854,8 @@ mod tests {
             Syscall::RENAMEAT2.id(),
             &[(base, b"./x/y", b"sub\0m\0", b"")],
         );
-        let mut ev = decode(&bytes, &clock, true).unwrap();
-        ev.anchor(None, root, |_| None);
+        let mut ev = decode(&bytes, &clock, true, None).unwrap();
+        ev.anchor(root, |_| None);
         assert_eq!(ev.path, b"/srv/media/sub/x/y");
         assert_eq!(ev.writer_path.as_deref(), Some(&b"/m/sub/x/y"[..]));
         // A watch met on the way down the name.
@@ -827,8 +868,8 @@ mod tests {
             Syscall::RENAMEAT2.id(),
             &[(down, b"/srv/media/d/f", b"", b"")],
         );
-        let mut ev = decode(&bytes, &clock, true).unwrap();
-        ev.anchor(None, root, |_| None);
+        let mut ev = decode(&bytes, &clock, true, None).unwrap();
+        ev.anchor(root, |_| None);
         assert_eq!(ev.path, b"/srv/media/d/f");
         assert_eq!(ev.writer_path, None);
     }
@@ -836,7 +877,13 @@ mod tests {
     #[test]
     fn an_open_stands_for_create_truncate_and_write() {
         let clock = Clock::read();
-        let created = decode(&write(b"f", b"f\0", event_status::CREATED), &clock, true).unwrap();
+        let created = decode(
+            &write(b"f", b"f\0", event_status::CREATED),
+            &clock,
+            true,
+            None,
+        )
+        .unwrap();
         let kinds = |ev: &Event, selected: &[Kind]| -> Vec<Kind> {
             expand(ev.clone(), selected)
                 .iter()
@@ -844,7 +891,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(kinds(&created, &Kind::ALL), [Kind::Create, Kind::Write]);
-        let mut trunc = decode(&write(b"f", b"f\0", 0), &clock, true).unwrap();
+        let mut trunc = decode(&write(b"f", b"f\0", 0), &clock, true, None).unwrap();
         trunc.flags = (libc::O_WRONLY | libc::O_TRUNC) as u64;
         assert_eq!(kinds(&trunc, &Kind::ALL), [Kind::Truncate, Kind::Write]);
         assert_eq!(kinds(&trunc, &[Kind::Write]), [Kind::Write]);
@@ -854,21 +901,33 @@ mod tests {
     #[test]
     fn rejects_malformed_records() {
         let clock = Clock::read();
-        assert_eq!(decode(&[0; 8], &clock, true), Err(DecodeError::Short(8)));
+        assert_eq!(
+            decode(&[0; 8], &clock, true, None),
+            Err(DecodeError::Short(8))
+        );
         let mut short = write(b"/w", b"", 0);
         short.truncate(short.len() - 1);
         assert_eq!(
-            decode(&short, &clock, true),
+            decode(&short, &clock, true, None),
             Err(DecodeError::Len {
                 said: 2,
                 carried: 1
             })
         );
         let kind = record(99, 0, &[(b"", b"", 0)]);
-        assert_eq!(decode(&kind, &clock, true), Err(DecodeError::Kind(99)));
+        assert_eq!(
+            decode(&kind, &clock, true, None),
+            Err(DecodeError::Kind(99))
+        );
         let sys = record(event_kind::WRITE, 420, &[(b"", b"", 0)]);
-        assert_eq!(decode(&sys, &clock, true), Err(DecodeError::Syscall(420)));
+        assert_eq!(
+            decode(&sys, &clock, true, None),
+            Err(DecodeError::Syscall(420))
+        );
         let none = record(event_kind::WRITE, 0, &[]);
-        assert_eq!(decode(&none, &clock, true), Err(DecodeError::Targets(0)));
+        assert_eq!(
+            decode(&none, &clock, true, None),
+            Err(DecodeError::Targets(0))
+        );
     }
 }

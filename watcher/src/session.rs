@@ -535,7 +535,7 @@ impl EventStream {
         let mut events = Vec::new();
         let ring = self.fd.get_mut();
         while let Some(item) = ring.next() {
-            let mut ev = match decode(&item, &self.clock, self.exact) {
+            let mut ev = match decode(&item, &self.clock, self.exact, self.mntns) {
                 Ok(ev) => ev,
                 Err(e) => {
                     tracing::warn!("skipping a malformed event: {e}");
@@ -553,7 +553,7 @@ impl EventStream {
                     .find(|w| w.id == id)
                     .map(|w| w.root.as_path())
             };
-            ev.anchor(self.mntns, root_of, |route| self.routes.prefix(route));
+            ev.anchor(root_of, |route| self.routes.prefix(route));
             let root = ev.watch_id.and_then(root_of);
             if !self.paths.keeps(&ev, root) {
                 // Counted as the events the record stands for.
