@@ -467,6 +467,18 @@ pub fn run(program: &str, args: &[&OsStr]) -> u32 {
     pid
 }
 
+/// `sh -c SCRIPT watcher ARGS...` in a private mount namespace where the
+/// kernel's BTF is hidden (an empty file bound over it).
+pub fn without_btf(script: &str) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "mount --bind /dev/null /sys/kernel/btf/vmlinux && {script}"
+        ))
+        .arg(watcher_bin());
+    cmd
+}
+
 /// Runs `opener` with `(SYSCALL:FLAGS, path)` pairs; returns its pid and
 /// one result per operation (`ok` or `err ERRNO`).
 pub fn opener(ops: &[(&str, &Path)]) -> (u32, Vec<String>) {

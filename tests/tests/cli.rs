@@ -3,10 +3,10 @@
 
 use std::{
     os::unix::process::{CommandExt as _, ExitStatusExt as _},
-    process::{Command, Stdio},
+    process::Command,
 };
 
-use watcher_tests::{Tree, Watcher, helper_bin, require_root, spawn, watcher_bin};
+use watcher_tests::{Tree, Watcher, require_root, spawn, watcher_bin};
 
 /// Runs watcher to completion; returns (exit code, stdout, stderr).
 fn watcher(args: &[&str]) -> (i32, String, String) {
@@ -296,45 +296,6 @@ fn check_as_another_user_says_not_root_about_tracefs() {
         line.contains("mounted at /sys/kernel/tracing, but not readable: not root"),
         "{line}"
     );
-}
-
-/// The io_uring warning at start says what is true: io_uring operations are
-/// not seen, and which processes hold io_uring instances at that moment.
-#[test]
-fn processes_holding_io_uring_instances_are_named_at_start() {
-    use std::io::{BufRead as _, BufReader};
-    let tree = Tree::new("io-uring");
-    let mut holder = Command::new(helper_bin("opener"))
-        .args(["uring", "-", "wait", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(holder.stdout.as_mut().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    // EPERM: io_uring disabled (kernel.io_uring_disabled); ENOSYS: not built.
-    if ["err 1", "err 38"].contains(&first.trim()) {
-        drop(holder.stdin.take());
-        let _ = holder.wait();
-        eprintln!("no io_uring here ({}): skipped", first.trim());
-        return;
-    }
-    assert_eq!(first.trim(), "ok", "io_uring_setup");
-    let w = Watcher::start(&["trace", tree.root.to_str().unwrap()]);
-    let said = "operations submitted through io_uring are not seen; these processes hold io_uring \
-                instances now: ";
-    w.wait_for_log(said, 1);
-    let log = w.stderr();
-    let pids = log
-        .lines()
-        .find_map(|l| l.split_once(said).map(|(_, pids)| pids))
-        .unwrap();
-    let pid = holder.id().to_string();
-    assert!(pids.split(' ').any(|p| p == pid), "{pid} not in: {log}");
-    drop(holder.stdin.take());
-    assert!(holder.wait().unwrap().success());
 }
 
 /// In a private mount namespace, with tracefs unmounted: `check` warns on

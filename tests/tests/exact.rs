@@ -10,7 +10,7 @@ use std::{
 
 use serde_json::Value;
 use watcher_common::MAX_WALK;
-use watcher_tests::{Mount, Tree, Watcher, chain, of_pid, opener, path_bytes, spawn, watcher_bin};
+use watcher_tests::{Mount, Tree, Watcher, chain, of_pid, opener, path_bytes, spawn, without_btf};
 
 fn bytes(p: &Path) -> Vec<u8> {
     p.as_os_str().as_bytes().to_vec()
@@ -287,18 +287,6 @@ fn a_big_tree_costs_nothing_and_deep_files_are_never_decided_wrongly() {
         deep["name"].as_str().unwrap().as_bytes(),
         bytes(&too_deep.join("file"))
     );
-}
-
-/// `sh -c SCRIPT watcher ARGS...` in a private mount namespace where the
-/// kernel's BTF is hidden (an empty file bound over it).
-fn without_btf(script: &str) -> Command {
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg(format!(
-            "mount --bind /dev/null /sys/kernel/btf/vmlinux && {script}"
-        ))
-        .arg(watcher_bin());
-    cmd
 }
 
 #[test]

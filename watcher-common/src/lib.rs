@@ -37,6 +37,10 @@ pub const MAX_WALK: u32 = 1024;
 /// Threads that can be inside a traced syscall at the same time; the stash
 /// is an LRU map, so a thread that never returns cannot exhaust it.
 pub const MAX_INFLIGHT: u32 = 16384;
+
+/// Most io_uring requests in flight that may be events (`IO_REQS`): each
+/// holds its names until it completes.
+pub const MAX_IO_INFLIGHT: u32 = 4096;
 /// Live processes descended from watcher (its actions and their children)
 /// whose writes are never events.
 pub const MAX_EXCLUDED: u32 = 8192;
@@ -182,6 +186,50 @@ pub const SYSCALL_NAMES: [&str; 54] = [
 /// still held when it exited.
 pub const SYSCALL_EXIT: u32 = SYSCALL_NAMES.len() as u32 - 1;
 
+/// The io_uring operations watcher follows (`IORING_OP_*` of the kernel's
+/// UAPI, which never renumbers them), with the name their events carry
+/// as their syscall. Their ids follow [`SYSCALL_NAMES`]': the id of the
+/// one at index `i` is `SYSCALL_NAMES.len() + i`.
+pub const IO_URING_OPS: [(u8, &str); 14] = [
+    (io_op::WRITEV, "io_uring:writev"),
+    (io_op::WRITE_FIXED, "io_uring:write_fixed"),
+    (io_op::FALLOCATE, "io_uring:fallocate"),
+    (io_op::OPENAT, "io_uring:openat"),
+    (io_op::CLOSE, "io_uring:close"),
+    (io_op::WRITE, "io_uring:write"),
+    (io_op::OPENAT2, "io_uring:openat2"),
+    (io_op::RENAMEAT, "io_uring:renameat"),
+    (io_op::UNLINKAT, "io_uring:unlinkat"),
+    (io_op::MKDIRAT, "io_uring:mkdirat"),
+    (io_op::SYMLINKAT, "io_uring:symlinkat"),
+    (io_op::LINKAT, "io_uring:linkat"),
+    (io_op::FTRUNCATE, "io_uring:ftruncate"),
+    (io_op::WRITEV_FIXED, "io_uring:writev_fixed"),
+];
+
+/// `IORING_OP_*` values (`include/uapi/linux/io_uring.h`).
+pub mod io_op {
+    pub const WRITEV: u8 = 2;
+    pub const WRITE_FIXED: u8 = 5;
+    pub const FALLOCATE: u8 = 17;
+    pub const OPENAT: u8 = 18;
+    pub const CLOSE: u8 = 19;
+    pub const WRITE: u8 = 23;
+    pub const OPENAT2: u8 = 28;
+    pub const RENAMEAT: u8 = 35;
+    pub const UNLINKAT: u8 = 36;
+    pub const MKDIRAT: u8 = 37;
+    pub const SYMLINKAT: u8 = 38;
+    pub const LINKAT: u8 = 39;
+    pub const FTRUNCATE: u8 = 55;
+    pub const WRITEV_FIXED: u8 = 61;
+    /// Above every operation: the size of the `IO_SPECS` map.
+    pub const LIMIT: u32 = 64;
+    /// `REQ_F_FIXED_FILE` of `io_kiocb.flags` (the `IOSQE_FIXED_FILE` bit
+    /// of the submission): the fd is an index in the registered files.
+    pub const FIXED_FILE: u64 = 1;
+}
+
 /// Highest syscall number + 1 that `SPECS` covers.
 pub const MAX_SYSCALL_NR: u32 = 1024;
 
@@ -317,6 +365,10 @@ pub mod event_status {
     /// its file system's root) at or above the watch: the process reached
     /// the file by another path than the watch's own.
     pub const BOUND: u32 = 64;
+    /// An io_uring operation on a direct descriptor (a slot of the ring's
+    /// registered files, which an open may fill), not a descriptor of the
+    /// process: the event has no fd.
+    pub const DIRECT: u32 = 128;
 }
 
 /// Key of `WATCH_INODES`: a watched directory's identity as the kernel
@@ -609,6 +661,86 @@ pub struct TracepointOffsets {
     pub fork_child_pid: u32,
     /// `group_dead` of `sched/sched_process_exit` (a 1-byte `bool`).
     pub exit_group_dead: u32,
+    /// `req`, `opcode` and `flags` of `io_uring/io_uring_submit_req`, and
+    /// `req` and `res` of `io_uring/io_uring_complete` (0 without them:
+    /// their programs are not attached then).
+    pub io_submit_req: u32,
+    pub io_submit_opcode: u32,
+    pub io_submit_flags: u32,
+    pub io_complete_req: u32,
+    pub io_complete_res: u32,
+}
+
+/// What the io_uring submission program keeps of a request it may make an
+/// event of, by the request's address (`struct io_kiocb *`), for the
+/// completion program: the request's names are the kernel's copies,
+/// freed before the completion, so they are copied here.
+#[repr(C)]
+pub struct IoStash {
+    /// Writes, truncates and allocations: the file, when the submission
+    /// named it by a descriptor of the process (a registered file is
+    /// read from the request at completion).
+    pub file: u64,
+    pub flags: u64,
+    /// The directory fds of the names (`AT_FDCWD` for the cwd), or the
+    /// fd of an fd operation.
+    pub dfd: i32,
+    pub dfd2: i32,
+    /// The `IORING_OP_*` value.
+    pub opcode: u32,
+    /// As [`Stash::origin`] and [`Stash::event`].
+    pub origin: u32,
+    pub event: u32,
+    /// [`event_status::DIRECT`] for an open into a direct descriptor, or
+    /// 0.
+    pub status: u32,
+    /// The submitting thread and its name: the completion may run on one
+    /// of the ring's worker threads.
+    pub tid: u32,
+    pub _pad: u32,
+    pub comm: [u8; TASK_COMM_LEN],
+    /// The names, NUL-terminated: the old and the new for a rename or
+    /// link, else the first only.
+    pub names: [[u8; PATH_MAX]; 2],
+}
+
+/// Byte offsets of the io_uring request's members the io_uring programs
+/// read, from BTF (as [`KernelOffsets`]; all 0 when the kernel lacks
+/// them: the programs are not attached then). Each operation's own data
+/// (`struct io_open` and the like) lies at the start of `io_kiocb`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoUringOffsets {
+    /// `io_kiocb.file`: the file the request works on, once issued.
+    pub kiocb_file: u32,
+    /// `io_kiocb.cqe.fd`: the submission's fd, until completion.
+    pub kiocb_fd: u32,
+    pub open_dfd: u32,
+    pub open_file_slot: u32,
+    pub open_filename: u32,
+    /// `io_open.how.flags`.
+    pub open_flags: u32,
+    pub rename_old_dfd: u32,
+    pub rename_new_dfd: u32,
+    pub rename_oldpath: u32,
+    pub rename_newpath: u32,
+    pub rename_flags: u32,
+    pub unlink_dfd: u32,
+    pub unlink_flags: u32,
+    pub unlink_filename: u32,
+    pub mkdir_dfd: u32,
+    pub mkdir_filename: u32,
+    /// `struct io_link`, of linkat and symlinkat (whose old path is the
+    /// link's contents).
+    pub link_old_dfd: u32,
+    pub link_new_dfd: u32,
+    pub link_oldpath: u32,
+    pub link_newpath: u32,
+    pub link_flags: u32,
+    pub close_fd: u32,
+    pub close_file_slot: u32,
+    /// `filename.name`: the kernel's copy of a name.
+    pub filename_name: u32,
 }
 
 /// Bytes of a syscall tracepoint record the enter program copies: the
@@ -678,6 +810,8 @@ mod user {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::KernelOffsets {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for super::IoUringOffsets {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::InodeKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::EdgeKey {}
@@ -700,6 +834,9 @@ pub mod names {
     pub const FILTER_COMMS: &str = "FILTER_COMMS";
     pub const FILTER_PIDS: &str = "FILTER_PIDS";
     pub const FILTER_UIDS: &str = "FILTER_UIDS";
+    pub const IO_OFFSETS: &str = "IO_OFFSETS";
+    pub const IO_REQS: &str = "IO_REQS";
+    pub const IO_SPECS: &str = "IO_SPECS";
     pub const KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
     pub const LOST: &str = "LOST";
     pub const MATCH_MODE: &str = "MATCH_MODE";

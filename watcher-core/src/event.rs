@@ -307,7 +307,10 @@ pub fn decode(
     let by_name = targets
         .last()
         .is_some_and(|t| t.status & event_status::BASE != 0);
-    let fd = if syscall.is_open() {
+    let fd = if status & event_status::DIRECT != 0 {
+        // io_uring's own table of files: no fd of the process.
+        None
+    } else if syscall.is_open() {
         Some(header.ret)
     } else if new.name.is_empty() && !by_name {
         Some(i64::from(new.dfd))

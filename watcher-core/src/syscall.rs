@@ -1,11 +1,13 @@
 //! The syscalls events come from, by the id the kernel gives them: the
-//! index in [`SYSCALL_NAMES`], the one table of their names.
+//! index in [`SYSCALL_NAMES`], the one table of their names, then the
+//! io_uring operations of [`IO_URING_OPS`].
 
 use std::fmt;
 
-use watcher_common::SYSCALL_NAMES;
+use watcher_common::{IO_URING_OPS, SYSCALL_NAMES, io_op};
 
-/// A traced syscall (or the pseudo-syscall `exit`), by id.
+/// A traced syscall (or the pseudo-syscall `exit`, or an io_uring
+/// operation), by id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Syscall(u32);
 
@@ -32,7 +34,20 @@ impl Syscall {
 
     /// The syscall of the kernel's id, if there is one.
     pub fn from_id(id: u32) -> Option<Self> {
-        ((id as usize) < SYSCALL_NAMES.len()).then_some(Self(id))
+        ((id as usize) < SYSCALL_NAMES.len() + IO_URING_OPS.len()).then_some(Self(id))
+    }
+
+    /// The io_uring operation `IORING_OP_*` `opcode`, if watcher follows
+    /// it.
+    pub fn io_uring(opcode: u8) -> Option<Self> {
+        let index = IO_URING_OPS.iter().position(|&(op, _)| op == opcode)?;
+        Some(Self((SYSCALL_NAMES.len() + index) as u32))
+    }
+
+    /// Its `IORING_OP_*` value, for an io_uring operation.
+    fn io_op(self) -> Option<u8> {
+        let index = (self.0 as usize).checked_sub(SYSCALL_NAMES.len())?;
+        IO_URING_OPS.get(index).map(|&(op, _)| op)
     }
 
     /// Every syscall but the pseudo-syscall `exit`: those with tracepoints.
@@ -45,7 +60,10 @@ impl Syscall {
     }
 
     pub fn name(self) -> &'static str {
-        SYSCALL_NAMES[self.0 as usize]
+        match (self.0 as usize).checked_sub(SYSCALL_NAMES.len()) {
+            Some(index) => IO_URING_OPS[index].1,
+            None => SYSCALL_NAMES[self.0 as usize],
+        }
     }
 
     /// One of the opens, whose flags are open flags and whose return value
@@ -54,7 +72,7 @@ impl Syscall {
         matches!(
             self,
             Self::OPENAT | Self::OPENAT2 | Self::OPEN | Self::CREAT | Self::OPEN_BY_HANDLE_AT
-        )
+        ) || matches!(self.io_op(), Some(io_op::OPENAT | io_op::OPENAT2))
     }
 
     /// The flags argument of the syscall by name, `|`-separated, with unknown
@@ -74,7 +92,8 @@ impl Syscall {
         if self.is_open() {
             return open_flag_names(flags);
         }
-        let named = if self == Self::RENAMEAT2 { RENAME } else { AT };
+        let renames = self == Self::RENAMEAT2 || self.io_op() == Some(io_op::RENAMEAT);
+        let named = if renames { RENAME } else { AT };
         let mut names = Vec::new();
         let mut rest = flags;
         for &(bits, name) in named {
@@ -110,6 +129,14 @@ const fn eq(a: &[u8], b: &[u8]) -> bool {
     true
 }
 
+/// The kernel's `O_LARGEFILE`, which it adds to the flags of io_uring's
+/// opens on 64-bit kernels (libc's is 0 on 64-bit targets, where it is
+/// never passed).
+#[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
+const KERNEL_O_LARGEFILE: i32 = 0o400000;
+#[cfg(not(any(target_arch = "aarch64", target_arch = "arm")))]
+const KERNEL_O_LARGEFILE: i32 = 0o100000;
+
 /// Open flags by name, `|`-separated, with unknown bits in octal.
 fn open_flag_names(flags: u64) -> String {
     const NAMED: &[(i32, &str)] = &[
@@ -122,7 +149,7 @@ fn open_flag_names(flags: u64) -> String {
         (libc::O_SYNC, "O_SYNC"),
         (libc::O_DSYNC, "O_DSYNC"),
         (libc::O_DIRECT, "O_DIRECT"),
-        (libc::O_LARGEFILE, "O_LARGEFILE"),
+        (KERNEL_O_LARGEFILE, "O_LARGEFILE"),
         (libc::O_TMPFILE, "O_TMPFILE"),
         (libc::O_DIRECTORY, "O_DIRECTORY"),
         (libc::O_NOFOLLOW, "O_NOFOLLOW"),
@@ -157,6 +184,20 @@ fn open_flag_names(flags: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn io_uring_operations_have_their_syscalls_flags() {
+        let openat = Syscall::io_uring(io_op::OPENAT).unwrap();
+        assert_eq!(openat.name(), "io_uring:openat");
+        assert_eq!(
+            openat.flag_names(0o1 | KERNEL_O_LARGEFILE as u64),
+            "O_WRONLY|O_LARGEFILE"
+        );
+        let rename = Syscall::io_uring(io_op::RENAMEAT).unwrap();
+        assert_eq!(rename.flag_names(1), "RENAME_NOREPLACE");
+        assert_eq!(Syscall::io_uring(0), None);
+        assert!(Syscall::from_id(rename.id()).is_some());
+    }
 
     #[test]
     fn flags_by_name() {

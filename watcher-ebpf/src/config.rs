@@ -2,7 +2,7 @@
 //! (`EbpfLoader::override_global`): they live in `.rodata`, so the verifier
 //! knows their values. What a reload changes is in the `SETTINGS` map.
 
-use watcher_common::{KernelOffsets, TracepointOffsets, match_mode};
+use watcher_common::{IoUringOffsets, KernelOffsets, TracepointOffsets, match_mode};
 
 use crate::maps::{RENAMES, SETTINGS};
 
@@ -15,6 +15,11 @@ static TP_OFFSETS: TracepointOffsets = TracepointOffsets {
     exit_ret: 0,
     fork_child_pid: 0,
     exit_group_dead: 0,
+    io_submit_req: 0,
+    io_submit_opcode: 0,
+    io_submit_flags: 0,
+    io_complete_req: 0,
+    io_complete_res: 0,
 };
 
 /// Kernel struct member offsets from BTF (exact mode only).
@@ -60,6 +65,38 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     mm_exe_file: 0,
 };
 
+/// io_uring request member offsets from BTF (exact mode, when the kernel
+/// has io_uring).
+// SAFETY: no other symbol of the program has this name, and user space
+// sets the value by it (`EbpfLoader::override_global`).
+#[unsafe(no_mangle)]
+static IO_OFFSETS: IoUringOffsets = IoUringOffsets {
+    kiocb_file: 0,
+    kiocb_fd: 0,
+    open_dfd: 0,
+    open_file_slot: 0,
+    open_filename: 0,
+    open_flags: 0,
+    rename_old_dfd: 0,
+    rename_new_dfd: 0,
+    rename_oldpath: 0,
+    rename_newpath: 0,
+    rename_flags: 0,
+    unlink_dfd: 0,
+    unlink_flags: 0,
+    unlink_filename: 0,
+    mkdir_dfd: 0,
+    mkdir_filename: 0,
+    link_old_dfd: 0,
+    link_new_dfd: 0,
+    link_oldpath: 0,
+    link_newpath: 0,
+    link_flags: 0,
+    close_fd: 0,
+    close_file_slot: 0,
+    filename_name: 0,
+};
+
 /// A [`match_mode`] value.
 // SAFETY: no other symbol of the program has this name, and user space
 // sets the value by it (`EbpfLoader::override_global`).
@@ -89,6 +126,13 @@ pub fn kernel_offsets() -> KernelOffsets {
     // SAFETY: a reference to a static is valid and aligned, and nothing
     // writes the static once the program is loaded.
     unsafe { core::ptr::read_volatile(&KERNEL_OFFSETS) }
+}
+
+#[inline(always)]
+pub fn io_offsets() -> IoUringOffsets {
+    // SAFETY: a reference to a static is valid and aligned, and nothing
+    // writes the static once the program is loaded.
+    unsafe { core::ptr::read_volatile(&IO_OFFSETS) }
 }
 
 #[inline(always)]

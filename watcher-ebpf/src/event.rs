@@ -47,6 +47,9 @@ pub struct Hit {
     pub opened: bool,
     /// [`EventHeader::count`](watcher_common::EventHeader::count).
     pub count: u32,
+    /// The thread that submitted an io_uring request and its name, when
+    /// the completion runs on another thread of the process.
+    pub submitter: Option<(u32, [u8; TASK_COMM_LEN])>,
 }
 
 /// Decides about every target of the [`Op`](crate::scratch::Op) and sends
@@ -104,7 +107,7 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
     header.kind = hit.kind;
     header.syscall = hit.syscall;
     header.pid = (pid_tgid >> 32) as u32;
-    header.tid = pid_tgid as u32;
+    header.tid = hit.submitter.map_or(pid_tgid as u32, |(tid, _)| tid);
     header.uid = uid_gid as u32;
     header.gid = (uid_gid >> 32) as u32;
     header.flags = hit.flags;
@@ -113,7 +116,10 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
     header.targets_len = s.op.len;
     header.origin = s.op.origin;
     header.count = hit.count;
-    header.comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
+    header.comm = match hit.submitter {
+        Some((_, comm)) => comm,
+        None => bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]),
+    };
     let [first, second] = &s.op.targets;
     header.targets = [
         target_header(first),

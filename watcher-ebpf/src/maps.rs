@@ -10,9 +10,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use watcher_common::{
-    Edge, EdgeKey, FdKey, FileState, InodeKey, MAX_EDGES, MAX_EXCLUDED, MAX_FILES, MAX_FILTER_KEYS,
-    MAX_INFLIGHT, MAX_SYSCALL_NR, MAX_WATCHES, MAX_WRITE_FDS, SLOTS, Settings, Stash, SyscallSpec,
-    TASK_COMM_LEN, WATCH_PREFIX_MAX,
+    Edge, EdgeKey, FdKey, FileState, InodeKey, IoStash, MAX_EDGES, MAX_EXCLUDED, MAX_FILES,
+    MAX_FILTER_KEYS, MAX_INFLIGHT, MAX_IO_INFLIGHT, MAX_SYSCALL_NR, MAX_WATCHES, MAX_WRITE_FDS,
+    SLOTS, Settings, Stash, SyscallSpec, TASK_COMM_LEN, WATCH_PREFIX_MAX, io_op,
 };
 
 use crate::scratch::{Op, Scratch};
@@ -44,6 +44,26 @@ pub static EDGES: HashMap<EdgeKey, Edge> = HashMap::with_max_entries(MAX_EDGES, 
 /// by user space from the tracepoints' `format` files.
 #[map]
 pub static SPECS: Array<SyscallSpec> = Array::with_max_entries(MAX_SYSCALL_NR, 0);
+
+/// The spec of the syscall each io_uring operation stands for, by
+/// `IORING_OP_*` value (`select` 0 for those not followed); filled by
+/// user space.
+#[map]
+pub static IO_SPECS: Array<SyscallSpec> = Array::with_max_entries(io_op::LIMIT, 0);
+
+/// io_uring requests that may be events, from their submission to their
+/// completion, by the request's address. Allocated as used: few requests
+/// are events, and each entry holds two names. A request the completion
+/// program never saw (attached after it was submitted) leaves its entry
+/// until the address is reused by the next request, which replaces it.
+#[map]
+pub static IO_REQS: HashMap<u64, IoStash> =
+    HashMap::with_max_entries(MAX_IO_INFLIGHT, BPF_F_NO_PREALLOC);
+
+/// Where the submission program assembles an [`IoStash`] (too large for
+/// the stack, and for room in [`Scratch`]): one value per CPU.
+#[map]
+pub static IO_SCRATCH: PerCpuArray<IoStash> = PerCpuArray::with_max_entries(1, 0);
 
 /// The settings a reload may change: one value.
 #[map]

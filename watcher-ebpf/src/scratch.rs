@@ -45,7 +45,8 @@ pub struct TargetState {
     pub file: u64,
     /// The directory fd the name is relative to, or the fd operated on.
     pub dfd: i64,
-    /// User pointer to the name, or 0.
+    /// Address of the name (in the process's memory, or the kernel's:
+    /// `kernel_name`), or 0.
     pub name: u64,
     /// Where the path walk starts: the file, or the directory the rest of
     /// the name is relative to.
@@ -93,6 +94,9 @@ pub struct TargetState {
     pub route: u32,
     /// `Target::rooted`.
     pub rooted: u32,
+    /// 1 when `name` is in kernel memory (an io_uring request's name,
+    /// copied at submission), else 0: in the process's memory.
+    pub kernel_name: u32,
 }
 
 impl TargetState {
@@ -104,6 +108,7 @@ impl TargetState {
         self.file = file;
         self.dfd = dfd;
         self.name = name;
+        self.kernel_name = 0;
         self.watch = WATCH_NONE;
         self.end = END_NONE;
         self.verdict = MISS;

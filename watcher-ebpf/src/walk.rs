@@ -13,7 +13,9 @@
 
 use core::{ffi::c_void, ptr};
 
-use aya_ebpf::helpers::generated::{bpf_loop, bpf_probe_read_kernel, bpf_probe_read_user_str};
+use aya_ebpf::helpers::generated::{
+    bpf_loop, bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user_str,
+};
 use watcher_common::{
     Edge, EdgeKey, EventBuf, KernelOffsets, MAX_WALK, NAME_MAX, PATH_MAX, WATCH_NONE,
     WATCH_PREFIX_MAX, event_status, match_mode, name_hash_step, open_flags::AT_FDCWD,
@@ -160,11 +162,15 @@ pub fn read_name(index: u32) -> Result<u32, Error> {
     // SAFETY: masked below PATH_MAX, the offset is inside `data` (4 *
     // PATH_MAX + NAME_MAX bytes).
     let dst = unsafe { s.event.data.as_mut_ptr().add(start & (PATH_MAX - 1)) };
-    // SAFETY: the helper writes at most PATH_MAX bytes, which fit in `data`
-    // after `dst`, and checks the user address itself (a bad one fails the
-    // read, it never faults).
-    let n =
-        unsafe { bpf_probe_read_user_str(dst.cast(), PATH_MAX as u32, target.name as *const _) };
+    let src = target.name as *const _;
+    // SAFETY: the helpers write at most PATH_MAX bytes, which fit in
+    // `data` after `dst`, and check the address themselves (a bad one
+    // fails the read, it never faults).
+    let n = if target.kernel_name == 1 {
+        unsafe { bpf_probe_read_kernel_str(dst.cast(), PATH_MAX as u32, src) }
+    } else {
+        unsafe { bpf_probe_read_user_str(dst.cast(), PATH_MAX as u32, src) }
+    };
     let len = if n > 0 { n as u32 - 1 } else { 0 };
     target.name_len = len;
     Ok(len)

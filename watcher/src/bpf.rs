@@ -17,12 +17,15 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use watcher_common::{
-    Edge, EdgeKey, InodeKey, KernelOffsets, SUMMARY_SLOT, Settings, SyscallSpec, TASK_COMM_LEN,
-    TracepointOffsets, UNDECIDED_SLOT, WATCH_PREFIX_MAX, filter, match_mode, names,
+    Edge, EdgeKey, InodeKey, IoUringOffsets, KernelOffsets, SUMMARY_SLOT, Settings, SyscallSpec,
+    TASK_COMM_LEN, TracepointOffsets, UNDECIDED_SLOT, WATCH_PREFIX_MAX, filter, match_mode, names,
 };
 use watcher_core::{filter::ProcessFilter, syscall::Syscall, watch::Watch};
 
-use crate::{syscalls::Spec, tracefs::PROCESS_TRACEPOINTS};
+use crate::{
+    syscalls::{self, Spec},
+    tracefs::PROCESS_TRACEPOINTS,
+};
 
 /// The object aya-build compiled from watcher-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/watcher"));
@@ -90,6 +93,13 @@ fn map_mut<'a>(name: &'static str, ebpf: &'a mut Ebpf) -> Result<&'a mut Map, Lo
     ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))
 }
 
+/// The io_uring programs and their tracepoints, in the order they are
+/// attached.
+const IO_URING_TRACEPOINTS: [(&str, &str); 2] = [
+    ("io_uring_complete", "io_uring_complete"),
+    ("io_uring_submit", "io_uring_submit_req"),
+];
+
 /// The loaded and attached programs. Dropping it detaches everything.
 pub struct Probes {
     /// The `sys_enter`/`sys_exit` links of each traced syscall, by name.
@@ -128,6 +138,9 @@ pub struct Setup<'a> {
     pub offsets: &'a TracepointOffsets,
     /// With them the match is exact, without them by prefix.
     pub kernel: Option<&'a KernelOffsets>,
+    /// With them (exact mode, a kernel with io_uring and its
+    /// tracepoints), io_uring operations are followed.
+    pub io_uring: Option<&'a IoUringOffsets>,
     pub ring_buffer_bytes: u32,
     /// The eBPF side's log level (`aya_log::Level` as u8; 0: off).
     pub log_level: u8,
@@ -157,6 +170,7 @@ impl Probes {
             specs,
             offsets,
             kernel,
+            io_uring,
             ring_buffer_bytes,
             log_level,
             watching,
@@ -174,6 +188,11 @@ impl Probes {
             .override_global(
                 names::KERNEL_OFFSETS,
                 kernel.unwrap_or(&KernelOffsets::default()),
+                true,
+            )
+            .override_global(
+                names::IO_OFFSETS,
+                io_uring.unwrap_or(&IoUringOffsets::default()),
                 true,
             )
             .override_global(names::MATCH_MODE, &mode, true)
@@ -198,6 +217,16 @@ impl Probes {
             spec_map
                 .set(spec.nr, spec.spec, 0)
                 .map_err(map_err(names::SPECS))?;
+        }
+        if io_uring.is_some() {
+            let mut io_specs: Array<_, SyscallSpec> =
+                Array::try_from(map_mut(names::IO_SPECS, &mut ebpf)?)
+                    .map_err(map_err(names::IO_SPECS))?;
+            for (opcode, spec) in syscalls::io_uring_specs() {
+                io_specs
+                    .set(u32::from(opcode), spec, 0)
+                    .map_err(map_err(names::IO_SPECS))?;
+            }
         }
         let lost = PerCpuArray::try_from(take_map(names::LOST, &mut ebpf)?)
             .map_err(map_err(names::LOST))?;
@@ -225,6 +254,14 @@ impl Probes {
             probes.links.push(link);
         }
         probes.set_watching(watching)?;
+        if io_uring.is_some() {
+            // Completion first: no request is kept that nothing would
+            // take back.
+            for (program, tracepoint) in IO_URING_TRACEPOINTS {
+                let link = probes.attach(program, "io_uring", tracepoint)?;
+                probes.links.push(link);
+            }
+        }
         let events = RingBuf::try_from(take_map(names::EVENTS, &mut probes.ebpf)?)
             .map_err(map_err(names::EVENTS))?;
         Ok((probes, events, logger))

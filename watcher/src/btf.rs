@@ -3,7 +3,7 @@
 //! this is what lets one binary run on any kernel.
 
 use btf_rs::{Backend, Btf, Type};
-use watcher_common::KernelOffsets;
+use watcher_common::{IoUringOffsets, KernelOffsets, TracepointOffsets};
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
@@ -56,14 +56,18 @@ impl Shape {
     }
 }
 
+/// The kernel's BTF. Mapped, only the types asked for are parsed (a few
+/// ms, where parsing all of it takes over 100 ms); kernels that cannot
+/// map the file are read whole.
+fn vmlinux() -> Result<Btf, BtfError> {
+    Btf::from_file_with_backend(VMLINUX, Backend::Mmap)
+        .or_else(|_| Btf::from_file(VMLINUX))
+        .map_err(BtfError::Read)
+}
+
 /// Reads every offset the exact match needs.
 pub fn kernel_offsets() -> Result<KernelOffsets, BtfError> {
-    // Mapped, only the types asked for are parsed (a few ms, where
-    // parsing all of it takes over 100 ms); kernels that cannot map the
-    // file are read whole.
-    let btf = Btf::from_file_with_backend(VMLINUX, Backend::Mmap)
-        .or_else(|_| Btf::from_file(VMLINUX))
-        .map_err(BtfError::Read)?;
+    let btf = vmlinux()?;
     let m = |strukt, path: &[&'static str], shape| member(&btf, strukt, path, shape);
     use Shape::{Int, Pointer};
     Ok(KernelOffsets {
@@ -107,6 +111,51 @@ pub fn kernel_offsets() -> Result<KernelOffsets, BtfError> {
         mm_arg_start: m("mm_struct", &["arg_start"], Int(8))?,
         mm_arg_end: m("mm_struct", &["arg_end"], Int(8))?,
         mm_exe_file: m("mm_struct", &["exe_file"], Pointer)?,
+    })
+}
+
+/// The io_uring request's offsets, when io_uring operations can be
+/// followed: `None` when the kernel has no io_uring tracepoints (their
+/// offsets in `offsets` are 0), an error when it has them but BTF lacks
+/// the request's structs.
+pub fn io_uring(offsets: &TracepointOffsets) -> Result<Option<IoUringOffsets>, BtfError> {
+    if offsets.io_submit_req == 0 {
+        return Ok(None);
+    }
+    io_offsets().map(Some)
+}
+
+/// Reads the offsets of the io_uring request's members the io_uring
+/// programs read.
+fn io_offsets() -> Result<IoUringOffsets, BtfError> {
+    let btf = vmlinux()?;
+    let m = |strukt, path: &[&'static str], shape| member(&btf, strukt, path, shape);
+    use Shape::{Int, Pointer};
+    Ok(IoUringOffsets {
+        kiocb_file: m("io_kiocb", &["file"], Pointer)?,
+        kiocb_fd: m("io_kiocb", &["cqe", "fd"], Int(4))?,
+        open_dfd: m("io_open", &["dfd"], Int(4))?,
+        open_file_slot: m("io_open", &["file_slot"], Int(4))?,
+        open_filename: m("io_open", &["filename"], Pointer)?,
+        open_flags: m("io_open", &["how", "flags"], Int(8))?,
+        rename_old_dfd: m("io_rename", &["old_dfd"], Int(4))?,
+        rename_new_dfd: m("io_rename", &["new_dfd"], Int(4))?,
+        rename_oldpath: m("io_rename", &["oldpath"], Pointer)?,
+        rename_newpath: m("io_rename", &["newpath"], Pointer)?,
+        rename_flags: m("io_rename", &["flags"], Int(4))?,
+        unlink_dfd: m("io_unlink", &["dfd"], Int(4))?,
+        unlink_flags: m("io_unlink", &["flags"], Int(4))?,
+        unlink_filename: m("io_unlink", &["filename"], Pointer)?,
+        mkdir_dfd: m("io_mkdir", &["dfd"], Int(4))?,
+        mkdir_filename: m("io_mkdir", &["filename"], Pointer)?,
+        link_old_dfd: m("io_link", &["old_dfd"], Int(4))?,
+        link_new_dfd: m("io_link", &["new_dfd"], Int(4))?,
+        link_oldpath: m("io_link", &["oldpath"], Pointer)?,
+        link_newpath: m("io_link", &["newpath"], Pointer)?,
+        link_flags: m("io_link", &["flags"], Int(4))?,
+        close_fd: m("io_close", &["fd"], Int(4))?,
+        close_file_slot: m("io_close", &["file_slot"], Int(4))?,
+        filename_name: m("filename", &["name"], Pointer)?,
     })
 }
 
@@ -210,5 +259,18 @@ mod tests {
         assert_ne!(off.dentry_parent, off.dentry_inode);
         assert_eq!(off.file_path_dentry, off.file_path_mnt + 8);
         assert!(off.mount_mnt > 0 && off.mount_parent > 0);
+    }
+
+    /// Each operation's data lies at the start of the request, after the
+    /// file it works on; the names are the first member of `filename`.
+    #[test]
+    fn reads_this_kernels_io_uring_offsets() {
+        let off = io_offsets().unwrap();
+        eprintln!("{off:#?}");
+        assert_eq!(off.kiocb_file, 0);
+        assert_eq!(off.filename_name, 0);
+        assert_eq!((off.open_dfd, off.unlink_dfd, off.mkdir_dfd), (8, 8, 8));
+        assert_eq!(off.rename_new_dfd, off.rename_old_dfd + 4);
+        assert!(off.kiocb_fd > off.kiocb_file);
     }
 }

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use aya::{maps::MapType, programs::ProgramType};
+use watcher_common::{IoUringOffsets, TracepointOffsets};
 use watcher_core::{
     config, filter::ProcessFilter, kind::Kind, privileges, settings::defaults, syscall::Syscall,
 };
@@ -266,10 +267,12 @@ fn check_machine(r: &mut Report) {
     match offsets {
         None => r.line(Status::Skip, "programs", "needs the tracepoints"),
         Some((specs, offsets)) => {
+            let io_uring = io_uring_line(r, kernel.is_some(), &offsets);
             let setup = Setup {
                 specs: &specs,
                 offsets: &offsets,
                 kernel: kernel.as_ref(),
+                io_uring: io_uring.as_ref(),
                 ring_buffer_bytes: defaults::RING_BUFFER_BYTES,
                 log_level: 0,
                 watching: &bpf::Watching {
@@ -292,6 +295,49 @@ fn check_machine(r: &mut Report) {
                 ),
                 Err(e) => r.line(Status::Fail, "programs", &e.to_string()),
             }
+        }
+    }
+}
+
+/// Whether io_uring operations are followed, on its own line: the
+/// request's offsets when they are (exact mode only).
+fn io_uring_line(
+    r: &mut Report,
+    exact: bool,
+    offsets: &TracepointOffsets,
+) -> Option<IoUringOffsets> {
+    if !exact {
+        r.line(
+            Status::Warn,
+            "io_uring",
+            "not followed without BTF: operations submitted through io_uring are not seen",
+        );
+        return None;
+    }
+    match btf::io_uring(offsets) {
+        Ok(Some(io)) => {
+            r.line(
+                Status::Ok,
+                "io_uring",
+                "io_uring/io_uring_submit_req, io_uring_complete: operations followed",
+            );
+            Some(io)
+        }
+        Ok(None) => {
+            r.line(
+                Status::Ok,
+                "io_uring",
+                "this kernel has no io_uring tracepoints: nothing to follow",
+            );
+            None
+        }
+        Err(e) => {
+            r.line(
+                Status::Warn,
+                "io_uring",
+                &format!("{e}: operations submitted through io_uring are not seen"),
+            );
+            None
         }
     }
 }

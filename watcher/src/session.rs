@@ -105,12 +105,23 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
     }
     let specs = syscalls::read_specs()?;
     let offsets = syscalls::read_offsets(&specs)?;
+    // Exact mode only: the operations' names are followed as syscalls'.
+    let io_uring = match kernel {
+        Some(_) => btf::io_uring(&offsets)
+            .inspect_err(|e| {
+                tracing::warn!("{e}: operations submitted through io_uring are not seen")
+            })
+            .ok()
+            .flatten(),
+        None => None,
+    };
     let mut routes = Routes::default();
     let edges = edges(&watches, &mut routes, kernel.is_some())?;
     let setup = Setup {
         specs: &specs,
         offsets: &offsets,
         kernel: kernel.as_ref(),
+        io_uring: io_uring.as_ref(),
         ring_buffer_bytes: plan.ring_buffer_size,
         log_level: if options.bpf_log {
             aya_log::Level::Debug as u8
@@ -186,7 +197,8 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
         watches.len()
     ));
     // Off the start-up path: it reads every process's descriptors.
-    std::thread::spawn(warn_blind_spots);
+    let uring_seen = io_uring.is_some();
+    std::thread::spawn(move || warn_blind_spots(uring_seen));
     // The first ticks come after a period, not at once.
     let tick = |period| {
         let mut tick = interval(period);
@@ -669,13 +681,14 @@ impl LossWatch {
     }
 }
 
-/// Warns about what syscall tracepoints cannot see, where it shows
-/// cheaply: processes that hold io_uring instances now (any process may
-/// set one up later: the README says io_uring is always a blind spot), and
-/// a running NFS server.
-fn warn_blind_spots() {
+/// Warns about what watcher cannot see, where it shows cheaply: when
+/// io_uring is not followed (`uring_seen` false: no BTF, or a kernel
+/// without its tracepoints), the processes that hold io_uring instances
+/// now (any process may set one up later), and a running NFS server.
+fn warn_blind_spots(uring_seen: bool) {
     let mut uring = Vec::new();
-    for proc in fs::read_dir("/proc").into_iter().flatten().flatten() {
+    let procs = fs::read_dir("/proc").into_iter().flatten().flatten();
+    for proc in procs.filter(|_| !uring_seen) {
         let Ok(pid) = proc.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };

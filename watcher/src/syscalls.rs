@@ -3,7 +3,7 @@
 //! by field name). The programs get this as the `SPECS` map.
 
 use watcher_common::{
-    NO_ARG, SyscallSpec, TracepointOffsets, event_kind,
+    IO_URING_OPS, NO_ARG, SyscallSpec, TracepointOffsets, event_kind, io_op,
     open_flags::{O_CREAT, O_TRUNC, O_WRONLY},
     role, shape,
 };
@@ -542,17 +542,91 @@ pub fn read_offsets(specs: &[Spec]) -> Result<TracepointOffsets, TracefsError> {
         agree(&mut exit_ret, "ret", exit.offset("ret", 8)?)?;
     }
     let exit = FormatFile::read("sched", "sched_process_exit")?;
-    Ok(TracepointOffsets {
+    let mut offsets = TracepointOffsets {
         syscall_nr: syscall_nr.unwrap_or_default(),
         exit_ret: exit_ret.unwrap_or_default(),
         fork_child_pid: FormatFile::read("sched", "sched_process_fork")?.offset("child_pid", 4)?,
         exit_group_dead: exit.offset("group_dead", 1)?,
-    })
+        ..TracepointOffsets::default()
+    };
+    // A kernel without io_uring has no such tracepoints: 0, not attached.
+    let io = |name| match FormatFile::read("io_uring", name) {
+        Err(TracefsError::ReadFormat { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(None)
+        }
+        read => read.map(Some),
+    };
+    if let (Some(submit), Some(complete)) = (io("io_uring_submit_req")?, io("io_uring_complete")?) {
+        offsets.io_submit_req = submit.offset("req", 8)?;
+        offsets.io_submit_opcode = submit.offset("opcode", 1)?;
+        offsets.io_submit_flags = submit.offset("flags", 8)?;
+        offsets.io_complete_req = complete.offset("req", 8)?;
+        offsets.io_complete_res = complete.offset("res", 4)?;
+    }
+    Ok(offsets)
+}
+
+/// The syscall each followed io_uring operation does the work of: its
+/// events are that syscall's kinds, its names and fds have the same
+/// roles (`IORING_OP_RENAMEAT` takes renameat2's flags).
+const IO_URING_AS: [(u8, &str); IO_URING_OPS.len()] = [
+    (io_op::WRITEV, "writev"),
+    (io_op::WRITE_FIXED, "write"),
+    (io_op::FALLOCATE, "fallocate"),
+    (io_op::OPENAT, "openat"),
+    (io_op::CLOSE, "close"),
+    (io_op::WRITE, "write"),
+    (io_op::OPENAT2, "openat2"),
+    (io_op::RENAMEAT, "renameat2"),
+    (io_op::UNLINKAT, "unlinkat"),
+    (io_op::MKDIRAT, "mkdirat"),
+    (io_op::SYMLINKAT, "symlinkat"),
+    (io_op::LINKAT, "linkat"),
+    (io_op::FTRUNCATE, "ftruncate"),
+    (io_op::WRITEV_FIXED, "writev"),
+];
+
+/// The `IO_SPECS` map's entries: each followed io_uring operation's
+/// `IORING_OP_*` value and spec (the arguments' places are the io_uring
+/// programs' own, from BTF).
+pub fn io_uring_specs() -> Vec<(u8, SyscallSpec)> {
+    IO_URING_AS
+        .iter()
+        .filter_map(|&(opcode, name)| {
+            let traced = TRACED.iter().find(|t| t.syscall.name() == name)?;
+            Some((
+                opcode,
+                SyscallSpec {
+                    id: Syscall::io_uring(opcode)?.id(),
+                    kind: traced.kind,
+                    select: select(traced.kind),
+                    shape: traced.shape,
+                    args: [NO_ARG; role::COUNT],
+                    _pad: [0; 2],
+                    flags: 0,
+                },
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_io_uring_operation_does_a_traced_syscalls_work() {
+        let specs = io_uring_specs();
+        assert_eq!(specs.len(), IO_URING_OPS.len());
+        for (opcode, spec) in specs {
+            assert!(u32::from(opcode) < io_op::LIMIT);
+            let syscall = Syscall::from_id(spec.id).unwrap();
+            assert_eq!(Syscall::io_uring(opcode), Some(syscall));
+            assert!(syscall.name().starts_with("io_uring:"), "{syscall}");
+        }
+    }
 
     #[test]
     fn every_syscall_is_traced_once_with_a_number_in_range() {

@@ -165,6 +165,7 @@ extern "C" fn close_at_exit_cb(fd: u64, _ctx: *mut c_void) -> i64 {
         quiet: false,
         opened: false,
         count,
+        submitter: None,
     });
     0
 }

@@ -28,7 +28,7 @@ use crate::{
 };
 
 /// The kinds an open's event stands for (user space splits it).
-const OPEN_KINDS: u32 = event_kind::bit(event_kind::WRITE)
+pub const OPEN_KINDS: u32 = event_kind::bit(event_kind::WRITE)
     | event_kind::bit(event_kind::CREATE)
     | event_kind::bit(event_kind::TRUNCATE);
 
@@ -165,7 +165,7 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
 /// inlined: a subprogram of its own keeps the event's code out of the
 /// entry path every other syscall takes.
 #[inline(never)]
-fn closing(spec: &SyscallSpec, tgid: u32, fd: u32, origin: u32) -> Result<(), Error> {
+pub fn closing(spec: &SyscallSpec, tgid: u32, fd: u32, origin: u32) -> Result<(), Error> {
     let _ = WRITE_FDS.remove(&FdKey { tgid, fd });
     let file = file_of_fd(&kernel_offsets(), i64::from(fd))?;
     let count = take_pending(file);
@@ -184,6 +184,7 @@ fn closing(spec: &SyscallSpec, tgid: u32, fd: u32, origin: u32) -> Result<(), Er
         quiet: false,
         opened: false,
         count,
+        submitter: None,
     })?;
     Ok(())
 }
@@ -284,6 +285,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
         quiet,
         opened,
         count,
+        submitter: None,
     })?;
     if watch == Some(WATCH_NONE) {
         debug!(
