@@ -144,7 +144,7 @@ pub fn chain(base: &Path, depth: u32) -> PathBuf {
     dir
 }
 
-/// A tmpfs mounted for a test, unmounted on drop (declare it after the
+/// A file system mounted for a test, unmounted on drop (declare it after the
 /// [`Tree`] it is in, so that it goes first) unless it was already.
 pub struct Mount(Option<PathBuf>);
 
@@ -168,6 +168,29 @@ impl Mount {
         run(
             "mount",
             &[OsStr::new("--bind"), dir.as_os_str(), at.as_os_str()],
+        );
+        Self(Some(at.to_path_buf()))
+    }
+
+    /// An overlay of `upper` (writable, with `work` beside it) on
+    /// `lower`, at `at`: as a container's root or writable layer.
+    pub fn overlay(lower: &Path, upper: &Path, work: &Path, at: &Path) -> Self {
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        );
+        run(
+            "mount",
+            &[
+                OsStr::new("-t"),
+                OsStr::new("overlay"),
+                OsStr::new("overlay"),
+                OsStr::new("-o"),
+                OsStr::new(&options),
+                at.as_os_str(),
+            ],
         );
         Self(Some(at.to_path_buf()))
     }

@@ -239,6 +239,82 @@ fn a_bind_mount_here_is_reported_under_the_watch_for_opens_and_names() {
     );
 }
 
+/// A watch on an overlay's upper directory (a container's writable layer,
+/// seen from the host) sees what is written through the merged one, as
+/// inotify on the upper directory would: named under the watch, with the
+/// merged path as the writer's; a watch on the merged directory keeps
+/// seeing it under its own path.
+#[test]
+fn an_overlays_upper_directory_sees_writes_through_the_merged_one() {
+    let tree = Tree::new("overlay");
+    let lower = tree.dir("lower");
+    std::fs::write(lower.join("old"), "x").unwrap();
+    std::fs::create_dir(lower.join("ldir")).unwrap();
+    let upper = tree.dir("upper");
+    let work = tree.dir("work");
+    let merged = tree.dir("merged");
+    let _overlay = Mount::overlay(&lower, &upper, &work, &merged);
+    let w = Watcher::trace_json_with(&["--events", "all"], &[&upper]);
+    let on_merged = Watcher::trace_json_with(&["--events", "all"], &[&merged]);
+
+    let (op, results) = opener(&[
+        ("openat:wc", &merged.join("new")),
+        // A lower file, copied up to be written.
+        ("openat:w", &merged.join("old")),
+        // In a lower directory, copied up first.
+        ("openat:wc", &merged.join("ldir/x")),
+        // By names relative to a directory of the overlay.
+        ("chdir", &merged),
+        ("mkdirat", Path::new("d")),
+        ("from", Path::new("new")),
+        ("renameat", Path::new("d/moved")),
+        ("unlinkat", Path::new("old")),
+        ("chdir", &merged.join("ldir")),
+        ("unlinkat", Path::new("x")),
+    ]);
+    assert_eq!(results, ["ok"; 10]);
+
+    let at = |p: &Path| p.to_str().map(str::to_owned);
+    let through = |rel: &str| (upper.join(rel), at(&merged.join(rel)));
+    let mut want = Vec::new();
+    for (event, rel) in [
+        ("create", "new"),
+        ("write", "new"),
+        ("close_write", "new"),
+        ("write", "old"),
+        ("close_write", "old"),
+        ("create", "ldir/x"),
+        ("write", "ldir/x"),
+        ("close_write", "ldir/x"),
+        ("mkdir", "d"),
+        ("rename", "d/moved"),
+        ("delete", "old"),
+        ("delete", "ldir/x"),
+    ] {
+        let (path, writer) = through(rel);
+        want.push(e(event, &path, writer.as_deref()));
+    }
+    let events = w.events_until_marker(&upper);
+    let mine = of_pid(&events, op);
+    assert_eq!(seen(&mine), want);
+    let rename = mine.iter().find(|ev| ev["event"] == "rename").unwrap();
+    assert_eq!(rename["old_path"], at(&upper.join("new")).unwrap());
+    assert_eq!(rename["old_writer_path"], at(&merged.join("new")).unwrap());
+
+    // The merged directory's watch: its own paths, nothing else to say.
+    let events = on_merged.events_until_marker(&merged);
+    let plain: Vec<_> = want
+        .iter()
+        .map(|(event, path, _)| {
+            let rel = Path::new(std::str::from_utf8(path).unwrap())
+                .strip_prefix(&upper)
+                .unwrap();
+            e(event, &merged.join(rel), None)
+        })
+        .collect();
+    assert_eq!(seen(&of_pid(&events, op)), plain);
+}
+
 #[test]
 fn a_namespace_made_after_start_is_followed() {
     let tree = Tree::new("later");

@@ -362,8 +362,9 @@ pub mod event_status {
     /// The open created the file (`FMODE_CREATED`).
     pub const CREATED: u32 = 32;
     /// The path crosses a bind mount (a mount of a directory that is not
-    /// its file system's root) at or above the watch: the process reached
-    /// the file by another path than the watch's own.
+    /// its file system's root) at or above the watch, or the watch is an
+    /// overlay's upper directory written through the merged one: the
+    /// process reached the file by another path than the watch's own.
     pub const BOUND: u32 = 64;
     /// An io_uring operation on a direct descriptor (a slot of the ring's
     /// registered files, which an open may fill), not a descriptor of the
@@ -801,7 +802,16 @@ pub struct KernelOffsets {
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
     pub mm_exe_file: u32,
+    /// `super_block.s_magic`.
+    pub super_block_magic: u32,
+    /// Where `ovl_inode.__upperdentry` lies after `ovl_inode.vfs_inode`
+    /// (the `struct inode` a dentry of an overlay points to); 0 when the
+    /// kernel has no overlayfs.
+    pub ovl_inode_upper: u32,
 }
+
+/// `s_magic` of an overlayfs super block (`OVERLAYFS_SUPER_MAGIC`).
+pub const OVERLAYFS_SUPER_MAGIC: u64 = 0x794c_7630;
 
 #[cfg(feature = "user")]
 mod user {

@@ -63,6 +63,8 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     mm_arg_start: 0,
     mm_arg_end: 0,
     mm_exe_file: 0,
+    super_block_magic: 0,
+    ovl_inode_upper: 0,
 };
 
 /// io_uring request member offsets from BTF (exact mode, when the kernel

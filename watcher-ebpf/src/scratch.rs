@@ -94,6 +94,11 @@ pub struct TargetState {
     pub route: u32,
     /// `Target::rooted`.
     pub rooted: u32,
+    /// 1 when the first walk went up an overlay's upper layer from
+    /// `upper` (the base's upper dentry), and `detour` is the base: the
+    /// event's path leaves the writer's at the file itself.
+    pub overlay: u32,
+    pub upper: Cursor,
     /// 1 when `name` is in kernel memory (an io_uring request's name,
     /// copied at submission), else 0: in the process's memory.
     pub kernel_name: u32,
@@ -121,6 +126,7 @@ impl TargetState {
         self.off_depth = 0;
         self.on_edge = 0;
         self.detouring = 0;
+        self.overlay = 0;
         self.name_below = WATCH_NONE;
         self.route = 0;
         self.below = WATCH_NONE;

@@ -6,7 +6,7 @@
 //! a wrong pointer fails the read instead of faulting.
 
 use aya_ebpf::helpers::generated::bpf_get_current_task;
-use watcher_common::{InodeKey, KernelOffsets};
+use watcher_common::{InodeKey, KernelOffsets, OVERLAYFS_SUPER_MAGIC};
 
 use crate::{
     error::{Error, HelperError},
@@ -151,6 +151,37 @@ impl Cursor {
             root,
             dev,
         })
+    }
+
+    /// The dentry of the upper layer's file or directory behind an
+    /// overlayfs dentry (where a write through the merged directory
+    /// lands), as a cursor that goes up that layer's super block only;
+    /// `None` when it is not on an overlay, or has no upper one (a lower
+    /// file never written).
+    #[inline(always)]
+    pub fn overlay_upper(&self, off: &KernelOffsets) -> Result<Option<Self>, HelperError> {
+        // Overlays have anonymous devices (major 0): files on disks stop
+        // here, without a read.
+        if self.dev >> 20 != 0 || off.ovl_inode_upper == 0 {
+            return Ok(None);
+        }
+        let sb: u64 = read(self.dentry, off.dentry_sb)?;
+        let magic: u64 = read(sb, off.super_block_magic)?;
+        if magic != OVERLAYFS_SUPER_MAGIC {
+            return Ok(None);
+        }
+        let inode: u64 = read(self.dentry, off.dentry_inode)?;
+        let upper: u64 = read(inode, off.ovl_inode_upper)?;
+        if upper == 0 {
+            return Ok(None);
+        }
+        let sb: u64 = read(upper, off.dentry_sb)?;
+        Ok(Some(Self {
+            dentry: upper,
+            mount: 0,
+            root: 0,
+            dev: read(sb, off.super_block_dev)?,
+        }))
     }
 
     /// `s_dev` of the mount's super block, by reference: a map lookup by

@@ -55,7 +55,7 @@ pub fn decide_file(file: u64) -> Result<(u32, u32), Error> {
     let [target, _] = &mut op.targets;
     target.reset(file, 0, 0);
     target.base = Cursor::of_file(&off, file)?;
-    target.at = target.base;
+    start_find(target, &off)?;
     // SAFETY: `find_watch_cb` has the signature `bpf_loop` calls, and takes no
     // context, so the null one is never read.
     unsafe { bpf_loop(MAX_WALK, find_watch_cb as *mut c_void, ptr::null_mut(), 0) };
@@ -64,6 +64,27 @@ pub fn decide_file(file: u64) -> Result<(u32, u32), Error> {
         FOUND => (FOUND, target.watch),
         verdict => (verdict, WATCH_NONE),
     })
+}
+
+/// Where the first walk starts: at the base, or, for a file or directory
+/// of an overlay whose upper layer lies on a device that holds a watch,
+/// at its upper dentry (where a write through the merged directory
+/// lands): the walk goes up that layer first, as it goes up a bind
+/// mount's super block (`climb`), and back to the base when no watch is
+/// there.
+#[inline(always)]
+fn start_find(target: &mut TargetState, off: &KernelOffsets) -> Result<(), HelperError> {
+    target.at = target.base;
+    if let Some(upper) = target.base.overlay_upper(off)? {
+        if on_watched_device(&upper) {
+            target.overlay = 1;
+            target.upper = upper;
+            target.detour = target.base;
+            target.detouring = 1;
+            target.at = upper;
+        }
+    }
+    Ok(())
 }
 
 /// What the walk up from the target's base decided, by how it ended: an
@@ -215,7 +236,7 @@ fn decide(index: u32) -> Result<u32, Error> {
     }
 
     let (target, ..) = current().ok_or(Error::NoScratch)?;
-    target.at = target.base;
+    start_find(target, &off)?;
     // SAFETY: `find_watch_cb` has the signature `bpf_loop` calls, and takes no
     // context, so the null one is never read.
     unsafe { bpf_loop(MAX_WALK, find_watch_cb as *mut c_void, ptr::null_mut(), 0) };
@@ -328,6 +349,10 @@ extern "C" fn find_watch_cb(_index: u64, _ctx: *mut c_void) -> i64 {
         Ok(Some(id)) => {
             target.watch = id;
             target.end = END_FOUND;
+            if target.overlay == 1 && target.detouring == 1 {
+                // Written through the merged directory.
+                target.status |= event_status::BOUND;
+            }
             return 1;
         }
         Ok(None) => climb(target, &off),
@@ -354,6 +379,14 @@ extern "C" fn find_watch_cb(_index: u64, _ctx: *mut c_void) -> i64 {
 fn climb(target: &mut TargetState, off: &KernelOffsets) -> Result<Step, HelperError> {
     if target.detouring == 1 {
         return match target.at.up_in_sb(off)? {
+            Step::Top if target.overlay == 1 => {
+                // No watch above the upper dentry: the walk starts over
+                // at the base, in the merged directory.
+                target.detouring = 0;
+                target.overlay = 0;
+                target.at = target.detour;
+                Ok(Step::Parent)
+            }
             Step::Top => {
                 target.detouring = 0;
                 target.at = target.detour;
@@ -685,7 +718,13 @@ extern "C" fn extra_cb(index: u64, _ctx: *mut c_void) -> i64 {
     if target.verdict != FOUND || target.detouring == 0 {
         return 0;
     }
-    target.at = target.detour;
+    // From the mount root the first walk went up from, or the upper
+    // dentry of an overlay's file (its own name first).
+    target.at = if target.overlay == 1 {
+        target.upper
+    } else {
+        target.detour
+    };
     target.complete = 1;
     target.end = END_NONE;
     // SAFETY: `extra_step_cb` has the signature `bpf_loop` calls, and

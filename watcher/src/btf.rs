@@ -111,6 +111,17 @@ pub fn kernel_offsets() -> Result<KernelOffsets, BtfError> {
         mm_arg_start: m("mm_struct", &["arg_start"], Int(8))?,
         mm_arg_end: m("mm_struct", &["arg_end"], Int(8))?,
         mm_exe_file: m("mm_struct", &["exe_file"], Pointer)?,
+        super_block_magic: m("super_block", &["s_magic"], Int(8))?,
+        // Only with overlayfs built in; 0 (never a real distance) without.
+        ovl_inode_upper: match (
+            m("ovl_inode", &["__upperdentry"], Pointer),
+            m("ovl_inode", &["vfs_inode"], Shape::Struct("inode")),
+        ) {
+            (Ok(upper), Ok(inode)) if upper > inode => upper - inode,
+            (Err(BtfError::NoStruct(_)), _) => 0,
+            (Err(e), _) | (_, Err(e)) => return Err(e),
+            _ => 0,
+        },
     })
 }
 
