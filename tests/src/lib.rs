@@ -490,6 +490,21 @@ pub fn run(program: &str, args: &[&OsStr]) -> u32 {
     pid
 }
 
+/// `watcher run --settle 100ms DIR -- record LOG`: each run of the
+/// action is recorded in LOG by the `record` helper.
+pub fn run_recording(dir: &Path, log: &Path) -> Watcher {
+    let record = helper_bin("record");
+    Watcher::start(&[
+        "run".as_ref(),
+        "--settle".as_ref(),
+        "100ms".as_ref(),
+        dir.as_os_str(),
+        "--".as_ref(),
+        record.as_os_str(),
+        log.as_os_str(),
+    ])
+}
+
 /// `sh -c SCRIPT watcher ARGS...` in a private mount namespace where the
 /// kernel's BTF is hidden (an empty file bound over it).
 pub fn without_btf(script: &str) -> Command {

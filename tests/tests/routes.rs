@@ -14,7 +14,7 @@ use std::{
 use serde_json::Value;
 use watcher_tests::{
     Mount, PATIENCE, Tree, Watcher, assert_valid, helper_bin, of_pid, opener, path_bytes,
-    recorded_stdin, runs_accounting_for, schema,
+    recorded_stdin, run_recording, runs_accounting_for, schema,
 };
 
 /// The `opener` helper, stopped at its `wait` until [`Staged::finish`]:
@@ -359,16 +359,7 @@ fn run_acts_on_a_change_through_a_containers_volume() {
             ("openat:wc", Path::new("/data/new")),
         ],
     );
-    let record = helper_bin("record");
-    let w = Watcher::start(&[
-        "run".as_ref(),
-        "--settle".as_ref(),
-        "100ms".as_ref(),
-        media.as_os_str(),
-        "--".as_ref(),
-        record.as_os_str(),
-        log.as_os_str(),
-    ]);
+    let w = run_recording(&media, &log);
     let results = container.finish();
     assert!(results.iter().all(|r| r == "ok"), "{results:?}");
     // The delete, then the open (a create and a write): the action is

@@ -12,8 +12,8 @@ use std::{
 
 use serde_json::Value;
 use watcher_tests::{
-    Tree, Watcher, assert_valid, helper_bin, path_bytes, recorded_stdin, runs_accounting_for,
-    schema, spawn, watcher_bin, without_btf,
+    Tree, Watcher, assert_valid, helper_bin, path_bytes, recorded_stdin, run_recording,
+    runs_accounting_for, schema, spawn, watcher_bin, without_btf,
 };
 
 /// Runs the `uring` helper with `(OP, ARG)` pairs in `dir`; returns its
@@ -176,16 +176,7 @@ fn run_acts_on_changes_made_through_io_uring() {
     let tree = Tree::new("uring-run");
     let media = tree.dir("media");
     let log = tree.root.join("runs.log");
-    let record = helper_bin("record");
-    let w = Watcher::start(&[
-        "run".as_ref(),
-        "--settle".as_ref(),
-        "100ms".as_ref(),
-        media.as_os_str(),
-        "--".as_ref(),
-        record.as_os_str(),
-        log.as_os_str(),
-    ]);
+    let w = run_recording(&media, &log);
     let Some((_, results)) = uring(&media, &[("mkdirat", "album"), ("openat:wc", "album/song")])
     else {
         return;

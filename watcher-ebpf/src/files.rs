@@ -140,6 +140,18 @@ pub fn track_write_fd(tgid: u32, fd: i64, watch: u32) {
     let _ = WRITERS.insert(&tgid, &1, 0);
 }
 
+/// An open's event was decided (`watch`, `None` when it was no event):
+/// the new descriptor `fd` is remembered for its `close_write` when that
+/// kind is selected.
+#[inline(always)]
+pub fn track_opened(tgid: u32, fd: i64, watch: Option<u32>) {
+    if let Some(watch) = watch
+        && event_mask() & event_kind::bit(event_kind::CLOSE_WRITE) != 0
+    {
+        track_write_fd(tgid, fd, watch);
+    }
+}
+
 /// A rename succeeded: every verdict in `FILES` reached before it is
 /// decided again.
 #[inline(always)]

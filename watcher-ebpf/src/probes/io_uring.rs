@@ -35,7 +35,7 @@ use crate::{
     config::{event_mask, io_offsets, kernel_offsets, tp_offsets},
     error::Error,
     event::{Hit, emit},
-    files::{count_rename, count_write, track_write_fd, verdict_of},
+    files::{count_rename, count_write, track_opened, track_write_fd, verdict_of},
     maps::{IO_REQS, IO_SCRATCH, IO_SPECS, WRITE_FDS, op},
     read::read,
     vfs::file_of_fd,
@@ -333,9 +333,8 @@ fn complete(ctx: &TracePointContext, req: u64, stash: *const IoStash) -> Result<
             stash.opcode
         );
     }
-    let close_write = event_mask() & event_kind::bit(event_kind::CLOSE_WRITE) != 0;
-    if let (true, false, true, Some(watch)) = (opened, direct, close_write, watch) {
-        track_write_fd(tgid, ret, watch);
+    if opened && !direct {
+        track_opened(tgid, ret, watch);
     }
     Ok(())
 }

@@ -22,7 +22,10 @@ use crate::{
     config::{event_mask, kernel_offsets, match_mode, tp_offsets},
     error::Error,
     event::{Hit, emit},
-    files::{close_is_event, count_rename, count_write, take_pending, track_write_fd, verdict_of},
+    files::{
+        close_is_event, count_rename, count_write, take_pending, track_opened, track_write_fd,
+        verdict_of,
+    },
     maps::{SPECS, STASH, WRITE_FDS, op},
     vfs::file_of_fd,
 };
@@ -295,9 +298,8 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
             nr
         );
     }
-    let close_write = event_mask() & event_kind::bit(event_kind::CLOSE_WRITE) != 0;
-    if let (true, true, true, Some(watch)) = (opened, exact, close_write, watch) {
-        track_write_fd(tgid, ret, watch);
+    if opened && exact {
+        track_opened(tgid, ret, watch);
     }
     Ok(())
 }
