@@ -18,7 +18,7 @@ use aya_ebpf::{
 };
 use watcher_common::{
     CMDLINE_MAX, EVENT_DATA_LEN, EVENT_HEADER_LEN, PATH_MAX, TASK_COMM_LEN, Target, UNDECIDED_SLOT,
-    WATCH_NONE, event_status, match_mode, open_flags::FMODE_CREATED,
+    WATCH_NONE, event_kind, event_status, match_mode, open_flags::FMODE_CREATED,
 };
 
 use crate::{
@@ -50,6 +50,25 @@ pub struct Hit {
     /// The thread that submitted an io_uring request and its name, when
     /// the completion runs on another thread of the process.
     pub submitter: Option<(u32, [u8; TASK_COMM_LEN])>,
+}
+
+impl Hit {
+    /// The `close_write` of a descriptor closed by syscall `syscall`
+    /// (`close`, `dup2`, `dup3`, or the process's exit), with the `count`
+    /// writes through it no `modify` counted yet.
+    #[inline(always)]
+    pub fn close_write(syscall: u32, count: u32) -> Self {
+        Self {
+            kind: event_kind::CLOSE_WRITE,
+            syscall,
+            flags: 0,
+            ret: 0,
+            quiet: false,
+            opened: false,
+            count,
+            submitter: None,
+        }
+    }
 }
 
 /// Decides about every target of the [`Op`](crate::scratch::Op) and sends

@@ -28,7 +28,7 @@ use watcher_common::{
 };
 
 use super::{
-    process::{origin, passes_filters},
+    process::admit,
     syscalls::{OPEN_KINDS, closing},
 };
 use crate::{
@@ -187,7 +187,7 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), Error> {
             if unsafe { WRITE_FDS.get(&key) }.is_none() {
                 return Ok(());
             }
-            let Some(origin) = origin(tgid).filter(|_| passes_filters(tgid)) else {
+            let Some((origin, _)) = admit(tgid, spec.kind) else {
                 return Ok(());
             };
             // A close fails only on a descriptor that is not open.
@@ -195,17 +195,10 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), Error> {
         }
         _ => return Ok(()),
     }
-    stash.event = 1;
-    match origin(tgid) {
-        Some(origin) if passes_filters(tgid) => stash.origin = origin,
-        // Left out, but a rename still moves files under open ones.
-        _ if spec.kind == event_kind::RENAME => stash.event = 0,
-        _ => return Ok(()),
-    }
-    // Traced for `modify` alone: only the rename is counted.
-    if spec.kind == event_kind::RENAME && event_mask() & event_kind::bit(spec.kind) == 0 {
-        stash.event = 0;
-    }
+    let Some((origin, event)) = admit(tgid, spec.kind) else {
+        return Ok(());
+    };
+    (stash.origin, stash.event) = (origin, event);
     stash.tid = bpf_get_current_pid_tgid() as u32;
     stash.comm = bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]);
     IO_REQS.insert(&req, stash, 0).map_err(Error::helper)

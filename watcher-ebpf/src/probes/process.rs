@@ -17,7 +17,7 @@ use aya_ebpf::{
 use watcher_common::{FdKey, MAX_WRITE_FDS, SYSCALL_EXIT, TASK_COMM_LEN, event_kind, filter};
 
 use crate::{
-    config::{filters, kernel_offsets, tag_actions, tp_offsets, watcher_tgid},
+    config::{event_mask, filters, kernel_offsets, tag_actions, tp_offsets, watcher_tgid},
     event::{Hit, emit},
     files::{close_is_event, take_pending},
     maps::{ACTION_SLOT, EXCLUDED, FILTER_COMMS, FILTER_PIDS, FILTER_UIDS, WRITE_FDS, WRITERS, op},
@@ -40,6 +40,24 @@ pub fn origin(tgid: u32) -> Option<u32> {
         0 => Some(0),
         _ if !tag_actions() => None,
         slot => Some(slot),
+    }
+}
+
+/// Whether a change of `kind` by process `tgid` (the current one) is
+/// looked at: `None` when it is left out, else its origin (see
+/// [`origin`]) and 1 when it may be an event, 0 when only what it does to
+/// watcher's state counts: a rename by a process left out, or traced for
+/// `modify` alone, still moves files under open ones.
+#[inline(always)]
+pub fn admit(tgid: u32, kind: u32) -> Option<(u32, u32)> {
+    let rename = kind == event_kind::RENAME;
+    match origin(tgid) {
+        Some(origin) if passes_filters(tgid) => {
+            let selected = event_mask() & event_kind::bit(kind) != 0;
+            Some((origin, u32::from(!rename || selected)))
+        }
+        _ if rename => Some((0, 0)),
+        _ => None,
     }
 }
 
@@ -157,15 +175,6 @@ extern "C" fn close_at_exit_cb(fd: u64, _ctx: *mut c_void) -> i64 {
     }
     op.len = 1;
     op.targets[0].reset(file, fd as i64, 0);
-    let _ = emit(&Hit {
-        kind: event_kind::CLOSE_WRITE,
-        syscall: SYSCALL_EXIT,
-        flags: 0,
-        ret: 0,
-        quiet: false,
-        opened: false,
-        count,
-        submitter: None,
-    });
+    let _ = emit(&Hit::close_write(SYSCALL_EXIT, count));
     0
 }

@@ -17,7 +17,7 @@ use watcher_common::{
     role, shape, verdict,
 };
 
-use super::process::{origin, passes_filters};
+use super::process::admit;
 use crate::{
     config::{event_mask, kernel_offsets, match_mode, tp_offsets},
     error::Error,
@@ -142,16 +142,10 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
         }
         _ => {}
     }
-    match origin(tgid) {
-        Some(origin) if passes_filters(tgid) => stash.origin = origin,
-        // Left out, but a rename still moves files under open ones.
-        _ if spec.kind == event_kind::RENAME => stash.event = 0,
-        _ => return Ok(()),
-    }
-    // Traced for `modify` alone: only the rename is counted.
-    if spec.kind == event_kind::RENAME && event_mask() & event_kind::bit(spec.kind) == 0 {
-        stash.event = 0;
-    }
+    let Some((origin, event)) = admit(tgid, spec.kind) else {
+        return Ok(());
+    };
+    (stash.origin, stash.event) = (origin, event);
     if spec.shape == shape::CLOSE {
         return closing(spec, tgid, stash.args[role::FD] as u32, stash.origin);
     }
@@ -179,16 +173,7 @@ pub fn closing(spec: &SyscallSpec, tgid: u32, fd: u32, origin: u32) -> Result<()
     op.len = 1;
     op.origin = origin;
     op.targets[0].reset(file, i64::from(fd), 0);
-    emit(&Hit {
-        kind: event_kind::CLOSE_WRITE,
-        syscall: spec.id,
-        flags: 0,
-        ret: 0,
-        quiet: false,
-        opened: false,
-        count,
-        submitter: None,
-    })?;
+    emit(&Hit::close_write(spec.id, count))?;
     Ok(())
 }
 
