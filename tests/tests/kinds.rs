@@ -367,6 +367,51 @@ fn names_through_the_symlinked_path_the_watch_was_named_by() {
 }
 
 #[test]
+fn names_through_a_symlink_in_the_tree_are_where_it_leads() {
+    let tree = Tree::new("linkedname");
+    let media = tree.dir("media");
+    let album = tree.dir("media/album");
+    let other = tree.dir("other");
+    // In the tree: one link leading out of it, one within it.
+    let out = media.join("out");
+    let within = media.join("in");
+    symlink(&other, &out).unwrap();
+    symlink(&album, &within).unwrap();
+    for f in [other.join("victim"), other.join("a"), album.join("song")] {
+        fs::write(f, b"f").unwrap();
+    }
+    let w = trace("delete,mkdir,rename,create", &[&media]);
+
+    let rm = run("rm", &[os(&out.join("victim")), os(&within.join("song"))]);
+    let mkdir = run("mkdir", &[os(&out.join("d")), os(&within.join("d"))]);
+    let mv = run("mv", &[os(&out.join("a")), os(&out.join("b"))]);
+    assert!(!other.join("victim").exists() && other.join("d").is_dir());
+    assert!(other.join("b").exists());
+
+    let events = w.events_until_marker(&media);
+    let writer = |ev: &Value| ev["writer_path"].as_str().map(|s| s.as_bytes().to_vec());
+    let rms = of_pid(&events, rm);
+    assert_eq!(
+        kinds(rms.clone()),
+        [k("delete", &album.join("song"))],
+        "{events:#?}"
+    );
+    assert_eq!(writer(rms[0]), Some(bytes(&within.join("song"))));
+    let mkdirs = of_pid(&events, mkdir);
+    assert_eq!(
+        kinds(mkdirs.clone()),
+        [k("mkdir", &album.join("d"))],
+        "{events:#?}"
+    );
+    assert_eq!(writer(mkdirs[0]), Some(bytes(&within.join("d"))));
+    assert!(of_pid(&events, mv).is_empty(), "{events:#?}");
+    let validator = schema();
+    for ev in rms.iter().chain(&mkdirs) {
+        assert_valid(&validator, ev);
+    }
+}
+
+#[test]
 fn nested_watches_name_the_innermost_for_names_too() {
     let tree = Tree::new("nestednames");
     let music = tree.dir("music");

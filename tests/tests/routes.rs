@@ -375,3 +375,26 @@ fn run_acts_on_a_change_through_a_containers_volume() {
     .concat();
     assert_eq!(stdin, want, "{runs:?}");
 }
+
+#[test]
+fn run_acts_on_a_delete_through_a_symlink_in_the_tree_only_where_it_leads_in() {
+    let tree = Tree::new("symlink-run");
+    let log = tree.root.join("runs.log");
+    let media = tree.dir("media");
+    let album = tree.dir("media/album");
+    let other = tree.dir("other");
+    std::os::unix::fs::symlink(&other, media.join("out")).unwrap();
+    std::os::unix::fs::symlink(&album, media.join("in")).unwrap();
+    std::fs::write(other.join("victim"), b"v").unwrap();
+    std::fs::write(album.join("song"), b"s").unwrap();
+    let w = run_recording(&media, &log);
+    let (_, results) = opener(&[
+        ("unlinkat", &media.join("out/victim")),
+        ("unlinkat", &media.join("in/song")),
+    ]);
+    assert_eq!(results, ["ok", "ok"]);
+    // One change: the delete out of the tree is none.
+    let runs = runs_accounting_for(&w, &log, 1);
+    let stdin: Vec<u8> = runs.iter().flat_map(recorded_stdin).collect();
+    assert_eq!(stdin, [bytes(&album.join("song")), b"\0".to_vec()].concat());
+}

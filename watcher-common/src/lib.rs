@@ -370,6 +370,11 @@ pub mod event_status {
     /// registered files, which an open may fill), not a descriptor of the
     /// process: the event has no fd.
     pub const DIRECT: u32 = 128;
+    /// A name followed from a directory goes down through directories
+    /// below the watch that the kernel only knows by name (any of them may
+    /// be a symlink leading elsewhere): user space follows the name's
+    /// directory in the filesystem and decides.
+    pub const THROUGH: u32 = 256;
 }
 
 /// Key of `WATCH_INODES`: a watched directory's identity as the kernel

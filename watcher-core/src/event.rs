@@ -33,6 +33,8 @@ pub struct Side {
     pub truncated: bool,
     /// Prefix mode: as [`Event::relative`].
     pub relative: bool,
+    /// As [`Event::through`].
+    pub through: bool,
     pub dfd: i32,
     /// Where the file lies below its watch, when the kernel said.
     pub anchor: Option<Anchor>,
@@ -90,6 +92,10 @@ pub struct Event {
     /// The kernel could not follow the name (`..` after going down): user
     /// space decides its watch from `path`.
     pub lexical: bool,
+    /// The name goes down through directories below its watch that the
+    /// kernel only knew by name: user space follows its directory in the
+    /// filesystem (a symlink there may lead elsewhere) and decides.
+    pub through: bool,
     /// The directory fd the name is relative to, or the fd operated on.
     pub dfd: i32,
     /// The descriptor the event is about: an open's new fd, or the fd of a
@@ -336,6 +342,7 @@ pub fn decode(
         truncated: new.truncated,
         relative: new.relative,
         lexical: status & event_status::LEXICAL != 0,
+        through: new.through,
         dfd: new.dfd,
         fd,
         created: status & event_status::CREATED != 0,
@@ -396,6 +403,7 @@ fn side(t: &Target, name: &[u8], components: &[u8], exact: bool) -> Side {
         path,
         truncated,
         relative: t.status & event_status::RELATIVE != 0,
+        through: t.status & event_status::THROUGH != 0,
         dfd: t.dfd,
         anchor: None,
         writer_path: None,
@@ -547,6 +555,7 @@ impl Event {
             truncated: false,
             relative: false,
             lexical: false,
+            through: false,
             dfd: libc::AT_FDCWD,
             fd: Some(3),
             created: false,

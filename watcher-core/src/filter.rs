@@ -253,6 +253,7 @@ mod tests {
             path: b"/w/a.part".to_vec(),
             truncated: false,
             relative: false,
+            through: false,
             dfd: -100,
             anchor: None,
             writer_path: None,

@@ -3,9 +3,11 @@
 //! from the process's cwd or directory fd, read from /proc (a process that
 //! is gone by then cannot be placed). In exact mode it sends names it
 //! cannot follow (`..` after going down) with their directory's path: this
-//! decides from the joined path. Either way the match is by prefix.
+//! decides from the joined path. Either way the match is by prefix. Names
+//! that go down through directories below a watch the kernel only knew by
+//! name are followed here in the filesystem.
 
-use std::{fs, os::unix::ffi::OsStrExt, path::PathBuf};
+use std::{ffi::OsStr, fs, os::unix::ffi::OsStrExt, path::PathBuf};
 
 use crate::{event::Event, path::normalize, watch::Watch};
 
@@ -32,6 +34,29 @@ pub fn place(ev: &mut Event, watches: &[Watch]) -> bool {
         }
         old.relative = false;
     }
+    decide(ev, watches)
+}
+
+/// Follows the directory of each name the kernel could not follow down
+/// (`through`) in the filesystem as it is when the event is read, from
+/// watcher's root: a symlink on its way leads where it leads. The path is
+/// then the directory's real one (the name as written goes to
+/// `writer_path`), or stays as it was when the directory is gone (a tree
+/// removed meanwhile). Decides the watch when the kernel did not; `false`
+/// when no side lies under a watch.
+pub fn follow(ev: &mut Event, watches: &[Watch]) -> bool {
+    if ev.through {
+        resolve(&mut ev.path, &mut ev.writer_path);
+    }
+    if let Some(old) = ev.old.as_mut().filter(|old| old.through) {
+        resolve(&mut old.path, &mut old.writer_path);
+    }
+    decide(ev, watches)
+}
+
+/// The watch of an event the kernel left undecided: the innermost that
+/// holds its path, or else its old path; `false` when there is none.
+fn decide(ev: &mut Event, watches: &[Watch]) -> bool {
     if ev.watch_id.is_none() {
         let innermost = |path: &[u8]| {
             watches
@@ -47,6 +72,23 @@ pub fn place(ev: &mut Event, watches: &[Watch]) -> bool {
         }
     }
     true
+}
+
+/// `path` with its directory's symlinks resolved, as written kept in
+/// `writer_path` (unless that already holds the writer's own view).
+fn resolve(path: &mut Vec<u8>, writer_path: &mut Option<Vec<u8>>) {
+    let Some(cut) = path.iter().rposition(|&b| b == b'/') else {
+        return;
+    };
+    let dir = if cut == 0 { &b"/"[..] } else { &path[..cut] };
+    let Ok(real) = fs::canonicalize(OsStr::from_bytes(dir)) else {
+        return;
+    };
+    let resolved = normalize(real.as_os_str().as_bytes(), &path[cut + 1..]);
+    if resolved != *path {
+        let written = std::mem::replace(path, resolved);
+        writer_path.get_or_insert(written);
+    }
 }
 
 /// A name relative to the cwd of thread `tid` (`dfd` AT_FDCWD) or to the

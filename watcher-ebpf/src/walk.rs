@@ -253,11 +253,20 @@ fn decide(index: u32) -> Result<u32, Error> {
     }
 
     let (target, ..) = current().ok_or(Error::NoScratch)?;
-    Ok(if target.status & event_status::LEXICAL != 0 {
-        PLACE
-    } else {
-        end_verdict(target)
-    })
+    if target.status & event_status::LEXICAL != 0 {
+        return Ok(PLACE);
+    }
+    let verdict = end_verdict(target);
+    if verdict != FOUND {
+        target.status &= !event_status::THROUGH;
+    } else if target.status & event_status::THROUGH != 0 {
+        return Ok(PLACE);
+    } else if target.name_below != WATCH_NONE {
+        // Met on the way down: flagged only now that the name is known
+        // not to pass where the kernel cannot follow it.
+        mark_dirty(target.watch);
+    }
+    Ok(verdict)
 }
 
 /// Resets the component being read.
@@ -478,6 +487,7 @@ extern "C" fn descend_cb(index: u64, _ctx: *mut c_void) -> i64 {
 fn go_down(target: &mut TargetState, hash: u64, pos: u32) {
     if target.on_edge == 0 {
         target.off_depth += 1;
+        target.status |= event_status::THROUGH;
         return;
     }
     match edge_from(target, hash) {
@@ -490,6 +500,7 @@ fn go_down(target: &mut TargetState, hash: u64, pos: u32) {
         None => {
             target.on_edge = 0;
             target.off_depth = 1;
+            target.status |= event_status::THROUGH;
         }
     }
 }
@@ -511,13 +522,13 @@ fn at_last(target: &mut TargetState, hash: u64, pos: u32) {
 
 /// A watch below the base, hence inside any the first walk found, met
 /// through `edge`; the part of the name below it starts after byte `pos`.
+/// Its flag is raised once the whole name was followed (`decide`).
 #[inline(always)]
 fn met_watch(target: &mut TargetState, edge: &Edge, pos: u32) {
     target.watch = edge.watch;
     target.route = edge.route;
     target.end = END_FOUND;
     target.name_below = (pos + 1).min(target.name_len);
-    mark_dirty(edge.watch);
 }
 
 /// The edge from the current directory by the name `hash`, if the current
@@ -615,7 +626,7 @@ extern "C" fn build_cb(index: u64, _ctx: *mut c_void) -> i64 {
 }
 
 /// One step of the path walk: marks every watch met as dirty (nested
-/// watches all changed) and writes the path components, file first, each
+/// watches all changed; not for a target user space places) and writes the path components, file first, each
 /// ended by a NUL, into the data after the names.
 #[inline(never)]
 extern "C" fn build_path_cb(_index: u64, _ctx: *mut c_void) -> i64 {
@@ -647,7 +658,7 @@ fn path_step(
 ) -> Result<Step, Error> {
     let off = kernel_offsets();
     let id = watch_at(&target.at, &off)?;
-    if let Some(id) = id {
+    if let Some(id) = id.filter(|_| target.verdict != PLACE) {
         mark_dirty(id);
     }
     // Where the way to the file leaves the watch: at the watch itself, or

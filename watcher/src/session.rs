@@ -30,7 +30,7 @@ use watcher_core::{
     kind::Kind,
     metrics::Metrics,
     notify,
-    place::place,
+    place::{follow, place},
     privileges,
     routes::Routes,
     settings::Plan,
@@ -566,6 +566,10 @@ impl EventStream {
                     .map(|w| w.root.as_path())
             };
             ev.anchor(root_of, |route| self.routes.prefix(route));
+            let through = ev.through || ev.old.as_ref().is_some_and(|o| o.through);
+            if through && !follow(&mut ev, &self.watches) {
+                continue;
+            }
             let root = ev.watch_id.and_then(root_of);
             if !self.paths.keeps(&ev, root) {
                 // Counted as the events the record stands for.

@@ -275,12 +275,15 @@ impl Job {
             }
         }
         if self.uses_flags {
-            let own: Vec<u32> = self
-                .watches
+            // A flag of a watch inside one of the job's is the job's too.
+            let mut own: Vec<u32> = flagged
                 .iter()
-                .map(|w| w.id)
-                .filter(|id| flagged.contains(id))
+                .filter_map(|&id| self.routes.get(&id))
+                .flatten()
+                .copied()
                 .collect();
+            own.sort_unstable();
+            own.dedup();
             self.batch.flag(&own);
         }
         if was_empty && !self.batch.is_empty() {
