@@ -271,8 +271,13 @@ fn an_overlays_upper_directory_sees_writes_through_the_merged_one() {
         ("unlinkat", Path::new("old")),
         ("chdir", &merged.join("ldir")),
         ("unlinkat", Path::new("x")),
+        // By absolute names through the merged directory.
+        ("mkdirat", &merged.join("abs")),
+        ("from", &merged.join("abs")),
+        ("renameat", &merged.join("ldir/abs")),
+        ("unlinkat", &merged.join("d/moved")),
     ]);
-    assert_eq!(results, ["ok"; 10]);
+    assert_eq!(results, ["ok"; 14]);
 
     let at = |p: &Path| p.to_str().map(str::to_owned);
     let through = |rel: &str| (upper.join(rel), at(&merged.join(rel)));
@@ -290,6 +295,9 @@ fn an_overlays_upper_directory_sees_writes_through_the_merged_one() {
         ("rename", "d/moved"),
         ("delete", "old"),
         ("delete", "ldir/x"),
+        ("mkdir", "abs"),
+        ("rename", "ldir/abs"),
+        ("delete", "d/moved"),
     ] {
         let (path, writer) = through(rel);
         want.push(e(event, &path, writer.as_deref()));

@@ -15,6 +15,9 @@ pub struct Mount {
     /// Where it is mounted, as the namespace's processes see it.
     pub point: PathBuf,
     pub fstype: String,
+    /// An overlay's upper directory (`upperdir=`), as its mounter named
+    /// it.
+    pub upper: Option<PathBuf>,
 }
 
 /// The lines of a mount table that parse.
@@ -26,12 +29,24 @@ pub fn parse(text: &str) -> impl Iterator<Item = Mount> + '_ {
         let (major, minor) = fields.nth(1)?.split_once(':')?;
         let root = unescape_octal(fields.next()?);
         let point = unescape_octal(fields.next()?);
+        let mut fs = fs.split(' ');
+        let fstype = fs.next()?.to_string();
+        // The options escape `,` in a value, so a split is exact.
+        let upper = (fstype == "overlay")
+            .then(|| {
+                fs.nth(1)?
+                    .split(',')
+                    .find_map(|o| o.strip_prefix("upperdir="))
+            })
+            .flatten()
+            .map(unescape_octal);
         Some(Mount {
             id,
             dev: (major.parse().ok()?, minor.parse().ok()?),
             root,
             point,
-            fstype: fs.split(' ').next()?.to_string(),
+            fstype,
+            upper,
         })
     })
 }
@@ -69,9 +84,12 @@ mod tests {
     fn reads_each_field_and_unescapes_paths() {
         let info = "35 23 0:31 / /sys/fs/cgroup/uni\\040fied rw - cgroup2 cgroup2 rw\n\
                     612 29 8:1 /srv/media/music /mnt/music rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
-                    garbage\n";
+                    garbage\n\
+                    700 29 0:52 / /m rw - overlay overlay rw,lowerdir=/l,upperdir=/u\\054p,workdir=/w\n";
         let mounts: Vec<Mount> = parse(info).collect();
-        assert_eq!(mounts.len(), 2);
+        assert_eq!(mounts.len(), 3);
+        assert_eq!(mounts[0].upper, None);
+        assert_eq!(mounts[2].upper, Some(PathBuf::from("/u,p")));
         assert_eq!(mounts[0].point, PathBuf::from("/sys/fs/cgroup/uni fied"));
         assert_eq!(mounts[0].fstype, "cgroup2");
         assert_eq!(
@@ -82,6 +100,7 @@ mod tests {
                 root: "/srv/media/music".into(),
                 point: "/mnt/music".into(),
                 fstype: "ext4".into(),
+                upper: None,
             }
         );
     }

@@ -6,7 +6,8 @@
 //! through such a mount it needs the way from that namespace's root to the
 //! mount point, each directory by its identity, and at the mount point the
 //! directory mounted there. A file opened through one needs none of this:
-//! the kernel finds its watch up the file system's own tree.
+//! the kernel finds its watch up the file system's own tree. An overlay's
+//! merged directory is a way into its upper directory's tree too.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -176,6 +177,9 @@ impl Routes {
                 };
                 self.follow(&way, ns, pid, table, &mut edges);
             }
+            for way in through_overlay(&mount, watches) {
+                self.follow(&way, ns, pid, table, &mut edges);
+            }
         }
         edges
     }
@@ -258,6 +262,47 @@ struct Way {
     /// The watched directory it shows, when it shows one (a mount of the
     /// watch or of a directory above it), checked at the mount point.
     shows: Option<InodeKey>,
+}
+
+/// The ways into the watched trees through an overlay's merged directory
+/// (a mount of it): where the upper directory lies in a tree, the mount
+/// point leads into it; where it holds watched directories, the same
+/// paths below the mount point lead to them. Found by path: the upper
+/// directory as the overlay's mounter named it, followed from watcher's
+/// root. The merged directories are the overlay's own, so the mount point
+/// cannot be checked to show the watch.
+fn through_overlay(mount: &Mount, watches: &[InFs]) -> Vec<Way> {
+    let Some(upper) = mount.upper.as_ref().and_then(|u| fs::canonicalize(u).ok()) else {
+        return Vec::new();
+    };
+    // A bind mount of a directory of the overlay shows that one.
+    let shown = upper.join(mount.root.strip_prefix("/").unwrap_or(&mount.root));
+    let mut ways = Vec::new();
+    let mut holder: Option<(&Watch, PathBuf)> = None;
+    for w in watches.iter().map(|w| w.watch) {
+        if let Ok(rest) = shown.strip_prefix(&w.root) {
+            if holder
+                .as_ref()
+                .is_none_or(|(h, _)| w.root.starts_with(&h.root))
+            {
+                holder = Some((w, rest.to_owned()));
+            }
+        } else if let Ok(rest) = w.root.strip_prefix(&shown) {
+            ways.push(Way {
+                point: mount.point.join(rest),
+                watch: w.id,
+                prefix: Vec::new(),
+                shows: None,
+            });
+        }
+    }
+    ways.extend(holder.map(|(w, rest)| Way {
+        point: mount.point.clone(),
+        watch: w.id,
+        prefix: rest.as_os_str().as_bytes().to_vec(),
+        shows: None,
+    }));
+    ways
 }
 
 /// Each watch's device and path in its file system, from watcher's own
