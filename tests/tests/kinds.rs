@@ -412,6 +412,26 @@ fn names_through_a_symlink_in_the_tree_are_where_it_leads() {
 }
 
 #[test]
+fn a_symlink_into_the_tree_named_as_a_watch_is_followed_by_name() {
+    let tree = Tree::new("linkedsub");
+    let media = tree.dir("media");
+    let album = tree.dir("media/album");
+    let link = tree.dir("home").join("album");
+    symlink(&album, &link).unwrap();
+    fs::write(album.join("f"), b"f").unwrap();
+    let w = trace("delete,create", &[&media, &link]);
+    let pid = run("rm", &[os(&link.join("f"))]);
+    let events = w.events_until_marker(&media);
+    let evs = of_pid(&events, pid);
+    assert_eq!(
+        kinds(evs.clone()),
+        [k("delete", &link.join("f"))],
+        "{events:#?}"
+    );
+    assert_eq!(evs[0]["watch"].as_str().unwrap().as_bytes(), bytes(&album));
+}
+
+#[test]
 fn nested_watches_name_the_innermost_for_names_too() {
     let tree = Tree::new("nestednames");
     let music = tree.dir("music");
