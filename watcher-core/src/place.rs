@@ -42,13 +42,13 @@ pub fn place(ev: &mut Event, watches: &[Watch]) -> bool {
 /// watcher's root: a symlink on its way leads where it leads. The path is
 /// then the directory's real one (the name as written goes to
 /// `writer_path`), or stays as it was when the directory is gone (a tree
-/// removed meanwhile). Decides the watch when the kernel did not; `false`
-/// when no side lies under a watch.
+/// removed meanwhile; a path cut short is left as it is). Decides the
+/// watch when the kernel did not; `false` when no side lies under a watch.
 pub fn follow(ev: &mut Event, watches: &[Watch]) -> bool {
-    if ev.through {
+    if ev.through && !ev.truncated {
         resolve(&mut ev.path, &mut ev.writer_path);
     }
-    if let Some(old) = ev.old.as_mut().filter(|old| old.through) {
+    if let Some(old) = ev.old.as_mut().filter(|old| old.through && !old.truncated) {
         resolve(&mut old.path, &mut old.writer_path);
     }
     decide(ev, watches)
@@ -140,5 +140,49 @@ mod tests {
         assert!(placed);
         assert_eq!(ev.path, path.as_os_str().as_bytes());
         assert_eq!(ev.watch_id, Some(7));
+    }
+
+    #[test]
+    fn names_through_directories_below_a_watch_are_followed_where_they_lead() {
+        let tmp = std::env::temp_dir().join(format!("watcher-follow-{}", std::process::id()));
+        let (media, other) = (tmp.join("media"), tmp.join("other"));
+        fs::create_dir_all(media.join("album")).unwrap();
+        fs::create_dir_all(&other).unwrap();
+        std::os::unix::fs::symlink(&other, media.join("out")).unwrap();
+        std::os::unix::fs::symlink(media.join("album"), media.join("in")).unwrap();
+        let watch = Watch {
+            id: 3,
+            root: media.clone(),
+            key: Default::default(),
+            named: vec![media.clone()],
+        };
+        let b = |p: &std::path::Path| p.as_os_str().as_bytes().to_vec();
+        let through = |path: &[u8]| Event {
+            through: true,
+            watch_id: None,
+            ..Event::test_write(path, 0)
+        };
+        let follows = |path: &[u8]| {
+            let mut ev = through(path);
+            follow(&mut ev, std::slice::from_ref(&watch)).then_some((ev.path, ev.writer_path))
+        };
+        let out = follows(&b(&media.join("out/f")));
+        let within = follows(&b(&media.join("in/f")));
+        let gone = follows(&b(&media.join("gone/x/f")));
+        let mut cut = Event {
+            truncated: true,
+            ..through(b"in/f")
+        };
+        let cut_kept = follow(&mut cut, &[watch.clone()]);
+        fs::remove_dir_all(&tmp).unwrap();
+        assert_eq!(out, None);
+        assert_eq!(
+            within,
+            Some((b(&media.join("album/f")), Some(b(&media.join("in/f")))))
+        );
+        assert_eq!(gone, Some((b(&media.join("gone/x/f")), None)));
+        // A path cut short is not followed from watcher's cwd.
+        assert!(!cut_kept);
+        assert_eq!(cut.path, b"in/f");
     }
 }

@@ -626,8 +626,9 @@ extern "C" fn build_cb(index: u64, _ctx: *mut c_void) -> i64 {
 }
 
 /// One step of the path walk: marks every watch met as dirty (nested
-/// watches all changed; not for a target user space places) and writes the path components, file first, each
-/// ended by a NUL, into the data after the names.
+/// watches all changed; not for a target user space places) and writes
+/// the path components, file first, each ended by a NUL, into the data
+/// after the names.
 #[inline(never)]
 extern "C" fn build_path_cb(_index: u64, _ctx: *mut c_void) -> i64 {
     let Some(Scratch { op, event, .. }) = scratch() else {
