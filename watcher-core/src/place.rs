@@ -173,7 +173,7 @@ mod tests {
             truncated: true,
             ..through(b"in/f")
         };
-        let cut_kept = follow(&mut cut, &[watch.clone()]);
+        let cut_kept = follow(&mut cut, std::slice::from_ref(&watch));
         fs::remove_dir_all(&tmp).unwrap();
         assert_eq!(out, None);
         assert_eq!(
