@@ -4,10 +4,10 @@
 
 use std::{
     ffi::OsStr,
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Write as _},
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Output, Stdio},
+    process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Output, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU32, Ordering},
@@ -503,6 +503,79 @@ pub fn run_recording(dir: &Path, log: &Path) -> Watcher {
         record.as_os_str(),
         log.as_os_str(),
     ])
+}
+
+/// The `writer` helper, its file open before anything else happens.
+pub struct Writer {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Writer {
+    /// Starts `writer PATH OPS...` and waits until it holds PATH open.
+    pub fn open(path: &Path, ops: &[&str]) -> Self {
+        Self::start(Command::new(helper_bin("writer")).arg(path).args(ops))
+    }
+
+    /// `writer --tmpfile DIR OPS...`: an unnamed file in DIR.
+    pub fn tmpfile(dir: &Path, ops: &[&str]) -> Self {
+        Self::start(
+            Command::new(helper_bin("writer"))
+                .arg("--tmpfile")
+                .arg(dir)
+                .args(ops),
+        )
+    }
+
+    fn start(cmd: &mut Command) -> Self {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn writer");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut writer = Self {
+            child,
+            stdin,
+            stdout,
+        };
+        writer.expect_line("open");
+        writer
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn expect_line(&mut self, want: &str) {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("writer's output");
+        assert_eq!(line.trim_end(), want, "writer said");
+    }
+
+    /// Lets it go on to its next `pause` (`paused`) or its end (`done`).
+    pub fn step(&mut self, want: &str) {
+        self.stdin.write_all(b"\n").expect("tell the writer");
+        self.expect_line(want);
+    }
+
+    /// Lets it write to its end, and waits until it has exited.
+    pub fn go(mut self) {
+        self.step("done");
+        let deadline = Instant::now() + PATIENCE;
+        while self.child.try_wait().expect("wait").is_none() {
+            assert!(Instant::now() < deadline, "writer never exited");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILL, and waits until it is gone.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill the writer");
+        self.child.wait().expect("wait for the writer");
+    }
 }
 
 /// `sh -c SCRIPT watcher ARGS...` in a private mount namespace where the

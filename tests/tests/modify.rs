@@ -2,80 +2,13 @@
 //! including one opened before watcher started, inherited over fork or
 //! duplicated; coalesced per open file, with a count of the writes.
 
-use std::{
-    io::{BufRead as _, BufReader, Write as _},
-    os::unix::ffi::OsStrExt,
-    path::Path,
-    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
-};
+use std::{os::unix::ffi::OsStrExt, path::Path, process::Command};
 
 use serde_json::Value;
 use watcher_tests::{
-    PATIENCE, Tree, Watcher, assert_valid, helper_bin, path_bytes, recorded_count, recorded_stdin,
+    Tree, Watcher, Writer, assert_valid, helper_bin, path_bytes, recorded_count, recorded_stdin,
     runs_accounting_for, schema, spawn,
 };
-
-/// The `writer` helper, its file open before anything else happens.
-struct Writer {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Writer {
-    /// Starts `writer PATH OPS...` and waits until it holds PATH open.
-    fn open(path: &Path, ops: &[&str]) -> Self {
-        Self::start(Command::new(helper_bin("writer")).arg(path).args(ops))
-    }
-
-    /// `writer --tmpfile DIR OPS...`: an unnamed file in DIR.
-    fn tmpfile(dir: &Path, ops: &[&str]) -> Self {
-        Self::start(
-            Command::new(helper_bin("writer"))
-                .arg("--tmpfile")
-                .arg(dir)
-                .args(ops),
-        )
-    }
-
-    fn start(cmd: &mut Command) -> Self {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn writer");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut writer = Self {
-            child,
-            stdin,
-            stdout,
-        };
-        writer.expect_line("open");
-        writer
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn expect_line(&mut self, want: &str) {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("writer's output");
-        assert_eq!(line.trim_end(), want, "writer said");
-    }
-
-    /// Lets it write, and waits until it has exited.
-    fn go(mut self) {
-        self.stdin.write_all(b"\n").expect("tell the writer");
-        self.expect_line("done");
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while self.child.try_wait().expect("wait").is_none() {
-            assert!(std::time::Instant::now() < deadline, "writer never exited");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-    }
-}
 
 /// (event, syscall, writes) of each event of `pid`.
 fn shape(events: &[Value], pid: u32) -> Vec<(String, String, Option<u64>)> {
@@ -227,12 +160,10 @@ fn an_open_file_renamed_into_the_tree_is_modified_there_and_not_after_it_leaves(
         &["write", "1", "pause", "write", "1", "pause", "write", "1"],
     );
     let pid = writer.pid();
-    writer.stdin.write_all(b"\n").expect("go");
-    writer.expect_line("paused");
+    writer.step("paused");
     let (_, out) = spawn(Command::new("mv").arg(&before).arg(&inside));
     assert!(out.status.success());
-    writer.stdin.write_all(b"\n").expect("go on");
-    writer.expect_line("paused");
+    writer.step("paused");
     let (_, out) = spawn(Command::new("mv").arg(&inside).arg(&gone));
     assert!(out.status.success());
     writer.go();

@@ -30,7 +30,7 @@ use crate::{
     kind::Kind,
     runner::{self, Action, CommandSpec, JobSpec, Recipient, StdinFormat},
     settings::{
-        Coalesce, Events, MetricsAddr, RingSize, Shared, Span, defaults, parse_pid, parse_uid,
+        Events, MetricsAddr, RingSize, Shared, Span, SpanOrZero, defaults, parse_pid, parse_uid,
     },
     user::{self, RunAs},
 };
@@ -167,7 +167,7 @@ fn parse(text: &str, gone: &dyn Fn(&Path) -> bool) -> Result<Config, ParseError>
 #[serde(deny_unknown_fields)]
 struct File {
     ring_buffer_size: Option<Parsed<RingSize>>,
-    modify_interval: Option<Parsed<Coalesce>>,
+    modify_interval: Option<Parsed<SpanOrZero>>,
     metrics: Option<Parsed<MetricsAddr>>,
     #[serde(default)]
     watch: Vec<Spanned<Entry>>,
@@ -193,6 +193,7 @@ struct Entry {
     #[serde(default)]
     exclude: OneOrMany<Parsed<Pattern>>,
     settle: Option<Parsed<Span>>,
+    max_wait: Option<Parsed<SpanOrZero>>,
     interval: Option<Parsed<Span>>,
     timeout: Option<Parsed<Span>>,
     #[serde(default)]
@@ -348,6 +349,7 @@ impl Entry {
             },
             action,
             settle: duration(&self.settle, defaults::SETTLE),
+            max_wait: self.max_wait.as_ref().map_or(defaults::MAX_WAIT, |d| d.0.0),
             interval: duration(&self.interval, defaults::INTERVAL),
             timeout: duration(&self.timeout, defaults::TIMEOUT),
             run_at_start: self.run_at_start,
@@ -624,6 +626,7 @@ mod tests {
             "user",
             "stdin_format",
             "settle",
+            "max_wait",
             "interval",
             "timeout",
             "run_at_start",
@@ -761,7 +764,7 @@ mod tests {
             error(&format!("{watch}{watch}sttle = \"5s\"\n")),
             "7: [[watch]] #2, sttle: unknown field `sttle`, expected one of `name`, `dirs`, \
              `events`, `pid`, `uid`, `comm`, `exclude_comm`, `include`, `exclude`, `settle`, \
-             `interval`, `timeout`, `run_at_start`, `max_paths`, `command`, `shell`, `user`, \
+             `max_wait`, `interval`, `timeout`, `run_at_start`, `max_paths`, `command`, `shell`, `user`, \
              `stdin_format`, `signal`, `process_name`, `target_pid`, `pidfile`"
         );
         assert_eq!(

@@ -22,6 +22,10 @@ pub struct Plan {
     /// The kernel traces watcher's actions and tags their changes, rather
     /// than leaving them out: some job may want another's action's changes.
     pub tag_actions: bool,
+    /// The kernel keeps the descriptors opened for writing under a watch
+    /// for user space to ask about (a runner holds a batch while its
+    /// files are open for writing).
+    pub hold_writers: bool,
 }
 
 /// What every job of a configuration shares: the kernel's settings.
@@ -50,6 +54,9 @@ pub mod defaults {
     pub const MODIFY_INTERVAL: Duration = Duration::from_secs(1);
     /// `run`: quiet time after the last change before the action runs.
     pub const SETTLE: Duration = Duration::from_secs(5);
+    /// `run`: longest time a batch waits for the files in it still open
+    /// for writing, once it is otherwise due.
+    pub const MAX_WAIT: Duration = Duration::from_secs(300);
     /// `run`: least time from one start of the action to the next.
     pub const INTERVAL: Duration = Duration::from_secs(60);
     /// `run`: longest time the action may run.
@@ -231,12 +238,13 @@ impl fmt::Display for Span {
     }
 }
 
-/// The least time between two `modify` events of one open file: a
-/// duration, or `0` for an event at every write.
+/// A duration, or `0` for none: the least time between two `modify`
+/// events of one open file (`0`: an event at every write), or the longest
+/// wait for files open for writing (`0`: no wait).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Coalesce(pub Duration);
+pub struct SpanOrZero(pub Duration);
 
-impl std::str::FromStr for Coalesce {
+impl std::str::FromStr for SpanOrZero {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         if s.trim() == "0" {
@@ -246,7 +254,7 @@ impl std::str::FromStr for Coalesce {
     }
 }
 
-impl fmt::Display for Coalesce {
+impl fmt::Display for SpanOrZero {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0.is_zero() {
             f.write_str("0")
@@ -414,10 +422,10 @@ mod tests {
             assert_eq!(Span(span).to_string().parse(), Ok(Span(span)));
         }
         assert_eq!(Span(defaults::INTERVAL).to_string(), "1m");
-        assert_eq!("0".parse(), Ok(Coalesce(Duration::ZERO)));
-        assert_eq!("250ms".parse(), Ok(Coalesce(Duration::from_millis(250))));
-        assert_eq!(Coalesce(Duration::ZERO).to_string(), "0");
-        assert!("-1".parse::<Coalesce>().is_err());
+        assert_eq!("0".parse(), Ok(SpanOrZero(Duration::ZERO)));
+        assert_eq!("250ms".parse(), Ok(SpanOrZero(Duration::from_millis(250))));
+        assert_eq!(SpanOrZero(Duration::ZERO).to_string(), "0");
+        assert!("-1".parse::<SpanOrZero>().is_err());
         for size in [4096, 1 << 16, defaults::RING_BUFFER_BYTES, 1 << 30] {
             assert_eq!(RingSize(size).to_string().parse(), Ok(RingSize(size)));
         }

@@ -38,6 +38,9 @@ pub trait Source {
     fn watches(&self) -> &[Watch];
     /// The watches the kernel flagged as changed since the last call.
     fn take_flags(&mut self) -> Vec<u32>;
+    /// Which of the descriptors `writers` (process, descriptor), opened
+    /// for writing under a watch, are still open.
+    fn still_open(&self, writers: &[(u32, u32)]) -> Vec<bool>;
     /// Tells the kernel which job's action the next fork starts.
     fn set_action_slot(&mut self, slot: u32);
     /// Watches anew under `plan` (a reload), keeping the ids of watches

@@ -11,7 +11,7 @@ use watcher_common::{FdKey, FileState, UNDECIDED_SLOT, WATCH_NONE, event_kind, v
 
 use crate::{
     account::mark_dirty,
-    config::{event_mask, generation, kernel_offsets, modify_interval_ns},
+    config::{event_mask, generation, kernel_offsets, modify_interval_ns, traced_mask},
     error::Error,
     maps::{FILES, RENAMES, WRITE_FDS, WRITERS},
     read::read,
@@ -142,11 +142,11 @@ pub fn track_write_fd(tgid: u32, fd: i64, watch: u32) {
 
 /// An open's event was decided (`watch`, `None` when it was no event):
 /// the new descriptor `fd` is remembered for its `close_write` when that
-/// kind is selected.
+/// kind is traced (selected, or tracked for user space).
 #[inline(always)]
 pub fn track_opened(tgid: u32, fd: i64, watch: Option<u32>) {
     if let Some(watch) = watch
-        && event_mask() & event_kind::bit(event_kind::CLOSE_WRITE) != 0
+        && traced_mask() & event_kind::bit(event_kind::CLOSE_WRITE) != 0
     {
         track_write_fd(tgid, fd, watch);
     }

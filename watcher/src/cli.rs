@@ -13,7 +13,7 @@ use watcher_core::{
     output::{Color, Format},
     runner::{Action, CommandSpec, JobSpec, Recipient, StdinFormat, parse_signal},
     settings::{
-        Coalesce, Events, MetricsAddr, Plan, RingSize, Shared, Span, defaults, parse_events,
+        Events, MetricsAddr, Plan, RingSize, Shared, Span, SpanOrZero, defaults, parse_events,
         parse_pid, parse_target_pid, parse_uid, parse_user,
     },
     tally::Sort,
@@ -75,7 +75,7 @@ pub enum Command {
     /// and SIGINT stop a running action (SIGTERM to its process group,
     /// SIGKILL 5 seconds later) and exit; SIGHUP is logged and changes
     /// nothing.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run every watch of a configuration file, as a service: SIGHUP
     /// reloads it in place; SIGTERM stops the running actions as `run`
     /// does, and exits.
@@ -156,11 +156,11 @@ pub struct WatchArgs {
     /// the last one.
     #[arg(
         long,
-        default_value_t = Coalesce(defaults::MODIFY_INTERVAL),
-        value_parser = |s: &str| s.parse::<Coalesce>(),
+        default_value_t = SpanOrZero(defaults::MODIFY_INTERVAL),
+        value_parser = |s: &str| s.parse::<SpanOrZero>(),
         value_name = "TIME"
     )]
-    pub modify_interval: Coalesce,
+    pub modify_interval: SpanOrZero,
     /// Only changes by this process (thread group id; repeatable). Applied
     /// in the kernel.
     #[arg(long = "pid", value_name = "PID", value_parser = parse_pid)]
@@ -205,6 +205,7 @@ impl WatchArgs {
             modify_interval: self.modify_interval.0,
             // `trace` and `top` run no actions.
             tag_actions: false,
+            hold_writers: false,
         }
     }
 
@@ -299,6 +300,17 @@ pub struct RunArgs {
         value_name = "DURATION"
     )]
     pub settle: Span,
+    /// Once settled, longest time the action waits for the files of its
+    /// batch still open for writing (by processes the filters keep) to be
+    /// closed; then it runs, and is told which are still open
+    /// (WATCHER_PATHS_OPEN). 0: it does not wait for them.
+    #[arg(
+        long,
+        default_value_t = SpanOrZero(defaults::MAX_WAIT),
+        value_parser = |s: &str| s.parse::<SpanOrZero>(),
+        value_name = "DURATION"
+    )]
+    pub max_wait: SpanOrZero,
     /// Least time from one start of the action to the next.
     #[arg(
         long,
@@ -428,6 +440,7 @@ impl RunArgs {
             paths: self.watch.path_filter(),
             action,
             settle: self.settle.0,
+            max_wait: self.max_wait.0,
             interval: self.interval.0,
             timeout: self.timeout.0,
             run_at_start: self.run_at_start,

@@ -1,8 +1,10 @@
 //! Test helper used as watcher's action: `record LOG [--hold FILE] [--exit N]`
 //! appends one JSON line to LOG per run, with every `WATCHER_*` variable,
 //! its stdin in hex, its ids, pid and capabilities from /proc, and the
-//! names of the systemd variables it got (`{"env": {...}, "systemd_env":
-//! [...], "stdin_hex": "...", "process": {"uid": ...}}`). With `--hold`
+//! names of the systemd variables it got, and the size of each file its
+//! stdin names (NUL-separated; null when there is none) when it runs
+//! (`{"env": {...}, "systemd_env": [...], "stdin_hex": "...", "sizes":
+//! [...], "process": {"uid": ...}}`). With `--hold`
 //! it then waits until FILE exists; with `--exit` it exits with N.
 
 use std::{
@@ -68,10 +70,21 @@ fn main() {
                 .any(|p| k.starts_with(p))
         })
         .collect();
+    let sizes: Vec<Option<u64>> = stdin
+        .split(|&b| b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            use std::os::unix::ffi::OsStrExt as _;
+            std::fs::metadata(std::ffi::OsStr::from_bytes(p))
+                .ok()
+                .map(|m| m.len())
+        })
+        .collect();
     let mut line = serde_json::to_vec(&serde_json::json!({
         "env": env,
         "systemd_env": systemd,
         "stdin_hex": hex,
+        "sizes": sizes,
         "process": process,
     }))
     .unwrap();

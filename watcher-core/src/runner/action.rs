@@ -218,6 +218,7 @@ pub fn start(
         .env("WATCHER_REPLACED", batch.replaced.to_string())
         .env("WATCHER_PATHS", batch.paths.len().to_string())
         .env("WATCHER_PATHS_OMITTED", batch.omitted.to_string())
+        .env("WATCHER_PATHS_OPEN", batch.open.len().to_string())
         .stdin(if stdin == StdinFormat::None {
             Stdio::null()
         } else {
@@ -285,11 +286,31 @@ fn stdin_bytes(batch: &Batch, format: StdinFormat) -> Vec<u8> {
                 out.extend_from_slice(path);
                 out.push(0);
             }
+            // An empty path, which no file has, then those still open.
+            if !batch.open.is_empty() {
+                out.push(0);
+                for path in &batch.open {
+                    out.extend_from_slice(path);
+                    out.push(0);
+                }
+            }
         }
         StdinFormat::Jsonl => {
             // Writing to a Vec cannot fail.
+            let open = |path: &Vec<u8>| batch.open.contains(path);
             for path in &batch.paths {
-                let _ = write_json(&mut out, &[("path", Field::Bytes(path))]);
+                let mut fields = vec![("path", Field::Bytes(path))];
+                if open(path) {
+                    fields.push(("open", Field::Flag));
+                }
+                let _ = write_json(&mut out, &fields);
+                out.push(b'\n');
+            }
+            for path in batch.open.iter().filter(|p| !batch.paths.contains(p)) {
+                let _ = write_json(
+                    &mut out,
+                    &[("path", Field::Bytes(path)), ("open", Field::Flag)],
+                );
                 out.push(b'\n');
             }
             if batch.omitted > 0 {
@@ -410,6 +431,22 @@ mod tests {
         assert_eq!(
             text,
             "{\"path\":\"/w/a\"}\n{\"truncated\":true,\"omitted\":2}\n"
+        );
+    }
+
+    #[test]
+    fn files_still_open_are_marked_in_each_format() {
+        let mut b = batch(&[b"/w/a", b"/w/b"], 10);
+        b.open = vec![b"/w/b".to_vec(), b"/w/log".to_vec()];
+        assert_eq!(
+            stdin_bytes(&b, StdinFormat::Nul),
+            b"/w/a\0/w/b\0\0/w/b\0/w/log\0"
+        );
+        let text = String::from_utf8(stdin_bytes(&b, StdinFormat::Jsonl)).unwrap();
+        assert_eq!(
+            text,
+            "{\"path\":\"/w/a\"}\n{\"path\":\"/w/b\",\"open\":true}\n\
+             {\"path\":\"/w/log\",\"open\":true}\n"
         );
     }
 }

@@ -28,6 +28,9 @@ pub struct Batch {
     /// Distinct paths left out because of the cap, or because only their
     /// last components are known.
     pub omitted: u64,
+    /// Files still open for writing when the action was let run anyway
+    /// (`max_wait`), by path.
+    pub open: Vec<Vec<u8>>,
 }
 
 impl Batch {

@@ -5,7 +5,9 @@
 //! Every event joins the current batch of each job whose directories hold
 //! it and whose filters keep it. A job's action starts once its batch is
 //! not empty, nothing has happened for `settle`, at least `interval` has
-//! passed since its last start, and no run of it is going on. Events that
+//! passed since its last start, no run of it is going on, and no file it
+//! saw opened for writing is still open (for at most `max_wait` more:
+//! then it runs, told which are). Events that
 //! arrive during a run form the next batch, so they cause exactly one more
 //! run after it. Lost events, and watches the kernel flagged as changed
 //! without an event (for jobs that filter nothing the kernel does not),
@@ -16,7 +18,7 @@ mod signal;
 mod action;
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     mem,
     path::{Path, PathBuf},
     time::Duration,
@@ -42,13 +44,18 @@ use crate::{
     kind::Kind,
     metrics::{EventCounters, Metrics, Outcome, directory},
     notify, privileges,
-    settings::{Plan, Shared},
+    settings::{Plan, Shared, Span},
     source::{Item, Source},
     watch::{self, Moved, Watch},
 };
 
 /// How often the kernel's change flags are read.
 const FLAGS_CHECK: Duration = Duration::from_secs(1);
+/// How often a batch held by files open for writing asks the kernel
+/// whether they were closed.
+const HOLD_CHECK: Duration = Duration::from_millis(200);
+/// Most paths a log line about a held batch names.
+const HELD_SHOWN: usize = 3;
 
 /// One watch and its action, from the command line or a configuration.
 #[derive(Clone, Debug)]
@@ -61,6 +68,9 @@ pub struct JobSpec {
     pub paths: PathFilter,
     pub action: Action,
     pub settle: Duration,
+    /// Longest wait, once settled, for the batch's files still open for
+    /// writing to be closed (0: none).
+    pub max_wait: Duration,
     pub interval: Duration,
     pub timeout: Duration,
     pub run_at_start: bool,
@@ -82,6 +92,11 @@ impl JobSpec {
             format!("{}: ", self.name)
         }
     }
+}
+
+/// `n file(s)`.
+fn files(n: usize) -> String {
+    format!("{n} file{}", if n == 1 { "" } else { "s" })
 }
 
 /// What the kernel is asked for on behalf of `jobs`: every directory and
@@ -118,6 +133,7 @@ pub fn plan(jobs: &[JobSpec], shared: &Shared) -> Plan {
         // One job ignores its own action's changes: the kernel leaves them
         // out. With more, one job's action may change another's tree.
         tag_actions: jobs.len() > 1,
+        hold_writers: jobs.iter().any(|j| !j.max_wait.is_zero()),
     }
 }
 
@@ -150,6 +166,14 @@ struct Job {
     last_start: Option<Instant>,
     /// The run going on, by number.
     running: Option<u64>,
+    /// The descriptors (process, descriptor) the job saw opened for
+    /// writing (or written, with `modify`), and their files' paths, until
+    /// their close.
+    writers: BTreeMap<(u32, u32), Vec<u8>>,
+    /// Since when the batch, otherwise due, waits for them.
+    held_since: Option<Instant>,
+    /// When to ask the kernel again whether they are closed.
+    next_check: Option<Instant>,
 }
 
 impl Job {
@@ -164,6 +188,9 @@ impl Job {
             last_change: None,
             last_start: None,
             running: None,
+            writers: BTreeMap::new(),
+            held_since: None,
+            next_check: None,
         };
         job.place(watches, plan);
         job
@@ -219,7 +246,95 @@ impl Job {
         let inner = inner.map(|w| w.id);
         self.batch.add(ev, ids, self.spec.max_paths);
         self.last_change = Some(now);
+        self.track(ev);
         Offer::Taken(inner)
+    }
+
+    /// Notes a descriptor of the event's process opened for writing (or
+    /// written: one opened before watcher started), or closed.
+    fn track(&mut self, ev: &Event) {
+        if self.spec.max_wait.is_zero() {
+            return;
+        }
+        let Some(fd) = ev.fd.and_then(|fd| u32::try_from(fd).ok()) else {
+            return;
+        };
+        let key = (ev.pid, fd);
+        match ev.kind {
+            Kind::CloseWrite => {
+                self.writers.remove(&key);
+                if self.writers.is_empty() {
+                    // Nothing to ask the kernel about: due as settled.
+                    self.next_check = None;
+                }
+            }
+            Kind::Write | Kind::Create if ev.syscall.is_open() => {
+                self.writers.insert(key, ev.path.clone());
+            }
+            Kind::Modify => {
+                self.writers.entry(key).or_insert_with(|| ev.path.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether the batch, otherwise due, waits on for files still open
+    /// for writing: the kernel says which of the writers are closed, and
+    /// those are forgotten. Once `max_wait` has passed it waits no more,
+    /// and the batch names those still open.
+    fn held(&mut self, now: Instant, still_open: impl FnOnce(&[(u32, u32)]) -> Vec<bool>) -> bool {
+        let keys: Vec<(u32, u32)> = self.writers.keys().copied().collect();
+        for (key, open) in keys.iter().zip(still_open(&keys)) {
+            if !open {
+                self.writers.remove(key);
+            }
+        }
+        let label = self.spec.label();
+        let shown = |paths: &[Vec<u8>]| {
+            let mut shown: Vec<String> = paths
+                .iter()
+                .take(HELD_SHOWN)
+                .map(|p| escape::escape(p))
+                .collect();
+            if paths.len() > HELD_SHOWN {
+                shown.push(format!("and {} more", paths.len() - HELD_SHOWN));
+            }
+            shown.join(", ")
+        };
+        let mut open: Vec<Vec<u8>> = self.writers.values().cloned().collect();
+        open.sort();
+        open.dedup();
+        if open.is_empty() {
+            self.held_since = None;
+            self.next_check = None;
+            return false;
+        }
+        let since = match self.held_since {
+            Some(since) => since,
+            None => {
+                tracing::info!(
+                    "{label}waiting for {} open for writing to be closed: {}",
+                    files(open.len()),
+                    shown(&open)
+                );
+                *self.held_since.insert(now)
+            }
+        };
+        let cap = since + self.spec.max_wait;
+        if now >= cap {
+            tracing::warn!(
+                "{label}{} still open for writing after --max-wait {}: running anyway: {}",
+                files(open.len()),
+                Span(self.spec.max_wait),
+                shown(&open)
+            );
+            self.batch.open = open;
+            self.held_since = None;
+            self.next_check = None;
+            return false;
+        }
+        self.next_check = Some((now + HOLD_CHECK).min(cap));
+        true
     }
 
     /// The innermost of the job's watches among `ids` (`None`: all).
@@ -246,10 +361,10 @@ impl Job {
             return None;
         }
         let settled = self.last_change? + self.spec.settle;
-        Some(
-            self.last_start
-                .map_or(settled, |s| settled.max(s + self.spec.interval)),
-        )
+        let due = self
+            .last_start
+            .map_or(settled, |s| settled.max(s + self.spec.interval));
+        Some(self.next_check.map_or(due, |check| due.max(check)))
     }
 
     /// Counts its directories that went away or were replaced as changes.
@@ -453,7 +568,14 @@ impl<S: Source> Engine<S> {
                 () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
                     let now = Instant::now();
                     for i in 0..self.jobs.len() {
-                        if self.jobs[i].due().is_some_and(|d| d <= now) && self.fire(i, now)? {
+                        if self.jobs[i].due().is_none_or(|d| d > now) {
+                            continue;
+                        }
+                        let source = &self.source;
+                        if self.jobs[i].held(now, |writers| source.still_open(writers)) {
+                            continue;
+                        }
+                        if self.fire(i, now)? {
                             return Ok(());
                         }
                     }
@@ -738,7 +860,7 @@ pub fn nothing_to_reload(command: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::{cell::RefCell, rc::Rc};
+    use std::{cell::RefCell, collections::HashSet, rc::Rc};
 
     use tokio::{sync::mpsc::UnboundedSender, time::sleep};
     use watcher_common::InodeKey;
@@ -752,6 +874,8 @@ mod tests {
         watches: Vec<Watch>,
         started: Rc<RefCell<Vec<Duration>>>,
         origin: Instant,
+        /// The descriptors the kernel holds open for writing.
+        open: Rc<RefCell<HashSet<(u32, u32)>>>,
     }
 
     impl Source for Scripted {
@@ -766,6 +890,11 @@ mod tests {
 
         fn take_flags(&mut self) -> Vec<u32> {
             Vec::new()
+        }
+
+        fn still_open(&self, writers: &[(u32, u32)]) -> Vec<bool> {
+            let open = self.open.borrow();
+            writers.iter().map(|w| open.contains(w)).collect()
         }
 
         fn set_action_slot(&mut self, _slot: u32) {
@@ -797,6 +926,7 @@ mod tests {
                 target: Recipient::Pid(std::process::id() as i32),
             },
             settle,
+            max_wait: Duration::from_secs(100),
             interval,
             timeout: Duration::from_secs(60),
             run_at_start: false,
@@ -818,9 +948,19 @@ mod tests {
         spec: JobSpec,
         script: impl AsyncFnOnce(UnboundedSender<Item>),
     ) -> Vec<Duration> {
+        starts_with_writers(spec, async |tx, _| script(tx).await).await
+    }
+
+    /// As [`starts`], the script also saying which descriptors the
+    /// kernel holds open for writing.
+    async fn starts_with_writers(
+        spec: JobSpec,
+        script: impl AsyncFnOnce(UnboundedSender<Item>, Rc<RefCell<HashSet<(u32, u32)>>>),
+    ) -> Vec<Duration> {
         let (tx, items) = mpsc::unbounded_channel();
         let (mut engine, started) = engine(spec, items);
-        let (run, ()) = tokio::join!(engine.run(None), script(tx));
+        let open = engine.source.open.clone();
+        let (run, ()) = tokio::join!(engine.run(None), script(tx, open));
         run.unwrap();
         started.take()
     }
@@ -842,6 +982,7 @@ mod tests {
             }],
             started: started.clone(),
             origin: Instant::now(),
+            open: Rc::default(),
         };
         let plan = plan(
             std::slice::from_ref(&spec),
@@ -989,5 +1130,86 @@ mod tests {
         })
         .await;
         assert_eq!(started, [Duration::ZERO]);
+    }
+
+    /// An event of process `pid` about its descriptor `fd`.
+    fn by(pid: u32, fd: i64, kind: Kind, path: &str) -> Item {
+        Item::Events(vec![Event {
+            pid,
+            fd: Some(fd),
+            kind,
+            syscall: if kind == Kind::CloseWrite {
+                crate::syscall::Syscall::named("close")
+            } else {
+                crate::syscall::Syscall::OPENAT
+            },
+            ..Event::test_write(path.as_bytes(), 1)
+        }])
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_file_open_for_writing_holds_the_batch_until_it_is_closed() {
+        let started = starts_with_writers(job(S, S / 1000), async |tx, open| {
+            open.borrow_mut().insert((7, 3));
+            tx.send(by(7, 3, Kind::Write, "/srv/media/a")).unwrap();
+            // Settled at 1 s, held: the kernel is asked again every 200 ms.
+            sleep(10 * S + S / 10).await;
+            open.borrow_mut().remove(&(7, 3));
+            sleep(5 * S).await;
+        })
+        .await;
+        assert_eq!(started, [Duration::from_millis(10_200)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn its_close_write_lets_the_batch_settle_from_the_close() {
+        let mut spec = job(S, S / 1000);
+        spec.kinds.push(Kind::CloseWrite);
+        let started = starts_with_writers(spec, async |tx, open| {
+            open.borrow_mut().insert((7, 3));
+            tx.send(by(7, 3, Kind::Write, "/srv/media/a")).unwrap();
+            sleep(5 * S).await;
+            open.borrow_mut().remove(&(7, 3));
+            tx.send(by(7, 3, Kind::CloseWrite, "/srv/media/a")).unwrap();
+            sleep(5 * S).await;
+        })
+        .await;
+        assert_eq!(started, [6 * S]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_wait_caps_the_hold() {
+        let mut spec = job(S, S / 1000);
+        spec.max_wait = 3 * S;
+        let started = starts_with_writers(spec, async |tx, open| {
+            open.borrow_mut().insert((7, 3));
+            tx.send(by(7, 3, Kind::Write, "/srv/media/log")).unwrap();
+            sleep(10 * S).await;
+        })
+        .await;
+        assert_eq!(started, [4 * S]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writers_the_filters_leave_out_hold_nothing_and_zero_waits_for_none() {
+        let mut spec = job(S, S / 1000);
+        spec.paths.exclude = vec!["*.part".parse().unwrap()];
+        let started = starts_with_writers(spec, async |tx, open| {
+            open.borrow_mut().extend([(7, 3), (8, 4)]);
+            tx.send(by(7, 3, Kind::Write, "/srv/media/a.part")).unwrap();
+            tx.send(by(9, 5, Kind::Write, "/srv/media/b")).unwrap();
+            sleep(5 * S).await;
+        })
+        .await;
+        assert_eq!(started, [S]);
+        let mut spec = job(S, S / 1000);
+        spec.max_wait = Duration::ZERO;
+        let started = starts_with_writers(spec, async |tx, open| {
+            open.borrow_mut().insert((7, 3));
+            tx.send(by(7, 3, Kind::Write, "/srv/media/a")).unwrap();
+            sleep(5 * S).await;
+        })
+        .await;
+        assert_eq!(started, [S]);
     }
 }

@@ -19,7 +19,7 @@ use watcher_common::{
 
 use super::process::admit;
 use crate::{
-    config::{event_mask, kernel_offsets, match_mode, tp_offsets},
+    config::{event_mask, kernel_offsets, match_mode, tp_offsets, traced_mask},
     error::Error,
     event::{Hit, emit},
     files::{
@@ -70,7 +70,7 @@ fn spec(nr: u32) -> Result<&'static SyscallSpec, Error> {
 fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
     let nr = syscall_nr(ctx)?;
     let spec = spec(nr)?;
-    if spec.select & event_mask() == 0 {
+    if spec.select & traced_mask() == 0 {
         return Ok(());
     }
     // SAFETY: the helper behind `read_at` fails rather than faults on a bad
