@@ -162,3 +162,56 @@ fn serve_runs_a_free_watch_on_time_and_keeps_a_held_one_across_a_reload() {
     assert_eq!(held_runs[0]["sizes"], json!([20]));
     assert_eq!(recorded_stdin(&held_runs[0]), nul(&file));
 }
+
+#[test]
+fn with_modify_a_descriptor_opened_before_start_holds_the_batch() {
+    let tree = Tree::new("hold-modify");
+    let (file, log, media) = upload(&tree);
+    // Opened before watcher starts: only its writes are seen.
+    let mut writer = Writer::open(&file, &["write", "10", "pause", "write", "10", "close"]);
+    let w = run_recording_with(&media, &log, &["--events", "all"]);
+    writer.step("paused");
+    w.wait_for_log("waiting for 1 file open for writing to be closed", 1);
+    writer.go();
+    let runs = runs(&w, &log, 1);
+    assert_eq!(runs[0]["sizes"], json!([20]));
+    assert_eq!(recorded_count(&runs[0], "WATCHER_PATHS_OPEN"), 0);
+}
+
+#[test]
+fn once_with_a_signal_waits_for_the_close_too() {
+    let tree = Tree::new("hold-signal");
+    let (file, _, media) = upload(&tree);
+    let mut target = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .expect("spawn sleep");
+    let pid = target.id().to_string();
+    let w = Watcher::start(&[
+        "run",
+        "--settle",
+        "100ms",
+        "--once",
+        "--signal",
+        "CONT",
+        "--target-pid",
+        &pid,
+        media.to_str().unwrap(),
+    ]);
+    let mut writer = Writer::open(&file, &["write", "10", "pause", "close"]);
+    writer.step("paused");
+    w.wait_for_log("waiting for 1 file open for writing to be closed", 1);
+    assert!(!w.stderr().contains("sent SIGCONT"), "{}", w.stderr());
+    writer.go();
+    let stopped = w.wait_exit();
+    let _ = target.kill();
+    let _ = target.wait();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+    assert!(
+        stopped
+            .stderr
+            .contains(&format!("sent SIGCONT to pid {pid}")),
+        "{}",
+        stopped.stderr
+    );
+}
