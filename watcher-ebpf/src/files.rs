@@ -167,6 +167,16 @@ pub fn count_rename() {
 }
 
 /// Whether the close of a descriptor written or opened for writing under
+/// a watch may be an event: `close_write` or `modify` is selected. When
+/// neither is (the descriptors are kept for user space alone), the close
+/// only forgets the descriptor, and the file is not looked at.
+#[inline(always)]
+pub fn closes_may_be_events() -> bool {
+    event_mask() & (event_kind::bit(event_kind::CLOSE_WRITE) | event_kind::bit(event_kind::MODIFY))
+        != 0
+}
+
+/// Whether the close of a descriptor written or opened for writing under
 /// a watch, with `pending` writes of its file not yet counted, is an
 /// event: a `close_write`, or the last `modify` of those writes.
 #[inline(always)]

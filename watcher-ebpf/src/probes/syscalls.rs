@@ -23,8 +23,8 @@ use crate::{
     error::Error,
     event::{Hit, emit},
     files::{
-        close_is_event, count_rename, count_write, take_pending, track_opened, track_write_fd,
-        verdict_of,
+        close_is_event, closes_may_be_events, count_rename, count_write, take_pending,
+        track_opened, track_write_fd, verdict_of,
     },
     maps::{SPECS, STASH, WRITE_FDS, op},
     vfs::file_of_fd,
@@ -164,6 +164,9 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
 #[inline(never)]
 pub fn closing(spec: &SyscallSpec, tgid: u32, fd: u32, origin: u32) -> Result<(), Error> {
     let _ = WRITE_FDS.remove(&FdKey { tgid, fd });
+    if !closes_may_be_events() {
+        return Ok(());
+    }
     let file = file_of_fd(&kernel_offsets(), i64::from(fd))?;
     let count = take_pending(file);
     if !close_is_event(count) {
