@@ -215,3 +215,25 @@ fn once_with_a_signal_waits_for_the_close_too() {
         stopped.stderr
     );
 }
+
+#[test]
+fn a_shell_redirection_holds_the_batch_through_its_copy_of_the_descriptor() {
+    let tree = Tree::new("hold-shell");
+    let (file, log, media) = upload(&tree);
+    let w = run_recording_with(&media, &log, &[]);
+    // `> FILE`: the shell opens it, moves it onto stdout and closes the
+    // descriptor it opened; it writes through its copy.
+    let mut shell = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("exec >\"$1\"; echo one; read line; echo two")
+        .arg("sh")
+        .arg(&file)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    w.wait_for_log("waiting for 1 file open for writing to be closed", 1);
+    drop(shell.stdin.take());
+    assert!(shell.wait().expect("sh").success());
+    let runs = runs(&w, &log, 1);
+    assert_eq!(runs[0]["sizes"], json!([8]));
+}

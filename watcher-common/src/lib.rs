@@ -72,13 +72,6 @@ pub struct Settings {
     /// whenever either does, and a verdict reached before is decided
     /// again.
     pub generation: u32,
-    /// Kinds whose syscalls are traced for watcher's own use without
-    /// being reported, as `event_kind::bit`s: `close_write`'s when `run`
-    /// holds a batch while files in it are open for writing (descriptors
-    /// opened for writing under a watch are then kept in `WRITE_FDS`,
-    /// which user space reads).
-    pub track_mask: u32,
-    pub _pad: u32,
     /// At most one `modify` event per open file per this many
     /// nanoseconds; the writes in between are counted in the next one
     /// (or in the file's `close_write` record).
@@ -843,8 +836,6 @@ mod user {
     unsafe impl aya::Pod for super::SyscallSpec {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Settings {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for super::FdKey {}
 }
 
 /// The names user space finds the programs' maps and globals by: each is
@@ -872,5 +863,4 @@ pub mod names {
     pub const WATCHES: &str = "WATCHES";
     pub const WATCH_DEVS: &str = "WATCH_DEVS";
     pub const WATCH_INODES: &str = "WATCH_INODES";
-    pub const WRITE_FDS: &str = "WRITE_FDS";
 }

@@ -29,6 +29,7 @@ pub mod json;
 pub mod output;
 pub mod tally;
 pub mod settings;
+pub mod writers;
 pub mod source;
 pub mod metrics;
 pub mod runner;

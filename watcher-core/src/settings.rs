@@ -22,10 +22,6 @@ pub struct Plan {
     /// The kernel traces watcher's actions and tags their changes, rather
     /// than leaving them out: some job may want another's action's changes.
     pub tag_actions: bool,
-    /// The kernel keeps the descriptors opened for writing under a watch
-    /// for user space to ask about (a runner holds a batch while its
-    /// files are open for writing).
-    pub hold_writers: bool,
 }
 
 /// What every job of a configuration shares: the kernel's settings.

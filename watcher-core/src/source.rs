@@ -7,6 +7,7 @@ use crate::{
     event::Event,
     settings::Plan,
     watch::{Moved, Watch},
+    writers::Writer,
 };
 
 /// What a session yields, in order. After [`Item::Stop`] nothing else
@@ -38,9 +39,10 @@ pub trait Source {
     fn watches(&self) -> &[Watch];
     /// The watches the kernel flagged as changed since the last call.
     fn take_flags(&mut self) -> Vec<u32>;
-    /// Which of the descriptors `writers` (process, descriptor), opened
-    /// for writing under a watch, are still open.
-    fn still_open(&self, writers: &[(u32, u32)]) -> Vec<bool>;
+    /// Which of `writers` are still open for writing on their files.
+    fn still_open(&self, writers: &[Writer]) -> Vec<bool> {
+        writers.iter().map(Writer::still_open).collect()
+    }
     /// Tells the kernel which job's action the next fork starts.
     fn set_action_slot(&mut self, slot: u32);
     /// Watches anew under `plan` (a reload), keeping the ids of watches

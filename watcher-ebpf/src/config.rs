@@ -151,13 +151,6 @@ pub fn event_mask() -> u32 {
     SETTINGS.get(0).map_or(0, |s| s.event_mask)
 }
 
-/// The kinds whose syscalls are traced: those selected, and those
-/// tracked without being reported (`Settings::track_mask`).
-#[inline(always)]
-pub fn traced_mask() -> u32 {
-    SETTINGS.get(0).map_or(0, |s| s.event_mask | s.track_mask)
-}
-
 #[inline(always)]
 pub fn watcher_tgid() -> u32 {
     // SAFETY: a reference to a static is valid and aligned, and nothing

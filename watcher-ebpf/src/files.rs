@@ -11,7 +11,7 @@ use watcher_common::{FdKey, FileState, UNDECIDED_SLOT, WATCH_NONE, event_kind, v
 
 use crate::{
     account::mark_dirty,
-    config::{event_mask, generation, kernel_offsets, modify_interval_ns, traced_mask},
+    config::{event_mask, generation, kernel_offsets, modify_interval_ns},
     error::Error,
     maps::{FILES, RENAMES, WRITE_FDS, WRITERS},
     read::read,
@@ -142,11 +142,11 @@ pub fn track_write_fd(tgid: u32, fd: i64, watch: u32) {
 
 /// An open's event was decided (`watch`, `None` when it was no event):
 /// the new descriptor `fd` is remembered for its `close_write` when that
-/// kind is traced (selected, or tracked for user space).
+/// kind is selected.
 #[inline(always)]
 pub fn track_opened(tgid: u32, fd: i64, watch: Option<u32>) {
     if let Some(watch) = watch
-        && traced_mask() & event_kind::bit(event_kind::CLOSE_WRITE) != 0
+        && event_mask() & event_kind::bit(event_kind::CLOSE_WRITE) != 0
     {
         track_write_fd(tgid, fd, watch);
     }
@@ -164,16 +164,6 @@ pub fn count_rename() {
         // again.
         unsafe { *renames = (*renames).wrapping_add(1) };
     }
-}
-
-/// Whether the close of a descriptor written or opened for writing under
-/// a watch may be an event: `close_write` or `modify` is selected. When
-/// neither is (the descriptors are kept for user space alone), the close
-/// only forgets the descriptor, and the file is not looked at.
-#[inline(always)]
-pub fn closes_may_be_events() -> bool {
-    event_mask() & (event_kind::bit(event_kind::CLOSE_WRITE) | event_kind::bit(event_kind::MODIFY))
-        != 0
 }
 
 /// Whether the close of a descriptor written or opened for writing under

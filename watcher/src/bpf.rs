@@ -17,9 +17,8 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use watcher_common::{
-    Edge, EdgeKey, FdKey, InodeKey, IoUringOffsets, KernelOffsets, SUMMARY_SLOT, Settings,
-    SyscallSpec, TASK_COMM_LEN, TracepointOffsets, UNDECIDED_SLOT, WATCH_PREFIX_MAX, filter,
-    match_mode, names,
+    Edge, EdgeKey, InodeKey, IoUringOffsets, KernelOffsets, SUMMARY_SLOT, Settings, SyscallSpec,
+    TASK_COMM_LEN, TracepointOffsets, UNDECIDED_SLOT, WATCH_PREFIX_MAX, filter, match_mode, names,
 };
 use watcher_core::{filter::ProcessFilter, syscall::Syscall, watch::Watch};
 
@@ -116,8 +115,6 @@ pub struct Probes {
     /// (none after the watches changed).
     lost_seen: Option<(u64, Losses)>,
     dirty: Array<MapData, u32>,
-    /// Descriptors open for writing under a watch (exact mode).
-    write_fds: Option<HashMap<MapData, FdKey, u32>>,
     /// What the kernel side was last given (exact mode).
     watches: Vec<Watch>,
     edges: HashSet<EdgeKey>,
@@ -157,8 +154,6 @@ pub struct Watching<'a> {
     pub edges: &'a [(EdgeKey, Edge)],
     /// The selected event kinds, as `event_kind::bit`s.
     pub event_mask: u32,
-    /// `Settings::track_mask`.
-    pub track_mask: u32,
     pub filters: &'a ProcessFilter,
     /// Trace watcher's actions and tag their events (`Settings::tag_actions`).
     pub tag_actions: bool,
@@ -237,13 +232,6 @@ impl Probes {
             .map_err(map_err(names::LOST))?;
         let dirty =
             Array::try_from(take_map(names::DIRTY, &mut ebpf)?).map_err(map_err(names::DIRTY))?;
-        let write_fds = match kernel {
-            Some(_) => Some(
-                HashMap::try_from(take_map(names::WRITE_FDS, &mut ebpf)?)
-                    .map_err(map_err(names::WRITE_FDS))?,
-            ),
-            None => None,
-        };
         let mut probes = Self {
             syscall_links: BTreeMap::new(),
             links: Vec::new(),
@@ -251,7 +239,6 @@ impl Probes {
             lost,
             lost_seen: None,
             dirty,
-            write_fds,
             watches: Vec::new(),
             edges: HashSet::new(),
             exact: kernel.is_some(),
@@ -292,8 +279,6 @@ impl Probes {
             filters: 0,
             tag_actions: u32::from(w.tag_actions),
             generation: self.generation,
-            track_mask: w.track_mask,
-            _pad: 0,
             modify_interval_ns: u64::try_from(w.modify_interval.as_nanos()).unwrap_or(u64::MAX),
         };
         self.write_settings(&settings)?;
@@ -376,7 +361,7 @@ impl Probes {
         self.write_settings(&settings)?;
         self.watches = w.watches.to_vec();
         self.lost_seen = None;
-        self.attach_syscalls(w.event_mask | w.track_mask)
+        self.attach_syscalls(w.event_mask)
     }
 
     fn write_settings(&mut self, settings: &Settings) -> Result<(), LoadError> {
@@ -407,11 +392,14 @@ impl Probes {
         self.lost.set(id, zeros, 0).map_err(map_err(names::LOST))
     }
 
-    /// Attaches the syscalls the kinds of `mask` need and not yet attached
-    /// (exit before enter), and detaches those they do not need.
-    fn attach_syscalls(&mut self, mask: u32) -> Result<(), LoadError> {
+    /// Attaches the syscalls `event_mask` needs and not yet attached
+    /// (exit before enter), and detaches those it does not need.
+    fn attach_syscalls(&mut self, event_mask: u32) -> Result<(), LoadError> {
         let specs = self.specs.clone();
-        let needed: Vec<&Spec> = specs.iter().filter(|s| s.spec.select & mask != 0).collect();
+        let needed: Vec<&Spec> = specs
+            .iter()
+            .filter(|s| s.spec.select & event_mask != 0)
+            .collect();
         let unneeded: Vec<Syscall> = self
             .syscall_links
             .keys()
@@ -518,21 +506,6 @@ impl Probes {
             return Ok(self.watch_ids());
         }
         Ok(dirty)
-    }
-
-    /// Which of the descriptors `writers` (thread group id, descriptor) the
-    /// kernel still holds for open for writing under a watch: none left
-    /// at their close or their process's exit. None of them without BTF,
-    /// where nothing is tracked.
-    pub fn still_open(&self, writers: &[(u32, u32)]) -> Vec<bool> {
-        writers
-            .iter()
-            .map(|&(tgid, fd)| {
-                self.write_fds
-                    .as_ref()
-                    .is_some_and(|map| map.get(&FdKey { tgid, fd }, 0).is_ok())
-            })
-            .collect()
     }
 
     /// Events the kernel side could not put in the ring buffer so far,

@@ -279,7 +279,6 @@ fn check_machine(r: &mut Report) {
                     watches: &[],
                     edges: &[],
                     event_mask: Kind::mask(&Kind::ALL),
-                    track_mask: 0,
                     filters: &ProcessFilter::default(),
                     tag_actions: false,
                     modify_interval: defaults::MODIFY_INTERVAL,

@@ -205,7 +205,6 @@ impl WatchArgs {
             modify_interval: self.modify_interval.0,
             // `trace` and `top` run no actions.
             tag_actions: false,
-            hold_writers: false,
         }
     }
 

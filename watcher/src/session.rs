@@ -131,7 +131,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
         // Only the syscalls the selected kinds need are attached: each
         // tracepoint costs every process on the machine a little, and
         // stopping a little time.
-        watching: &watching(plan, &watches, &edges, kernel.is_some()),
+        watching: &watching(plan, &watches, &edges),
     };
     let (probes, ring, logger) = Probes::load(&setup).inspect_err(|e: &LoadError| {
         if let (true, Some(log)) = (options.verbose, e.verifier_log()) {
@@ -397,7 +397,7 @@ impl Session {
         }
         let edges = merged(&self.watches, &self.events.routes);
         let told = edges.and_then(|edges| {
-            let watching = watching(&self.plan, &self.watches, &edges, self.events.exact);
+            let watching = watching(&self.plan, &self.watches, &edges);
             Ok(self.probes.set_watching(&watching)?)
         });
         match told {
@@ -424,7 +424,7 @@ impl Session {
         let watches = resolved.watches;
         let edges = edges(&watches, &mut self.events.routes, self.events.exact)?;
         self.probes
-            .set_watching(&watching(plan, &watches, &edges, self.events.exact))?;
+            .set_watching(&watching(plan, &watches, &edges))?;
         let gone = self
             .watches
             .iter()
@@ -470,24 +470,16 @@ fn merged(watches: &[Watch], routes: &Routes) -> anyhow::Result<Vec<(EdgeKey, Ed
 }
 
 /// What the programs are told of `plan`, its directories resolved to
-/// `watches`. Descriptors open for writing are tracked for a runner that
-/// holds batches while they are open (`exact` only: without BTF there is
-/// no tracking).
+/// `watches`.
 fn watching<'a>(
     plan: &'a Plan,
     watches: &'a [Watch],
     edges: &'a [(EdgeKey, Edge)],
-    exact: bool,
 ) -> bpf::Watching<'a> {
     bpf::Watching {
         watches,
         edges,
         event_mask: Kind::mask(&plan.kinds),
-        track_mask: if plan.hold_writers && exact {
-            Kind::mask(&[Kind::CloseWrite])
-        } else {
-            0
-        },
         filters: &plan.process,
         tag_actions: plan.tag_actions,
         modify_interval: plan.modify_interval,
@@ -625,10 +617,6 @@ impl Source for Session {
             tracing::warn!("cannot read the change flags: {e}");
             Vec::new()
         })
-    }
-
-    fn still_open(&self, writers: &[(u32, u32)]) -> Vec<bool> {
-        self.probes.still_open(writers)
     }
 
     fn set_action_slot(&mut self, slot: u32) {

@@ -47,12 +47,13 @@ use crate::{
     settings::{Plan, Shared, Span},
     source::{Item, Source},
     watch::{self, Moved, Watch},
+    writers::Writer,
 };
 
 /// How often the kernel's change flags are read.
 const FLAGS_CHECK: Duration = Duration::from_secs(1);
-/// How often a batch held by files open for writing asks the kernel
-/// whether they were closed.
+/// How often a batch held by files open for writing looks whether they
+/// were closed.
 const HOLD_CHECK: Duration = Duration::from_millis(200);
 /// Most paths a log line about a held batch names.
 const HELD_SHOWN: usize = 3;
@@ -133,7 +134,6 @@ pub fn plan(jobs: &[JobSpec], shared: &Shared) -> Plan {
         // One job ignores its own action's changes: the kernel leaves them
         // out. With more, one job's action may change another's tree.
         tag_actions: jobs.len() > 1,
-        hold_writers: jobs.iter().any(|j| !j.max_wait.is_zero()),
     }
 }
 
@@ -172,7 +172,7 @@ struct Job {
     writers: BTreeMap<(u32, u32), Vec<u8>>,
     /// Since when the batch, otherwise due, waits for them.
     held_since: Option<Instant>,
-    /// When to ask the kernel again whether they are closed.
+    /// When to look again whether they are closed.
     next_check: Option<Instant>,
 }
 
@@ -264,7 +264,7 @@ impl Job {
             Kind::CloseWrite => {
                 self.writers.remove(&key);
                 if self.writers.is_empty() {
-                    // Nothing to ask the kernel about: due as settled.
+                    // Nothing to look at: due as settled.
                     self.next_check = None;
                 }
             }
@@ -279,14 +279,22 @@ impl Job {
     }
 
     /// Whether the batch, otherwise due, waits on for files still open
-    /// for writing: the kernel says which of the writers are closed, and
-    /// those are forgotten. Once `max_wait` has passed it waits no more,
+    /// for writing: those closed (or whose process is gone) are
+    /// forgotten. Once `max_wait` has passed it waits no more,
     /// and the batch names those still open.
-    fn held(&mut self, now: Instant, still_open: impl FnOnce(&[(u32, u32)]) -> Vec<bool>) -> bool {
-        let keys: Vec<(u32, u32)> = self.writers.keys().copied().collect();
-        for (key, open) in keys.iter().zip(still_open(&keys)) {
+    fn held(&mut self, now: Instant, still_open: impl FnOnce(&[Writer]) -> Vec<bool>) -> bool {
+        let writers: Vec<Writer> = self
+            .writers
+            .iter()
+            .map(|(&(pid, fd), path)| Writer {
+                pid,
+                fd,
+                path: path.clone(),
+            })
+            .collect();
+        for (w, open) in writers.iter().zip(still_open(&writers)) {
             if !open {
-                self.writers.remove(key);
+                self.writers.remove(&(w.pid, w.fd));
             }
         }
         let label = self.spec.label();
@@ -874,7 +882,7 @@ mod tests {
         watches: Vec<Watch>,
         started: Rc<RefCell<Vec<Duration>>>,
         origin: Instant,
-        /// The descriptors the kernel holds open for writing.
+        /// The descriptors open for writing.
         open: Rc<RefCell<HashSet<(u32, u32)>>>,
     }
 
@@ -892,9 +900,12 @@ mod tests {
             Vec::new()
         }
 
-        fn still_open(&self, writers: &[(u32, u32)]) -> Vec<bool> {
+        fn still_open(&self, writers: &[Writer]) -> Vec<bool> {
             let open = self.open.borrow();
-            writers.iter().map(|w| open.contains(w)).collect()
+            writers
+                .iter()
+                .map(|w| open.contains(&(w.pid, w.fd)))
+                .collect()
         }
 
         fn set_action_slot(&mut self, _slot: u32) {
@@ -951,8 +962,8 @@ mod tests {
         starts_with_writers(spec, async |tx, _| script(tx).await).await
     }
 
-    /// As [`starts`], the script also saying which descriptors the
-    /// kernel holds open for writing.
+    /// As [`starts`], the script also saying which descriptors are open
+    /// for writing.
     async fn starts_with_writers(
         spec: JobSpec,
         script: impl AsyncFnOnce(UnboundedSender<Item>, Rc<RefCell<HashSet<(u32, u32)>>>),
@@ -1152,7 +1163,7 @@ mod tests {
         let started = starts_with_writers(job(S, S / 1000), async |tx, open| {
             open.borrow_mut().insert((7, 3));
             tx.send(by(7, 3, Kind::Write, "/srv/media/a")).unwrap();
-            // Settled at 1 s, held: the kernel is asked again every 200 ms.
+            // Settled at 1 s, held: looked at again every 200 ms.
             sleep(10 * S + S / 10).await;
             open.borrow_mut().remove(&(7, 3));
             sleep(5 * S).await;

@@ -32,7 +32,7 @@ use super::{
     syscalls::{OPEN_KINDS, closing},
 };
 use crate::{
-    config::{event_mask, io_offsets, kernel_offsets, tp_offsets, traced_mask},
+    config::{event_mask, io_offsets, kernel_offsets, tp_offsets},
     error::Error,
     event::{Hit, emit},
     files::{count_rename, count_write, track_opened, track_write_fd, verdict_of},
@@ -61,7 +61,7 @@ pub fn io_uring_complete(ctx: TracePointContext) -> u32 {
 fn spec(opcode: u32) -> Option<&'static SyscallSpec> {
     IO_SPECS
         .get(opcode)
-        .filter(|spec| spec.select & traced_mask() != 0)
+        .filter(|spec| spec.select & event_mask() != 0)
 }
 
 /// A request's `int` member at `offset` (an fd, a slot, flags).

@@ -19,7 +19,7 @@ use watcher_common::{FdKey, MAX_WRITE_FDS, SYSCALL_EXIT, TASK_COMM_LEN, event_ki
 use crate::{
     config::{event_mask, filters, kernel_offsets, tag_actions, tp_offsets, watcher_tgid},
     event::{Hit, emit},
-    files::{close_is_event, closes_may_be_events, take_pending},
+    files::{close_is_event, take_pending},
     maps::{ACTION_SLOT, EXCLUDED, FILTER_COMMS, FILTER_PIDS, FILTER_UIDS, WRITE_FDS, WRITERS, op},
     vfs::{fd_table_size, file_of_fd},
 };
@@ -166,9 +166,6 @@ extern "C" fn close_at_exit_cb(fd: u64, _ctx: *mut c_void) -> i64 {
         return 0;
     }
     let _ = WRITE_FDS.remove(&key);
-    if !closes_may_be_events() {
-        return 0;
-    }
     let (Ok(file), Some(op)) = (file_of_fd(&kernel_offsets(), fd as i64), op()) else {
         return 0;
     };

@@ -19,12 +19,12 @@ use watcher_common::{
 
 use super::process::admit;
 use crate::{
-    config::{event_mask, kernel_offsets, match_mode, tp_offsets, traced_mask},
+    config::{event_mask, kernel_offsets, match_mode, tp_offsets},
     error::Error,
     event::{Hit, emit},
     files::{
-        close_is_event, closes_may_be_events, count_rename, count_write, take_pending,
-        track_opened, track_write_fd, verdict_of,
+        close_is_event, count_rename, count_write, take_pending, track_opened, track_write_fd,
+        verdict_of,
     },
     maps::{SPECS, STASH, WRITE_FDS, op},
     vfs::file_of_fd,
@@ -70,7 +70,7 @@ fn spec(nr: u32) -> Result<&'static SyscallSpec, Error> {
 fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
     let nr = syscall_nr(ctx)?;
     let spec = spec(nr)?;
-    if spec.select & traced_mask() == 0 {
+    if spec.select & event_mask() == 0 {
         return Ok(());
     }
     // SAFETY: the helper behind `read_at` fails rather than faults on a bad
@@ -164,9 +164,6 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
 #[inline(never)]
 pub fn closing(spec: &SyscallSpec, tgid: u32, fd: u32, origin: u32) -> Result<(), Error> {
     let _ = WRITE_FDS.remove(&FdKey { tgid, fd });
-    if !closes_may_be_events() {
-        return Ok(());
-    }
     let file = file_of_fd(&kernel_offsets(), i64::from(fd))?;
     let count = take_pending(file);
     if !close_is_event(count) {
