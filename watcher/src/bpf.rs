@@ -12,7 +12,7 @@ use aya::{
         Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{ProgramError, TracePoint, trace_point::TracePointLink},
+    programs::{Program, ProgramError, TracePoint, trace_point::TracePointLink},
     util::nr_cpus,
 };
 use aya_log::EbpfLogger;
@@ -228,6 +228,15 @@ impl Probes {
                     .map_err(map_err(names::IO_SPECS))?;
             }
         }
+        let mut programs: Vec<&'static str> = PROCESS_TRACEPOINTS
+            .iter()
+            .map(|&(_, name)| name)
+            .chain(["sys_exit", "sys_enter"])
+            .collect();
+        if io_uring.is_some() {
+            programs.extend(IO_URING_TRACEPOINTS.iter().map(|&(program, _)| program));
+        }
+        load_at_once(&mut ebpf, &programs)?;
         let lost = PerCpuArray::try_from(take_map(names::LOST, &mut ebpf)?)
             .map_err(map_err(names::LOST))?;
         let dirty =
@@ -440,24 +449,9 @@ impl Probes {
         category: &str,
         tracepoint: &str,
     ) -> Result<TracePointLink, LoadError> {
-        let tp: &mut TracePoint = self
-            .ebpf
-            .program_mut(program)
-            .ok_or(LoadError::MissingProgram(program))?
-            .try_into()
-            .map_err(|source| LoadError::ProgramType { program, source })?;
+        let tp = tracepoint_program(program, self.ebpf.program_mut(program))?;
         if tp.fd().is_err() {
-            tp.load().map_err(|source| match source {
-                ProgramError::LoadError {
-                    io_error,
-                    verifier_log,
-                } => LoadError::Verifier {
-                    program,
-                    io_error,
-                    log: verifier_log.to_string(),
-                },
-                source => LoadError::Load { program, source },
-            })?;
+            load(program, tp)?;
         }
         tp.attach(category, tracepoint)
             .and_then(|id| tp.take_link(id))
@@ -544,6 +538,59 @@ fn map_err(map: &'static str) -> impl Fn(MapError) -> LoadError {
 }
 
 /// Map `name`, taken from the loaded object: it closes when dropped.
+/// `program` as the tracepoint program it is.
+fn tracepoint_program<'a>(
+    program: &'static str,
+    found: Option<&'a mut Program>,
+) -> Result<&'a mut TracePoint, LoadError> {
+    found
+        .ok_or(LoadError::MissingProgram(program))?
+        .try_into()
+        .map_err(|source| LoadError::ProgramType { program, source })
+}
+
+/// Loads tracepoint program `program` (the kernel verifies it).
+fn load(program: &'static str, tp: &mut TracePoint) -> Result<(), LoadError> {
+    tp.load().map_err(|source| match source {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => LoadError::Verifier {
+            program,
+            io_error,
+            log: verifier_log.to_string(),
+        },
+        source => LoadError::Load { program, source },
+    })
+}
+
+/// Loads the tracepoint programs `wanted`, each in a thread of its own:
+/// the kernel verifies a program in the thread that loads it, which is
+/// most of watcher's start-up, so with more than one CPU the longest
+/// verification sets the time rather than their sum.
+fn load_at_once(ebpf: &mut Ebpf, wanted: &[&'static str]) -> Result<(), LoadError> {
+    let mut programs: Vec<(&'static str, Option<&mut Program>)> =
+        wanted.iter().map(|&name| (name, None)).collect();
+    for (name, program) in ebpf.programs_mut() {
+        if let Some(slot) = programs.iter_mut().find(|(wanted, _)| *wanted == name) {
+            slot.1 = Some(program);
+        }
+    }
+    std::thread::scope(|scope| {
+        let loading: Vec<_> = programs
+            .into_iter()
+            .map(|(name, program)| {
+                scope.spawn(move || load(name, tracepoint_program(name, program)?))
+            })
+            .collect();
+        loading.into_iter().try_for_each(|thread| {
+            thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    })
+}
+
 fn take_map(name: &'static str, ebpf: &mut Ebpf) -> Result<Map, LoadError> {
     ebpf.take_map(name).ok_or(LoadError::MissingMap(name))
 }

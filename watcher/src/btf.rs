@@ -58,17 +58,17 @@ impl Shape {
 
 /// The kernel's BTF. Mapped, only the types asked for are parsed (a few
 /// ms, where parsing all of it takes over 100 ms); kernels that cannot
-/// map the file are read whole.
-fn vmlinux() -> Result<Btf, BtfError> {
+/// map the file are read whole. Opening it indexes its names (about 20
+/// ms here): opened once at start for every offset, and dropped after.
+pub fn vmlinux() -> Result<Btf, BtfError> {
     Btf::from_file_with_backend(VMLINUX, Backend::Mmap)
         .or_else(|_| Btf::from_file(VMLINUX))
         .map_err(BtfError::Read)
 }
 
 /// Reads every offset the exact match needs.
-pub fn kernel_offsets() -> Result<KernelOffsets, BtfError> {
-    let btf = vmlinux()?;
-    let m = |strukt, path: &[&'static str], shape| member(&btf, strukt, path, shape);
+pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
+    let m = |strukt, path: &[&'static str], shape| member(btf, strukt, path, shape);
     use Shape::{Int, Pointer};
     Ok(KernelOffsets {
         task_files: m("task_struct", &["files"], Pointer)?,
@@ -129,18 +129,20 @@ pub fn kernel_offsets() -> Result<KernelOffsets, BtfError> {
 /// followed: `None` when the kernel has no io_uring tracepoints (their
 /// offsets in `offsets` are 0), an error when it has them but BTF lacks
 /// the request's structs.
-pub fn io_uring(offsets: &TracepointOffsets) -> Result<Option<IoUringOffsets>, BtfError> {
+pub fn io_uring(
+    btf: &Btf,
+    offsets: &TracepointOffsets,
+) -> Result<Option<IoUringOffsets>, BtfError> {
     if offsets.io_submit_req == 0 {
         return Ok(None);
     }
-    io_offsets().map(Some)
+    io_offsets(btf).map(Some)
 }
 
 /// Reads the offsets of the io_uring request's members the io_uring
 /// programs read.
-fn io_offsets() -> Result<IoUringOffsets, BtfError> {
-    let btf = vmlinux()?;
-    let m = |strukt, path: &[&'static str], shape| member(&btf, strukt, path, shape);
+fn io_offsets(btf: &Btf) -> Result<IoUringOffsets, BtfError> {
+    let m = |strukt, path: &[&'static str], shape| member(btf, strukt, path, shape);
     use Shape::{Int, Pointer};
     Ok(IoUringOffsets {
         kiocb_file: m("io_kiocb", &["file"], Pointer)?,
@@ -265,7 +267,7 @@ mod tests {
     /// including those behind anonymous unions, and they are consistent.
     #[test]
     fn reads_this_kernels_offsets() {
-        let off = kernel_offsets().unwrap();
+        let off = kernel_offsets(&vmlinux().unwrap()).unwrap();
         eprintln!("{off:#?}");
         assert_ne!(off.dentry_parent, off.dentry_inode);
         assert_eq!(off.file_path_dentry, off.file_path_mnt + 8);
@@ -276,7 +278,7 @@ mod tests {
     /// file it works on; the names are the first member of `filename`.
     #[test]
     fn reads_this_kernels_io_uring_offsets() {
-        let off = io_offsets().unwrap();
+        let off = io_offsets(&vmlinux().unwrap()).unwrap();
         eprintln!("{off:#?}");
         assert_eq!(off.kiocb_file, 0);
         assert_eq!(off.filename_name, 0);

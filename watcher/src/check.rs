@@ -152,7 +152,12 @@ fn check_machine(r: &mut Report) {
 
     check_memlock(r);
 
-    let kernel = match btf::kernel_offsets() {
+    let vmlinux = btf::vmlinux();
+    let kernel = match vmlinux
+        .as_ref()
+        .map_err(|e| e.to_string())
+        .and_then(|btf| btf::kernel_offsets(btf).map_err(|e| e.to_string()))
+    {
         Ok(offsets) => {
             r.line(
                 Status::Ok,
@@ -267,7 +272,11 @@ fn check_machine(r: &mut Report) {
     match offsets {
         None => r.line(Status::Skip, "programs", "needs the tracepoints"),
         Some((specs, offsets)) => {
-            let io_uring = io_uring_line(r, kernel.is_some(), &offsets);
+            let io_uring = io_uring_line(
+                r,
+                vmlinux.as_ref().ok().filter(|_| kernel.is_some()),
+                &offsets,
+            );
             let setup = Setup {
                 specs: &specs,
                 offsets: &offsets,
@@ -300,21 +309,22 @@ fn check_machine(r: &mut Report) {
 }
 
 /// Whether io_uring operations are followed, on its own line: the
-/// request's offsets when they are (exact mode only).
+/// request's offsets when they are (exact mode only: with the kernel's
+/// `btf`).
 fn io_uring_line(
     r: &mut Report,
-    exact: bool,
+    btf: Option<&btf_rs::Btf>,
     offsets: &TracepointOffsets,
 ) -> Option<IoUringOffsets> {
-    if !exact {
+    let Some(btf) = btf else {
         r.line(
             Status::Warn,
             "io_uring",
             "not followed without BTF: operations submitted through io_uring are not seen",
         );
         return None;
-    }
-    match btf::io_uring(offsets) {
+    };
+    match btf::io_uring(btf, offsets) {
         Ok(Some(io)) => {
             r.line(
                 Status::Ok,

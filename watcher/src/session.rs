@@ -92,9 +92,11 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
     privileges::check()?;
     // Before anything is loaded: an address in use stops watcher here.
     let listener = options.metrics.map(exporter::bind).transpose()?;
-    let kernel = btf::kernel_offsets()
+    let btf = btf::vmlinux()
+        .and_then(|btf| Ok((btf::kernel_offsets(&btf)?, btf)))
         .inspect_err(|e| tracing::warn!("{e}; {}", btf::FALLBACK))
         .ok();
+    let kernel = btf.as_ref().map(|(offsets, _)| *offsets);
     check_kinds(plan, kernel.is_some())?;
     let resolved = watch::resolve(&plan.dirs, kernel.is_none(), &[])?.refuse_missing(|_| false)?;
     let watches = resolved.watches;
@@ -106,8 +108,8 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
     let specs = syscalls::read_specs()?;
     let offsets = syscalls::read_offsets(&specs)?;
     // Exact mode only: the operations' names are followed as syscalls'.
-    let io_uring = match kernel {
-        Some(_) => btf::io_uring(&offsets)
+    let io_uring = match &btf {
+        Some((_, btf)) => btf::io_uring(btf, &offsets)
             .inspect_err(|e| {
                 tracing::warn!("{e}: operations submitted through io_uring are not seen")
             })
@@ -115,6 +117,8 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
             .flatten(),
         None => None,
     };
+    // Its index is no use once the offsets are read.
+    drop(btf);
     let mut routes = Routes::default();
     let edges = edges(&watches, &mut routes, kernel.is_some())?;
     let setup = Setup {
