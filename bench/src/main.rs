@@ -17,6 +17,7 @@ mod floor;
 mod scale;
 mod load;
 mod overhead;
+mod charts;
 mod report;
 
 use std::{
@@ -200,7 +201,23 @@ fn bench(watcher: &Path, work: &Path, report: &Path, quick: bool) -> anyhow::Res
         fs::remove_dir_all(&tree).with_context(|| format!("removing {}", tree.display()))?;
     }
 
+    let stem = report
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("BENCHMARKS");
+    let dir = report.parent().unwrap_or(Path::new("."));
+    let data = charts::Data {
+        costs: &costs,
+        bursts: &bursts,
+        scale: &rows,
+    };
+    let drawn = charts::draw(&data, dir, stem).unwrap_or_else(|e| {
+        step("charts", &format!("not drawn: {e:#}"));
+        Vec::new()
+    });
     let markdown = report::Report {
+        charts: &drawn,
+        chart_stem: stem,
         quick,
         runs: plan.runs,
         load_runs: plan.load_runs,

@@ -3,6 +3,7 @@
 use std::{fmt::Write as _, fs, process::Command};
 
 use crate::{
+    charts::Chart,
     load,
     overhead::{Case, Costs, ProgramCost, Tool, added},
     scale::ScaleRow,
@@ -10,6 +11,9 @@ use crate::{
 };
 
 pub struct Report<'a> {
+    /// The charts drawn beside the report, named after `chart_stem`.
+    pub charts: &'a [Chart],
+    pub chart_stem: &'a str,
     pub quick: bool,
     pub runs: usize,
     pub load_runs: usize,
@@ -35,6 +39,13 @@ struct Target {
 }
 
 impl Report<'_> {
+    /// The line that shows `chart`, when it was drawn.
+    fn chart(&self, md: &mut String, chart: Chart) {
+        if self.charts.contains(&chart) {
+            let _ = writeln!(md, "![{}]({})\n", chart.alt(), chart.file(self.chart_stem));
+        }
+    }
+
     pub fn markdown(&self) -> String {
         let mut md = String::new();
         let _ = writeln!(md, "# Benchmarks\n");
@@ -238,6 +249,7 @@ impl Report<'_> {
             let _ = writeln!(md, "\nKernel audit was not measured: {why}.");
         }
         md.push('\n');
+        self.chart(md, Chart::Overhead);
         self.programs(md);
     }
 
@@ -366,6 +378,7 @@ impl Report<'_> {
             );
         }
         md.push('\n');
+        self.chart(md, Chart::Throughput);
     }
 
     /// p50, p99 and max, each over the runs.
@@ -456,6 +469,8 @@ impl Report<'_> {
              tree; inotifywait walks the tree and places one watch per directory, each pinning \
              an inode in kernel memory, up to `fs.inotify.max_user_watches`."
         );
+        md.push('\n');
+        self.chart(md, Chart::Scale);
     }
 }
 

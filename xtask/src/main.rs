@@ -38,8 +38,8 @@ const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "rustfmt"];
 /// journal example.
 const TEST_PACKAGES: &[&str] = &["prometheus", "systemd"];
 /// Debian packages with the tools the benchmark (bench/) measures watcher
-/// beside.
-const BENCH_PACKAGES: &[&str] = &["inotify-tools", "bpftrace", "auditd"];
+/// beside, and the font its charts are drawn with.
+const BENCH_PACKAGES: &[&str] = &["inotify-tools", "bpftrace", "auditd", "fonts-dejavu-core"];
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
