@@ -57,6 +57,9 @@ const FLAGS_CHECK: Duration = Duration::from_secs(1);
 const HOLD_CHECK: Duration = Duration::from_millis(200);
 /// Most paths a log line about a held batch names.
 const HELD_SHOWN: usize = 3;
+/// How many descriptors a job keeps before it looks which are closed,
+/// in a tree that is never quiet long enough to do it when due.
+const WRITERS_KEPT: usize = 4096;
 
 /// One watch and its action, from the command line or a configuration.
 #[derive(Clone, Debug)]
@@ -172,6 +175,9 @@ struct Job {
     writers: BTreeMap<(u32, u32), Vec<u8>>,
     /// Since when the batch, otherwise due, waits for them.
     held_since: Option<Instant>,
+    /// How many `writers` there may be before those closed are forgotten
+    /// (twice those left then, at least [`WRITERS_KEPT`]).
+    prune_at: usize,
     /// When to look again whether they are closed.
     next_check: Option<Instant>,
 }
@@ -190,6 +196,7 @@ impl Job {
             running: None,
             writers: BTreeMap::new(),
             held_since: None,
+            prune_at: WRITERS_KEPT,
             next_check: None,
         };
         job.place(watches, plan);
@@ -278,11 +285,9 @@ impl Job {
         }
     }
 
-    /// Whether the batch, otherwise due, waits on for files still open
-    /// for writing: those closed (or whose process is gone) are
-    /// forgotten. Once `max_wait` has passed it waits no more,
-    /// and the batch names those still open.
-    fn held(&mut self, now: Instant, still_open: impl FnOnce(&[Writer]) -> Vec<bool>) -> bool {
+    /// Forgets the writers that closed their files (or whose process is
+    /// gone).
+    fn forget_closed(&mut self, still_open: impl FnOnce(&[Writer]) -> Vec<bool>) {
         let writers: Vec<Writer> = self
             .writers
             .iter()
@@ -297,6 +302,23 @@ impl Job {
                 self.writers.remove(&(w.pid, w.fd));
             }
         }
+    }
+
+    /// Keeps the writers few in a tree that is never quiet: past
+    /// `prune_at`, those closed are forgotten.
+    fn prune(&mut self, still_open: impl FnOnce(&[Writer]) -> Vec<bool>) {
+        if self.writers.len() > self.prune_at {
+            self.forget_closed(still_open);
+            self.prune_at = (2 * self.writers.len()).max(WRITERS_KEPT);
+        }
+    }
+
+    /// Whether the batch, otherwise due, waits on for files still open
+    /// for writing: those closed (or whose process is gone) are
+    /// forgotten. Once `max_wait` has passed it waits no more,
+    /// and the batch names those still open.
+    fn held(&mut self, now: Instant, still_open: impl FnOnce(&[Writer]) -> Vec<bool>) -> bool {
+        self.forget_closed(still_open);
         let label = self.spec.label();
         let shown = |paths: &[Vec<u8>]| {
             let mut shown: Vec<String> = paths
@@ -535,6 +557,10 @@ impl<S: Source> Engine<S> {
                                         c.offered(job, ev.kind, offer);
                                     }
                                 }
+                            }
+                            let source = &self.source;
+                            for job in &mut self.jobs {
+                                job.prune(|writers| source.still_open(writers));
                             }
                         }
                         Item::Lost(lost) => {
@@ -1222,5 +1248,36 @@ mod tests {
         })
         .await;
         assert_eq!(started, [S]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_tree_forgets_the_writers_that_closed() {
+        let (tx, items) = mpsc::unbounded_channel();
+        let (mut engine, _) = engine(job(S, S / 1000), items);
+        let open = engine.source.open.clone();
+        let script = async {
+            // Still open: the first of each thousand.
+            for pid in 0..3 * WRITERS_KEPT as u32 {
+                if pid % 1000 == 0 {
+                    open.borrow_mut().insert((pid, 3));
+                }
+                tx.send(by(pid, 3, Kind::Write, "/srv/media/a")).unwrap();
+            }
+            sleep(S / 10).await;
+            drop(tx);
+        };
+        let (run, ()) = tokio::join!(engine.run(None), script);
+        run.unwrap();
+        let job = &engine.jobs[0];
+        assert!(
+            job.writers.len() <= WRITERS_KEPT + 1,
+            "{}",
+            job.writers.len()
+        );
+        assert!(
+            (0..3 * WRITERS_KEPT as u32)
+                .step_by(1000)
+                .all(|pid| job.writers.contains_key(&(pid, 3)))
+        );
     }
 }
