@@ -493,16 +493,21 @@ pub fn run(program: &str, args: &[&OsStr]) -> u32 {
 /// `watcher run --settle 100ms DIR -- record LOG`: each run of the
 /// action is recorded in LOG by the `record` helper.
 pub fn run_recording(dir: &Path, log: &Path) -> Watcher {
+    run_recording_with(dir, log, &[])
+}
+
+/// As [`run_recording`], with `run`'s options `args` too.
+pub fn run_recording_with(dir: &Path, log: &Path, args: &[&str]) -> Watcher {
     let record = helper_bin("record");
-    Watcher::start(&[
-        "run".as_ref(),
-        "--settle".as_ref(),
-        "100ms".as_ref(),
+    let mut all: Vec<&OsStr> = vec!["run".as_ref(), "--settle".as_ref(), "100ms".as_ref()];
+    all.extend(args.iter().map(OsStr::new));
+    all.extend([
         dir.as_os_str(),
         "--".as_ref(),
         record.as_os_str(),
         log.as_os_str(),
-    ])
+    ]);
+    Watcher::start(&all)
 }
 
 /// The `writer` helper, its file open before anything else happens.

@@ -3,42 +3,15 @@
 //! `--max-wait`, after which the action is told which are still open.
 
 use std::{
-    ffi::OsStr,
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
 };
 
-use serde_json::{Value, json};
+use serde_json::json;
 use watcher_tests::{
-    Tree, Watcher, Writer, eventually, helper_bin, recorded_count, recorded_runs, recorded_stdin,
-    run,
+    Tree, Watcher, Writer, helper_bin, recorded_count, recorded_runs, recorded_stdin, run,
+    run_recording_with, wait_for_runs,
 };
-
-/// `watcher run --settle 100ms ARGS... DIR -- record LOG`.
-fn run_recording_with(dir: &Path, log: &Path, args: &[&str]) -> Watcher {
-    let record = helper_bin("record");
-    let mut all: Vec<&OsStr> = vec!["run".as_ref(), "--settle".as_ref(), "100ms".as_ref()];
-    all.extend(args.iter().map(OsStr::new));
-    all.extend([
-        dir.as_os_str(),
-        "--".as_ref(),
-        record.as_os_str(),
-        log.as_os_str(),
-    ]);
-    Watcher::start(&all)
-}
-
-/// The runs recorded in `log` once there are `n` of them.
-fn runs(w: &Watcher, log: &Path, n: usize) -> Vec<Value> {
-    eventually(
-        &format!("{n} runs"),
-        || format!("stderr:\n{}", w.stderr()),
-        || {
-            let runs = recorded_runs(log);
-            (runs.len() >= n).then_some(runs)
-        },
-    )
-}
 
 /// `path` followed by a NUL.
 fn nul(path: &Path) -> Vec<u8> {
@@ -66,7 +39,7 @@ fn a_file_written_past_settle_is_handed_over_whole_after_its_close() {
     w.wait_for_log("waiting for 1 file open for writing to be closed", 1);
     writer.step("paused");
     writer.go();
-    let runs = runs(&w, &log, 1);
+    let runs = wait_for_runs(&w, &log, 1);
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0]["sizes"], json!([300]), "the whole file: {runs:?}");
     assert_eq!(recorded_stdin(&runs[0]), nul(&file));
@@ -80,7 +53,7 @@ fn a_file_open_past_max_wait_is_named_as_still_open() {
     let w = run_recording_with(&media, &log, &["--max-wait", "1s"]);
     let mut writer = Writer::open(&file, &["write", "10", "pause", "close"]);
     writer.step("paused");
-    let runs = runs(&w, &log, 1);
+    let runs = wait_for_runs(&w, &log, 1);
     assert_eq!(recorded_count(&runs[0], "WATCHER_PATHS_OPEN"), 1);
     // The changed paths, an empty one, then those still open.
     assert_eq!(
@@ -102,7 +75,7 @@ fn a_writer_killed_mid_write_releases_the_batch() {
     writer.step("paused");
     w.wait_for_log("waiting for 1 file open for writing to be closed", 1);
     writer.kill();
-    let runs = runs(&w, &log, 1);
+    let runs = wait_for_runs(&w, &log, 1);
     assert_eq!(runs[0]["sizes"], json!([10]));
     assert_eq!(recorded_count(&runs[0], "WATCHER_PATHS_OPEN"), 0);
 }
@@ -116,7 +89,7 @@ fn a_writer_the_filters_leave_out_holds_nothing() {
     writer.step("paused");
     let other = media.join("b");
     run("touch", &[other.as_os_str()]);
-    let runs = runs(&w, &log, 1);
+    let runs = wait_for_runs(&w, &log, 1);
     assert_eq!(recorded_stdin(&runs[0]), nul(&other));
     assert_eq!(recorded_count(&runs[0], "WATCHER_PATHS_OPEN"), 0);
     writer.go();
@@ -151,14 +124,14 @@ fn serve_runs_a_free_watch_on_time_and_keeps_a_held_one_across_a_reload() {
     w.wait_for_log("held: waiting for 1 file open for writing to be closed", 1);
     let other = free.join("b");
     run("touch", &[other.as_os_str()]);
-    let free_runs = runs(&w, &free_log, 1);
+    let free_runs = wait_for_runs(&w, &free_log, 1);
     assert_eq!(recorded_stdin(&free_runs[0]), nul(&other));
     // Held, with the default --max-wait: no run until the close.
     assert!(recorded_runs(&held_log).is_empty());
     w.send(libc::SIGHUP);
     w.wait_for_log("reloaded:", 1);
     writer.go();
-    let held_runs = runs(&w, &held_log, 1);
+    let held_runs = wait_for_runs(&w, &held_log, 1);
     assert_eq!(held_runs[0]["sizes"], json!([20]));
     assert_eq!(recorded_stdin(&held_runs[0]), nul(&file));
 }
@@ -173,7 +146,7 @@ fn with_modify_a_descriptor_opened_before_start_holds_the_batch() {
     writer.step("paused");
     w.wait_for_log("waiting for 1 file open for writing to be closed", 1);
     writer.go();
-    let runs = runs(&w, &log, 1);
+    let runs = wait_for_runs(&w, &log, 1);
     assert_eq!(runs[0]["sizes"], json!([20]));
     assert_eq!(recorded_count(&runs[0], "WATCHER_PATHS_OPEN"), 0);
 }
@@ -234,6 +207,6 @@ fn a_shell_redirection_holds_the_batch_through_its_copy_of_the_descriptor() {
     w.wait_for_log("waiting for 1 file open for writing to be closed", 1);
     drop(shell.stdin.take());
     assert!(shell.wait().expect("sh").success());
-    let runs = runs(&w, &log, 1);
+    let runs = wait_for_runs(&w, &log, 1);
     assert_eq!(runs[0]["sizes"], json!([8]));
 }
