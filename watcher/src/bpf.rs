@@ -441,8 +441,8 @@ impl Probes {
         Ok(())
     }
 
-    /// Attaches `program` to `category/tracepoint`, loading it first if
-    /// it is not loaded yet.
+    /// Attaches `program`, loaded with the others in [`Probes::load`], to
+    /// `category/tracepoint`.
     fn attach(
         &mut self,
         program: &'static str,
@@ -450,9 +450,6 @@ impl Probes {
         tracepoint: &str,
     ) -> Result<TracePointLink, LoadError> {
         let tp = tracepoint_program(program, self.ebpf.program_mut(program))?;
-        if tp.fd().is_err() {
-            load(program, tp)?;
-        }
         tp.attach(category, tracepoint)
             .and_then(|id| tp.take_link(id))
             .map_err(|source| LoadError::Attach {

@@ -56,18 +56,26 @@ impl Shape {
     }
 }
 
+/// The kernel's BTF, opened, and the offsets the exact match reads from
+/// it; the BTF is kept for the io_uring offsets ([`io_uring`]), then
+/// dropped. Opening it indexes its names (about 20 ms here): it is
+/// opened once at start.
+pub fn kernel() -> Result<(KernelOffsets, Btf), BtfError> {
+    let btf = vmlinux()?;
+    Ok((kernel_offsets(&btf)?, btf))
+}
+
 /// The kernel's BTF. Mapped, only the types asked for are parsed (a few
 /// ms, where parsing all of it takes over 100 ms); kernels that cannot
-/// map the file are read whole. Opening it indexes its names (about 20
-/// ms here): opened once at start for every offset, and dropped after.
-pub fn vmlinux() -> Result<Btf, BtfError> {
+/// map the file are read whole.
+fn vmlinux() -> Result<Btf, BtfError> {
     Btf::from_file_with_backend(VMLINUX, Backend::Mmap)
         .or_else(|_| Btf::from_file(VMLINUX))
         .map_err(BtfError::Read)
 }
 
 /// Reads every offset the exact match needs.
-pub fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
+fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
     let m = |strukt, path: &[&'static str], shape| member(btf, strukt, path, shape);
     use Shape::{Int, Pointer};
     Ok(KernelOffsets {
@@ -267,7 +275,7 @@ mod tests {
     /// including those behind anonymous unions, and they are consistent.
     #[test]
     fn reads_this_kernels_offsets() {
-        let off = kernel_offsets(&vmlinux().unwrap()).unwrap();
+        let (off, _) = kernel().unwrap();
         eprintln!("{off:#?}");
         assert_ne!(off.dentry_parent, off.dentry_inode);
         assert_eq!(off.file_path_dentry, off.file_path_mnt + 8);

@@ -152,19 +152,14 @@ fn check_machine(r: &mut Report) {
 
     check_memlock(r);
 
-    let vmlinux = btf::vmlinux();
-    let kernel = match vmlinux
-        .as_ref()
-        .map_err(|e| e.to_string())
-        .and_then(|btf| btf::kernel_offsets(btf).map_err(|e| e.to_string()))
-    {
-        Ok(offsets) => {
+    let kernel = match btf::kernel() {
+        Ok(kernel) => {
             r.line(
                 Status::Ok,
                 "btf",
                 &format!("{}, struct offsets read: exact matching", btf::VMLINUX),
             );
-            Some(offsets)
+            Some(kernel)
         }
         Err(e) => {
             r.line(Status::Warn, "btf", &format!("{e}; {}", btf::FALLBACK));
@@ -272,15 +267,11 @@ fn check_machine(r: &mut Report) {
     match offsets {
         None => r.line(Status::Skip, "programs", "needs the tracepoints"),
         Some((specs, offsets)) => {
-            let io_uring = io_uring_line(
-                r,
-                vmlinux.as_ref().ok().filter(|_| kernel.is_some()),
-                &offsets,
-            );
+            let io_uring = io_uring_line(r, kernel.as_ref().map(|(_, btf)| btf), &offsets);
             let setup = Setup {
                 specs: &specs,
                 offsets: &offsets,
-                kernel: kernel.as_ref(),
+                kernel: kernel.as_ref().map(|(offsets, _)| offsets),
                 io_uring: io_uring.as_ref(),
                 ring_buffer_bytes: defaults::RING_BUFFER_BYTES,
                 log_level: 0,

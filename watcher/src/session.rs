@@ -92,8 +92,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
     privileges::check()?;
     // Before anything is loaded: an address in use stops watcher here.
     let listener = options.metrics.map(exporter::bind).transpose()?;
-    let btf = btf::vmlinux()
-        .and_then(|btf| Ok((btf::kernel_offsets(&btf)?, btf)))
+    let btf = btf::kernel()
         .inspect_err(|e| tracing::warn!("{e}; {}", btf::FALLBACK))
         .ok();
     let kernel = btf.as_ref().map(|(offsets, _)| *offsets);
