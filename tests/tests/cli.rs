@@ -262,6 +262,7 @@ fn check_passes_on_this_machine() {
         "tracefs",
         "tracepoint",
         "ring buffer",
+        "reads",
         "programs",
     ] {
         let line = stdout

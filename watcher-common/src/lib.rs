@@ -818,6 +818,26 @@ pub struct KernelOffsets {
 /// `s_magic` of an overlayfs super block (`OVERLAYFS_SUPER_MAGIC`).
 pub const OVERLAYFS_SUPER_MAGIC: u64 = 0x794c_7630;
 
+/// Loads of kernel memory through `bpf_rdonly_cast(addr, 0)`: the kfunc
+/// turns a number into a read-only pointer the verifier lets a program
+/// load through directly (a fault-safe load, which the JIT makes a fault
+/// return 0), where `bpf_probe_read_kernel` costs a helper call per read.
+/// The loader the programs are built for (aya 0.14) cannot resolve kfuncs,
+/// so the programs carry each call as this raw instruction and user space
+/// writes the kernel's BTF id of `bpf_rdonly_cast` into it before loading,
+/// or, when the kernel cannot take it, replaces it with [`kfunc::NOOP`]
+/// and clears `FAST_READS` so that the programs read through the helper.
+pub mod kfunc {
+    /// `call` (BPF_JMP | BPF_CALL) with `src_reg` = BPF_PSEUDO_KFUNC_CALL
+    /// (2) and [`PLACEHOLDER`] as the BTF id, as one little-endian `u64`.
+    pub const CALL_INSN: u64 = 0x85 | (0x20 << 8) | ((PLACEHOLDER as u64) << 32);
+    /// The BTF id in [`CALL_INSN`] until user space writes the kernel's.
+    pub const PLACEHOLDER: u32 = 0x7761_7463;
+    /// `r0 = 0`: what replaces [`CALL_INSN`] when `FAST_READS` is off (the
+    /// verifier never reaches it then, but looks every kfunc call up).
+    pub const NOOP: u64 = 0xb7;
+}
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: plain `repr(C)` integers and arrays, with explicit padding.
@@ -845,6 +865,7 @@ pub mod names {
     pub const DIRTY: &str = "DIRTY";
     pub const EDGES: &str = "EDGES";
     pub const EVENTS: &str = "EVENTS";
+    pub const FAST_READS: &str = "FAST_READS";
     pub const FILES: &str = "FILES";
     pub const FILTER_COMMS: &str = "FILTER_COMMS";
     pub const FILTER_PIDS: &str = "FILTER_PIDS";

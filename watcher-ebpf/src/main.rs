@@ -2,6 +2,8 @@
 //! `probes/`; maps and globals are shared by all of them.
 #![no_std]
 #![no_main]
+// Inline assembly on the BPF target (`read::untrusted`, a kfunc call).
+#![feature(asm_experimental_arch)]
 
 // From the bottom layer up: a module imports only modules declared above
 // it.

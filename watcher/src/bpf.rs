@@ -23,6 +23,7 @@ use watcher_common::{
 use watcher_core::{filter::ProcessFilter, syscall::Syscall, watch::Watch};
 
 use crate::{
+    kfunc,
     syscalls::{self, Spec},
     tracefs::PROCESS_TRACEPOINTS,
 };
@@ -34,6 +35,8 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/wa
 pub enum LoadError {
     #[error("cannot load the eBPF object: {0}")]
     Object(#[source] EbpfError),
+    #[error(transparent)]
+    Patch(#[from] kfunc::PatchError),
     #[error("the object has no program {0}")]
     MissingProgram(&'static str),
     #[error("the object has no map {0}")]
@@ -144,6 +147,10 @@ pub struct Setup<'a> {
     pub ring_buffer_bytes: u32,
     /// The eBPF side's log level (`aya_log::Level` as u8; 0: off).
     pub log_level: u8,
+    /// The BTF id of `bpf_rdonly_cast` when the kernel takes the
+    /// programs' direct reads through it (`kfunc::fast_reads`); without it
+    /// they read through `bpf_probe_read_kernel`.
+    pub fast_reads: Option<u32>,
     pub watching: &'a Watching<'a>,
 }
 
@@ -173,6 +180,7 @@ impl Probes {
             io_uring,
             ring_buffer_bytes,
             log_level,
+            fast_reads,
             watching,
         } = *setup;
         let tgid = std::process::id();
@@ -180,6 +188,7 @@ impl Probes {
             Some(_) => match_mode::EXACT,
             None => match_mode::PREFIX,
         };
+        let object = kfunc::patch(OBJECT, fast_reads).map_err(LoadError::Patch)?;
         let mut ebpf = EbpfLoader::new()
             // No CO-RE relocations to make: the offsets come in
             // KERNEL_OFFSETS.
@@ -196,12 +205,13 @@ impl Probes {
                 true,
             )
             .override_global(names::MATCH_MODE, &mode, true)
+            .override_global(names::FAST_READS, &u32::from(fast_reads.is_some()), true)
             .override_global(names::WATCHER_TGID, &tgid, true)
             // Off (0), the verifier drops the logging code: it is in
             // `.rodata`, so the verifier knows the value.
             .override_global(aya_log::LEVEL, &log_level, true)
             .map_max_entries(names::EVENTS, ring_buffer_bytes)
-            .load(OBJECT)
+            .load(kfunc::bytes(&object))
             .map_err(LoadError::Object)?;
         let logger = if log_level == 0 {
             None

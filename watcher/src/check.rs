@@ -13,7 +13,7 @@ use watcher_core::{
 
 use crate::{
     bpf::{self, Probes, Setup},
-    btf, syscalls, tracefs,
+    btf, kfunc, syscalls, tracefs,
 };
 
 /// Oldest kernel with every helper the programs call: the ring buffer
@@ -268,6 +268,7 @@ fn check_machine(r: &mut Report) {
         None => r.line(Status::Skip, "programs", "needs the tracepoints"),
         Some((specs, offsets)) => {
             let io_uring = io_uring_line(r, kernel.as_ref().map(|(_, btf)| btf), &offsets);
+            let fast_reads = reads_line(r, kernel.as_ref().map(|(_, btf)| btf));
             let setup = Setup {
                 specs: &specs,
                 offsets: &offsets,
@@ -275,6 +276,7 @@ fn check_machine(r: &mut Report) {
                 io_uring: io_uring.as_ref(),
                 ring_buffer_bytes: defaults::RING_BUFFER_BYTES,
                 log_level: 0,
+                fast_reads,
                 watching: &bpf::Watching {
                     watches: &[],
                     edges: &[],
@@ -375,4 +377,27 @@ fn check_memlock(r: &mut Report) {
             &format!("RLIMIT_MEMLOCK {shown} is below the 16 MiB the maps need: raise it (LimitMEMLOCK=infinity)"),
         );
     }
+}
+
+/// How the programs read kernel memory, on its own line: the kfunc's BTF
+/// id when they read it with direct loads.
+fn reads_line(r: &mut Report, btf: Option<&btf_rs::Btf>) -> Option<u32> {
+    let Some(btf) = btf else {
+        r.line(
+            Status::Skip,
+            "reads",
+            "without BTF, kernel memory is read through bpf_probe_read_kernel",
+        );
+        return None;
+    };
+    let id = kfunc::fast_reads(btf);
+    match id {
+        Some(_) => r.line(
+            Status::Ok,
+            "reads",
+            "kernel memory read with direct loads through bpf_rdonly_cast",
+        ),
+        None => r.line(Status::Warn, "reads", kfunc::SLOW_READS),
+    }
+    id
 }

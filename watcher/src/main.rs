@@ -8,6 +8,7 @@
 
 mod log;
 mod btf;
+mod kfunc;
 mod tracefs;
 mod syscalls;
 mod bpf;

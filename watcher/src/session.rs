@@ -42,7 +42,7 @@ use crate::{
     bpf::{self, LoadError, Probes, Setup},
     btf,
     exporter::{self, KernelGauges},
-    syscalls, tracefs,
+    kfunc, syscalls, tracefs,
 };
 
 /// How often the loss counters are read (one map read when nothing was
@@ -116,6 +116,10 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
             .flatten(),
         None => None,
     };
+    let fast_reads = btf.as_ref().and_then(|(_, btf)| kfunc::fast_reads(btf));
+    if btf.is_some() && fast_reads.is_none() {
+        tracing::debug!("{}", kfunc::SLOW_READS);
+    }
     // Its index is no use once the offsets are read.
     drop(btf);
     let mut routes = Routes::default();
@@ -131,6 +135,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
         } else {
             0
         },
+        fast_reads,
         // Only the syscalls the selected kinds need are attached: each
         // tracepoint costs every process on the machine a little, and
         // stopping a little time.
