@@ -103,7 +103,7 @@ pub fn emit(hit: &Hit) -> Result<Option<u32>, Error> {
     }
     // Read for hits only, not for every open on the machine.
     let opened = if hit.opened { first.file } else { 0 };
-    if opened != 0 && file_mode(&kernel_offsets(), opened)? & FMODE_CREATED != 0 {
+    if opened != 0 && file_mode(kernel_offsets(), opened)? & FMODE_CREATED != 0 {
         op.targets[0].status |= event_status::CREATED;
     }
     if match_mode() == match_mode::EXACT {

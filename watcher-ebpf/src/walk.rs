@@ -54,8 +54,8 @@ pub fn decide_file(file: u64) -> Result<(u32, u32), Error> {
     op.current = 0;
     let [target, _] = &mut op.targets;
     target.reset(file, 0, 0);
-    target.base = Cursor::of_file(&off, file)?;
-    start_find(target, &off)?;
+    target.base = Cursor::of_file(off, file)?;
+    start_find(target, off)?;
     // SAFETY: `find_watch_cb` has the signature `bpf_loop` calls, and takes no
     // context, so the null one is never read.
     unsafe { bpf_loop(MAX_WALK, find_watch_cb as *mut c_void, ptr::null_mut(), 0) };
@@ -106,7 +106,7 @@ fn end_verdict(target: &mut TargetState) -> u32 {
 #[inline(always)]
 pub fn build_paths(len: u32) {
     if let Some(op) = op() {
-        op.task_root = task_dir(&kernel_offsets(), TaskDir::Root).unwrap_or_default();
+        op.task_root = task_dir(kernel_offsets(), TaskDir::Root).unwrap_or_default();
     }
     // SAFETY: `build_cb` and `extra_cb` have the signature `bpf_loop`
     // calls, and take no context, so the null one is never read.
@@ -208,17 +208,17 @@ fn decide(index: u32) -> Result<u32, Error> {
     let (target, event, start) = current().ok_or(Error::NoScratch)?;
     if target.file == 0 && name_len == 0 {
         // AT_EMPTY_PATH (or a null name, utimensat): the file dfd is on.
-        target.file = file_of_fd(&off, target.dfd)?;
+        target.file = file_of_fd(off, target.dfd)?;
     }
     let by_name = target.file == 0;
     target.base = if !by_name {
-        Cursor::of_file(&off, target.file)?
+        Cursor::of_file(off, target.file)?
     } else if name_byte(target, event, start, 0) == b'/' {
-        Cursor::of_task(&off, TaskDir::Root)?
+        Cursor::of_task(off, TaskDir::Root)?
     } else if target.dfd == AT_FDCWD {
-        Cursor::of_task(&off, TaskDir::Cwd)?
+        Cursor::of_task(off, TaskDir::Cwd)?
     } else {
-        Cursor::of_file(&off, file_of_fd(&off, target.dfd)?)?
+        Cursor::of_file(off, file_of_fd(off, target.dfd)?)?
     };
     if by_name {
         target.status |= event_status::BASE;
@@ -236,14 +236,14 @@ fn decide(index: u32) -> Result<u32, Error> {
     }
 
     let (target, ..) = current().ok_or(Error::NoScratch)?;
-    start_find(target, &off)?;
+    start_find(target, off)?;
     // SAFETY: `find_watch_cb` has the signature `bpf_loop` calls, and takes no
     // context, so the null one is never read.
     unsafe { bpf_loop(MAX_WALK, find_watch_cb as *mut c_void, ptr::null_mut(), 0) };
 
     if by_name {
         let (target, ..) = current().ok_or(Error::NoScratch)?;
-        target.node = target.base.key(&off)?;
+        target.node = target.base.key(off)?;
         target.on_edge = 1;
         next_component(target);
         let rest = name_len.saturating_sub(target.skip);
@@ -327,9 +327,9 @@ extern "C" fn up_cb(_index: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     };
     let off = kernel_offsets();
-    match target.at.up(&off) {
+    match target.at.up(off) {
         Ok(Step::Parent) => 0,
-        Ok(Step::Crossed) => match target.at.up(&off) {
+        Ok(Step::Crossed) => match target.at.up(off) {
             Ok(Step::Parent | Step::Crossed) => 0,
             _ => 1,
         },
@@ -348,7 +348,7 @@ extern "C" fn find_watch_cb(_index: u64, _ctx: *mut c_void) -> i64 {
     };
     let off = kernel_offsets();
     let found = if on_watched_device(&target.at) {
-        watch_at(&target.at, &off)
+        watch_at(&target.at, off)
     } else {
         // Nothing up to this mount's root can be a watch.
         target.at.to_mount_root();
@@ -364,7 +364,7 @@ extern "C" fn find_watch_cb(_index: u64, _ctx: *mut c_void) -> i64 {
             }
             return 1;
         }
-        Ok(None) => climb(target, &off),
+        Ok(None) => climb(target, off),
         Err(e) => Err(e),
     };
     match step {
@@ -545,7 +545,7 @@ fn edge_from(target: &TargetState, hash: u64) -> Option<Edge> {
     let edge = *unsafe { EDGES.get(&key) }?;
     // A mount point in one namespace only: read the task's namespace only
     // then (rare), not for every edge.
-    if edge.mntns != 0 && task_mntns(&kernel_offsets()).ok()? != edge.mntns {
+    if edge.mntns != 0 && task_mntns(kernel_offsets()).ok()? != edge.mntns {
         return None;
     }
     Some(edge)
@@ -658,7 +658,7 @@ fn path_step(
     root: (u64, u64),
 ) -> Result<Step, Error> {
     let off = kernel_offsets();
-    let id = watch_at(&target.at, &off)?;
+    let id = watch_at(&target.at, off)?;
     if let Some(id) = id.filter(|_| target.verdict != PLACE) {
         mark_dirty(id);
     }
@@ -676,11 +676,11 @@ fn path_step(
         target.rooted = target.comps;
     }
     let anchored = target.below != WATCH_NONE || target.name_below != WATCH_NONE;
-    if anchored && target.at.at_bind_root(&off) {
+    if anchored && target.at.at_bind_root(off) {
         target.status |= event_status::BOUND;
     }
-    let name = target.at.name(&off)?;
-    let step = target.at.up(&off)?;
+    let name = target.at.name(off)?;
+    let step = target.at.up(off)?;
     if !matches!(step, Step::Parent) {
         return Ok(step);
     }
@@ -760,7 +760,7 @@ extern "C" fn extra_step_cb(_index: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     };
     let off = kernel_offsets();
-    let Ok(id) = watch_at(&target.at, &off) else {
+    let Ok(id) = watch_at(&target.at, off) else {
         target.complete = 0;
         return 1;
     };
@@ -772,7 +772,7 @@ extern "C" fn extra_step_cb(_index: u64, _ctx: *mut c_void) -> i64 {
     }
     if target.end != END_FOUND {
         let at = target.extra_start as usize + target.extra_len as usize;
-        let written = match target.at.name(&off) {
+        let written = match target.at.name(off) {
             // Verifier: `read_component` masks the offset below 4 *
             // PATH_MAX; this check keeps it from wrapping over the names.
             Ok(name) if at < 4 * PATH_MAX - NAME_MAX => {
@@ -788,7 +788,7 @@ extern "C" fn extra_step_cb(_index: u64, _ctx: *mut c_void) -> i64 {
             }
         }
     }
-    match target.at.up_in_sb(&off) {
+    match target.at.up_in_sb(off) {
         Ok(Step::Parent) => 0,
         Ok(_) => 1,
         Err(_) => {

@@ -46,13 +46,13 @@ pub fn fill() -> Result<(), Error> {
     if off.task_loginuid != 0 {
         p.loginuid = read(task, off.task_loginuid)?;
     }
-    p.mntns = task_mntns(&off)?;
+    p.mntns = task_mntns(off)?;
     p.status = proc_status::KNOWN;
     let mm: u64 = read(task, off.task_mm)?;
     // Kernel threads, and a process past exit_mm(), have none.
     if mm != 0 {
-        command_line(&off, mm)?;
-        executable(&off, mm)?;
+        command_line(off, mm)?;
+        executable(off, mm)?;
     }
     Ok(())
 }
@@ -144,10 +144,10 @@ extern "C" fn exe_cb(_index: u64, _ctx: *mut c_void) -> i64 {
     };
     let off = kernel_offsets();
     let w = &mut s.exe_walk;
-    let Ok(name) = w.at.name(&off) else {
+    let Ok(name) = w.at.name(off) else {
         return 1;
     };
-    match w.at.up(&off) {
+    match w.at.up(off) {
         Ok(Step::Parent) => {}
         Ok(Step::Crossed) => return 0,
         Ok(Step::Top) => {

@@ -166,7 +166,7 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), Error> {
             // A registered file's verdict is taken at completion, where
             // the request holds the file.
             if req_flags & io_op::FIXED_FILE == 0 {
-                let file = file_of_fd(&kernel_offsets(), i64::from(stash.dfd))?;
+                let file = file_of_fd(kernel_offsets(), i64::from(stash.dfd))?;
                 // Most writes on the machine stop here, at a lookup.
                 if verdict_of(file)? == verdict::MISS {
                     return Ok(());
@@ -258,7 +258,7 @@ fn complete(ctx: &TracePointContext, req: u64, stash: *const IoStash) -> Result<
             let file = if direct {
                 0
             } else {
-                file_of_fd(&kernel_offsets(), ret)?
+                file_of_fd(kernel_offsets(), ret)?
             };
             first.reset(file, i64::from(stash.dfd), name.as_ptr() as u64);
             quiet = event_mask() & OPEN_KINDS == 0;

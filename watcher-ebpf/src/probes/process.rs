@@ -142,7 +142,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         let _ = WRITERS.remove(&tgid);
         let Some(op) = op() else { return 0 };
         op.origin = origin.unwrap_or(0);
-        let fds = fd_table_size(&kernel_offsets())
+        let fds = fd_table_size(kernel_offsets())
             .unwrap_or(0)
             .min(MAX_WRITE_FDS);
         // SAFETY: `close_at_exit_cb` has the signature `bpf_loop` calls, and
@@ -166,7 +166,7 @@ extern "C" fn close_at_exit_cb(fd: u64, _ctx: *mut c_void) -> i64 {
         return 0;
     }
     let _ = WRITE_FDS.remove(&key);
-    let (Ok(file), Some(op)) = (file_of_fd(&kernel_offsets(), fd as i64), op()) else {
+    let (Ok(file), Some(op)) = (file_of_fd(kernel_offsets(), fd as i64), op()) else {
         return 0;
     };
     let count = take_pending(file);

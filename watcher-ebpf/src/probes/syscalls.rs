@@ -133,7 +133,7 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
             if match_mode() != match_mode::EXACT {
                 return Ok(());
             }
-            let file = file_of_fd(&kernel_offsets(), stash.args[role::FD] as u32 as i64)?;
+            let file = file_of_fd(kernel_offsets(), stash.args[role::FD] as u32 as i64)?;
             // Most writes on the machine stop here, at a lookup.
             if verdict_of(file)? == verdict::MISS {
                 return Ok(());
@@ -164,7 +164,7 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
 #[inline(never)]
 pub fn closing(spec: &SyscallSpec, tgid: u32, fd: u32, origin: u32) -> Result<(), Error> {
     let _ = WRITE_FDS.remove(&FdKey { tgid, fd });
-    let file = file_of_fd(&kernel_offsets(), i64::from(fd))?;
+    let file = file_of_fd(kernel_offsets(), i64::from(fd))?;
     let count = take_pending(file);
     if !close_is_event(count) {
         return Ok(());
@@ -211,7 +211,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
     // The file `fd` leads to; without BTF user space places it.
     let file_of = |fd| {
         if exact {
-            file_of_fd(&kernel_offsets(), fd)
+            file_of_fd(kernel_offsets(), fd)
         } else {
             Ok(0)
         }
