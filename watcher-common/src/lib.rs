@@ -389,6 +389,66 @@ pub struct InodeKey {
     pub ino: u64,
 }
 
+/// Value of `WATCH_BITS`: a bit per watched directory, and per device that
+/// holds one, at a hash of its identity. The walk up from a file looks an
+/// ancestor up in `WATCH_INODES` (and its device in `WATCH_DEVS`) only when
+/// its bit is set: most ancestors of most files are no watch, and testing
+/// a bit costs a load where a hash lookup costs a hash and a bucket walk.
+/// A bit shared with a watch (another hash's, or one gone) only costs the
+/// lookup.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct WatchBits {
+    pub devs: [u64; WATCH_BITS_DEV_WORDS],
+    pub inodes: [u64; WATCH_BITS_INODE_WORDS],
+}
+
+/// 1,024 bits for devices.
+pub const WATCH_BITS_DEV_WORDS: usize = 16;
+/// 65,536 bits for directories: with [`MAX_WATCHES`] watches, one
+/// unrelated directory in sixteen still takes the lookup.
+pub const WATCH_BITS_INODE_WORDS: usize = 1024;
+
+impl WatchBits {
+    pub const EMPTY: Self = Self {
+        devs: [0; WATCH_BITS_DEV_WORDS],
+        inodes: [0; WATCH_BITS_INODE_WORDS],
+    };
+
+    /// The bit of directory `key`, below `64 * WATCH_BITS_INODE_WORDS`.
+    #[inline(always)]
+    pub const fn inode_bit(key: &InodeKey) -> u32 {
+        (mix(key.ino ^ ((key.dev as u64) << 40)) >> (64 - 16)) as u32
+    }
+
+    /// The bit of device `dev`, below `64 * WATCH_BITS_DEV_WORDS`.
+    #[inline(always)]
+    pub const fn dev_bit(dev: u32) -> u32 {
+        (mix(dev as u64) >> (64 - 10)) as u32
+    }
+
+    /// Whether `bit` is set in `words` (false past their end).
+    #[inline(always)]
+    pub fn test(words: &[u64], bit: u32) -> bool {
+        words
+            .get((bit >> 6) as usize)
+            .is_some_and(|word| (word >> (bit & 63)) & 1 != 0)
+    }
+
+    /// Sets `bit` in `words` (nothing past their end).
+    pub fn set(words: &mut [u64], bit: u32) {
+        if let Some(word) = words.get_mut((bit >> 6) as usize) {
+            *word |= 1 << (bit & 63);
+        }
+    }
+}
+
+/// Fibonacci hashing: the top bits of the product are well mixed.
+#[inline(always)]
+const fn mix(x: u64) -> u64 {
+    x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
 /// Key of `EDGES`: a directory on the way from the root to a watched
 /// directory, and the name of its entry that leads on.
 #[repr(C)]
@@ -849,6 +909,8 @@ mod user {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::InodeKey {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for super::WatchBits {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::EdgeKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Edge {}
@@ -882,6 +944,49 @@ pub mod names {
     pub const TP_OFFSETS: &str = "TP_OFFSETS";
     pub const WATCHER_TGID: &str = "WATCHER_TGID";
     pub const WATCHES: &str = "WATCHES";
+    pub const WATCH_BITS: &str = "WATCH_BITS";
     pub const WATCH_DEVS: &str = "WATCH_DEVS";
     pub const WATCH_INODES: &str = "WATCH_INODES";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every watch's bits are set, the bits stay inside the words, and an
+    /// unrelated directory rarely takes the lookup.
+    #[test]
+    fn watch_bits_hold_every_watch_and_few_others() {
+        let mut bits = WatchBits::EMPTY;
+        let watches = || {
+            (0..100u64).map(|i| InodeKey {
+                dev: 0x0080_0001 + (i % 3) as u32,
+                _pad: 0,
+                ino: 1_000 + i * 7_919,
+            })
+        };
+        for key in watches() {
+            WatchBits::set(&mut bits.inodes, WatchBits::inode_bit(&key));
+            WatchBits::set(&mut bits.devs, WatchBits::dev_bit(key.dev));
+        }
+        for key in watches() {
+            assert!(WatchBits::test(&bits.inodes, WatchBits::inode_bit(&key)));
+            assert!(WatchBits::test(&bits.devs, WatchBits::dev_bit(key.dev)));
+        }
+        let others = (0..100_000u64)
+            .map(|ino| InodeKey {
+                dev: 0x0080_0001,
+                _pad: 0,
+                ino: 5_000_000 + ino,
+            })
+            .filter(|key| WatchBits::test(&bits.inodes, WatchBits::inode_bit(key)))
+            .count();
+        // 100 bits of 65,536 set: about 150 in 100,000.
+        assert!(others < 600, "{others}");
+        assert!(
+            (0..u32::MAX / 7)
+                .step_by(9_973)
+                .all(|dev| { (WatchBits::dev_bit(dev) as usize) < 64 * WATCH_BITS_DEV_WORDS })
+        );
+    }
 }

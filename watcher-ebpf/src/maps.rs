@@ -12,7 +12,7 @@ use aya_ebpf::{
 use watcher_common::{
     Edge, EdgeKey, FdKey, FileState, InodeKey, IoStash, MAX_EDGES, MAX_EXCLUDED, MAX_FILES,
     MAX_FILTER_KEYS, MAX_INFLIGHT, MAX_IO_INFLIGHT, MAX_SYSCALL_NR, MAX_WATCHES, MAX_WRITE_FDS,
-    SLOTS, Settings, Stash, SyscallSpec, TASK_COMM_LEN, WATCH_PREFIX_MAX, io_op,
+    SLOTS, Settings, Stash, SyscallSpec, TASK_COMM_LEN, WATCH_PREFIX_MAX, WatchBits, io_op,
 };
 
 use crate::scratch::{Op, Scratch};
@@ -33,6 +33,12 @@ pub static WATCH_INODES: HashMap<InodeKey, u32> =
 /// mount's device holds none: no ancestor there can be a watch.
 #[map]
 pub static WATCH_DEVS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_WATCHES, BPF_F_NO_PREALLOC);
+
+/// The bits of the watched directories and their devices
+/// ([`WatchBits`]): one entry, written whole by user space after the two
+/// maps above.
+#[map]
+pub static WATCH_BITS: Array<WatchBits> = Array::with_max_entries(1, 0);
 
 /// Directories on the way from the root to each watch, by their parent
 /// and name: how a name that no longer exists (or not yet) is followed

@@ -18,14 +18,14 @@ use aya_ebpf::helpers::generated::{
 };
 use watcher_common::{
     Edge, EdgeKey, EventBuf, KernelOffsets, MAX_WALK, NAME_MAX, PATH_MAX, WATCH_NONE,
-    WATCH_PREFIX_MAX, event_status, match_mode, name_hash_step, open_flags::AT_FDCWD,
+    WATCH_PREFIX_MAX, WatchBits, event_status, match_mode, name_hash_step, open_flags::AT_FDCWD,
 };
 
 use crate::{
     account::mark_dirty,
     config::{kernel_offsets, match_mode},
     error::{Error, HelperError},
-    maps::{EDGES, WATCH_DEVS, WATCH_INODES, WATCHES, op, scratch},
+    maps::{EDGES, WATCH_BITS, WATCH_DEVS, WATCH_INODES, WATCHES, op, scratch},
     read::read_component,
     scratch::{
         END_FAILED, END_FOUND, END_NONE, END_TOP, FOUND, MISS, Op, PLACE, Scratch, TargetState,
@@ -422,14 +422,25 @@ fn climb(target: &mut TargetState, off: &KernelOffsets) -> Result<Step, HelperEr
 /// 0.15 s), so only the first walk asks, once per step.
 #[inline(always)]
 fn on_watched_device(at: &Cursor) -> bool {
+    let bit = WatchBits::dev_bit(*at.dev());
     // SAFETY: only whether the entry exists is used, not the reference.
-    unsafe { WATCH_DEVS.get(at.dev()) }.is_some()
+    WATCH_BITS
+        .get(0)
+        .is_some_and(|bits| WatchBits::test(&bits.devs, bit))
+        && unsafe { WATCH_DEVS.get(at.dev()) }.is_some()
 }
 
 /// The watch whose directory `at` is, if any.
 #[inline(always)]
 fn watch_at(at: &Cursor, off: &KernelOffsets) -> Result<Option<u32>, HelperError> {
     let key = at.key(off)?;
+    let bit = WatchBits::inode_bit(&key);
+    if !WATCH_BITS
+        .get(0)
+        .is_some_and(|bits| WatchBits::test(&bits.inodes, bit))
+    {
+        return Ok(None);
+    }
     // SAFETY: the value is copied out at once; an entry user space removes
     // meanwhile stays readable while the program runs (RCU), so the copy is
     // at worst stale.

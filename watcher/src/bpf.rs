@@ -18,7 +18,8 @@ use aya::{
 use aya_log::EbpfLogger;
 use watcher_common::{
     Edge, EdgeKey, InodeKey, IoUringOffsets, KernelOffsets, SUMMARY_SLOT, Settings, SyscallSpec,
-    TASK_COMM_LEN, TracepointOffsets, UNDECIDED_SLOT, WATCH_PREFIX_MAX, filter, match_mode, names,
+    TASK_COMM_LEN, TracepointOffsets, UNDECIDED_SLOT, WATCH_PREFIX_MAX, WatchBits, filter,
+    match_mode, names,
 };
 use watcher_core::{filter::ProcessFilter, syscall::Syscall, watch::Watch};
 
@@ -355,6 +356,18 @@ impl Probes {
             for dev in gone_devs {
                 absent(devs.remove(&dev)).map_err(map_err(names::WATCH_DEVS))?;
             }
+            // After the maps: a bit set leads to an entry there. Copied
+            // over the old bits while programs read them: each byte they
+            // read is old or new, and a watch that stays has its bits set
+            // in both.
+            let mut bits = WatchBits::EMPTY;
+            for watch in w.watches {
+                WatchBits::set(&mut bits.inodes, WatchBits::inode_bit(&watch.key));
+                WatchBits::set(&mut bits.devs, WatchBits::dev_bit(watch.key.dev));
+            }
+            Array::try_from(map_mut(names::WATCH_BITS, &mut self.ebpf)?)
+                .and_then(|mut map: Array<_, WatchBits>| map.set(0, bits, 0))
+                .map_err(map_err(names::WATCH_BITS))?;
         } else {
             let mut trie: LpmTrie<_, [u8; WATCH_PREFIX_MAX], u32> =
                 LpmTrie::try_from(map_mut(names::WATCHES, &mut self.ebpf)?)
