@@ -134,7 +134,7 @@ fn bench(watcher: &Path, work: &Path, report: &Path, quick: bool) -> anyhow::Res
         quick,
     };
     let (costs, tracepoints, audit_skipped) = overhead.run(plan.runs)?;
-    let programs = overhead.profile()?;
+    let profile = overhead.profile()?;
 
     // Writers work in memory, so that the disk does not set the pace.
     let shm = Path::new(SHM);
@@ -224,7 +224,7 @@ fn bench(watcher: &Path, work: &Path, report: &Path, quick: bool) -> anyhow::Res
         files: plan.files,
         latency_files: plan.latency_files,
         costs: &costs,
-        programs: &programs,
+        profile: &profile,
         tracepoints: &tracepoints,
         outside: &overhead.outside(),
         audit_skipped: audit_skipped.as_deref(),

@@ -143,11 +143,15 @@ impl Bench<'_> {
     /// (b) and (d) run with the default kinds, and (e) with every kind
     /// (kernel.bpf_stats_enabled: the kernel times each program run; on
     /// for this step only, as it costs a little).
-    pub fn profile(&self) -> anyhow::Result<Vec<ProgramCost>> {
+    pub fn profile(&self) -> anyhow::Result<Profile> {
         let layout = self.layout()?;
-        step("profile", "watcher's programs, timed by the kernel");
+        step(
+            "profile",
+            "watcher's and bpftrace's programs, timed by the kernel",
+        );
         let _stats = BpfStats::on()?;
         let mut costs = Vec::new();
+        let mut per_write = Vec::new();
         let default_kinds: &[&str] = &[];
         for (events, cases) in [
             (default_kinds, &[Case::WriteOutside, Case::WriteInside][..]),
@@ -162,7 +166,12 @@ impl Bench<'_> {
             )?;
             for &case in cases {
                 let before = program_stats(proc.id())?;
+                let total = kernel_ns(proc.id())?;
                 self.measure(case, &layout)?;
+                if case == Case::WriteOutside {
+                    let ns = kernel_ns(proc.id())? - total;
+                    per_write.push((Tool::Trace, ns as f64 / self.operations(case) as f64));
+                }
                 let after = program_stats(proc.id())?;
                 for (name, a) in &after {
                     let b = before.get(name).copied().unwrap_or_default();
@@ -178,7 +187,23 @@ impl Bench<'_> {
                 }
             }
         }
-        Ok(costs)
+        let script = self.work.join("overhead.bt");
+        fs::write(&script, bpftrace_script(&layout.watched))?;
+        let bpftrace = Proc::ready(
+            Command::new("bpftrace").arg(&script),
+            Ready::stdout("ready"),
+        )?;
+        let total = kernel_ns(bpftrace.id())?;
+        self.measure(Case::WriteOutside, &layout)?;
+        let ns = kernel_ns(bpftrace.id())? - total;
+        per_write.push((
+            Tool::Bpftrace,
+            ns as f64 / self.operations(Case::WriteOutside) as f64,
+        ));
+        Ok(Profile {
+            programs: costs,
+            per_write,
+        })
     }
 
     /// The file (b) and (c) open, beside the watched directory.
@@ -215,13 +240,25 @@ impl Bench<'_> {
         Ok(names)
     }
 
-    fn measure(&self, case: Case, layout: &Layout) -> anyhow::Result<f64> {
-        let iterations: u64 = match (case, self.quick) {
+    /// The operations a loop of `case` times.
+    fn iterations(&self, case: Case) -> u64 {
+        match (case, self.quick) {
             (Case::Getppid, true) => 300_000,
             (Case::Getppid, false) => 2_000_000,
             (_, true) => 30_000,
             (_, false) => 200_000,
-        };
+        }
+    }
+
+    /// The operations a loop of `case` makes, with its warm-up (see
+    /// `child ops`).
+    fn operations(&self, case: Case) -> u64 {
+        let timed = self.iterations(case);
+        timed + timed / 10 + 1
+    }
+
+    fn measure(&self, case: Case, layout: &Layout) -> anyhow::Result<f64> {
+        let iterations = self.iterations(case);
         let path = if case == Case::WriteInside {
             &layout.inside
         } else {
@@ -425,6 +462,26 @@ pub fn added(costs: &Costs, tool: Tool, case: Case) -> Option<Stat> {
     Some(Stat::of(&diffs))
 }
 
+/// What `profile` measured.
+pub struct Profile {
+    /// Watcher's programs, each.
+    pub programs: Vec<ProgramCost>,
+    /// The time inside all the programs of a tool per open for writing +
+    /// close outside the tree ((b)), for watcher (`Tool::Trace`) and the
+    /// bpftrace script.
+    pub per_write: Vec<(Tool, f64)>,
+}
+
+impl Profile {
+    /// `per_write` of `tool`.
+    pub fn per_write(&self, tool: Tool) -> Option<f64> {
+        self.per_write
+            .iter()
+            .find(|(t, _)| *t == tool)
+            .map(|(_, ns)| *ns)
+    }
+}
+
 /// One of watcher's programs during one case.
 pub struct ProgramCost {
     pub case: Case,
@@ -448,19 +505,35 @@ struct ProgramStats {
 /// from the fdinfo of its links and programs.
 fn program_stats(pid: u32) -> anyhow::Result<BTreeMap<String, ProgramStats>> {
     let mut names = BTreeMap::new();
-    let mut stats = BTreeMap::new();
     for info in FdInfo::of(pid)? {
-        let Some(id) = info.get("prog_id") else {
-            continue;
-        };
-        if let Some(tp) = info.get("tp_name") {
+        if let (Some(id), Some(tp)) = (info.get("prog_id"), info.get("tp_name")) {
             let name = ["sys_enter", "sys_exit"]
                 .into_iter()
                 .find(|p| tp.starts_with(p))
                 .unwrap_or(tp);
             names.insert(id.to_string(), name.to_string());
-        } else if let (Some(ns), Some(runs)) = (info.number("run_time_ns"), info.number("run_cnt"))
-        {
+        }
+    }
+    Ok(programs(pid)?
+        .into_iter()
+        .filter_map(|(id, s)| Some((names.get(&id)?.clone(), s)))
+        .collect())
+}
+
+/// The time the kernel has spent in all the programs `pid` holds.
+fn kernel_ns(pid: u32) -> anyhow::Result<u64> {
+    Ok(programs(pid)?.values().map(|s| s.ns).sum())
+}
+
+/// The programs `pid` holds a descriptor of, by id, from their fdinfo.
+fn programs(pid: u32) -> anyhow::Result<BTreeMap<String, ProgramStats>> {
+    let mut stats = BTreeMap::new();
+    for info in FdInfo::of(pid)? {
+        if let (Some(id), Some(ns), Some(runs)) = (
+            info.get("prog_id"),
+            info.number("run_time_ns"),
+            info.number("run_cnt"),
+        ) {
             stats.insert(
                 id.to_string(),
                 ProgramStats {
@@ -471,10 +544,7 @@ fn program_stats(pid: u32) -> anyhow::Result<BTreeMap<String, ProgramStats>> {
             );
         }
     }
-    Ok(stats
-        .into_iter()
-        .filter_map(|(id, s)| Some((names.get(&id)?.clone(), s)))
-        .collect())
+    Ok(stats)
 }
 
 /// kernel.bpf_stats_enabled on, restored on drop.
