@@ -77,6 +77,73 @@ fn a_short_lived_writer_is_attributed_from_the_kernel() {
     }
 }
 
+/// The kernel sends a process image's executable and command line with
+/// its first event only, and user space gives them back to the later
+/// ones; an exec starts a new image, named by its own first event even
+/// when it writes once and exits at once.
+#[test]
+fn every_event_of_a_process_image_is_named_and_an_exec_starts_a_new_one() {
+    let tree = Tree::new("images");
+    let media = tree.dir("media");
+    let w = Watcher::trace_json(&[&media]);
+    let (first, second, execed) = (
+        media.join("first"),
+        media.join("second"),
+        media.join("execed"),
+    );
+    let opener = helper_bin("opener");
+    let script = r#"echo a > "$1"; echo b >> "$2"; echo c > "$2"; exec "$0" openat:wc "$3""#;
+    let (pid, out) = spawn(
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(&opener)
+            .args([&first, &second, &execed]),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let events = w.events_until_marker(&media);
+    let on = |file: &Path| -> Vec<&Value> {
+        of_pid(&events, pid)
+            .into_iter()
+            .filter(|ev| path_bytes(ev) == file.as_os_str().as_bytes())
+            .collect()
+    };
+    let shell = fs::canonicalize("/bin/sh").unwrap();
+    let by_shell: Vec<&Value> = [&first, &second].into_iter().flat_map(|f| on(f)).collect();
+    // A write for each of the three opens.
+    assert_eq!(by_shell.len(), 3, "{events:#?}");
+    for ev in by_shell {
+        assert_eq!(ev["exe"].as_str().unwrap(), s(&shell), "{ev}");
+        assert_eq!(
+            ev["cmdline"],
+            json!([
+                "sh",
+                "-c",
+                script,
+                s(&opener),
+                s(&first),
+                s(&second),
+                s(&execed)
+            ]),
+            "{ev}"
+        );
+    }
+    let by_opener = on(&execed);
+    assert!(!by_opener.is_empty(), "{events:#?}");
+    for ev in by_opener {
+        assert_eq!(
+            ev["exe"].as_str().unwrap(),
+            s(&opener.canonicalize().unwrap()),
+            "{ev}"
+        );
+        assert_eq!(
+            ev["cmdline"],
+            json!([s(&opener), "openat:wc", s(&execed)]),
+            "{ev}"
+        );
+    }
+}
+
 #[test]
 fn a_writer_whose_executable_was_deleted_is_marked() {
     let validator = schema();

@@ -672,7 +672,28 @@ pub struct Process {
     pub cgroup_id: u64,
     pub exe_len: u32,
     pub cmdline_len: u32,
+    /// Which process image this is, with the pid: see [`ProcessImage`].
+    pub image: ProcessImage,
 }
+
+/// A process image: what a pid runs from one `execve` to the next. The
+/// executable and command line of an image are sent with its first event
+/// only; later events carry [`proc_status::IMAGE_SENT`] and user space
+/// takes them from that first one. With the pid, it names one image for
+/// good: pids are reused, but not with the same start time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ProcessImage {
+    /// The thread group leader's `start_boottime` (ns since boot, what
+    /// `/proc/PID/stat` shows in clock ticks as `starttime`).
+    pub start_boottime: u64,
+    /// The leader's `self_exec_id`: how many times the process has exec'd.
+    pub exec_id: u64,
+}
+
+/// Most process images whose executable and command line the programs
+/// remember having sent (`IMAGES`, least recently used forgotten).
+pub const MAX_IMAGES: u32 = 8192;
 
 /// Bits of [`Process::status`].
 pub mod proc_status {
@@ -686,6 +707,10 @@ pub mod proc_status {
     /// `d_unlinked()` tests, and `/proc/PID/exe` and audit mark with
     /// ` (deleted)`): the executable's path no longer leads to it.
     pub const EXE_DELETED: u32 = 8;
+    /// The executable and command line are left out (`exe_len` and
+    /// `cmdline_len` are 0): an earlier event of this process image
+    /// ([`Process::image`]) carried them.
+    pub const IMAGE_SENT: u32 = 16;
 }
 
 /// Most bytes of a command line an event carries.
@@ -867,6 +892,9 @@ pub struct KernelOffsets {
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
     pub mm_exe_file: u32,
+    pub task_group_leader: u32,
+    pub task_start_boottime: u32,
+    pub task_self_exec_id: u32,
     /// `super_block.s_magic`.
     pub super_block_magic: u32,
     /// Where `ovl_inode.__upperdentry` lies after `ovl_inode.vfs_inode`
@@ -911,6 +939,8 @@ mod user {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::WatchBits {}
     // SAFETY: as above.
+    unsafe impl aya::Pod for super::ProcessImage {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::EdgeKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Edge {}
@@ -932,6 +962,7 @@ pub mod names {
     pub const FILTER_COMMS: &str = "FILTER_COMMS";
     pub const FILTER_PIDS: &str = "FILTER_PIDS";
     pub const FILTER_UIDS: &str = "FILTER_UIDS";
+    pub const IMAGES: &str = "IMAGES";
     pub const IO_OFFSETS: &str = "IO_OFFSETS";
     pub const IO_REQS: &str = "IO_REQS";
     pub const IO_SPECS: &str = "IO_SPECS";

@@ -3,7 +3,8 @@
 use std::{mem::size_of, os::unix::ffi::OsStrExt, path::Path};
 
 use watcher_common::{
-    EVENT_HEADER_LEN, EventHeader, Process, Target, WATCH_NONE, event_status, proc_status,
+    EVENT_HEADER_LEN, EventHeader, Process, ProcessImage, Target, WATCH_NONE, event_status,
+    proc_status,
 };
 
 use crate::{kind::Kind, path::normalize, syscall::Syscall};
@@ -196,6 +197,12 @@ pub struct Who {
     /// The command line's arguments, at most `CMDLINE_MAX` bytes of them.
     pub cmdline: Vec<Vec<u8>>,
     pub cmdline_truncated: bool,
+    /// The process image the event came from (with BTF).
+    pub image: Option<ProcessImage>,
+    /// The record left the executable and command line out: an earlier
+    /// one of the same image carried them ([`Images`](crate::images::Images)
+    /// puts them back).
+    pub image_sent: bool,
 }
 
 /// Converts the kernel's `CLOCK_BOOTTIME` stamps to wall-clock time.
@@ -377,6 +384,8 @@ fn who(p: &Process, exe: &[u8], cmdline: &[u8]) -> Who {
         exe_deleted: !exe.is_empty() && p.status & proc_status::EXE_DELETED != 0,
         cmdline: args,
         cmdline_truncated: p.status & proc_status::CMDLINE_TRUNCATED != 0,
+        image: (p.status & proc_status::KNOWN != 0).then_some(p.image),
+        image_sent: p.status & proc_status::IMAGE_SENT != 0,
     }
 }
 

@@ -18,6 +18,7 @@ pub mod syscall;
 pub mod path;
 pub mod mountinfo;
 pub mod event;
+pub mod images;
 pub mod filter;
 pub mod cgroup;
 pub mod watch;

@@ -63,6 +63,9 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     mm_arg_start: 0,
     mm_arg_end: 0,
     mm_exe_file: 0,
+    task_group_leader: 0,
+    task_start_boottime: 0,
+    task_self_exec_id: 0,
     super_block_magic: 0,
     ovl_inode_upper: 0,
 };

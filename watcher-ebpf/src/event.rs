@@ -116,7 +116,7 @@ pub fn emit(hit: &Hit) -> Result<Option<u32>, Error> {
 #[inline(always)]
 fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
     // Before the header is filled: it resets the process part.
-    let _ = who::fill();
+    let image = who::fill().ok().flatten();
     let s = scratch().ok_or(Error::NoScratch)?;
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
@@ -172,12 +172,18 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
         (s.cmdline.as_ptr(), cmdline_len),
     ];
     // SAFETY: each part is readable for its length, as said above.
-    if unsafe { output(parts) }.is_err() {
-        count_lost(if watch_id == WATCH_NONE {
+    match unsafe { output(parts) } {
+        // Only a record sent can stand for the image's later events.
+        Ok(()) => {
+            if let Some(image) = &image {
+                who::image_sent(image);
+            }
+        }
+        Err(_) => count_lost(if watch_id == WATCH_NONE {
             UNDECIDED_SLOT
         } else {
             watch_id
-        });
+        }),
     }
     Ok(())
 }

@@ -11,8 +11,9 @@ use aya_ebpf::{
 };
 use watcher_common::{
     Edge, EdgeKey, FdKey, FileState, InodeKey, IoStash, MAX_EDGES, MAX_EXCLUDED, MAX_FILES,
-    MAX_FILTER_KEYS, MAX_INFLIGHT, MAX_IO_INFLIGHT, MAX_SYSCALL_NR, MAX_WATCHES, MAX_WRITE_FDS,
-    SLOTS, Settings, Stash, SyscallSpec, TASK_COMM_LEN, WATCH_PREFIX_MAX, WatchBits, io_op,
+    MAX_FILTER_KEYS, MAX_IMAGES, MAX_INFLIGHT, MAX_IO_INFLIGHT, MAX_SYSCALL_NR, MAX_WATCHES,
+    MAX_WRITE_FDS, ProcessImage, SLOTS, Settings, Stash, SyscallSpec, TASK_COMM_LEN,
+    WATCH_PREFIX_MAX, WatchBits, io_op,
 };
 
 use crate::scratch::{Op, Scratch};
@@ -110,6 +111,11 @@ pub static WATCHES: LpmTrie<[u8; WATCH_PREFIX_MAX], u32> =
 /// was lost. Then the slots for undecided events and for any change.
 #[map]
 pub static DIRTY: Array<u32> = Array::with_max_entries(SLOTS, 0);
+
+/// The process images whose executable and command line were sent, by
+/// pid ([`ProcessImage`]): later events of the same image leave them out.
+#[map]
+pub static IMAGES: LruHashMap<u32, ProcessImage> = LruHashMap::with_max_entries(MAX_IMAGES, 0);
 
 /// Per-thread arguments from `sys_enter` until `sys_exit`.
 #[map]

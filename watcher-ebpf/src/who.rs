@@ -5,24 +5,27 @@
 use core::{ffi::c_void, ptr};
 
 use aya_ebpf::helpers::{
-    bpf_probe_read_user_buf,
+    bpf_get_current_pid_tgid, bpf_probe_read_user_buf,
     generated::{bpf_get_current_cgroup_id, bpf_get_current_task, bpf_loop},
 };
 use watcher_common::{
-    CMDLINE_MAX, KernelOffsets, NAME_MAX, PATH_MAX, Process, match_mode, proc_status,
+    CMDLINE_MAX, KernelOffsets, NAME_MAX, PATH_MAX, Process, ProcessImage, match_mode, proc_status,
 };
 
 use crate::{
     config::{kernel_offsets, match_mode},
     error::Error,
-    maps::scratch,
+    maps::{IMAGES, scratch},
     read::{read, read_component},
     vfs::{Cursor, Step, task_mntns},
 };
 
-/// Fills the scratch event's [`Process`], executable and command line.
+/// Fills the scratch event's [`Process`], and its executable and command
+/// line unless an earlier event of the same process image carried them
+/// (`IMAGES`). Returns the image when this event is to carry them: the
+/// caller records it in `IMAGES` once the event is sent.
 #[inline(always)]
-pub fn fill() -> Result<(), Error> {
+pub fn fill() -> Result<Option<ProcessImage>, Error> {
     let s = scratch().ok_or(Error::NoScratch)?;
     let p = &mut s.event.header.process;
     *p = Process {
@@ -32,7 +35,7 @@ pub fn fill() -> Result<(), Error> {
         ..Process::default()
     };
     if match_mode() != match_mode::EXACT {
-        return Ok(());
+        return Ok(None);
     }
     let off = kernel_offsets();
     // SAFETY: a helper without arguments; the task is only a number
@@ -48,13 +51,36 @@ pub fn fill() -> Result<(), Error> {
     }
     p.mntns = task_mntns(off)?;
     p.status = proc_status::KNOWN;
+    let leader: u64 = read(task, off.task_group_leader)?;
+    let image = ProcessImage {
+        start_boottime: read(leader, off.task_start_boottime)?,
+        exec_id: read(leader, off.task_self_exec_id)?,
+    };
+    p.image = image;
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: the value is copied out at once; any bytes are a valid
+    // image (integers), and one replaced meanwhile is at worst another
+    // image of this pid, which then does not match.
+    if unsafe { IMAGES.get(&tgid) }.copied() == Some(image) {
+        p.status |= proc_status::IMAGE_SENT;
+        return Ok(None);
+    }
     let mm: u64 = read(task, off.task_mm)?;
     // Kernel threads, and a process past exit_mm(), have none.
     if mm != 0 {
         command_line(off, mm)?;
         executable(off, mm)?;
     }
-    Ok(())
+    Ok(Some(image))
+}
+
+/// Records that the executable and command line of the current process's
+/// `image` were sent.
+#[inline(always)]
+pub fn image_sent(image: &ProcessImage) {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // A failed insert only means the next event carries them again.
+    let _ = IMAGES.insert(&tgid, image, 0);
 }
 
 /// The arguments, each ended by a NUL, from the process's own memory.

@@ -119,6 +119,9 @@ fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         mm_arg_start: m("mm_struct", &["arg_start"], Int(8))?,
         mm_arg_end: m("mm_struct", &["arg_end"], Int(8))?,
         mm_exe_file: m("mm_struct", &["exe_file"], Pointer)?,
+        task_group_leader: m("task_struct", &["group_leader"], Pointer)?,
+        task_start_boottime: m("task_struct", &["start_boottime"], Int(8))?,
+        task_self_exec_id: m("task_struct", &["self_exec_id"], Int(8))?,
         super_block_magic: m("super_block", &["s_magic"], Int(8))?,
         // Only with overlayfs built in; 0 (never a real distance) without.
         ovl_inode_upper: match (

@@ -27,6 +27,7 @@ use watcher_core::{
     escape,
     event::{Clock, Event, decode, expand},
     filter::PathFilter,
+    images::Images,
     kind::Kind,
     metrics::Metrics,
     notify,
@@ -181,6 +182,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
             .ok()
             .map(|m| m.ino() as u32),
         cgroups: Cgroups::read(),
+        images: Images::default(),
         paths: plan.paths.clone(),
         filtered: 0,
         metrics,
@@ -539,6 +541,9 @@ pub struct EventStream {
     /// by their watch's path.
     mntns: Option<u32>,
     cgroups: Cgroups,
+    /// The executables and command lines the kernel sent once per process
+    /// image, for the events that leave them out.
+    images: Images,
     /// `--include` and `--exclude`.
     paths: PathFilter,
     /// Events dropped by `paths`.
@@ -562,6 +567,9 @@ impl EventStream {
                     continue;
                 }
             };
+            // First, for every record: an image's first one may be
+            // filtered out below, its later ones not.
+            self.images.settle(ev.pid, &mut ev.who);
             let placed = ev.relative || ev.lexical || ev.old.as_ref().is_some_and(|o| o.relative);
             if placed && !place(&mut ev, &self.watches) {
                 continue;
