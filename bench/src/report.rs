@@ -333,12 +333,13 @@ impl Report<'_> {
             md,
             "\nWhat limits (b): at entry only the name is known, and a relative name, a \
              directory fd, `..` or a symlink may lead into the tree, so `sys_enter` keeps the \
-             arguments of every open for writing in a per-thread LRU hash map, and `sys_exit` \
-             takes them back and walks from the opened file up to the root, looking up each \
-             ancestor's identity among the watched directories. Each step reads kernel memory \
-             through `bpf_probe_read_kernel` (a tracepoint program cannot dereference kernel \
-             pointers; BTF-enabled programs, which can, are refused on this kernel), so the \
-             cost grows with the file's depth (here {} levels). The bpftrace script only \
+             arguments of every open for writing in a per-thread hash map (an update of about \
+             65 ns here), and `sys_exit` takes them back and walks from the opened file up to \
+             the root, testing each ancestor's identity against a bitmap of the watched \
+             directories (a hash lookup only where its bit is set). Kernel memory is read \
+             with direct loads: the `bpf_rdonly_cast` kfunc makes an address a pointer the \
+             verifier lets the program load from, where `bpf_probe_read_kernel` costs a helper \
+             call per read; the walk costs a few loads per level (here {} levels). The bpftrace script only \
              compares the name's first bytes with the directory's path: cheaper per call, \
              blind to relative names, `..`, symlinks and directory fds, and to every syscall \
              but openat. Kernel audit matches a `-w` watch on the inode it resolves anyway, \
@@ -349,7 +350,9 @@ impl Report<'_> {
             md,
             "What limits (d): a hit is turned into an event in the kernel: a second walk up \
              the tree that writes the file's canonical path, the process's executable path \
-             and command line, and the ring-buffer record, which user space then decodes and \
+             and command line (with a process image's first event only: the loop here is \
+             one process, whose later events leave them out and get them back in user \
+             space), and the ring-buffer record, which user space then decodes and \
              writes out (on the other CPU here). That is `sys_exit`'s extra time inside the \
              tree in the table above; it is what watcher reports that the others do not \
              (exact path, process, executable, command line).\n"
@@ -357,9 +360,8 @@ impl Report<'_> {
         let _ = writeln!(
             md,
             "What limits (e): a write's entry program finds the descriptor's `struct file` \
-             (four reads through `bpf_probe_read_kernel`: the task's file table, its size, \
-             its array, the slot), reads its dentry and looks the file up among those \
-             decided before; the first write of a file walks up from it as (b) does. A write \
+             (four loads: the task's file table, its size, its array, the slot), reads its \
+             dentry and looks the file up among those decided before; the first write of a file walks up from it as (b) does. A write \
              outside every tree ends there; its exit program only finds no stash.\n"
         );
     }
