@@ -13,7 +13,7 @@ use serde_json::Value;
 use watcher_tests::{
     Mount, Tree, Watcher, assert_valid, bpf, bpf_ids, eventually, helper_bin, map_entries,
     path_bytes, recorded_count, recorded_runs as runs, recorded_stdin as stdin, run,
-    runs_accounting_for, schema, spawn, wait_for_runs, watcher_bin,
+    runs_accounting_for, schema, spawn, wait_for_runs, watcher_bin, without_btf,
 };
 
 const WRITERS: usize = 8;
@@ -633,36 +633,38 @@ fn per_thread_and_per_fd_maps_are_emptied_by_exits_and_stay_bounded() {
     assert_eq!(entries("WRITERS").0, 0);
 
     // Threads that do not return: 200 processes blocked opening a FIFO for
-    // writing (no reader) each hold an entry while they wait; killed, they
-    // hold none. Meanwhile changes are reported.
-    const BLOCKED: usize = 200;
+    // writing (no reader). With BTF an open keeps nothing per thread (its
+    // exit reads the arguments from the saved registers): the map stays as
+    // it was, and changes are still reported.
     let fifo = mnt.join("fifo");
     assert!(watcher_tests::opener(&[("mknodat", &fifo)]).1 == ["ok"]);
     let before = entries("STASH").0;
-    let mut blocked: Vec<Child> = (0..BLOCKED)
-        .map(|_| {
-            Command::new(helper_bin("opener"))
-                .arg("openat:w")
-                .arg(&fifo)
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let blocked = block_on_fifo(&fifo);
+    w.events_until_marker(&mnt);
+    assert_eq!(entries("STASH").0, before);
+    release(blocked);
+    let stopped = w.stop();
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+
+    // Without BTF an open is kept from its entry to its exit: each blocked
+    // one holds an entry while it waits and, killed, none.
+    let w = Watcher::start_command(
+        without_btf(r#"exec "$0" trace --format json "$1""#).arg(&mnt),
+    );
+    let entries = |map| map_entries(w.pid(), map);
+    let before = entries("STASH").0;
+    let blocked = block_on_fifo(&fifo);
     let (in_flight, max) = eventually(
         "every blocked open stashed",
         || format!("{:?}", entries("STASH")),
         || {
             let (n, max) = entries("STASH");
-            (n >= before + BLOCKED as u64).then_some((n, max))
+            (n >= before + blocked.len() as u64).then_some((n, max))
         },
     );
     assert!(in_flight <= u64::from(max));
     w.events_until_marker(&mnt);
-    for child in &mut blocked {
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
+    release(blocked);
     eventually(
         "the killed opens' entries gone",
         || format!("{:?}", entries("STASH")),
@@ -670,6 +672,28 @@ fn per_thread_and_per_fd_maps_are_emptied_by_exits_and_stay_bounded() {
     );
     let stopped = w.stop();
     assert!(stopped.status.success(), "{}", stopped.stderr);
+}
+
+/// 200 processes blocked opening `fifo` for writing (it has no reader).
+fn block_on_fifo(fifo: &Path) -> Vec<Child> {
+    (0..200)
+        .map(|_| {
+            Command::new(helper_bin("opener"))
+                .arg("openat:w")
+                .arg(fifo)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Kills and reaps `blocked`.
+fn release(blocked: Vec<Child>) {
+    for mut child in blocked {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }
 
 #[test]

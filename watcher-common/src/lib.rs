@@ -270,6 +270,10 @@ pub mod role {
     pub const COUNT: usize = 6;
 }
 
+/// The word of a `sys_enter_*` record that holds the first argument
+/// (after the common fields and `__syscall_nr`).
+pub const SYSCALL_ARGS_WORD: usize = 2;
+
 /// [`SyscallSpec::args`] entry of a role the syscall does not have.
 pub const NO_ARG: u8 = u8::MAX;
 
@@ -291,7 +295,14 @@ pub struct SyscallSpec {
     /// For each [`role`], the 8-byte word of the tracepoint record that
     /// holds it, or [`NO_ARG`].
     pub args: [u8; role::COUNT],
-    pub _pad: [u8; 2],
+    /// 1: no enter program is attached for it; the exit program reads the
+    /// arguments from the task's saved registers (`pt_regs`, unchanged
+    /// from entry to exit for these syscalls), in record words from
+    /// [`SYSCALL_ARGS_WORD`] on. Opens, in exact mode: most syscalls traced
+    /// on a machine, whose arguments the exit needs and the entry only
+    /// filtered on.
+    pub from_regs: u8,
+    pub _pad: u8,
     /// The flags of a syscall without a flags argument (`creat`).
     pub flags: u64,
 }
@@ -895,6 +906,10 @@ pub struct KernelOffsets {
     pub task_group_leader: u32,
     pub task_start_boottime: u32,
     pub task_self_exec_id: u32,
+    /// `pt_regs`' members that hold a syscall's six arguments, in order
+    /// (x86-64: di, si, dx, r10, r8, r9); all 0 when not known, and then
+    /// no syscall is read [`from_regs`](SyscallSpec::from_regs).
+    pub pt_regs_args: [u32; 6],
     /// `super_block.s_magic`.
     pub super_block_magic: u32,
     /// Where `ovl_inode.__upperdentry` lies after `ovl_inode.vfs_inode`

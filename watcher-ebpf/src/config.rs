@@ -66,6 +66,7 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets {
     task_group_leader: 0,
     task_start_boottime: 0,
     task_self_exec_id: 0,
+    pt_regs_args: [0; 6],
     super_block_magic: 0,
     ovl_inode_upper: 0,
 };

@@ -116,7 +116,7 @@ pub fn emit(hit: &Hit) -> Result<Option<u32>, Error> {
 #[inline(always)]
 fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
     // Before the header is filled: it resets the process part.
-    let image = who::fill().ok().flatten();
+    let carries_image = who::fill().unwrap_or(false);
     let s = scratch().ok_or(Error::NoScratch)?;
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
@@ -175,8 +175,8 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
     match unsafe { output(parts) } {
         // Only a record sent can stand for the image's later events.
         Ok(()) => {
-            if let Some(image) = &image {
-                who::image_sent(image);
+            if carries_image {
+                who::image_sent(&header.process.image);
             }
         }
         Err(_) => count_lost(if watch_id == WATCH_NONE {

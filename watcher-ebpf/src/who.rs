@@ -22,10 +22,12 @@ use crate::{
 
 /// Fills the scratch event's [`Process`], and its executable and command
 /// line unless an earlier event of the same process image carried them
-/// (`IMAGES`). Returns the image when this event is to carry them: the
-/// caller records it in `IMAGES` once the event is sent.
+/// (`IMAGES`). Returns whether this event carries them: the caller then
+/// records its image in `IMAGES` once the event is sent. Verifier: a bool,
+/// not an `Option` of the image, whose payload the compiler would read
+/// uninitialised when it is `None`.
 #[inline(always)]
-pub fn fill() -> Result<Option<ProcessImage>, Error> {
+pub fn fill() -> Result<bool, Error> {
     let s = scratch().ok_or(Error::NoScratch)?;
     let p = &mut s.event.header.process;
     *p = Process {
@@ -35,7 +37,7 @@ pub fn fill() -> Result<Option<ProcessImage>, Error> {
         ..Process::default()
     };
     if match_mode() != match_mode::EXACT {
-        return Ok(None);
+        return Ok(false);
     }
     let off = kernel_offsets();
     // SAFETY: a helper without arguments; the task is only a number
@@ -63,7 +65,7 @@ pub fn fill() -> Result<Option<ProcessImage>, Error> {
     // image of this pid, which then does not match.
     if unsafe { IMAGES.get(&tgid) }.copied() == Some(image) {
         p.status |= proc_status::IMAGE_SENT;
-        return Ok(None);
+        return Ok(false);
     }
     let mm: u64 = read(task, off.task_mm)?;
     // Kernel threads, and a process past exit_mm(), have none.
@@ -71,7 +73,7 @@ pub fn fill() -> Result<Option<ProcessImage>, Error> {
         command_line(off, mm)?;
         executable(off, mm)?;
     }
-    Ok(Some(image))
+    Ok(true)
 }
 
 /// Records that the executable and command line of the current process's

@@ -17,9 +17,9 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use watcher_common::{
-    Edge, EdgeKey, InodeKey, IoUringOffsets, KernelOffsets, SUMMARY_SLOT, Settings, SyscallSpec,
-    TASK_COMM_LEN, TracepointOffsets, UNDECIDED_SLOT, WATCH_PREFIX_MAX, WatchBits, filter,
-    match_mode, names,
+    Edge, EdgeKey, InodeKey, IoUringOffsets, KernelOffsets, SUMMARY_SLOT, SYSCALL_ARGS_WORD,
+    Settings, SyscallSpec, TASK_COMM_LEN, TracepointOffsets, UNDECIDED_SLOT, WATCH_PREFIX_MAX,
+    WatchBits, filter, match_mode, names, shape,
 };
 use watcher_core::{filter::ProcessFilter, syscall::Syscall, watch::Watch};
 
@@ -109,7 +109,7 @@ pub struct Probes {
     /// The `sys_enter`/`sys_exit` links of each traced syscall, by name.
     /// Taken from their programs, so that dropping detaches them all at
     /// once (see `Drop`).
-    syscall_links: BTreeMap<Syscall, [TracePointLink; 2]>,
+    syscall_links: BTreeMap<Syscall, Vec<TracePointLink>>,
     /// The process tracepoints' links.
     links: Vec<TracePointLink>,
     /// Owns programs and maps; kept alive for as long as watching goes on.
@@ -220,11 +220,12 @@ impl Probes {
             Some(EbpfLogger::init(&mut ebpf).map_err(LoadError::Logger)?)
         };
 
+        let specs = from_regs(specs, kernel);
         // Borrowed, not taken: a taken map closes when dropped, and the
         // programs are yet to be loaded with it.
         let mut spec_map: Array<_, SyscallSpec> =
             Array::try_from(map_mut(names::SPECS, &mut ebpf)?).map_err(map_err(names::SPECS))?;
-        for spec in specs {
+        for spec in &specs {
             spec_map
                 .set(spec.nr, spec.spec, 0)
                 .map_err(map_err(names::SPECS))?;
@@ -262,7 +263,7 @@ impl Probes {
             watches: Vec::new(),
             edges: HashSet::new(),
             exact: kernel.is_some(),
-            specs: specs.to_vec(),
+            specs,
             generation: 0,
         };
         // The process programs first, the syscall programs (exit before
@@ -449,17 +450,19 @@ impl Probes {
             if self.syscall_links.contains_key(&spec.syscall) {
                 continue;
             }
-            let exit = self.attach(
+            let mut links = vec![self.attach(
                 "sys_exit",
                 "syscalls",
                 &format!("sys_exit_{}", spec.syscall),
-            )?;
-            let enter = self.attach(
-                "sys_enter",
-                "syscalls",
-                &format!("sys_enter_{}", spec.syscall),
-            )?;
-            self.syscall_links.insert(spec.syscall, [exit, enter]);
+            )?];
+            if spec.spec.from_regs == 0 {
+                links.push(self.attach(
+                    "sys_enter",
+                    "syscalls",
+                    &format!("sys_enter_{}", spec.syscall),
+                )?);
+            }
+            self.syscall_links.insert(spec.syscall, links);
         }
         Ok(())
     }
@@ -493,7 +496,7 @@ impl Probes {
     }
 
     pub fn attached(&self) -> usize {
-        self.links.len() + 2 * self.syscall_links.len()
+        self.links.len() + self.syscall_links.values().map(Vec::len).sum::<usize>()
     }
 
     fn watch_ids(&self) -> Vec<u32> {
@@ -609,6 +612,25 @@ fn load_at_once(ebpf: &mut Ebpf, wanted: &[&'static str]) -> Result<(), LoadErro
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })
     })
+}
+
+/// `specs`, with the opens read from the saved registers at their exit
+/// (`SyscallSpec::from_regs`: no enter program for them) when the exact
+/// match can: the registers' offsets are in `kernel`'s BTF, and the record
+/// lays the arguments out from `SYSCALL_ARGS_WORD` on, as the programs
+/// then make it.
+fn from_regs(specs: &[Spec], kernel: Option<&KernelOffsets>) -> Vec<Spec> {
+    let regs = kernel.is_some_and(|k| k.pt_regs_args.iter().all(|&at| at != 0));
+    let mut specs = specs.to_vec();
+    for spec in &mut specs {
+        // The first argument follows `__syscall_nr`, an `int`.
+        let args_at = (spec.enter_nr_offset as usize + 4).next_multiple_of(8);
+        spec.spec.from_regs = u8::from(
+            regs && matches!(spec.spec.shape, shape::OPEN | shape::OPEN_HOW)
+                && args_at == 8 * SYSCALL_ARGS_WORD,
+        );
+    }
+    specs
 }
 
 fn take_map(name: &'static str, ebpf: &mut Ebpf) -> Result<Map, LoadError> {

@@ -122,6 +122,15 @@ fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
         task_group_leader: m("task_struct", &["group_leader"], Pointer)?,
         task_start_boottime: m("task_struct", &["start_boottime"], Int(8))?,
         task_self_exec_id: m("task_struct", &["self_exec_id"], Int(8))?,
+        // x86-64's; another architecture's names are not there: 0, and
+        // every syscall keeps its enter program.
+        pt_regs_args: ["di", "si", "dx", "r10", "r8", "r9"]
+            .map(|reg| m("pt_regs", &[reg], Int(8)))
+            .into_iter()
+            .collect::<Result<Vec<u32>, _>>()
+            .ok()
+            .and_then(|regs| regs.try_into().ok())
+            .unwrap_or_default(),
         super_block_magic: m("super_block", &["s_magic"], Int(8))?,
         // Only with overlayfs built in; 0 (never a real distance) without.
         ovl_inode_upper: match (

@@ -503,7 +503,8 @@ pub fn read_specs() -> Result<Vec<Spec>, TracefsError> {
                 select: select(traced.kind),
                 shape: traced.shape,
                 args,
-                _pad: [0; 2],
+                from_regs: 0,
+                _pad: 0,
                 flags: if traced.syscall == Syscall::CREAT {
                     CREAT_FLAGS
                 } else {
@@ -604,7 +605,8 @@ pub fn io_uring_specs() -> Vec<(u8, SyscallSpec)> {
                     select: select(traced.kind),
                     shape: traced.shape,
                     args: [NO_ARG; role::COUNT],
-                    _pad: [0; 2],
+                    from_regs: 0,
+                    _pad: 0,
                     flags: 0,
                 },
             ))

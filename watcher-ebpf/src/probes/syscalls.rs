@@ -3,16 +3,23 @@
 //! each once). `SPECS`, by syscall number, says what the arguments are:
 //! the enter program keeps them per thread, the exit program takes them
 //! back (always deleting the stash) and turns successful calls into
-//! events.
+//! events. Opens, in exact mode, have no enter program
+//! (`SyscallSpec::from_regs`): their exit program reads the arguments
+//! from the registers the kernel saved at entry, which spares the
+//! commonest traced syscalls a map update and a program run.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_probe_read_user,
+        generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
 use aya_log_ebpf::debug;
 use watcher_common::{
-    FdKey, NO_ARG, SYSCALL_RECORD_LEN, Stash, SyscallSpec, WATCH_NONE, event_kind, match_mode,
+    FdKey, NO_ARG, SYSCALL_ARGS_WORD, SYSCALL_RECORD_LEN, Stash, SyscallSpec, WATCH_NONE,
+    event_kind, match_mode,
     open_flags::{AT_FDCWD, has_write_intent},
     role, shape, verdict,
 };
@@ -78,40 +85,13 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
     let record =
         unsafe { ctx.read_at::<[u64; SYSCALL_RECORD_LEN / 8]>(0) }.map_err(Error::helper)?;
     let mut stash = Stash {
-        args: [0; role::COUNT],
+        args: args_of(spec, &record),
         file: 0,
         nr,
         origin: 0,
         event: 1,
         _pad: 0,
     };
-    for (role, value) in stash.args.iter_mut().enumerate() {
-        let slot = usize::from(spec.args.get(role).copied().unwrap_or(NO_ARG));
-        // Verifier: it refuses a stack read at an offset it cannot bound,
-        // and the compiler, knowing `slot < 8` from the check, would drop
-        // a mask; read back through a volatile load, the masked index
-        // keeps its bound.
-        let index = slot & (SYSCALL_RECORD_LEN / 8 - 1);
-        // SAFETY: a reference to a local is valid and aligned.
-        let index = unsafe { core::ptr::read_volatile(&index) };
-        let word = if slot < record.len() {
-            record.get(index)
-        } else {
-            None
-        };
-        *value = match word {
-            // A directory fd is a C `int` in an 8-byte slot, whose upper
-            // half depends on how the caller loaded the register: only the
-            // low 32 bits count (AT_FDCWD is -100 either way).
-            Some(&raw) if role == role::DFD || role == role::DFD2 => {
-                raw as u32 as i32 as i64 as u64
-            }
-            Some(&raw) => raw,
-            None if role == role::DFD || role == role::DFD2 => AT_FDCWD as u64,
-            None if role == role::FLAGS => spec.flags,
-            None => 0,
-        };
-    }
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     match spec.shape {
@@ -152,6 +132,71 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
     STASH.insert(&pid_tgid, &stash, 0).map_err(Error::helper)
 }
 
+/// The syscall's arguments by [`role`], from `record`: the tracepoint's,
+/// or one made of the saved registers ([`regs_record`]).
+#[inline(always)]
+fn args_of(spec: &SyscallSpec, record: &[u64; SYSCALL_RECORD_LEN / 8]) -> [u64; role::COUNT] {
+    let mut args = [0; role::COUNT];
+    for (role, value) in args.iter_mut().enumerate() {
+        let slot = usize::from(spec.args.get(role).copied().unwrap_or(NO_ARG));
+        // Verifier: it refuses a stack read at an offset it cannot bound,
+        // and the compiler, knowing `slot < 8` from the check, would drop
+        // a mask; read back through a volatile load, the masked index
+        // keeps its bound.
+        let index = slot & (SYSCALL_RECORD_LEN / 8 - 1);
+        // SAFETY: a reference to a local is valid and aligned.
+        let index = unsafe { core::ptr::read_volatile(&index) };
+        let word = if slot < record.len() {
+            record.get(index)
+        } else {
+            None
+        };
+        *value = match word {
+            // A directory fd is a C `int` in an 8-byte slot, whose upper
+            // half depends on how the caller loaded the register: only the
+            // low 32 bits count (AT_FDCWD is -100 either way).
+            Some(&raw) if role == role::DFD || role == role::DFD2 => {
+                raw as u32 as i32 as i64 as u64
+            }
+            Some(&raw) => raw,
+            None if role == role::DFD || role == role::DFD2 => AT_FDCWD as u64,
+            None if role == role::FLAGS => spec.flags,
+            None => 0,
+        };
+    }
+    args
+}
+
+/// A `sys_enter_*` record of the current syscall's arguments, made at its
+/// exit from the registers the kernel saved at its entry (`pt_regs`),
+/// which these syscalls leave as they were: the same values the enter
+/// program would have read. Verifier: the task and its registers come
+/// from BTF-typed helpers, so the registers are loaded directly, each at
+/// an offset known at load time (`KERNEL_OFFSETS` is read-only).
+#[inline(always)]
+fn regs_record() -> [u64; SYSCALL_RECORD_LEN / 8] {
+    let regs = kernel_offsets().pt_regs_args;
+    // SAFETY: helpers whose results the verifier types (the current task,
+    // its saved registers); the pointer is only read from.
+    let at = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const u8;
+    // SAFETY: `at` is the task's `struct pt_regs`, and each offset is one
+    // of its 8-byte members (read from BTF); a load the verifier allows.
+    let arg =
+        |i: usize| unsafe { core::ptr::read_volatile(at.add(regs[i] as usize).cast::<u64>()) };
+    let mut record = [0; SYSCALL_RECORD_LEN / 8];
+    const A: usize = SYSCALL_ARGS_WORD;
+    // One statement per register: each offset a constant to the verifier.
+    (
+        record[A],
+        record[A + 1],
+        record[A + 2],
+        record[A + 3],
+        record[A + 4],
+        record[A + 5],
+    ) = (arg(0), arg(1), arg(2), arg(3), arg(4), arg(5));
+    record
+}
+
 /// Descriptor `fd`, written or opened for writing under a watch, is being
 /// closed (by `close`, or by a `dup2` onto it): its `close_write`, and the
 /// last `modify` of the writes not yet counted, are sent now, as the call
@@ -180,17 +225,41 @@ pub fn closing(spec: &SyscallSpec, tgid: u32, fd: u32, origin: u32) -> Result<()
 #[inline(always)]
 fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: the value is copied out before the entry is removed; the key
-    // is this thread's, which nothing else writes now, and any bytes are a
-    // valid `Stash` (integers), should an eviction have reused the entry.
-    let stash = *unsafe { STASH.get(&pid_tgid) }.ok_or(Error::NotStashed)?;
-    let _ = STASH.remove(&pid_tgid);
     let nr = syscall_nr(ctx)?;
-    // A stash left by another syscall (a thread whose exit was missed while
-    // the programs were being attached) is not ours.
-    if stash.nr != nr {
-        return Ok(());
-    }
+    let spec = spec(nr)?;
+    let stash = if spec.from_regs != 0 {
+        // No enter program: what it would have stashed, from the
+        // registers, filtered as it would have.
+        if spec.select & event_mask() == 0 {
+            return Ok(());
+        }
+        let args = args_of(spec, &regs_record());
+        if spec.shape == shape::OPEN && !has_write_intent(args[role::FLAGS]) {
+            return Ok(());
+        }
+        let (origin, event) = admit((pid_tgid >> 32) as u32, spec.kind).ok_or(Error::NotStashed)?;
+        Stash {
+            args,
+            file: 0,
+            nr,
+            origin,
+            event,
+            _pad: 0,
+        }
+    } else {
+        // SAFETY: the value is copied out before the entry is removed; the
+        // key is this thread's, which nothing else writes now, and any
+        // bytes are a valid `Stash` (integers), should an eviction have
+        // reused the entry.
+        let stash = *unsafe { STASH.get(&pid_tgid) }.ok_or(Error::NotStashed)?;
+        let _ = STASH.remove(&pid_tgid);
+        // A stash left by another syscall (a thread whose exit was missed
+        // while the programs were being attached) is not ours.
+        if stash.nr != nr {
+            return Ok(());
+        }
+        stash
+    };
     // SAFETY: the helper behind `read_at` fails rather than faults on a bad
     // address, and any bytes are a valid integer.
     let ret =
@@ -198,7 +267,6 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
     if ret < 0 {
         return Ok(());
     }
-    let spec = spec(nr)?;
     if spec.kind == event_kind::RENAME {
         count_rename();
     }
