@@ -648,9 +648,7 @@ fn per_thread_and_per_fd_maps_are_emptied_by_exits_and_stay_bounded() {
 
     // Without BTF an open is kept from its entry to its exit: each blocked
     // one holds an entry while it waits and, killed, none.
-    let w = Watcher::start_command(
-        without_btf(r#"exec "$0" trace --format json "$1""#).arg(&mnt),
-    );
+    let w = Watcher::start_command(without_btf(r#"exec "$0" trace --format json "$1""#).arg(&mnt));
     let entries = |map| map_entries(w.pid(), map);
     let before = entries("STASH").0;
     let blocked = block_on_fifo(&fifo);
