@@ -642,7 +642,7 @@ fn per_thread_and_per_fd_maps_are_emptied_by_exits_and_stay_bounded() {
     let blocked = block_on_fifo(&fifo);
     w.events_until_marker(&mnt);
     assert_eq!(entries("STASH").0, before);
-    release(blocked);
+    drop(blocked);
     let stopped = w.stop();
     assert!(stopped.status.success(), "{}", stopped.stderr);
 
@@ -657,12 +657,12 @@ fn per_thread_and_per_fd_maps_are_emptied_by_exits_and_stay_bounded() {
         || format!("{:?}", entries("STASH")),
         || {
             let (n, max) = entries("STASH");
-            (n >= before + blocked.len() as u64).then_some((n, max))
+            (n >= before + blocked.0.len() as u64).then_some((n, max))
         },
     );
     assert!(in_flight <= u64::from(max));
     w.events_until_marker(&mnt);
-    release(blocked);
+    drop(blocked);
     eventually(
         "the killed opens' entries gone",
         || format!("{:?}", entries("STASH")),
@@ -672,25 +672,31 @@ fn per_thread_and_per_fd_maps_are_emptied_by_exits_and_stay_bounded() {
     assert!(stopped.status.success(), "{}", stopped.stderr);
 }
 
-/// 200 processes blocked opening `fifo` for writing (it has no reader).
-fn block_on_fifo(fifo: &Path) -> Vec<Child> {
-    (0..200)
-        .map(|_| {
-            Command::new(helper_bin("opener"))
-                .arg("openat:w")
-                .arg(fifo)
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect()
+/// 200 processes blocked opening `fifo` for writing (it has no reader),
+/// killed and reaped when dropped (also when the test fails first).
+fn block_on_fifo(fifo: &Path) -> Blocked {
+    Blocked(
+        (0..200)
+            .map(|_| {
+                Command::new(helper_bin("opener"))
+                    .arg("openat:w")
+                    .arg(fifo)
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect(),
+    )
 }
 
-/// Kills and reaps `blocked`.
-fn release(blocked: Vec<Child>) {
-    for mut child in blocked {
-        child.kill().unwrap();
-        child.wait().unwrap();
+struct Blocked(Vec<Child>);
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
