@@ -332,10 +332,9 @@ impl Report<'_> {
         let _ = writeln!(
             md,
             "\nWhat limits (b): at entry only the name is known, and a relative name, a \
-             directory fd, `..` or a symlink may lead into the tree, so `sys_enter` keeps the \
-             arguments of every open for writing in a per-thread hash map (an update of about \
-             65 ns here), and `sys_exit` takes them back and walks from the opened file up to \
-             the root, testing each ancestor's identity against a bitmap of the watched \
+             directory fd, `..` or a symlink may lead into the tree, so `sys_exit` reads the \
+             open's arguments from the registers the kernel saved at entry (opens have no \
+             enter program) and walks from the opened file up to the root, testing each ancestor's identity against a bitmap of the watched \
              directories (a hash lookup only where its bit is set). Kernel memory is read \
              with direct loads: the `bpf_rdonly_cast` kfunc makes an address a pointer the \
              verifier lets the program load from, where `bpf_probe_read_kernel` costs a helper \
