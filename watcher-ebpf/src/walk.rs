@@ -66,6 +66,53 @@ pub fn decide_file(file: u64) -> Result<(u32, u32), Error> {
     })
 }
 
+/// Steps [`outside`] takes before it leaves the file to the full walk.
+const OUTSIDE_STEPS: u32 = 16;
+
+/// Whether the opened `file` surely lies under no watch: the first walk's
+/// way up (as [`find_watch_cb`] goes), testing only the watch bits, in a
+/// plain loop. Most files opened for writing on the machine are decided
+/// here, at a few loads per step. `false` ("maybe") at the first bit set,
+/// at the root of a bind mount or an overlay's upper layer on a device
+/// whose bit is set (where the first walk takes a detour), on a failed
+/// read, or past [`OUTSIDE_STEPS`]: the full walk decides those.
+#[inline(always)]
+pub fn outside(file: u64) -> bool {
+    let off = kernel_offsets();
+    let Some(bits) = WATCH_BITS.get(0) else {
+        return false;
+    };
+    let on_device = |at: &Cursor| WatchBits::test(&bits.devs, WatchBits::dev_bit(*at.dev()));
+    let Ok(mut at) = Cursor::of_file(off, file) else {
+        return false;
+    };
+    match at.overlay_upper(off) {
+        Ok(None) => {}
+        Ok(Some(upper)) if !on_device(&upper) => {}
+        _ => return false,
+    }
+    for _ in 0..OUTSIDE_STEPS {
+        if !on_device(&at) {
+            // Nothing up to this mount's root can be a watch.
+            at.to_mount_root();
+        } else {
+            match at.key(off) {
+                Ok(key) if !WatchBits::test(&bits.inodes, WatchBits::inode_bit(&key)) => {}
+                _ => return false,
+            }
+            if at.at_bind_root(off) {
+                return false;
+            }
+        }
+        match at.up(off) {
+            Ok(Step::Top) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
 /// Where the first walk starts: at the base, or, for a file or directory
 /// of an overlay whose upper layer lies on a device that holds a watch,
 /// at its upper dentry (where a write through the merged directory
@@ -347,7 +394,7 @@ extern "C" fn find_watch_cb(_index: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     };
     let off = kernel_offsets();
-    let found = if on_watched_device(&target.at) {
+    let found = if may_hold_watch(&target.at) {
         watch_at(&target.at, off)
     } else {
         // Nothing up to this mount's root can be a watch.
@@ -428,6 +475,17 @@ fn on_watched_device(at: &Cursor) -> bool {
         .get(0)
         .is_some_and(|bits| WatchBits::test(&bits.devs, bit))
         && unsafe { WATCH_DEVS.get(at.dev()) }.is_some()
+}
+
+/// Whether the mount's device may hold a watched directory, by its bit
+/// alone: the step's own check, which [`watch_at`] makes exact. A device
+/// whose bit another one's shares only costs that check at every level.
+#[inline(always)]
+fn may_hold_watch(at: &Cursor) -> bool {
+    let bit = WatchBits::dev_bit(*at.dev());
+    WATCH_BITS
+        .get(0)
+        .is_some_and(|bits| WatchBits::test(&bits.devs, bit))
 }
 
 /// The watch whose directory `at` is, if any.

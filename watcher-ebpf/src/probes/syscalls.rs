@@ -35,6 +35,7 @@ use crate::{
     },
     maps::{SPECS, STASH, WRITE_FDS, op},
     vfs::file_of_fd,
+    walk::outside,
 };
 
 /// The kinds an open's event stands for (user space splits it).
@@ -303,7 +304,11 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
             if !has_write_intent(flags) {
                 return Ok(());
             }
-            first.reset(file_of(ret)?, args[role::DFD] as i64, args[role::NAME]);
+            let file = file_of(ret)?;
+            if exact && outside(file) {
+                return Ok(());
+            }
+            first.reset(file, args[role::DFD] as i64, args[role::NAME]);
             quiet = event_mask() & OPEN_KINDS == 0;
             opened = true;
         }
