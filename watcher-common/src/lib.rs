@@ -773,6 +773,15 @@ pub struct TracepointOffsets {
     pub io_complete_res: u32,
 }
 
+impl TracepointOffsets {
+    /// Where every `sys_enter_*`/`sys_exit_*` record has `__syscall_nr`
+    /// on the kernels watcher knows (after the 8 bytes of common fields):
+    /// the programs load it directly when `syscall_nr` is this.
+    pub const USUAL_SYSCALL_NR: u32 = 8;
+    /// Where every `sys_exit_*` record has `ret`, likewise.
+    pub const USUAL_EXIT_RET: u32 = 16;
+}
+
 /// What the io_uring submission program keeps of a request it may make an
 /// event of, by the request's address (`struct io_kiocb *`), for the
 /// completion program: the request's names are the kernel's copies,

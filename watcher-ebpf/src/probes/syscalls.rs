@@ -9,6 +9,7 @@
 //! commonest traced syscalls a map update and a program run.
 
 use aya_ebpf::{
+    EbpfContext,
     helpers::{
         bpf_get_current_pid_tgid, bpf_probe_read_user,
         generated::{bpf_get_current_task_btf, bpf_task_pt_regs},
@@ -18,8 +19,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use watcher_common::{
-    FdKey, NO_ARG, SYSCALL_ARGS_WORD, SYSCALL_RECORD_LEN, Stash, SyscallSpec, WATCH_NONE,
-    event_kind, match_mode,
+    FdKey, NO_ARG, SYSCALL_ARGS_WORD, SYSCALL_RECORD_LEN, Stash, SyscallSpec, TracepointOffsets,
+    WATCH_NONE, event_kind, match_mode,
     open_flags::{AT_FDCWD, has_write_intent},
     role, shape, verdict,
 };
@@ -62,11 +63,32 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
 /// The syscall number of a `sys_enter_*` or `sys_exit_*` record.
 #[inline(always)]
 fn syscall_nr(ctx: &TracePointContext) -> Result<u32, Error> {
+    record_field::<i32, { TracepointOffsets::USUAL_SYSCALL_NR as usize }>(
+        ctx,
+        tp_offsets().syscall_nr,
+    )
+    .map(|nr| nr as u32)
+}
+
+/// The `T` at byte `at` of the tracepoint's record. Verifier workaround:
+/// it allows a direct load from the record only at an offset written in
+/// the instruction, so where `at` is the offset every kernel watcher knows
+/// has there (`USUAL`, a constant) the field is loaded directly; any other
+/// layout costs a helper call. `at` is read-only (from the `format`
+/// files), so the verifier drops the branch not taken.
+#[inline(always)]
+fn record_field<T: Copy, const USUAL: usize>(ctx: &TracePointContext, at: u32) -> Result<T, Error> {
+    if at as usize == USUAL {
+        // SAFETY: the record is at least as long as the fields the
+        // `format` files put at `USUAL`, and any bytes are a valid
+        // integer (the callers' `T`).
+        return Ok(unsafe {
+            core::ptr::read_volatile(ctx.as_ptr().cast::<u8>().add(USUAL).cast())
+        });
+    }
     // SAFETY: the helper behind `read_at` fails rather than faults on a bad
     // address, and any bytes are a valid integer.
-    unsafe { ctx.read_at::<i32>(tp_offsets().syscall_nr as usize) }
-        .map(|nr| nr as u32)
-        .map_err(Error::helper)
+    unsafe { ctx.read_at::<T>(at as usize) }.map_err(Error::helper)
 }
 
 #[inline(always)]
@@ -261,10 +283,10 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
         }
         stash
     };
-    // SAFETY: the helper behind `read_at` fails rather than faults on a bad
-    // address, and any bytes are a valid integer.
-    let ret =
-        unsafe { ctx.read_at::<i64>(tp_offsets().exit_ret as usize) }.map_err(Error::helper)?;
+    let ret = record_field::<i64, { TracepointOffsets::USUAL_EXIT_RET as usize }>(
+        ctx,
+        tp_offsets().exit_ret,
+    )?;
     if ret < 0 {
         return Ok(());
     }
