@@ -6,7 +6,7 @@
 use core::{ffi::c_void, mem::MaybeUninit, ptr};
 
 use aya_ebpf::{
-    bindings::bpf_dynptr,
+    bindings::{BPF_RB_NO_WAKEUP, bpf_dynptr},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         bpf_ktime_get_boot_ns,
@@ -18,14 +18,14 @@ use aya_ebpf::{
 };
 use watcher_common::{
     CMDLINE_MAX, EVENT_DATA_LEN, EVENT_HEADER_LEN, PATH_MAX, TASK_COMM_LEN, Target, UNDECIDED_SLOT,
-    WATCH_NONE, event_kind, event_status, match_mode, open_flags::FMODE_CREATED,
+    WAKEUP_GAP_NS, WATCH_NONE, event_kind, event_status, match_mode, open_flags::FMODE_CREATED,
 };
 
 use crate::{
     account::{count_lost, mark_dirty},
     config::{kernel_offsets, match_mode},
     error::Error,
-    maps::{EVENTS, op, scratch},
+    maps::{EVENTS, WOKEN, op, scratch},
     scratch::{FOUND, MISS, TargetState, UNDECIDED},
     vfs::file_mode,
     walk::{build_paths, decide_targets, read_name},
@@ -172,7 +172,7 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
         (s.cmdline.as_ptr(), cmdline_len),
     ];
     // SAFETY: each part is readable for its length, as said above.
-    match unsafe { output(parts) } {
+    match unsafe { output(parts, wakeup(header.time_ns)) } {
         // Only a record sent can stand for the image's later events.
         Ok(()) => {
             if carries_image {
@@ -188,7 +188,28 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
     Ok(())
 }
 
-/// Sends `parts` as one ring-buffer record. The record is reserved at its
+/// The flags of a record sent at `now`: the usual wakeup when none was
+/// asked for within [`WAKEUP_GAP_NS`], else none (the reader looks again
+/// soon after reading, see there). Not atomic: two CPUs may both ask for
+/// one, which only costs that.
+#[inline(always)]
+fn wakeup(now: u64) -> u64 {
+    let Some(woken) = WOKEN.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: a pointer to the map's one value, valid and aligned while
+    // the program runs; a plain integer, whatever another CPU writes.
+    unsafe {
+        if now.wrapping_sub(*woken) < WAKEUP_GAP_NS {
+            return u64::from(BPF_RB_NO_WAKEUP);
+        }
+        *woken = now;
+    }
+    0
+}
+
+/// Sends `parts` as one ring-buffer record, with the submission's
+/// `flags`. The record is reserved at its
 /// exact size through a dynptr (a plain reservation needs a size the
 /// verifier knows, and the parts live in different buffers), then written
 /// part by part; it is submitted, or discarded when the reservation failed
@@ -198,7 +219,7 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
 ///
 /// Each part must be readable for its length.
 #[inline(always)]
-unsafe fn output(parts: [(*const u8, usize); 4]) -> Result<(), Error> {
+unsafe fn output(parts: [(*const u8, usize); 4], flags: u64) -> Result<(), Error> {
     let total: usize = parts.iter().map(|&(_, len)| len).sum();
     let mut record = MaybeUninit::<bpf_dynptr>::uninit();
     let ring = ptr::from_ref(&EVENTS).cast_mut().cast::<c_void>();
@@ -235,7 +256,7 @@ unsafe fn output(parts: [(*const u8, usize); 4]) -> Result<(), Error> {
     let at = write(at, c);
     write(at, d);
     // SAFETY: `record` was reserved above and is released once, here.
-    unsafe { bpf_ringbuf_submit_dynptr(record.as_mut_ptr(), 0) };
+    unsafe { bpf_ringbuf_submit_dynptr(record.as_mut_ptr(), flags) };
     Ok(())
 }
 

@@ -92,6 +92,11 @@ pub static WRITERS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(MAX_WRITE
 #[map]
 pub static FILES: LruHashMap<u64, FileState> = LruHashMap::with_max_entries(MAX_FILES, 0);
 
+/// When a record last woke the reader (one value, boot-clock ns): see
+/// [`WAKEUP_GAP_NS`](watcher_common::WAKEUP_GAP_NS).
+#[map]
+pub static WOKEN: Array<u64> = Array::with_max_entries(1, 0);
+
 /// Successful renames seen (one value): a rename may move a file, or a
 /// directory above open files, into or out of a tree, so every verdict in
 /// `FILES` reached before one is decided again.

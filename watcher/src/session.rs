@@ -18,9 +18,9 @@ use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{Signal, SignalKind, signal},
-    time::{Interval, MissedTickBehavior, interval},
+    time::{Interval, MissedTickBehavior, interval, sleep},
 };
-use watcher_common::{Edge, EdgeKey, InodeKey};
+use watcher_common::{Edge, EdgeKey, InodeKey, RECHECK_NS};
 use watcher_core::{
     cgroup::{Cgroups, container_id},
     error::Causes,
@@ -49,6 +49,9 @@ use crate::{
 /// How often the loss counters are read (one map read when nothing was
 /// lost): an `overflow` line follows within this time.
 const LOSS_CHECK: Duration = Duration::from_millis(200);
+/// How soon the ring buffer is read again after records were read, also
+/// without a wakeup (see [`RECHECK_NS`]).
+const RECHECK: Duration = Duration::from_nanos(RECHECK_NS);
 /// How often the watched directories are looked at (one `statx` each: with
 /// thousands of them, not five times a second).
 const DIRS_CHECK: Duration = Duration::from_secs(1);
@@ -185,6 +188,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
         images: Images::default(),
         paths: plan.paths.clone(),
         filtered: 0,
+        reading: false,
         metrics,
     };
     // Signal handlers go in before the `watching` line, so that a signal
@@ -284,10 +288,24 @@ impl Session {
                         self.stopping();
                     }
                 },
+                // Records read: those sent since without a wakeup are due
+                // within RECHECK_NS.
+                () = sleep(RECHECK), if self.events.reading => {
+                    let events = self.events.drain();
+                    if !events.is_empty() {
+                        return Item::Events(events);
+                    }
+                }
                 _ = self.loss_tick.tick() => {
+                    // Also a last resort for a record sent without a
+                    // wakeup that the recheck missed.
+                    let events = self.events.drain();
+                    if !events.is_empty() {
+                        self.pending.push_back(Item::Events(events));
+                    }
                     let lost = self.losses.check(&mut self.probes);
                     if !lost.is_empty() {
-                        return Item::Lost(lost);
+                        self.pending.push_back(Item::Lost(lost));
                     }
                 }
                 _ = self.dirs_tick.tick() => {
@@ -548,6 +566,9 @@ pub struct EventStream {
     paths: PathFilter,
     /// Events dropped by `paths`.
     filtered: u64,
+    /// The last look at the ring buffer read records: look again within
+    /// [`RECHECK`].
+    reading: bool,
     /// What `--metrics` serves; events dropped by `paths` are counted
     /// there too, by directory.
     metrics: Option<Metrics>,
@@ -559,7 +580,9 @@ impl EventStream {
     fn drain(&mut self) -> Vec<Event> {
         let mut events = Vec::new();
         let ring = self.fd.get_mut();
+        self.reading = false;
         while let Some(item) = ring.next() {
+            self.reading = true;
             let mut ev = match decode(&item, &self.clock, self.exact, self.mntns) {
                 Ok(ev) => ev,
                 Err(e) => {
