@@ -24,6 +24,8 @@ use crate::{
 pub struct Data<'a> {
     pub costs: &'a Costs,
     pub bursts: &'a [(load::Case, Vec<Burst>)],
+    /// Events per second the writers make with no tool, by writer count.
+    pub alone: &'a [(usize, Vec<f64>)],
     pub scale: &'a [ScaleRow],
 }
 
@@ -217,7 +219,19 @@ fn throughput(report: &Data, area: &Area) -> anyhow::Result<()> {
         }
         lines
     };
-    let delivered = of(|b| b.rate() / 1e3);
+    let mut delivered = of(|b| b.rate() / 1e3);
+    let alone = report
+        .alone
+        .iter()
+        .map(|(w, rates)| {
+            let at = writers.iter().position(|x| x == w).unwrap_or(0);
+            (
+                at,
+                Stat::of(&rates.iter().map(|r| r / 1e3).collect::<Vec<_>>()),
+            )
+        })
+        .collect();
+    delivered.insert(0, ("writers alone (made)".to_string(), alone));
     let lost = of(|b| b.lost as f64);
     for (panel, (title, lines)) in panels.iter().zip([
         ("delivered (thousand events/s)", delivered),

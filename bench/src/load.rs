@@ -68,15 +68,49 @@ impl Burst {
 /// The default ring buffer size, and the larger one measured beside it.
 pub const RINGS: [&str; 2] = ["1M", "16M"];
 
-pub fn burst(watcher: &Path, work: &Path, case: Case, files: u64) -> anyhow::Result<Burst> {
+/// `writers` directories of their own under `work/load`, made anew.
+fn writer_dirs(work: &Path, writers: usize) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
     let tree = work.join("load");
     let _ = fs::remove_dir_all(&tree);
-    let dirs: Vec<PathBuf> = (0..case.writers)
-        .map(|w| tree.join(format!("w{w}")))
-        .collect();
+    let dirs: Vec<PathBuf> = (0..writers).map(|w| tree.join(format!("w{w}"))).collect();
     for dir in &dirs {
         fs::create_dir_all(dir)?;
     }
+    Ok((tree, dirs))
+}
+
+/// One writer process in each of `dirs`, each creating `files` files; the
+/// seconds from the first one's start to the last one's end.
+fn write_in(dirs: &[PathBuf], files: u64) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let writers: Vec<Child> = dirs
+        .iter()
+        .map(|dir| {
+            Command::new(std::env::current_exe()?)
+                .args(["child", "write"])
+                .arg(dir)
+                .arg(files.to_string())
+                .spawn()
+                .context("starting a writer")
+        })
+        .collect::<anyhow::Result<_>>()?;
+    for mut w in writers {
+        ensure!(w.wait()?.success(), "a writer failed");
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// The same writers with no tool running: the events they make per
+/// second, the most any tool could deliver from them.
+pub fn alone(work: &Path, writers: usize, files: u64) -> anyhow::Result<f64> {
+    let (tree, dirs) = writer_dirs(work, writers)?;
+    let seconds = write_in(&dirs, files)?;
+    fs::remove_dir_all(&tree)?;
+    Ok((2 * files * writers as u64) as f64 / seconds)
+}
+
+pub fn burst(watcher: &Path, work: &Path, case: Case, files: u64) -> anyhow::Result<Burst> {
+    let (tree, dirs) = writer_dirs(work, case.writers)?;
     let log = work.join("load-runs.log");
     let _ = fs::remove_file(&log);
     let mut cmd = Command::new(watcher);
@@ -106,22 +140,7 @@ pub fn burst(watcher: &Path, work: &Path, case: Case, files: u64) -> anyhow::Res
     }
     let proc = Proc::ready(&mut cmd, Ready::stderr("watching"))?;
     let cpu_before = cpu_seconds(proc.id())?;
-    let start = Instant::now();
-    let writers: Vec<Child> = dirs
-        .iter()
-        .map(|dir| {
-            Command::new(std::env::current_exe()?)
-                .args(["child", "write"])
-                .arg(dir)
-                .arg(files.to_string())
-                .spawn()
-                .context("starting a writer")
-        })
-        .collect::<anyhow::Result<_>>()?;
-    for mut w in writers {
-        ensure!(w.wait()?.success(), "a writer failed");
-    }
-    let seconds = start.elapsed().as_secs_f64();
+    let seconds = write_in(&dirs, files)?;
     let made = 2 * files * case.writers as u64;
     let (delivered, lost, cpu_after) = match case.mode {
         Mode::Trace => {

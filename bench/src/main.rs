@@ -105,7 +105,7 @@ const QUICK: Plan = Plan {
     runs: 3,
     load_runs: 2,
     sizes: &[10_000, 100_000],
-    writers: &[1, 4],
+    writers: &[1, 2],
     files: 10_000,
     latency_files: 1_000,
 };
@@ -139,6 +139,18 @@ fn bench(watcher: &Path, work: &Path, report: &Path, quick: bool) -> anyhow::Res
     // Writers work in memory, so that the disk does not set the pace.
     let shm = Path::new(SHM);
     fs::create_dir_all(shm)?;
+    let mut alone = Vec::new();
+    for &writers in plan.writers {
+        let mut rates = Vec::new();
+        for run in 1..=plan.load_runs {
+            step(
+                "throughput",
+                &format!("{writers} writers alone, run {run}/{}", plan.load_runs),
+            );
+            rates.push(load::alone(shm, writers, plan.files)?);
+        }
+        alone.push((writers, rates));
+    }
     let mut bursts = Vec::new();
     for mode in [load::Mode::Trace, load::Mode::Run] {
         for ring in load::RINGS {
@@ -209,6 +221,7 @@ fn bench(watcher: &Path, work: &Path, report: &Path, quick: bool) -> anyhow::Res
     let data = charts::Data {
         costs: &costs,
         bursts: &bursts,
+        alone: &alone,
         scale: &rows,
     };
     let drawn = charts::draw(&data, dir, stem).unwrap_or_else(|e| {
@@ -229,6 +242,7 @@ fn bench(watcher: &Path, work: &Path, report: &Path, quick: bool) -> anyhow::Res
         outside: &overhead.outside(),
         audit_skipped: audit_skipped.as_deref(),
         bursts: &bursts,
+        alone: &alone,
         latencies: &latencies,
         scale: &rows,
         minutes: started.elapsed().as_secs_f64() / 60.0,

@@ -159,6 +159,21 @@ impl Proc {
     /// Sends `signal`, waits for the exit (SIGKILL after a minute) and
     /// returns the stderr lines written after the ready line.
     pub fn stop(mut self, signal: libc::c_int) -> anyhow::Result<Vec<String>> {
+        self.signal_and_wait(signal)?;
+        Ok(self
+            .rest
+            .take()
+            .and_then(|rest| rest.join().ok())
+            .unwrap_or_default())
+    }
+
+    /// Sends `signal` and times the exit, to the millisecond (SIGKILL
+    /// after a minute).
+    pub fn time_stop(mut self, signal: libc::c_int) -> anyhow::Result<Duration> {
+        self.signal_and_wait(signal)
+    }
+
+    fn signal_and_wait(&mut self, signal: libc::c_int) -> anyhow::Result<Duration> {
         // SAFETY: the child is ours and not yet reaped.
         unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
         let start = Instant::now();
@@ -167,13 +182,9 @@ impl Proc {
                 let _ = self.child.kill();
                 bail!("{} did not stop", self.child.id());
             }
-            thread::sleep(Duration::from_millis(10));
+            thread::sleep(Duration::from_millis(1));
         }
-        Ok(self
-            .rest
-            .take()
-            .and_then(|rest| rest.join().ok())
-            .unwrap_or_default())
+        Ok(start.elapsed())
     }
 }
 

@@ -26,6 +26,8 @@ pub struct Report<'a> {
     pub outside: &'a std::path::Path,
     pub audit_skipped: Option<&'a str>,
     pub bursts: &'a [(load::Case, Vec<load::Burst>)],
+    /// Events per second the writers make with no tool, by writer count.
+    pub alone: &'a [(usize, Vec<f64>)],
     pub latencies: &'a [Vec<f64>],
     pub scale: &'a [ScaleRow],
     pub minutes: f64,
@@ -124,6 +126,12 @@ impl Report<'_> {
             measured: format!("(d) {}, (b) {}", ns(d), ns(b)),
             met: d.zip(b).map(|(d, b)| d <= 2.0 * b),
         });
+        let d_bpftrace = add(Tool::Bpftrace, Case::WriteInside);
+        targets.push(Target {
+            what: "(d) added cost no more than bpftrace's",
+            measured: format!("watcher {}, bpftrace {}", ns(d), ns(d_bpftrace)),
+            met: d.zip(d_bpftrace).map(|(w, t)| w <= t),
+        });
         let e = add(Tool::Modify, Case::WriteData);
         let e_empty = add(Tool::Empty, Case::WriteData);
         targets.push(Target {
@@ -161,6 +169,48 @@ impl Report<'_> {
                 met: Some(best.is_some_and(|(_, r)| r >= 200e3)),
             });
         }
+        for (mode, writers, floor, what) in [
+            (
+                load::Mode::Trace,
+                1,
+                300e3,
+                "trace: ≥ 300k delivered events/s with zero loss, 1 writer, default ring buffer",
+            ),
+            (
+                load::Mode::Run,
+                2,
+                400e3,
+                "run: ≥ 400k delivered events/s with zero loss, 2 writers, default ring buffer",
+            ),
+        ] {
+            let burst = self
+                .bursts
+                .iter()
+                .find(|(c, _)| c.mode == mode && c.ring == load::RINGS[0] && c.writers == writers);
+            let alone = self
+                .alone
+                .iter()
+                .find(|(w, _)| *w == writers)
+                .map(|(_, rates)| Stat::of(rates).median);
+            targets.push(Target {
+                what,
+                measured: burst.map_or("not measured".into(), |(_, runs)| {
+                    let rates: Vec<f64> = runs.iter().map(load::Burst::rate).collect();
+                    let lost: u64 = runs.iter().map(|r| r.lost).sum();
+                    format!(
+                        "{:.0}k/s, {lost} lost over {} runs; the writers alone make {}",
+                        Stat::of(&rates).median / 1e3,
+                        runs.len(),
+                        alone.map_or("–".into(), |a| format!("{:.0}k/s", a / 1e3))
+                    )
+                }),
+                met: burst.map(|(_, runs)| {
+                    let rates: Vec<f64> = runs.iter().map(load::Burst::rate).collect();
+                    runs.iter().all(|r| r.lost == 0 && r.delivered >= r.made)
+                        && Stat::of(&rates).median >= floor
+                }),
+            });
+        }
         let p99 = self.latency_stats().map(|[_, p99, _]| p99.median);
         targets.push(Target {
             what: "p99 latency under 1 ms",
@@ -178,6 +228,17 @@ impl Report<'_> {
             what: "start-up under 100 ms whatever the tree size",
             measured: start.map_or("–".into(), |v| format!("{v:.0} ms at most")),
             met: start.map(|v| v < 100.0),
+        });
+        let stop = worst(&|r| r.watcher.stop_ms().map(|s| s.median));
+        targets.push(Target {
+            what: "ready in at most 50 ms and stopped (SIGINT to exit) in at most 300 ms, \
+                   whatever the tree size",
+            measured: format!(
+                "start-up {}, stop {}",
+                start.map_or("–".into(), |v| format!("{v:.0} ms at most")),
+                stop.map_or("–".into(), |v| format!("{v:.0} ms at most"))
+            ),
+            met: start.zip(stop).map(|(a, o)| a <= 50.0 && o <= 300.0),
         });
         let rss = worst(&|r| Some(r.watcher.mb(|s| s.rss).median));
         targets.push(Target {
@@ -379,7 +440,9 @@ impl Report<'_> {
              and a write event each). Delivered is what watcher printed (`--stats`) or handed to \
              the action (`WATCHER_EVENTS`, summed over runs), per second of the writers' burst; \
              lost is the kernel's count of records that did not fit in the ring buffer. watcher \
-             CPU is its user + system time over the burst (1.0 = one CPU).\n",
+             CPU is its user + system time over the burst (1.0 = one CPU). The first rows are \
+             the same writers with no tool running: the events they make per second, the most \
+             any tool could deliver from them.\n",
             thousands(self.files as usize)
         );
         let _ = writeln!(
@@ -396,6 +459,14 @@ impl Report<'_> {
             md,
             "| watcher | ring buffer | writers | events made | delivered per second | lost | watcher CPU |\n|---|---|---:|---:|---|---|---|"
         );
+        for (writers, rates) in self.alone {
+            let _ = writeln!(
+                md,
+                "| nothing: the writers alone | – | {writers} | {} | {} | – | – |",
+                thousands(2 * self.files as usize * writers),
+                Stat::of(&rates.iter().map(|r| r / 1e3).collect::<Vec<_>>()).show("k/s", 0),
+            );
+        }
         for (case, runs) in self.bursts {
             let stat =
                 |f: &dyn Fn(&load::Burst) -> f64| Stat::of(&runs.iter().map(f).collect::<Vec<_>>());
@@ -456,19 +527,20 @@ impl Report<'_> {
     }
 
     fn scale(&self, md: &mut String) {
-        let _ = writeln!(md, "## Scale: start-up and memory by tree size\n");
+        let _ = writeln!(md, "## Scale: start-up, stop and memory by tree size\n");
         let _ = writeln!(
             md,
             "Start-up is the time from spawning the tool to its ready line (`watching` for \
-             `watcher trace DIR`, `Watches established.` for `inotifywait -r -m DIR`). Memory is \
-             the resident set once ready, and for watcher also the kernel memory of its BPF maps \
-             (`memlock` in fdinfo). Trees have a thousand directories to a parent.\n"
+             `watcher trace DIR`, `Watches established.` for `inotifywait -r -m DIR`); stop is \
+             the time from SIGINT, once ready, to watcher's exit (its programs detached). Memory \
+             is the resident set once ready, and for watcher also the kernel memory of its BPF \
+             maps (`memlock` in fdinfo). Trees have a thousand directories to a parent.\n"
         );
         let _ = writeln!(
             md,
-            "| directories | watcher start-up | watcher RSS | watcher BPF maps | inotifywait start-up | inotifywait RSS | inotifywait / watcher start-up |"
+            "| directories | watcher start-up | watcher stop | watcher RSS | watcher BPF maps | inotifywait start-up | inotifywait RSS | inotifywait / watcher start-up |"
         );
-        let _ = writeln!(md, "|---:|---|---|---|---|---|---:|");
+        let _ = writeln!(md, "|---:|---|---|---|---|---|---|---:|");
         for row in self.scale {
             let w_ready = row.watcher.ready_ms();
             let i_ready = row.inotify.ready_ms();
@@ -489,9 +561,12 @@ impl Report<'_> {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {i_start} | {i_rss} | {ratio} |",
+                "| {} | {} | {} | {} | {} | {i_start} | {i_rss} | {ratio} |",
                 thousands(row.size),
                 w_ready.map_or("–".into(), |s| s.show("ms", 0)),
+                row.watcher
+                    .stop_ms()
+                    .map_or("–".into(), |s| s.show("ms", 0)),
                 row.watcher.mb(|s| s.rss).show("MB", 1),
                 row.watcher.mb(|s| s.maps).show("MB", 1),
             );

@@ -43,6 +43,8 @@ pub struct Start {
     pub rss: u64,
     /// Kernel memory the tool's BPF maps hold (watcher), bytes.
     pub maps: u64,
+    /// Time from SIGINT to the exit (watcher), once ready.
+    pub stop: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -54,6 +56,15 @@ impl Samples {
             .0
             .iter()
             .map(|s| s.ready.map(|d| d.as_secs_f64() * 1e3))
+            .collect();
+        ms.map(|v| Stat::of(&v))
+    }
+
+    pub fn stop_ms(&self) -> Option<Stat> {
+        let ms: Option<Vec<f64>> = self
+            .0
+            .iter()
+            .map(|s| s.stop.map(|d| d.as_secs_f64() * 1e3))
             .collect();
         ms.map(|v| Stat::of(&v))
     }
@@ -77,10 +88,12 @@ pub fn start_watcher(bin: &Path, tree: &Path) -> anyhow::Result<Start> {
     )?;
     let ready = ready.context("watcher did not start")?;
     let pid = proc.id();
+    let (rss, maps) = (rss(pid)?, bpf_map_bytes(pid)?);
     Ok(Start {
         ready: Some(ready),
-        rss: rss(pid)?,
-        maps: bpf_map_bytes(pid)?,
+        rss,
+        maps,
+        stop: Some(proc.time_stop(libc::SIGINT)?),
     })
 }
 
@@ -107,6 +120,7 @@ pub fn start_inotifywait(tree: &Path) -> anyhow::Result<Start> {
         ready,
         rss,
         maps: 0,
+        stop: None,
     })
 }
 
