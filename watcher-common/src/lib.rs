@@ -298,9 +298,10 @@ pub struct SyscallSpec {
     /// 1: no enter program is attached for it; the exit program reads the
     /// arguments from the task's saved registers (`pt_regs`, unchanged
     /// from entry to exit for these syscalls), in record words from
-    /// [`SYSCALL_ARGS_WORD`] on. Opens, in exact mode: most syscalls traced
-    /// on a machine, whose arguments the exit needs and the entry only
-    /// filtered on.
+    /// [`SYSCALL_ARGS_WORD`] on. In exact mode, every syscall whose
+    /// arguments the exit needs and the entry only kept (opens, the
+    /// commonest traced syscalls on a machine, and those by name or by
+    /// fd); not closes and writes, whose entry does more.
     pub from_regs: u8,
     pub _pad: u8,
     /// The flags of a syscall without a flags argument (`creat`).

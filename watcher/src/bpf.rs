@@ -614,11 +614,13 @@ fn load_at_once(ebpf: &mut Ebpf, wanted: &[&'static str]) -> Result<(), LoadErro
     })
 }
 
-/// `specs`, with the opens read from the saved registers at their exit
-/// (`SyscallSpec::from_regs`: no enter program for them) when the exact
-/// match can: the registers' offsets are in `kernel`'s BTF, and the record
-/// lays the arguments out from `SYSCALL_ARGS_WORD` on, as the programs
-/// then make it.
+/// `specs`, with the syscalls whose entry only keeps their arguments read
+/// from the saved registers at their exit instead (`SyscallSpec::from_regs`:
+/// no enter program for them) when the exact match can: the registers'
+/// offsets are in `kernel`'s BTF, and the record lays the arguments out
+/// from `SYSCALL_ARGS_WORD` on, as the programs then make it. Closes (sent
+/// at entry, while the file is still there) and writes (the file decided
+/// at entry) keep theirs.
 fn from_regs(specs: &[Spec], kernel: Option<&KernelOffsets>) -> Vec<Spec> {
     let regs = kernel.is_some_and(|k| k.pt_regs_args.iter().all(|&at| at != 0));
     let mut specs = specs.to_vec();
@@ -626,8 +628,10 @@ fn from_regs(specs: &[Spec], kernel: Option<&KernelOffsets>) -> Vec<Spec> {
         // The first argument follows `__syscall_nr`, an `int`.
         let args_at = (spec.enter_nr_offset as usize + 4).next_multiple_of(8);
         spec.spec.from_regs = u8::from(
-            regs && matches!(spec.spec.shape, shape::OPEN | shape::OPEN_HOW)
-                && args_at == 8 * SYSCALL_ARGS_WORD,
+            regs && matches!(
+                spec.spec.shape,
+                shape::OPEN | shape::OPEN_HOW | shape::PATH | shape::PATHS | shape::FD
+            ) && args_at == 8 * SYSCALL_ARGS_WORD,
         );
     }
     specs

@@ -3,10 +3,11 @@
 //! each once). `SPECS`, by syscall number, says what the arguments are:
 //! the enter program keeps them per thread, the exit program takes them
 //! back (always deleting the stash) and turns successful calls into
-//! events. Opens, in exact mode, have no enter program
-//! (`SyscallSpec::from_regs`): their exit program reads the arguments
-//! from the registers the kernel saved at entry, which spares the
-//! commonest traced syscalls a map update and a program run.
+//! events. In exact mode only closes and writes, whose entry does more,
+//! have an enter program: the others' (`SyscallSpec::from_regs`: opens,
+//! syscalls by name or by fd) exit program reads the arguments from the
+//! registers the kernel saved at entry, which spares them a map update
+//! and a program run, and watcher's stop half of their tracepoints.
 
 use aya_ebpf::{
     EbpfContext,
