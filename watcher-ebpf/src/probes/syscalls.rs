@@ -251,6 +251,11 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let nr = syscall_nr(ctx)?;
     let spec = spec(nr)?;
+    let ret = record_field::<i64, { TracepointOffsets::USUAL_EXIT_RET as usize }>(
+        ctx,
+        tp_offsets().exit_ret,
+    )?;
+    let exact = match_mode() == match_mode::EXACT;
     let stash = if spec.from_regs != 0 {
         // No enter program: what it would have stashed, from the
         // registers, filtered as it would have.
@@ -258,13 +263,25 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
             return Ok(());
         }
         let args = args_of(spec, &regs_record());
-        if spec.shape == shape::OPEN && !has_write_intent(args[role::FLAGS]) {
-            return Ok(());
+        // An open's file, when it lies outside every watch, ends it here,
+        // before the process is looked up: most opens for writing on a
+        // machine.
+        let mut file = 0;
+        if spec.shape == shape::OPEN {
+            if !has_write_intent(args[role::FLAGS]) || ret < 0 {
+                return Ok(());
+            }
+            if exact {
+                file = file_of_fd(kernel_offsets(), ret)?;
+                if outside(file) {
+                    return Ok(());
+                }
+            }
         }
         let (origin, event) = admit((pid_tgid >> 32) as u32, spec.kind).ok_or(Error::NotStashed)?;
         Stash {
             args,
-            file: 0,
+            file,
             nr,
             origin,
             event,
@@ -284,10 +301,6 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
         }
         stash
     };
-    let ret = record_field::<i64, { TracepointOffsets::USUAL_EXIT_RET as usize }>(
-        ctx,
-        tp_offsets().exit_ret,
-    )?;
     if ret < 0 {
         return Ok(());
     }
@@ -299,7 +312,6 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
     }
     let args = &stash.args;
     let tgid = (pid_tgid >> 32) as u32;
-    let exact = match_mode() == match_mode::EXACT;
     // The file `fd` leads to; without BTF user space places it.
     let file_of = |fd| {
         if exact {
@@ -327,10 +339,16 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
             if !has_write_intent(flags) {
                 return Ok(());
             }
-            let file = file_of(ret)?;
-            if exact && outside(file) {
-                return Ok(());
-            }
+            // Found and not outside at once, or by `openat2`.
+            let file = if stash.file != 0 {
+                stash.file
+            } else {
+                let file = file_of(ret)?;
+                if exact && outside(file) {
+                    return Ok(());
+                }
+                file
+            };
             first.reset(file, args[role::DFD] as i64, args[role::NAME]);
             quiet = event_mask() & OPEN_KINDS == 0;
             opened = true;
