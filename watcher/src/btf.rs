@@ -2,7 +2,10 @@
 //! kernel's BTF (`/sys/kernel/btf/vmlinux`). Rust eBPF has no CO-RE, so
 //! this is what lets one binary run on any kernel.
 
+use std::{collections::HashMap, ops::Deref};
+
 use btf_rs::{Backend, Btf, Type};
+use regex::Regex;
 use watcher_common::{IoUringOffsets, KernelOffsets, TracepointOffsets};
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
@@ -56,11 +59,66 @@ impl Shape {
     }
 }
 
+/// Every struct an offset is read from ([`kernel_offsets`],
+/// [`io_offsets`]): found in one pass over the kernel's BTF.
+const STRUCTS: [&str; 25] = [
+    "task_struct",
+    "files_struct",
+    "fdtable",
+    "file",
+    "dentry",
+    "inode",
+    "super_block",
+    "vfsmount",
+    "mount",
+    "fs_struct",
+    "path",
+    "cred",
+    "nsproxy",
+    "mnt_namespace",
+    "mm_struct",
+    "pt_regs",
+    "ovl_inode",
+    "io_kiocb",
+    "io_open",
+    "io_rename",
+    "io_unlink",
+    "io_mkdir",
+    "io_link",
+    "io_close",
+    "filename",
+];
+
+/// The kernel's BTF, with the structs of [`STRUCTS`] it defines. A lookup
+/// by name is a pass over all of its names (about 1.5 ms here), and the
+/// offsets ask for a struct some sixty times: they are found in one pass.
+pub struct KernelBtf {
+    btf: Btf,
+    structs: HashMap<String, Type>,
+}
+
+impl Deref for KernelBtf {
+    type Target = Btf;
+
+    fn deref(&self) -> &Btf {
+        &self.btf
+    }
+}
+
+impl KernelBtf {
+    /// The definition of struct `name` (one of [`STRUCTS`]).
+    fn strukt(&self, name: &'static str) -> Result<Type, BtfError> {
+        self.structs
+            .get(name)
+            .cloned()
+            .ok_or(BtfError::NoStruct(name))
+    }
+}
+
 /// The kernel's BTF, opened, and the offsets the exact match reads from
 /// it; the BTF is kept for the io_uring offsets ([`io_uring`]), then
-/// dropped. Opening it indexes its names (about 20 ms here): it is
-/// opened once at start.
-pub fn kernel() -> Result<(KernelOffsets, Btf), BtfError> {
+/// dropped. It is opened once at start.
+pub fn kernel() -> Result<(KernelOffsets, KernelBtf), BtfError> {
     let btf = vmlinux()?;
     Ok((kernel_offsets(&btf)?, btf))
 }
@@ -68,14 +126,33 @@ pub fn kernel() -> Result<(KernelOffsets, Btf), BtfError> {
 /// The kernel's BTF. Mapped, only the types asked for are parsed (a few
 /// ms, where parsing all of it takes over 100 ms); kernels that cannot
 /// map the file are read whole.
-fn vmlinux() -> Result<Btf, BtfError> {
-    Btf::from_file_with_backend(VMLINUX, Backend::Mmap)
+fn vmlinux() -> Result<KernelBtf, BtfError> {
+    let btf = Btf::from_file_with_backend(VMLINUX, Backend::Mmap)
         .or_else(|_| Btf::from_file(VMLINUX))
-        .map_err(BtfError::Read)
+        .map_err(BtfError::Read)?;
+    let pattern = Regex::new(&format!("^(?:{})$", STRUCTS.join("|")))
+        .expect("the names of STRUCTS are identifiers");
+    let mut structs = HashMap::new();
+    for id in btf
+        .resolve_ids_by_regex(&pattern)
+        .map_err(BtfError::Parse)?
+    {
+        let Ok(ty) = btf.resolve_type_by_id(id) else {
+            continue;
+        };
+        // The definition, not a forward declaration (no members).
+        if let Type::Struct(s) = &ty
+            && !s.members.is_empty()
+            && let Ok(name) = btf.resolve_name(s)
+        {
+            structs.entry(name).or_insert(ty);
+        }
+    }
+    Ok(KernelBtf { btf, structs })
 }
 
 /// Reads every offset the exact match needs.
-fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
+fn kernel_offsets(btf: &KernelBtf) -> Result<KernelOffsets, BtfError> {
     let m = |strukt, path: &[&'static str], shape| member(btf, strukt, path, shape);
     use Shape::{Int, Pointer};
     Ok(KernelOffsets {
@@ -150,7 +227,7 @@ fn kernel_offsets(btf: &Btf) -> Result<KernelOffsets, BtfError> {
 /// offsets in `offsets` are 0), an error when it has them but BTF lacks
 /// the request's structs.
 pub fn io_uring(
-    btf: &Btf,
+    btf: &KernelBtf,
     offsets: &TracepointOffsets,
 ) -> Result<Option<IoUringOffsets>, BtfError> {
     if offsets.io_submit_req == 0 {
@@ -161,7 +238,7 @@ pub fn io_uring(
 
 /// Reads the offsets of the io_uring request's members the io_uring
 /// programs read.
-fn io_offsets(btf: &Btf) -> Result<IoUringOffsets, BtfError> {
+fn io_offsets(btf: &KernelBtf) -> Result<IoUringOffsets, BtfError> {
     let m = |strukt, path: &[&'static str], shape| member(btf, strukt, path, shape);
     use Shape::{Int, Pointer};
     Ok(IoUringOffsets {
@@ -196,17 +273,12 @@ fn io_offsets(btf: &Btf) -> Result<IoUringOffsets, BtfError> {
 /// anonymous struct and union members, and checking the last member's
 /// shape.
 fn member(
-    btf: &Btf,
+    btf: &KernelBtf,
     strukt: &'static str,
     path: &[&'static str],
     shape: Shape,
 ) -> Result<u32, BtfError> {
-    let mut ty = btf
-        .resolve_types_by_name(strukt)
-        .map_err(|_| BtfError::NoStruct(strukt))?
-        .into_iter()
-        .find(|t| matches!(t, Type::Struct(s) if !s.members.is_empty()))
-        .ok_or(BtfError::NoStruct(strukt))?;
+    let mut ty = btf.strukt(strukt)?;
     let mut offset = 0;
     for &name in path {
         let (bits, member_ty) = find_member(btf, &ty, name)?.ok_or(BtfError::NoMember {

@@ -268,7 +268,7 @@ fn check_machine(r: &mut Report) {
         None => r.line(Status::Skip, "programs", "needs the tracepoints"),
         Some((specs, offsets)) => {
             let io_uring = io_uring_line(r, kernel.as_ref().map(|(_, btf)| btf), &offsets);
-            let fast_reads = reads_line(r, kernel.as_ref().map(|(_, btf)| btf));
+            let fast_reads = reads_line(r, kernel.as_ref().map(|(_, btf)| &**btf));
             let setup = Setup {
                 specs: &specs,
                 offsets: &offsets,
@@ -306,7 +306,7 @@ fn check_machine(r: &mut Report) {
 /// `btf`).
 fn io_uring_line(
     r: &mut Report,
-    btf: Option<&btf_rs::Btf>,
+    btf: Option<&btf::KernelBtf>,
     offsets: &TracepointOffsets,
 ) -> Option<IoUringOffsets> {
     let Some(btf) = btf else {
