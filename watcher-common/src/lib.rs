@@ -1010,12 +1010,15 @@ pub mod names {
     pub const RENAMES: &str = "RENAMES";
     pub const SETTINGS: &str = "SETTINGS";
     pub const SPECS: &str = "SPECS";
+    pub const STASH: &str = "STASH";
     pub const TP_OFFSETS: &str = "TP_OFFSETS";
     pub const WATCHER_TGID: &str = "WATCHER_TGID";
     pub const WATCHES: &str = "WATCHES";
     pub const WATCH_BITS: &str = "WATCH_BITS";
     pub const WATCH_DEVS: &str = "WATCH_DEVS";
     pub const WATCH_INODES: &str = "WATCH_INODES";
+    pub const WRITERS: &str = "WRITERS";
+    pub const WRITE_FDS: &str = "WRITE_FDS";
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use aya_log::EbpfLogger;
 use watcher_common::{
     Edge, EdgeKey, InodeKey, IoUringOffsets, KernelOffsets, SUMMARY_SLOT, SYSCALL_ARGS_WORD,
     Settings, SyscallSpec, TASK_COMM_LEN, TracepointOffsets, UNDECIDED_SLOT, WATCH_PREFIX_MAX,
-    WatchBits, filter, match_mode, names, shape,
+    WatchBits, event_kind, filter, match_mode, names, shape,
 };
 use watcher_core::{filter::ProcessFilter, syscall::Syscall, watch::Watch};
 
@@ -153,6 +153,10 @@ pub struct Setup<'a> {
     /// they read through `bpf_probe_read_kernel`.
     pub fast_reads: Option<u32>,
     pub watching: &'a Watching<'a>,
+    /// Every kind that may be selected while the programs run
+    /// (`event_kind::bit`s): the maps only other kinds use are made
+    /// small.
+    pub kinds: u32,
 }
 
 /// What a reload may change while the programs stay attached.
@@ -169,11 +173,31 @@ pub struct Watching<'a> {
     pub modify_interval: Duration,
 }
 
+/// An aya loader, being made on a thread of its own: making one parses
+/// all of the kernel's BTF (about 15 ms here), which watcher does not use
+/// (`btf(None)`), so that is done while the rest of start-up goes on.
+pub struct Loader(std::thread::JoinHandle<EbpfLoader<'static>>);
+
+impl Loader {
+    pub fn start() -> Self {
+        Self(std::thread::spawn(EbpfLoader::new))
+    }
+
+    fn get(self) -> EbpfLoader<'static> {
+        self.0
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
 impl Probes {
-    /// Loads the programs, fills the maps and attaches every program.
-    /// Returns them with the ring buffer their events arrive in, and the
-    /// eBPF side's logs when `log_level` is not 0.
-    pub fn load(setup: &Setup) -> Result<(Self, RingBuf<MapData>, Option<Logger>), LoadError> {
+    /// Loads the programs with `loader`, fills the maps and attaches every
+    /// program. Returns them with the ring buffer their events arrive in,
+    /// and the eBPF side's logs when `log_level` is not 0.
+    pub fn load(
+        setup: &Setup,
+        loader: Loader,
+    ) -> Result<(Self, RingBuf<MapData>, Option<Logger>), LoadError> {
         let Setup {
             specs,
             offsets,
@@ -183,6 +207,7 @@ impl Probes {
             log_level,
             fast_reads,
             watching,
+            kinds,
         } = *setup;
         let tgid = std::process::id();
         let mode = match kernel {
@@ -190,28 +215,28 @@ impl Probes {
             None => match_mode::PREFIX,
         };
         let object = kfunc::patch(OBJECT, fast_reads).map_err(LoadError::Patch)?;
-        let mut ebpf = EbpfLoader::new()
+        let specs = from_regs(specs, kernel);
+        let (no_kernel, no_io_uring) = (KernelOffsets::default(), IoUringOffsets::default());
+        let fast = u32::from(fast_reads.is_some());
+        let mut loader: EbpfLoader<'_> = loader.get();
+        loader
             // No CO-RE relocations to make: the offsets come in
             // KERNEL_OFFSETS.
             .btf(None)
             .override_global(names::TP_OFFSETS, offsets, true)
-            .override_global(
-                names::KERNEL_OFFSETS,
-                kernel.unwrap_or(&KernelOffsets::default()),
-                true,
-            )
-            .override_global(
-                names::IO_OFFSETS,
-                io_uring.unwrap_or(&IoUringOffsets::default()),
-                true,
-            )
+            .override_global(names::KERNEL_OFFSETS, kernel.unwrap_or(&no_kernel), true)
+            .override_global(names::IO_OFFSETS, io_uring.unwrap_or(&no_io_uring), true)
             .override_global(names::MATCH_MODE, &mode, true)
-            .override_global(names::FAST_READS, &u32::from(fast_reads.is_some()), true)
+            .override_global(names::FAST_READS, &fast, true)
             .override_global(names::WATCHER_TGID, &tgid, true)
             // Off (0), the verifier drops the logging code: it is in
             // `.rodata`, so the verifier knows the value.
             .override_global(aya_log::LEVEL, &log_level, true)
-            .map_max_entries(names::EVENTS, ring_buffer_bytes)
+            .map_max_entries(names::EVENTS, ring_buffer_bytes);
+        for name in unused_maps(&specs, kinds) {
+            loader.map_max_entries(name, 1);
+        }
+        let mut ebpf = loader
             .load(kfunc::bytes(&object))
             .map_err(LoadError::Object)?;
         let logger = if log_level == 0 {
@@ -220,7 +245,6 @@ impl Probes {
             Some(EbpfLogger::init(&mut ebpf).map_err(LoadError::Logger)?)
         };
 
-        let specs = from_regs(specs, kernel);
         // Borrowed, not taken: a taken map closes when dropped, and the
         // programs are yet to be loaded with it.
         let mut spec_map: Array<_, SyscallSpec> =
@@ -635,6 +659,33 @@ fn from_regs(specs: &[Spec], kernel: Option<&KernelOffsets>) -> Vec<Spec> {
         );
     }
     specs
+}
+
+/// The maps the programs use only for kinds that cannot be selected
+/// (`kinds`, `event_kind::bit`s), with the syscall `specs` as loaded:
+/// they get one entry, as the LRU maps are allocated whole at load, which
+/// costs start-up time and kernel memory for nothing.
+fn unused_maps(specs: &[Spec], kinds: u32) -> Vec<&'static str> {
+    let selectable = |kind| kinds & event_kind::bit(kind) != 0;
+    let mut unused = Vec::new();
+    if selectable(event_kind::MODIFY) {
+        return unused;
+    }
+    // The verdicts on written files.
+    unused.push(names::FILES);
+    // Stashed at entry by writes, and by what is not read from the
+    // registers at exit (everything, without BTF); closes stash nothing.
+    if specs.iter().all(|s| {
+        s.spec.from_regs == 1
+            || matches!(s.spec.shape, shape::CLOSE | shape::WRITE | shape::ALLOCATE)
+    }) {
+        unused.push(names::STASH);
+    }
+    // Descriptors written or opened for writing under a watch.
+    if !selectable(event_kind::CLOSE_WRITE) {
+        unused.extend([names::WRITE_FDS, names::WRITERS]);
+    }
+    unused
 }
 
 fn take_map(name: &'static str, ebpf: &mut Ebpf) -> Result<Map, LoadError> {

@@ -12,7 +12,7 @@ use watcher_core::{
 };
 
 use crate::{
-    bpf::{self, Probes, Setup},
+    bpf::{self, Loader, Probes, Setup},
     btf, kfunc, syscalls, tracefs,
 };
 
@@ -285,8 +285,9 @@ fn check_machine(r: &mut Report) {
                     tag_actions: false,
                     modify_interval: defaults::MODIFY_INTERVAL,
                 },
+                kinds: Kind::mask(&Kind::ALL),
             };
-            match Probes::load(&setup) {
+            match Probes::load(&setup, Loader::start()) {
                 Ok((probes, ..)) => r.line(
                     Status::Ok,
                     "programs",

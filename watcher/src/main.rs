@@ -80,6 +80,7 @@ fn main() -> ExitCode {
             _ => None,
         }
         .map(|m| m.0),
+        reloads: matches!(cli.command, Command::Serve(_)),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -40,7 +40,7 @@ use watcher_core::{
 };
 
 use crate::{
-    bpf::{self, LoadError, Probes, Setup},
+    bpf::{self, LoadError, Loader, Probes, Setup},
     btf,
     exporter::{self, KernelGauges},
     kfunc, syscalls, tracefs,
@@ -88,12 +88,16 @@ pub struct Options {
     pub bpf_log: bool,
     /// Serve metrics at this address.
     pub metrics: Option<SocketAddr>,
+    /// The selected kinds may change at a reload (`serve`): what the
+    /// programs keep is sized for every kind, not only those selected.
+    pub reloads: bool,
 }
 
 /// Checks privileges and directories, loads and attaches the programs and
 /// prints the `watching` line (and tells systemd it is ready).
 pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
     privileges::check()?;
+    let loader = Loader::start();
     // Before anything is loaded: an address in use stops watcher here.
     let listener = options.metrics.map(exporter::bind).transpose()?;
     let btf = btf::kernel()
@@ -144,8 +148,13 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
         // tracepoint costs every process on the machine a little, and
         // stopping a little time.
         watching: &watching(plan, &watches, &edges),
+        kinds: if options.reloads {
+            u32::MAX
+        } else {
+            Kind::mask(&plan.kinds)
+        },
     };
-    let (probes, ring, logger) = Probes::load(&setup).inspect_err(|e: &LoadError| {
+    let (probes, ring, logger) = Probes::load(&setup, loader).inspect_err(|e: &LoadError| {
         if let (true, Some(log)) = (options.verbose, e.verifier_log()) {
             eprintln!("{log}");
         }
