@@ -395,11 +395,14 @@ impl Report<'_> {
             "\nWhat limits (b): at entry only the name is known, and a relative name, a \
              directory fd, `..` or a symlink may lead into the tree, so `sys_exit` reads the \
              open's arguments from the registers the kernel saved at entry (opens have no \
-             enter program) and walks from the opened file up to the root, testing each ancestor's identity against a bitmap of the watched \
-             directories (a hash lookup only where its bit is set). Kernel memory is read \
-             with direct loads: the `bpf_rdonly_cast` kfunc makes an address a pointer the \
-             verifier lets the program load from, where `bpf_probe_read_kernel` costs a helper \
-             call per read; the walk costs a few loads per level (here {} levels). The bpftrace script only \
+             enter program), finds the opened file (five loads from the task) and walks from \
+             it up to the root, testing each ancestor's identity against a bitmap of the \
+             watched directories; a file whose every ancestor's bit is clear ends there, \
+             before the process is looked up (only where a bit is set does the full walk, \
+             with its hash lookups, decide). Kernel memory is read with direct loads: the \
+             `bpf_rdonly_cast` kfunc makes an address a pointer the verifier lets the \
+             program load from, where `bpf_probe_read_kernel` costs a helper call per read; \
+             the walk costs a few loads per level (here {} levels). The bpftrace script only \
              compares the name's first bytes with the directory's path: cheaper per call, \
              blind to relative names, `..`, symlinks and directory fds, and to every syscall \
              but openat. Kernel audit matches a `-w` watch on the inode it resolves anyway, \
@@ -447,8 +450,13 @@ impl Report<'_> {
         );
         let _ = writeln!(
             md,
-            "What limits it: writers and watcher share the machine's CPUs. One writer makes \
-             events about as fast as watcher writes them out; with more writers than CPUs, \
+            "What limits it: the writers themselves first (the first rows): each file costs a \
+             writer its kernel work, and watcher adds its event to it (`sys_exit` inside the \
+             tree above), not a wakeup of watcher per event: a record wakes watcher only when \
+             none did in the last 250 µs, and watcher reads the ring buffer again within \
+             500 µs after reading records (a wakeup is an interrupt on the writing CPU, in a \
+             VM a trap to the host: it once cost a writer here more than the event itself). \
+             Writers and watcher share the machine's CPUs: with more writers than CPUs, \
              watcher gets a share of a CPU (last column) while the writers make events faster \
              than that, and the ring buffer holds the difference until it is full: the default \
              1 MiB holds a few thousand events, 16 MiB this whole burst. Nothing is lost \
@@ -577,6 +585,19 @@ impl Report<'_> {
              against the watched directories' identities), so its figures do not depend on the \
              tree; inotifywait walks the tree and places one watch per directory, each pinning \
              an inode in kernel memory, up to `fs.inotify.max_user_watches`."
+        );
+        let _ = writeln!(
+            md,
+            "\nWhat limits start-up: the kernel's verifier, which checks each program as it \
+             is loaded (the programs are loaded at once, a thread each, and their verification \
+             is most of the time: the verified instructions are in \"Where watcher's time \
+             goes\" above); each program inlines the whole event path, the walks included. The \
+             rest is reading the kernel's BTF and the tracepoints' formats and making the maps. \
+             What limits stop: detaching each syscall tracepoint waits for the kernel (an RCU \
+             grace period per tracepoint, which the kernel serialises), and watcher attaches \
+             one per syscall the kinds need (and an enter one for closes and writes); two raw \
+             tracepoints on all syscalls would detach in a millisecond, but their programs \
+             would cost every syscall of the machine 35-45 ns, where these cost it about 10."
         );
         md.push('\n');
         self.chart(md, Chart::Scale);
