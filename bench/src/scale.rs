@@ -52,19 +52,19 @@ pub struct Samples(pub Vec<Start>);
 
 impl Samples {
     pub fn ready_ms(&self) -> Option<Stat> {
-        let ms: Option<Vec<f64>> = self
-            .0
-            .iter()
-            .map(|s| s.ready.map(|d| d.as_secs_f64() * 1e3))
-            .collect();
-        ms.map(|v| Stat::of(&v))
+        self.ms(|s| s.ready)
     }
 
     pub fn stop_ms(&self) -> Option<Stat> {
+        self.ms(|s| s.stop)
+    }
+
+    /// Milliseconds of `f`, when every start has it.
+    fn ms(&self, f: impl Fn(&Start) -> Option<Duration>) -> Option<Stat> {
         let ms: Option<Vec<f64>> = self
             .0
             .iter()
-            .map(|s| s.stop.map(|d| d.as_secs_f64() * 1e3))
+            .map(|s| f(s).map(|d| d.as_secs_f64() * 1e3))
             .collect();
         ms.map(|v| Stat::of(&v))
     }

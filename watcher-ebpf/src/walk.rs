@@ -500,12 +500,8 @@ fn climb(target: &mut TargetState, off: &KernelOffsets) -> Result<Step, HelperEr
 /// 0.15 s), so only the first walk asks, once per step.
 #[inline(always)]
 fn on_watched_device(at: &Cursor) -> bool {
-    let bit = WatchBits::dev_bit(*at.dev());
     // SAFETY: only whether the entry exists is used, not the reference.
-    WATCH_BITS
-        .get(0)
-        .is_some_and(|bits| WatchBits::test(&bits.devs, bit))
-        && unsafe { WATCH_DEVS.get(at.dev()) }.is_some()
+    on_device_bit(at) && unsafe { WATCH_DEVS.get(at.dev()) }.is_some()
 }
 
 /// Whether the mount's device may hold a watched directory, by its bit
