@@ -251,10 +251,12 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let nr = syscall_nr(ctx)?;
     let spec = spec(nr)?;
+    // Read once; its failure (only possible through the helper) counts
+    // after the stash is taken back, as the stash is always deleted.
     let ret = record_field::<i64, { TracepointOffsets::USUAL_EXIT_RET as usize }>(
         ctx,
         tp_offsets().exit_ret,
-    )?;
+    );
     let exact = match_mode() == match_mode::EXACT;
     let stash = if spec.from_regs != 0 {
         // No enter program: what it would have stashed, from the
@@ -268,6 +270,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
         // machine.
         let mut file = 0;
         if spec.shape == shape::OPEN {
+            let ret = ret?;
             if !has_write_intent(args[role::FLAGS]) || ret < 0 {
                 return Ok(());
             }
@@ -301,6 +304,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
         }
         stash
     };
+    let ret = ret?;
     if ret < 0 {
         return Ok(());
     }
