@@ -5,7 +5,10 @@
 //! the map is `maps::SCRATCH`.
 
 use aya_ebpf::maps::lpm_trie::Key;
-use watcher_common::{CMDLINE_MAX, EXE_BUF_LEN, EventBuf, InodeKey, WATCH_NONE, WATCH_PREFIX_MAX};
+use watcher_common::{
+    CMDLINE_MAX, EXE_BUF_LEN, EventBuf, InodeKey, TASK_COMM_LEN, WATCH_NONE, WATCH_PREFIX_MAX,
+    event_kind,
+};
 
 use crate::vfs::Cursor;
 
@@ -146,6 +149,8 @@ pub struct Op {
     /// The process's root directory (dentry and mount), where the path
     /// walks count `Target::rooted`: read once per event, in `build_paths`.
     pub task_root: (u64, u64),
+    /// What the event is, for `event::emit`.
+    pub hit: Hit,
 }
 
 impl Op {
@@ -154,6 +159,46 @@ impl Op {
     #[inline(always)]
     pub fn name_deferred(&self) -> bool {
         self.len == 1 && self.targets[0].file != 0
+    }
+}
+
+/// What `event::emit` needs besides the targets in [`Op`].
+#[derive(Clone, Copy)]
+pub struct Hit {
+    pub kind: u32,
+    pub syscall: u32,
+    pub flags: u64,
+    /// The syscall's return value: the new fd for opens.
+    pub ret: i64,
+    /// Decide only, send nothing (an open tracked for `close_write` whose
+    /// own kinds are not selected).
+    pub quiet: bool,
+    /// The syscall opened the first target's file: a hit is marked
+    /// `CREATED` when the open created it.
+    pub opened: bool,
+    /// [`EventHeader::count`](watcher_common::EventHeader::count).
+    pub count: u32,
+    /// The thread that submitted an io_uring request and its name, when
+    /// the completion runs on another thread of the process.
+    pub submitter: Option<(u32, [u8; TASK_COMM_LEN])>,
+}
+
+impl Hit {
+    /// The `close_write` of a descriptor closed by syscall `syscall`
+    /// (`close`, `dup2`, `dup3`, or the process's exit), with the `count`
+    /// writes through it no `modify` counted yet.
+    #[inline(always)]
+    pub fn close_write(syscall: u32, count: u32) -> Self {
+        Self {
+            kind: event_kind::CLOSE_WRITE,
+            syscall,
+            flags: 0,
+            ret: 0,
+            quiet: false,
+            opened: false,
+            count,
+            submitter: None,
+        }
     }
 }
 

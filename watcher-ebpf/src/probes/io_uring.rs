@@ -34,10 +34,11 @@ use super::{
 use crate::{
     config::{event_mask, io_offsets, kernel_offsets, tp_offsets},
     error::Error,
-    event::{Hit, emit},
+    event::emit,
     files::{count_rename, count_write, track_opened, track_write_fd, verdict_of},
     maps::{IO_REQS, IO_SCRATCH, IO_SPECS, WRITE_FDS, op},
     read::read,
+    scratch::Hit,
     vfs::file_of_fd,
 };
 

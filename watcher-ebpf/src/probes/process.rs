@@ -18,9 +18,10 @@ use watcher_common::{FdKey, MAX_WRITE_FDS, SYSCALL_EXIT, TASK_COMM_LEN, event_ki
 
 use crate::{
     config::{event_mask, filters, kernel_offsets, tag_actions, tp_offsets, watcher_tgid},
-    event::{Hit, emit},
+    event::emit,
     files::{close_is_event, take_pending},
     maps::{ACTION_SLOT, EXCLUDED, FILTER_COMMS, FILTER_PIDS, FILTER_UIDS, WRITE_FDS, WRITERS, op},
+    scratch::Hit,
     vfs::{fd_table_size, file_of_fd},
 };
 

@@ -30,12 +30,13 @@ use super::process::admit;
 use crate::{
     config::{event_mask, kernel_offsets, match_mode, tp_offsets},
     error::Error,
-    event::{Hit, emit},
+    event::emit,
     files::{
         close_is_event, count_rename, count_write, take_pending, track_opened, track_write_fd,
         verdict_of,
     },
     maps::{SPECS, STASH, WRITE_FDS, op},
+    scratch::Hit,
     vfs::file_of_fd,
     walk::outside,
 };
