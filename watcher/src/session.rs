@@ -213,6 +213,14 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
     } else {
         "directories"
     };
+    // What start-up parsed (the kernel's BTF, in aya's loader) is freed,
+    // but glibc's allocator keeps the pages, in the loader thread's arena
+    // too: give them back (about 2.5 MB of resident memory).
+    #[cfg(target_env = "gnu")]
+    // SAFETY: no preconditions; it only returns free memory to the system.
+    unsafe {
+        libc::malloc_trim(0)
+    };
     // The ready line, printed whatever the log level: scripts wait for it.
     eprintln!("watching {} {plural}: {}", watches.len(), roots.join(", "));
     notify::send(&format!(
