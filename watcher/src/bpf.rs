@@ -216,6 +216,12 @@ impl Probes {
         };
         let object = kfunc::patch(OBJECT, fast_reads).map_err(LoadError::Patch)?;
         let specs = from_regs(specs, kernel);
+        // The io_uring operations followed, by `IORING_OP_*` value.
+        let io_specs = if io_uring.is_some() {
+            syscalls::io_uring_specs()
+        } else {
+            Vec::new()
+        };
         let (no_kernel, no_io_uring) = (KernelOffsets::default(), IoUringOffsets::default());
         let fast = u32::from(fast_reads.is_some());
         let mut loader: EbpfLoader<'_> = loader.get();
@@ -233,7 +239,7 @@ impl Probes {
             // `.rodata`, so the verifier knows the value.
             .override_global(aya_log::LEVEL, &log_level, true)
             .map_max_entries(names::EVENTS, ring_buffer_bytes);
-        for name in unused_maps(&specs, kinds) {
+        for name in unused_maps(&specs, &io_specs, kinds) {
             loader.map_max_entries(name, 1);
         }
         let mut ebpf = loader
@@ -255,11 +261,11 @@ impl Probes {
                 .map_err(map_err(names::SPECS))?;
         }
         if io_uring.is_some() {
-            let mut io_specs: Array<_, SyscallSpec> =
+            let mut io_spec_map: Array<_, SyscallSpec> =
                 Array::try_from(map_mut(names::IO_SPECS, &mut ebpf)?)
                     .map_err(map_err(names::IO_SPECS))?;
-            for (opcode, spec) in syscalls::io_uring_specs() {
-                io_specs
+            for &(opcode, spec) in &io_specs {
+                io_spec_map
                     .set(u32::from(opcode), spec, 0)
                     .map_err(map_err(names::IO_SPECS))?;
             }
@@ -661,28 +667,35 @@ fn from_regs(specs: &[Spec], kernel: Option<&KernelOffsets>) -> Vec<Spec> {
     specs
 }
 
-/// The maps the programs use only for kinds that cannot be selected
-/// (`kinds`, `event_kind::bit`s), with the syscall `specs` as loaded:
-/// they get one entry, as the LRU maps are allocated whole at load, which
-/// costs start-up time and kernel memory for nothing.
-fn unused_maps(specs: &[Spec], kinds: u32) -> Vec<&'static str> {
-    let selectable = |kind| kinds & event_kind::bit(kind) != 0;
+/// The maps no program can use while only `kinds` (`event_kind::bit`s)
+/// may be selected, from the syscall `specs` as loaded and the io_uring
+/// operations followed (`io_specs`): they get one entry, as the LRU maps
+/// are allocated whole at load, which costs start-up time and kernel
+/// memory for nothing.
+fn unused_maps(specs: &[Spec], io_specs: &[(u8, SyscallSpec)], kinds: u32) -> Vec<&'static str> {
+    let selectable = |spec: &SyscallSpec| spec.select & kinds != 0;
     let mut unused = Vec::new();
-    if selectable(event_kind::MODIFY) {
-        return unused;
-    }
-    // The verdicts on written files.
-    unused.push(names::FILES);
-    // Stashed at entry by writes, and by what is not read from the
-    // registers at exit (everything, without BTF); closes stash nothing.
-    if specs.iter().all(|s| {
-        s.spec.from_regs == 1
-            || matches!(s.spec.shape, shape::CLOSE | shape::WRITE | shape::ALLOCATE)
-    }) {
+    // The arguments kept at entry, by every selectable syscall with an
+    // enter program (everything, without BTF) but closes, sent at once.
+    if !specs
+        .iter()
+        .any(|s| selectable(&s.spec) && s.spec.from_regs == 0 && s.spec.shape != shape::CLOSE)
+    {
         unused.push(names::STASH);
     }
+    // The verdicts on open files: taken at the entry of writes, and at
+    // the submission of io_uring operations on a descriptor.
+    let writes = |spec: &SyscallSpec| matches!(spec.shape, shape::WRITE | shape::ALLOCATE);
+    if !specs.iter().any(|s| selectable(&s.spec) && writes(&s.spec))
+        && !io_specs
+            .iter()
+            .any(|(_, s)| selectable(s) && (writes(s) || s.shape == shape::FD))
+    {
+        unused.push(names::FILES);
+    }
     // Descriptors written or opened for writing under a watch.
-    if !selectable(event_kind::CLOSE_WRITE) {
+    if kinds & (event_kind::bit(event_kind::CLOSE_WRITE) | event_kind::bit(event_kind::MODIFY)) == 0
+    {
         unused.extend([names::WRITE_FDS, names::WRITERS]);
     }
     unused
