@@ -313,18 +313,9 @@ impl Session {
                         return Item::Events(events);
                     }
                 }
-                _ = self.loss_tick.tick() => {
-                    // Also a last resort for a record sent without a
-                    // wakeup that the recheck missed.
-                    let events = self.events.drain();
-                    if !events.is_empty() {
-                        self.pending.push_back(Item::Events(events));
-                    }
-                    let lost = self.losses.check(&mut self.probes);
-                    if !lost.is_empty() {
-                        self.pending.push_back(Item::Lost(lost));
-                    }
-                }
+                // Also a last resort for a record sent without a wakeup
+                // that the recheck missed.
+                _ = self.loss_tick.tick() => self.catch_up(),
                 _ = self.dirs_tick.tick() => {
                     let moved = self.follow();
                     if !moved.is_empty() {
@@ -342,6 +333,11 @@ impl Session {
     /// ring buffer, then the last losses.
     fn stopping(&mut self) {
         self.stopped = true;
+        self.catch_up();
+    }
+
+    /// Queues the events in the ring buffer, then the losses.
+    fn catch_up(&mut self) {
         let events = self.events.drain();
         if !events.is_empty() {
             self.pending.push_back(Item::Events(events));
