@@ -567,7 +567,9 @@ pub mod verdict {
 #[derive(Clone, Copy, Debug)]
 pub struct Stash {
     pub args: [u64; role::COUNT],
-    /// Writes: the `struct file` the fd was open on, taken at entry.
+    /// Writes: the `struct file` the fd was open on, taken at entry. Opens
+    /// read from the registers: the opened file, found not outside every
+    /// watch (0 when not looked at).
     pub file: u64,
     /// The syscall number.
     pub nr: u32,
