@@ -152,6 +152,7 @@ impl Bench<'_> {
         let _stats = BpfStats::on()?;
         let mut costs = Vec::new();
         let mut per_write = Vec::new();
+        let mut emit_insns = 0;
         let default_kinds: &[&str] = &[];
         for (events, cases) in [
             (default_kinds, &[Case::WriteOutside, Case::WriteInside][..]),
@@ -173,6 +174,9 @@ impl Bench<'_> {
                     per_write.push((Tool::Trace, ns as f64 / self.operations(case) as f64));
                 }
                 let after = program_stats(proc.id())?;
+                if let Some(emit) = after.get(UNATTACHED) {
+                    emit_insns = emit.insns;
+                }
                 for (name, a) in &after {
                     let b = before.get(name).copied().unwrap_or_default();
                     let runs = a.runs - b.runs;
@@ -203,6 +207,7 @@ impl Bench<'_> {
         Ok(Profile {
             programs: costs,
             per_write,
+            emit_insns,
         })
     }
 
@@ -470,6 +475,9 @@ pub struct Profile {
     /// close outside the tree ((b)), for watcher (`Tool::Trace`) and the
     /// bpftrace script.
     pub per_write: Vec<(Tool, f64)>,
+    /// The instructions the verifier processed for watcher's event
+    /// program, which is reached by tail calls and attached to nothing.
+    pub emit_insns: u64,
 }
 
 impl Profile {
@@ -502,7 +510,9 @@ struct ProgramStats {
 
 /// Run time, run count and verified instructions of the programs `pid`
 /// has attached, by program (`sys_enter`, `sys_exit`, or the tracepoint),
-/// from the fdinfo of its links and programs.
+/// from the fdinfo of its links and programs; a program attached to
+/// nothing (watcher's event program, reached by tail calls, whose time
+/// the kernel counts in its callers') as [`UNATTACHED`].
 fn program_stats(pid: u32) -> anyhow::Result<BTreeMap<String, ProgramStats>> {
     let mut names = BTreeMap::new();
     for info in FdInfo::of(pid)? {
@@ -516,9 +526,19 @@ fn program_stats(pid: u32) -> anyhow::Result<BTreeMap<String, ProgramStats>> {
     }
     Ok(programs(pid)?
         .into_iter()
-        .filter_map(|(id, s)| Some((names.get(&id)?.clone(), s)))
+        .map(|(id, s)| {
+            (
+                names
+                    .get(&id)
+                    .map_or(UNATTACHED, String::as_str)
+                    .to_string(),
+                s,
+            )
+        })
         .collect())
 }
+
+const UNATTACHED: &str = "unattached";
 
 /// The time the kernel has spent in all the programs `pid` holds.
 fn kernel_ns(pid: u32) -> anyhow::Result<u64> {

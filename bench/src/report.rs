@@ -377,6 +377,13 @@ impl Report<'_> {
                     .map_or("–".into(), |p| thousands(p.insns as usize))
             );
         }
+        let _ = writeln!(
+            md,
+            "\nA hit is handed over to watcher's event program by a tail call (the event path \
+             is checked by the verifier once, there, rather than in every program that sends \
+             events): its time is counted in its caller's above; it verified {} instructions.",
+            thousands(self.profile.emit_insns as usize)
+        );
         let per_write = |tool| {
             self.profile
                 .per_write(tool)
@@ -594,8 +601,8 @@ impl Report<'_> {
             "\nWhat limits start-up: the kernel's verifier, which checks each program as it \
              is loaded (the programs are loaded at once, a thread each, and their verification \
              is most of the time: the verified instructions are in \"Where watcher's time \
-             goes\" above); each program inlines the whole event path, the walks included. The \
-             rest is reading the kernel's BTF and the tracepoints' formats and making the maps. \
+             goes\" above); the event path, the walks included, is one program the others \
+             reach by a tail call, so it is checked once. The rest is reading the kernel's BTF and the tracepoints' formats and making the maps. \
              What limits stop: detaching each syscall tracepoint waits for the kernel (an RCU \
              grace period per tracepoint, which the kernel serialises), and watcher attaches \
              one per syscall the kinds need (and an enter one for closes and writes); two raw \

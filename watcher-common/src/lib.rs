@@ -996,6 +996,7 @@ pub mod names {
     pub const ACTION_SLOT: &str = "ACTION_SLOT";
     pub const DIRTY: &str = "DIRTY";
     pub const EDGES: &str = "EDGES";
+    pub const EMIT: &str = "EMIT";
     pub const EVENTS: &str = "EVENTS";
     pub const FAST_READS: &str = "FAST_READS";
     pub const FILES: &str = "FILES";

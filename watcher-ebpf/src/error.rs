@@ -25,6 +25,9 @@ pub enum Error {
     /// The per-CPU scratch value, or the target asked for in it, is not
     /// there: never, but the verifier wants every lookup checked.
     NoScratch,
+    /// The tail call into the event program failed: its slot in `EMIT`
+    /// is empty, which it is not once user space filled it.
+    NoEmitProgram,
 }
 
 impl Error {

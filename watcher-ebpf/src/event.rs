@@ -15,6 +15,7 @@ use aya_ebpf::{
             bpf_ringbuf_submit_dynptr,
         },
     },
+    programs::TracePointContext,
 };
 use watcher_common::{
     CMDLINE_MAX, EVENT_DATA_LEN, EVENT_HEADER_LEN, PATH_MAX, TASK_COMM_LEN, Target, UNDECIDED_SLOT,
@@ -25,19 +26,34 @@ use crate::{
     account::{count_lost, mark_dirty},
     config::{kernel_offsets, match_mode},
     error::Error,
-    maps::{EVENTS, WOKEN, op, scratch},
+    maps::{EMIT, EVENTS, WOKEN, op, scratch},
     scratch::{FOUND, Hit, MISS, TargetState, UNDECIDED},
     vfs::file_mode,
     walk::{build_paths, decide_targets, read_name},
     who,
 };
 
-/// Decides about every target of the [`Op`](crate::scratch::Op) and sends
-/// the event when one lies under a watch (or may). Returns the event's
-/// watch (`WATCH_NONE` when undecided), or `None` when it was no event.
+/// Hands the event described by the scratch [`Op`]'s targets and `hit`
+/// over to the event program (`probes::emit`) by a tail call, which does
+/// not come back: the caller's work must be done before. It comes back
+/// only when the call failed, which it cannot once user space filled
+/// `EMIT` (before attaching anything): the event is then counted lost.
 #[inline(always)]
-pub fn emit(hit: &Hit) -> Result<Option<u32>, Error> {
+pub fn hand_over(ctx: &TracePointContext, hit: &Hit) -> Result<(), Error> {
     op().ok_or(Error::NoScratch)?.hit = *hit;
+    // SAFETY: `ctx` is the running program's, and the slot holds a
+    // tracepoint program, which reads its context the same way.
+    unsafe { EMIT.tail_call(ctx, 0) };
+    count_lost(UNDECIDED_SLOT);
+    Err(Error::NoEmitProgram)
+}
+
+/// Decides about every target of the scratch [`Op`] and sends the event
+/// its `hit` describes when one lies under a watch (or may). Returns the
+/// event's watch (`WATCH_NONE` when undecided), or `None` when it was no
+/// event.
+#[inline(always)]
+pub fn emit() -> Result<Option<u32>, Error> {
     match watcher_emit() {
         NO_EVENT => Ok(None),
         FAILED => Err(Error::NoScratch),
@@ -56,9 +72,8 @@ const HELPER_FAILED: i64 = 1 << 32;
 /// [`emit`]'s work, on the [`Hit`] in the scratch map. Verifier
 /// workaround: a global function (no arguments, an integer returned) is
 /// checked once, on its own, where inlined it was checked again for every
-/// way into it (each syscall shape, each io_uring operation: 95,000
-/// instructions verified in `io_uring_complete` became 25,000), which was
-/// most of watcher's start-up.
+/// way into it: the event program calls it for one event, and for each
+/// descriptor of an exiting process.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn watcher_emit() -> i64 {

@@ -7,7 +7,7 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use watcher_common::{
     Edge, EdgeKey, FdKey, FileState, InodeKey, IoStash, MAX_EDGES, MAX_EXCLUDED, MAX_FILES,
@@ -155,6 +155,13 @@ pub static FILTER_COMMS: HashMap<[u8; TASK_COMM_LEN], u8> =
 /// then the slots for undecided events and for every loss.
 #[map]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(SLOTS, 0);
+
+/// The event program (`probes::emit`), in its one slot: the others hand
+/// their events over to it by a tail call, so the verifier checks the
+/// event path once, in that program, rather than once in each of them
+/// (most of watcher's start-up). User space fills it before attaching.
+#[map]
+pub static EMIT: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 /// Each CPU's [`Scratch`]: one value.
 #[map]

@@ -6,8 +6,8 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use watcher_common::{
-    CMDLINE_MAX, EXE_BUF_LEN, EventBuf, InodeKey, TASK_COMM_LEN, WATCH_NONE, WATCH_PREFIX_MAX,
-    event_kind,
+    CMDLINE_MAX, EXE_BUF_LEN, EventBuf, InodeKey, SYSCALL_EXIT, TASK_COMM_LEN, WATCH_NONE,
+    WATCH_PREFIX_MAX, event_kind,
 };
 
 use crate::vfs::Cursor;
@@ -181,6 +181,15 @@ pub struct Hit {
     /// The thread that submitted an io_uring request and its name, when
     /// the completion runs on another thread of the process.
     pub submitter: Option<(u32, [u8; TASK_COMM_LEN])>,
+    /// Once decided, the new descriptor (`ret`) of an open is remembered
+    /// for its `close_write` (`files::track_opened`).
+    pub track: bool,
+    /// The io_uring request whose `IO_REQS` entry holds the names the
+    /// event reads: removed once it is sent. 0 for syscalls.
+    pub io_req: u64,
+    /// Not one event but the `close_write`s of the exiting process's
+    /// descriptors below this number (`sched_process_exit`); 0 otherwise.
+    pub exiting: u32,
 }
 
 impl Hit {
@@ -198,6 +207,19 @@ impl Hit {
             opened: false,
             count,
             submitter: None,
+            track: false,
+            io_req: 0,
+            exiting: 0,
+        }
+    }
+
+    /// The `close_write`s of the exiting process's descriptors below
+    /// `fds`.
+    #[inline(always)]
+    pub fn exiting(fds: u32) -> Self {
+        Self {
+            exiting: fds,
+            ..Self::close_write(SYSCALL_EXIT, 0)
         }
     }
 }

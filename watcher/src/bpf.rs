@@ -9,7 +9,7 @@ use std::{
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{
-        Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf,
+        Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues, ProgramArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{Program, ProgramError, TracePoint, trace_point::TracePointLink},
@@ -96,6 +96,10 @@ impl LoadError {
 fn map_mut<'a>(name: &'static str, ebpf: &'a mut Ebpf) -> Result<&'a mut Map, LoadError> {
     ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))
 }
+
+/// The event program, never attached: the others hand their events over
+/// to it by a tail call, through `EMIT`.
+const EMIT_PROGRAM: &str = "emit";
 
 /// The io_uring programs and their tracepoints, in the order they are
 /// attached.
@@ -273,12 +277,28 @@ impl Probes {
         let mut programs: Vec<&'static str> = PROCESS_TRACEPOINTS
             .iter()
             .map(|&(_, name)| name)
-            .chain(["sys_exit", "sys_enter"])
+            .chain([EMIT_PROGRAM, "sys_exit", "sys_enter"])
             .collect();
         if io_uring.is_some() {
             programs.extend(IO_URING_TRACEPOINTS.iter().map(|&(program, _)| program));
         }
         load_at_once(&mut ebpf, &programs)?;
+        // Before anything is attached: every event goes through it.
+        let emit = tracepoint_program(EMIT_PROGRAM, ebpf.program_mut(EMIT_PROGRAM))?
+            .fd()
+            .map_err(|source| LoadError::Load {
+                program: EMIT_PROGRAM,
+                source,
+            })?
+            .try_clone()
+            .map_err(|e| LoadError::Load {
+                program: EMIT_PROGRAM,
+                source: e.into(),
+            })?;
+        ProgramArray::try_from(map_mut(names::EMIT, &mut ebpf)?)
+            .map_err(map_err(names::EMIT))?
+            .set(0, &emit, 0)
+            .map_err(map_err(names::EMIT))?;
         let lost = PerCpuArray::try_from(take_map(names::LOST, &mut ebpf)?)
             .map_err(map_err(names::LOST))?;
         let dirty =

@@ -23,7 +23,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use watcher_common::{
-    IoStash, PATH_MAX, SyscallSpec, TASK_COMM_LEN, WATCH_NONE, event_kind, event_status, io_op,
+    IoStash, PATH_MAX, SyscallSpec, TASK_COMM_LEN, event_kind, event_status, io_op,
     open_flags::has_write_intent, shape, verdict,
 };
 
@@ -34,8 +34,8 @@ use super::{
 use crate::{
     config::{event_mask, io_offsets, kernel_offsets, tp_offsets},
     error::Error,
-    event::emit,
-    files::{count_rename, count_write, track_opened, track_write_fd, verdict_of},
+    event::hand_over,
+    files::{count_rename, count_write, track_write_fd, verdict_of},
     maps::{IO_REQS, IO_SCRATCH, IO_SPECS, WRITE_FDS, op},
     read::read,
     scratch::Hit,
@@ -192,7 +192,7 @@ fn try_submit(ctx: &TracePointContext) -> Result<(), Error> {
                 return Ok(());
             };
             // A close fails only on a descriptor that is not open.
-            return closing(spec, tgid, fd as u32, origin);
+            return closing(ctx, spec, tgid, fd as u32, origin);
         }
         _ => return Ok(()),
     }
@@ -309,26 +309,20 @@ fn complete(ctx: &TracePointContext, req: u64, stash: *const IoStash) -> Result<
     if direct {
         first.status |= event_status::DIRECT;
     }
-    let watch = emit(&Hit {
-        kind: spec.kind,
-        syscall: spec.id,
-        flags: stash.flags,
-        ret,
-        quiet,
-        opened,
-        count,
-        submitter: Some((stash.tid, stash.comm)),
-    })?;
-    if watch == Some(WATCH_NONE) {
-        debug!(
-            ctx,
-            target: "bpf",
-            "io_uring op {}: the walk ended before a watch was decided, event sent undecided",
-            stash.opcode
-        );
-    }
-    if opened && !direct {
-        track_opened(tgid, ret, watch);
-    }
-    Ok(())
+    hand_over(
+        ctx,
+        &Hit {
+            kind: spec.kind,
+            syscall: spec.id,
+            flags: stash.flags,
+            ret,
+            quiet,
+            opened,
+            count,
+            submitter: Some((stash.tid, stash.comm)),
+            track: opened && !direct,
+            io_req: req,
+            exiting: 0,
+        },
+    )
 }

@@ -18,7 +18,7 @@ use watcher_common::{FdKey, MAX_WRITE_FDS, SYSCALL_EXIT, TASK_COMM_LEN, event_ki
 
 use crate::{
     config::{event_mask, filters, kernel_offsets, tag_actions, tp_offsets, watcher_tgid},
-    event::emit,
+    event::{emit, hand_over},
     files::{close_is_event, take_pending},
     maps::{ACTION_SLOT, EXCLUDED, FILTER_COMMS, FILTER_PIDS, FILTER_UIDS, WRITE_FDS, WRITERS, op},
     scratch::Hit,
@@ -146,11 +146,19 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         let fds = fd_table_size(kernel_offsets())
             .unwrap_or(0)
             .min(MAX_WRITE_FDS);
-        // SAFETY: `close_at_exit_cb` has the signature `bpf_loop` calls, and
-        // takes no context, so the null one is never read.
-        unsafe { bpf_loop(fds, close_at_exit_cb as *mut c_void, ptr::null_mut(), 0) };
+        // The event program looks through the descriptors.
+        let _ = hand_over(&ctx, &Hit::exiting(fds));
     }
     0
+}
+
+/// The `close_write`s of the exiting process's descriptors below `fds`,
+/// in the event program.
+#[inline(always)]
+pub fn close_at_exit(fds: u32) {
+    // SAFETY: `close_at_exit_cb` has the signature `bpf_loop` calls, and
+    // takes no context, so the null one is never read.
+    unsafe { bpf_loop(fds, close_at_exit_cb as *mut c_void, ptr::null_mut(), 0) };
 }
 
 /// Descriptor `fd` of the exiting process: a `close_write` when it was
@@ -176,6 +184,7 @@ extern "C" fn close_at_exit_cb(fd: u64, _ctx: *mut c_void) -> i64 {
     }
     op.len = 1;
     op.targets[0].reset(file, fd as i64, 0);
-    let _ = emit(&Hit::close_write(SYSCALL_EXIT, count));
+    op.hit = Hit::close_write(SYSCALL_EXIT, count);
+    let _ = emit();
     0
 }

@@ -21,7 +21,7 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use watcher_common::{
     FdKey, NO_ARG, SYSCALL_ARGS_WORD, SYSCALL_RECORD_LEN, Stash, SyscallSpec, TracepointOffsets,
-    WATCH_NONE, event_kind, match_mode,
+    event_kind, match_mode,
     open_flags::{AT_FDCWD, has_write_intent},
     role, shape, verdict,
 };
@@ -30,11 +30,8 @@ use super::process::admit;
 use crate::{
     config::{event_mask, kernel_offsets, match_mode, tp_offsets},
     error::Error,
-    event::emit,
-    files::{
-        close_is_event, count_rename, count_write, take_pending, track_opened, track_write_fd,
-        verdict_of,
-    },
+    event::hand_over,
+    files::{close_is_event, count_rename, count_write, take_pending, track_write_fd, verdict_of},
     maps::{SPECS, STASH, WRITE_FDS, op},
     scratch::Hit,
     vfs::file_of_fd,
@@ -152,7 +149,7 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), Error> {
     };
     (stash.origin, stash.event) = (origin, event);
     if spec.shape == shape::CLOSE {
-        return closing(spec, tgid, stash.args[role::FD] as u32, stash.origin);
+        return closing(ctx, spec, tgid, stash.args[role::FD] as u32, stash.origin);
     }
     STASH.insert(&pid_tgid, &stash, 0).map_err(Error::helper)
 }
@@ -228,11 +225,15 @@ fn regs_record() -> [u64; SYSCALL_RECORD_LEN / 8] {
 /// enters. At its exit the file may be gone: `close` releases it before
 /// it returns, and a file unlinked while open (or made with `O_TMPFILE`)
 /// goes with it. A close fails only on a descriptor that is not open, and
-/// a `dup2` only on a bad old one, so what is sent here happens. Not
-/// inlined: a subprogram of its own keeps the event's code out of the
-/// entry path every other syscall takes.
-#[inline(never)]
-pub fn closing(spec: &SyscallSpec, tgid: u32, fd: u32, origin: u32) -> Result<(), Error> {
+/// a `dup2` only on a bad old one, so what is sent here happens.
+#[inline(always)]
+pub fn closing(
+    ctx: &TracePointContext,
+    spec: &SyscallSpec,
+    tgid: u32,
+    fd: u32,
+    origin: u32,
+) -> Result<(), Error> {
     let _ = WRITE_FDS.remove(&FdKey { tgid, fd });
     let file = file_of_fd(kernel_offsets(), i64::from(fd))?;
     let count = take_pending(file);
@@ -243,8 +244,7 @@ pub fn closing(spec: &SyscallSpec, tgid: u32, fd: u32, origin: u32) -> Result<()
     op.len = 1;
     op.origin = origin;
     op.targets[0].reset(file, i64::from(fd), 0);
-    emit(&Hit::close_write(spec.id, count))?;
-    Ok(())
+    hand_over(ctx, &Hit::close_write(spec.id, count))
 }
 
 #[inline(always)]
@@ -384,26 +384,20 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), Error> {
         }
         _ => return Ok(()),
     }
-    let watch = emit(&Hit {
-        kind: spec.kind,
-        syscall: spec.id,
-        flags,
-        ret,
-        quiet,
-        opened,
-        count,
-        submitter: None,
-    })?;
-    if watch == Some(WATCH_NONE) {
-        debug!(
-            ctx,
-            target: "bpf",
-            "syscall {}: the walk ended before a watch was decided, event sent undecided",
-            nr
-        );
-    }
-    if opened && exact {
-        track_opened(tgid, ret, watch);
-    }
-    Ok(())
+    hand_over(
+        ctx,
+        &Hit {
+            kind: spec.kind,
+            syscall: spec.id,
+            flags,
+            ret,
+            quiet,
+            opened,
+            count,
+            submitter: None,
+            track: opened && exact,
+            io_req: 0,
+            exiting: 0,
+        },
+    )
 }
