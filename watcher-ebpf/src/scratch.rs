@@ -27,6 +27,16 @@ pub struct Scratch {
     pub exe: [u8; EXE_BUF_LEN],
     pub cmdline: [u8; CMDLINE_MAX],
     pub exe_walk: ExeWalk,
+    /// The walk of `walk::outside`.
+    pub outside: Outside,
+}
+
+/// The state of `walk::outside`'s walk.
+#[repr(C)]
+pub struct Outside {
+    pub at: Cursor,
+    /// 1 once the root was reached without a bit set on the way.
+    pub top: u32,
 }
 
 /// How a walk ended.

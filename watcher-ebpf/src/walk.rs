@@ -28,8 +28,8 @@ use crate::{
     maps::{EDGES, WATCH_BITS, WATCH_DEVS, WATCH_INODES, WATCHES, op, scratch},
     read::read_component,
     scratch::{
-        END_FAILED, END_FOUND, END_NONE, END_TOP, FOUND, MISS, Op, PLACE, Scratch, TargetState,
-        UNDECIDED,
+        END_FAILED, END_FOUND, END_NONE, END_TOP, FOUND, MISS, Op, Outside, PLACE, Scratch,
+        TargetState, UNDECIDED,
     },
     vfs::{Cursor, Step, TaskDir, file_of_fd, task_dir, task_mntns},
 };
@@ -87,9 +87,17 @@ pub fn outside(file: u64) -> bool {
         Ok(Some(upper)) if !on_device_bit(&upper) => {}
         _ => return false,
     }
-    let mut walk = Outside { at, top: 0 };
+    let Some(s) = scratch() else {
+        return false;
+    };
+    s.outside = Outside { at, top: 0 };
+    let mut walk = ptr::from_mut(&mut s.outside);
     // Verifier: a `bpf_loop` callback is checked once, where a plain loop
-    // was checked at every step (26,000 more instructions to verify).
+    // was checked at every step (26,000 more instructions to verify). Its
+    // state is in the scratch map, whose contents the verifier does not
+    // follow, and the context is the pointer to it: with the state itself
+    // on the stack, it checked the callback again for each set of values
+    // it could hold there (9,000 instructions in `sys_exit`).
     // SAFETY: `outside_cb` has the signature `bpf_loop` calls, and its
     // context is `walk`, which outlives the loop.
     unsafe {
@@ -100,23 +108,17 @@ pub fn outside(file: u64) -> bool {
             0,
         )
     };
-    walk.top == 1
-}
-
-/// The state of [`outside`]'s walk, on its stack.
-#[repr(C)]
-struct Outside {
-    at: Cursor,
-    /// 1 once the root was reached without a bit set on the way.
-    top: u32,
+    // SAFETY: `walk` points into this CPU's scratch value.
+    unsafe { (*walk).top == 1 }
 }
 
 /// One step of [`outside`]: stops at a bit set or a detour ("maybe"), or
 /// at the root (`top`).
 #[inline(never)]
 extern "C" fn outside_cb(_index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: the context is the `Outside` `outside` handed to `bpf_loop`.
-    let walk = unsafe { &mut *ctx.cast::<Outside>() };
+    // SAFETY: the context is the pointer `outside` handed to `bpf_loop`,
+    // to this CPU's scratch value, valid while the program runs.
+    let walk = unsafe { &mut **ctx.cast::<*mut Outside>() };
     let off = kernel_offsets();
     let at = &mut walk.at;
     if !on_device_bit(at) {
