@@ -171,6 +171,50 @@ fn io_uring_operations_are_reported_with_the_submitting_process() {
     assert_eq!(mine[17].get("fd"), None, "{}", mine[17]);
 }
 
+/// With the default kinds no write can be selected, so the map that keeps
+/// written files' verdicts has one entry: an io_uring `ftruncate` (a
+/// `truncate`) takes its verdict without keeping it, file after file.
+#[test]
+fn io_uring_ftruncates_are_seen_with_the_default_kinds() {
+    let tree = Tree::new("uring-truncate");
+    let media = tree.dir("media");
+    let outside = tree.dir("outside");
+    let w = Watcher::trace_json_with(&[], &[&media]);
+    let ops = [
+        ("openat:wc", "a"),
+        ("ftruncate", "3"),
+        ("close", "-"),
+        ("openat:wc", "b"),
+        ("ftruncate", "5"),
+        ("close", "-"),
+        ("openat:w", "a"),
+        ("ftruncate", "1"),
+        ("close", "-"),
+    ];
+    let Some((pid, results)) = uring(&media, &ops) else {
+        return;
+    };
+    assert_eq!(results, vec!["ok"; ops.len()]);
+    let (other, results) = uring(&outside, &ops).unwrap();
+    assert!(results.iter().all(|r| r == "ok"), "{results:?}");
+
+    let events = w.events_until_marker(&media);
+    assert_eq!(seen(&events, other), []);
+    let truncates: Vec<_> = seen(&events, pid)
+        .into_iter()
+        .filter(|(event, ..)| event == "truncate")
+        .collect();
+    let (a, b) = (media.join("a"), media.join("b"));
+    assert_eq!(
+        truncates,
+        [
+            e("truncate", "ftruncate", &a),
+            e("truncate", "ftruncate", &b),
+            e("truncate", "ftruncate", &a),
+        ]
+    );
+}
+
 #[test]
 fn run_acts_on_changes_made_through_io_uring() {
     let tree = Tree::new("uring-run");

@@ -703,14 +703,12 @@ fn unused_maps(specs: &[Spec], io_specs: &[(u8, SyscallSpec)], kinds: u32) -> Ve
     {
         unused.push(names::STASH);
     }
-    // The verdicts on open files: taken at the entry of writes, and at
-    // the submission of io_uring operations on a descriptor.
-    let writes = |spec: &SyscallSpec| matches!(spec.shape, shape::WRITE | shape::ALLOCATE);
-    if !specs.iter().any(|s| selectable(&s.spec) && writes(&s.spec))
-        && !io_specs
-            .iter()
-            .any(|(_, s)| selectable(s) && (writes(s) || s.shape == shape::FD))
-    {
+    // The verdicts on files written, kept from their first write (an
+    // io_uring operation on a descriptor keeps one there when it can).
+    let writes = |spec: &SyscallSpec| {
+        selectable(spec) && matches!(spec.shape, shape::WRITE | shape::ALLOCATE)
+    };
+    if !specs.iter().any(|s| writes(&s.spec)) && !io_specs.iter().any(|(_, s)| writes(s)) {
         unused.push(names::FILES);
     }
     // Descriptors written or opened for writing under a watch.
