@@ -143,13 +143,16 @@ pub static ACTION_SLOT: Array<u32> = Array::with_max_entries(1, 0);
 /// group ids (`--pid`), uids (`--uid`) and comms (`--comm` and
 /// `--exclude-comm`, the value says which). Checked when a syscall enters,
 /// so a process filtered out costs no more than an unrelated syscall.
+/// Only user space writes them: allocated as filled.
 #[map]
-pub static FILTER_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_FILTER_KEYS, 0);
+pub static FILTER_PIDS: HashMap<u32, u8> =
+    HashMap::with_max_entries(MAX_FILTER_KEYS, BPF_F_NO_PREALLOC);
 #[map]
-pub static FILTER_UIDS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_FILTER_KEYS, 0);
+pub static FILTER_UIDS: HashMap<u32, u8> =
+    HashMap::with_max_entries(MAX_FILTER_KEYS, BPF_F_NO_PREALLOC);
 #[map]
 pub static FILTER_COMMS: HashMap<[u8; TASK_COMM_LEN], u8> =
-    HashMap::with_max_entries(MAX_FILTER_KEYS, 0);
+    HashMap::with_max_entries(MAX_FILTER_KEYS, BPF_F_NO_PREALLOC);
 
 /// Events that did not fit in the ring buffer, per CPU and per watch id;
 /// then the slots for undecided events and for every loss.
