@@ -177,14 +177,17 @@ pub struct Watching<'a> {
     pub modify_interval: Duration,
 }
 
-/// An aya loader, being made on a thread of its own: making one parses
-/// all of the kernel's BTF (about 15 ms here), which watcher does not use
-/// (`btf(None)`), so that is done while the rest of start-up goes on.
+/// An aya loader, being made on a thread of its own while the rest of
+/// start-up goes on: making one parses all of the kernel's BTF (15-25 ms
+/// of CPU here), which watcher does not use (`btf(None)`).
 pub struct Loader(std::thread::JoinHandle<EbpfLoader<'static>>);
 
 impl Loader {
     pub fn start() -> Self {
-        Self(std::thread::spawn(EbpfLoader::new))
+        Self(std::thread::spawn(|| {
+            hide_kernel_btf();
+            EbpfLoader::new()
+        }))
     }
 
     fn get(self) -> EbpfLoader<'static> {
@@ -620,6 +623,21 @@ fn tracepoint_program<'a>(
         .ok_or(LoadError::MissingProgram(program))?
         .try_into()
         .map_err(|source| LoadError::ProgramType { program, source })
+}
+
+/// Workaround for aya 0.14, whose `EbpfLoader::new()` always parses
+/// `/sys/kernel/btf/vmlinux`: the calling thread alone (its own copy of
+/// the process's root and working directory, `CLONE_FS`) takes `/proc` as
+/// its root, where that path does not exist, so the loader is made
+/// without it. Where either call is refused, it parses it as before.
+fn hide_kernel_btf() {
+    // SAFETY: plain syscalls; unshared, the root changes for this thread
+    // only, which makes the loader and ends.
+    unsafe {
+        if libc::unshare(libc::CLONE_FS) == 0 {
+            libc::chroot(c"/proc".as_ptr());
+        }
+    }
 }
 
 /// Loads tracepoint program `program` (the kernel verifies it).
