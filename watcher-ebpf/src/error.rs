@@ -36,7 +36,35 @@ impl Error {
     pub fn helper(code: impl Into<i64>) -> Self {
         Self::Helper(code.into())
     }
+
+    /// How a global function returns the error (a global function, a
+    /// verifier workaround, is checked once on its own, and returns an
+    /// integer): below -1, so that its values may be -1 and up.
+    #[inline(always)]
+    pub fn code(self) -> i64 {
+        match self {
+            Self::Helper(code) => code - HELPER_FAILED,
+            _ => FAILED,
+        }
+    }
+
+    /// The result a global function's integer stands for: a value (-1
+    /// and up), or the error [`code`](Self::code) made of it (any error
+    /// but a helper's comes back as `NoScratch`).
+    #[inline(always)]
+    pub fn from_code(code: i64) -> Result<i64, Self> {
+        match code {
+            value if value > FAILED => Ok(value),
+            FAILED => Err(Self::NoScratch),
+            code => Err(Self::Helper(code + HELPER_FAILED)),
+        }
+    }
 }
+
+/// [`Error::code`] of an error other than a helper's; a helper's error
+/// code (a negative errno) minus `HELPER_FAILED`.
+const FAILED: i64 = -2;
+const HELPER_FAILED: i64 = 1 << 32;
 
 impl From<HelperError> for Error {
     #[inline(always)]

@@ -8,10 +8,9 @@ use core::{ffi::c_void, mem::MaybeUninit, ptr};
 use aya_ebpf::{
     bindings::{BPF_RB_NO_WAKEUP, bpf_dynptr},
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_ktime_get_boot_ns,
+        bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
         generated::{
-            bpf_dynptr_write, bpf_ringbuf_discard_dynptr, bpf_ringbuf_reserve_dynptr,
+            self, bpf_dynptr_write, bpf_ringbuf_discard_dynptr, bpf_ringbuf_reserve_dynptr,
             bpf_ringbuf_submit_dynptr,
         },
     },
@@ -54,37 +53,14 @@ pub fn hand_over(ctx: &TracePointContext, hit: &Hit) -> Result<(), Error> {
 /// event.
 #[inline(always)]
 pub fn emit() -> Result<Option<u32>, Error> {
-    Ok(match from_code(watcher_emit())? {
+    Ok(match Error::from_code(watcher_emit())? {
         NO_EVENT => None,
         watch => Some(watch as u32),
     })
 }
 
-/// What the global functions return besides a value (0 to `u32::MAX`,
-/// or [`NO_EVENT`]): a failure other than a helper's, or a helper's error
-/// code minus `HELPER_FAILED`.
+/// What [`watcher_emit`] returns when there is no event.
 const NO_EVENT: i64 = -1;
-const FAILED: i64 = -2;
-const HELPER_FAILED: i64 = 1 << 32;
-
-/// How a global function returns `error`.
-#[inline(always)]
-fn error_code(error: Error) -> i64 {
-    match error {
-        Error::Helper(code) => code - HELPER_FAILED,
-        _ => FAILED,
-    }
-}
-
-/// The result a global function's integer stands for.
-#[inline(always)]
-fn from_code(code: i64) -> Result<i64, Error> {
-    match code {
-        value if value >= NO_EVENT => Ok(value),
-        FAILED => Err(Error::NoScratch),
-        code => Err(Error::Helper(code + HELPER_FAILED)),
-    }
-}
 
 /// [`emit`]'s work, on the [`Hit`] in the scratch map: the event's watch,
 /// or [`NO_EVENT`]. Verifier workaround: a global function (no arguments,
@@ -95,13 +71,13 @@ fn from_code(code: i64) -> Result<i64, Error> {
 #[inline(never)]
 pub extern "C" fn watcher_emit() -> i64 {
     let Some(op) = op() else {
-        return FAILED;
+        return Error::NoScratch.code();
     };
     let hit = op.hit;
     match emit_hit(&hit) {
         Ok(None) => NO_EVENT,
         Ok(Some(watch)) => i64::from(watch),
-        Err(e) => error_code(e),
+        Err(e) => e.code(),
     }
 }
 
@@ -140,7 +116,7 @@ fn emit_hit(hit: &Hit) -> Result<Option<u32>, Error> {
     if match_mode() == match_mode::EXACT {
         build_paths(len);
     }
-    from_code(watcher_send(u64::from(watch)))?;
+    Error::from_code(watcher_send(u64::from(watch)))?;
     Ok(Some(watch))
 }
 
@@ -153,20 +129,24 @@ fn emit_hit(hit: &Hit) -> Result<Option<u32>, Error> {
 #[inline(never)]
 pub extern "C" fn watcher_send(watch: u64) -> i64 {
     let Some(op) = op() else {
-        return FAILED;
+        return Error::NoScratch.code();
     };
     let hit = op.hit;
     match send(&hit, watch as u32) {
         Ok(()) => 0,
-        Err(e) => error_code(e),
+        Err(e) => e.code(),
     }
 }
 
 #[inline(always)]
 fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
-    // Before the header is filled: it resets the process part.
-    let carries_image = who::fill().unwrap_or(false);
+    // Before the header is filled: it resets the process part. Verifier
+    // workaround: the answer goes through the scratch map, read back once
+    // the record is sent; kept in a register, each answer (and a failed
+    // fill) had the rest checked again.
+    let carries_image = u32::from(who::fill().unwrap_or(false));
     let s = scratch().ok_or(Error::NoScratch)?;
+    s.op.carries_image = carries_image;
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
     let header = &mut s.event.header;
@@ -184,10 +164,17 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
     header.targets_len = s.op.len;
     header.origin = s.op.origin;
     header.count = hit.count;
-    header.comm = match hit.submitter {
-        Some((_, comm)) => comm,
-        None => bpf_get_current_comm().unwrap_or([0; TASK_COMM_LEN]),
-    };
+    match hit.submitter {
+        Some((_, comm)) => header.comm = comm,
+        // Verifier workaround: written in place (the helper zeroes it when
+        // it fails); through a copy on the stack, the rest was checked
+        // once with that stack written and once without.
+        // SAFETY: the helper writes at most TASK_COMM_LEN bytes, the
+        // size of `comm`.
+        None => unsafe {
+            generated::bpf_get_current_comm(header.comm.as_mut_ptr().cast(), TASK_COMM_LEN as u32);
+        },
+    }
     let [first, second] = &s.op.targets;
     header.targets = [
         target_header(first),
@@ -224,7 +211,9 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
     match unsafe { output(parts, wakeup(header.time_ns)) } {
         // Only a record sent can stand for the image's later events.
         Ok(()) => {
-            if carries_image {
+            // SAFETY: a field of this CPU's scratch value, valid and
+            // aligned; volatile, so that it is read back from the map.
+            if unsafe { ptr::read_volatile(&s.op.carries_image) } != 0 {
                 who::image_sent(&header.process.image);
             }
         }

@@ -161,6 +161,9 @@ pub struct Op {
     pub task_root: (u64, u64),
     /// What the event is, for `event::emit`.
     pub hit: Hit,
+    /// 1 when the record carries the process's executable and command
+    /// line (`who::fill`).
+    pub carries_image: u32,
 }
 
 impl Op {
