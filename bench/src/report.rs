@@ -598,11 +598,13 @@ impl Report<'_> {
         );
         let _ = writeln!(
             md,
-            "\nWhat limits start-up: the kernel's verifier, which checks each program as it \
-             is loaded (the programs are loaded at once, a thread each, and their verification \
-             is most of the time: the verified instructions are in \"Where watcher's time \
-             goes\" above); the event path, the walks included, is one program the others \
-             reach by a tail call, so it is checked once. The rest is reading the kernel's BTF and the tracepoints' formats and making the maps. \
+            "\nWhat limits start-up, in order: reading the kernel's BTF for the offsets the \
+             programs use and the tracepoints' formats; making the maps (the LRU hashes are \
+             allocated whole); the kernel's verifier, which checks each program as it is \
+             loaded (the programs are loaded at once, a thread each; the event path is one \
+             program the others reach by a tail call, checked once, and the longest: the \
+             verified instructions are in \"Where watcher's time goes\" above); attaching a \
+             tracepoint per syscall the kinds need. \
              What limits stop: detaching each syscall tracepoint waits for the kernel (an RCU \
              grace period per tracepoint, which the kernel serialises), and watcher attaches \
              one per syscall the kinds need (and an enter one for closes and writes); two raw \

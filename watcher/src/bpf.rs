@@ -178,8 +178,7 @@ pub struct Watching<'a> {
 }
 
 /// An aya loader, being made on a thread of its own while the rest of
-/// start-up goes on: making one parses all of the kernel's BTF (15-25 ms
-/// of CPU here), which watcher does not use (`btf(None)`).
+/// start-up goes on (see [`hide_kernel_btf`]).
 pub struct Loader(std::thread::JoinHandle<EbpfLoader<'static>>);
 
 impl Loader {
@@ -626,10 +625,11 @@ fn tracepoint_program<'a>(
 }
 
 /// Workaround for aya 0.14, whose `EbpfLoader::new()` always parses
-/// `/sys/kernel/btf/vmlinux`: the calling thread alone (its own copy of
-/// the process's root and working directory, `CLONE_FS`) takes `/proc` as
-/// its root, where that path does not exist, so the loader is made
-/// without it. Where either call is refused, it parses it as before.
+/// `/sys/kernel/btf/vmlinux` (15-25 ms of CPU here), which watcher does
+/// not use (`btf(None)`): the calling thread alone (its own copy of the
+/// process's root and working directory, `CLONE_FS`) takes `/proc` as its
+/// root, where that path does not exist, so the loader is made without
+/// it. Where either call is refused, it is parsed as before.
 fn hide_kernel_btf() {
     // SAFETY: plain syscalls; unshared, the root changes for this thread
     // only, which makes the loader and ends.
