@@ -374,6 +374,7 @@ impl Report<'_> {
                 ns(Case::WriteData),
                 cost(Case::WriteOutside)
                     .or(cost(Case::WriteInside))
+                    .or(cost(Case::WriteData))
                     .map_or("–".into(), |p| thousands(p.insns as usize))
             );
         }

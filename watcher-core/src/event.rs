@@ -498,17 +498,12 @@ fn split_components(components: &[u8]) -> impl Iterator<Item = &[u8]> {
 pub fn expand(ev: Event, selected: &[Kind]) -> Vec<Event> {
     if ev.kind == Kind::CloseWrite {
         let writes = ev.writes.filter(|&n| n > 0);
-        return [(Kind::Modify, writes), (Kind::CloseWrite, None)]
+        let kinds = [(Kind::Modify, writes), (Kind::CloseWrite, None)]
             .into_iter()
             .filter(|&(kind, writes)| {
                 selected.contains(&kind) && (kind == Kind::CloseWrite || writes.is_some())
-            })
-            .map(|(kind, writes)| Event {
-                kind,
-                writes,
-                ..ev.clone()
-            })
-            .collect();
+            });
+        return split(ev, kinds);
     }
     if ev.kind != Kind::Write {
         return if selected.contains(&ev.kind) {
@@ -518,15 +513,35 @@ pub fn expand(ev: Event, selected: &[Kind]) -> Vec<Event> {
         };
     }
     let truncated = !ev.created && ev.flags & libc::O_TRUNC as u64 != 0;
-    [
+    let writes = ev.writes;
+    let kinds = [
         (Kind::Create, ev.created),
         (Kind::Truncate, truncated),
         (Kind::Write, true),
     ]
     .into_iter()
     .filter(|&(kind, applies)| applies && selected.contains(&kind))
-    .map(|(kind, _)| Event { kind, ..ev.clone() })
-    .collect()
+    .map(|(kind, _)| (kind, writes));
+    split(ev, kinds)
+}
+
+/// One event of each `(kind, writes)`, from `ev`: copies of it, and
+/// itself as the last one (most records are one or two events).
+fn split(ev: Event, kinds: impl Iterator<Item = (Kind, Option<u32>)>) -> Vec<Event> {
+    let mut kinds = kinds.peekable();
+    let mut events = Vec::with_capacity(2);
+    while let Some((kind, writes)) = kinds.next() {
+        if kinds.peek().is_none() {
+            events.push(Event { kind, writes, ..ev });
+            break;
+        }
+        events.push(Event {
+            kind,
+            writes,
+            ..ev.clone()
+        });
+    }
+    events
 }
 
 /// The path from the kernel's components (file first, each ended by a

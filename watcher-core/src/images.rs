@@ -36,6 +36,16 @@ pub struct Images {
 /// Images seen in one generation.
 const GENERATION: usize = 2 * MAX_IMAGES as usize;
 
+/// `known`, an image kept, into the event's `who` that left it out.
+fn give_back(known: &Image, who: &mut Who) {
+    who.exe.clone_from(&known.exe);
+    who.exe_truncated = known.exe_truncated;
+    who.exe_deleted = known.exe_deleted;
+    who.cmdline.clone_from(&known.cmdline);
+    who.cmdline_truncated = known.cmdline_truncated;
+    who.image_sent = false;
+}
+
 impl Images {
     /// Keeps what the event of process `pid` says of its image, or gives
     /// it back to an event that left it out.
@@ -57,26 +67,20 @@ impl Images {
             );
             return;
         }
-        let Some(known) = self
-            .current
-            .get(&key)
-            .cloned()
-            .or_else(|| self.previous.remove(&key))
-        else {
+        // Copied from where it is kept, once: most events are of an image
+        // kept in the current generation.
+        if let Some(known) = self.current.get(&key) {
+            give_back(known, who);
+            return;
+        }
+        let Some(known) = self.previous.remove(&key) else {
             // Not unless the above does not hold: the event goes on
             // without them.
             tracing::debug!("pid {pid}: no executable kept for its process image");
             return;
         };
-        who.exe.clone_from(&known.exe);
-        who.exe_truncated = known.exe_truncated;
-        who.exe_deleted = known.exe_deleted;
-        who.cmdline.clone_from(&known.cmdline);
-        who.cmdline_truncated = known.cmdline_truncated;
-        who.image_sent = false;
-        if !self.current.contains_key(&key) {
-            self.keep(key, known);
-        }
+        give_back(&known, who);
+        self.keep(key, known);
     }
 
     fn keep(&mut self, key: Key, image: Image) {

@@ -85,10 +85,13 @@ impl Batch {
     }
 
     fn add_path(&mut self, path: &[u8], truncated: bool, cap: usize) {
-        // A path seen before in this batch is already kept or counted.
-        if !self.seen.insert(path.to_vec()) {
+        // A path seen before in this batch is already kept or counted
+        // (looked up first: most events repeat one, an open's create and
+        // write).
+        if self.seen.contains(path) {
             return;
         }
+        self.seen.insert(path.to_vec());
         // A relative-looking tail is no use to the action: left out, and
         // counted so that the action knows the list is incomplete.
         if self.paths.len() < cap && !truncated {
