@@ -120,11 +120,11 @@ fn emit_hit(hit: &Hit) -> Result<Option<u32>, Error> {
     Ok(Some(watch))
 }
 
-/// [`send`], on the [`Hit`] in the scratch map, for `watch`: 0 once sent. Verifier workaround: a global
-/// function, checked once; inlined, it was checked again for each way the
-/// decision reaches it (one target or two, a name read late or not, a
-/// created file or not): 21,000 instructions verified in the event
-/// program became 15,400.
+/// [`send`], on the [`Hit`] in the scratch map, for `watch`: 0 once
+/// sent. Verifier workaround: a global function, checked once; inlined,
+/// it was checked again for each way the decision reaches it (one target
+/// or two, a name read late or not, a created file or not): 21,000
+/// instructions verified in the event program became 15,400.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn watcher_send(watch: u64) -> i64 {

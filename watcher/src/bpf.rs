@@ -612,7 +612,6 @@ fn map_err(map: &'static str) -> impl Fn(MapError) -> LoadError {
     move |source| LoadError::Map { map, source }
 }
 
-/// Map `name`, taken from the loaded object: it closes when dropped.
 /// `program` as the tracepoint program it is.
 fn tracepoint_program<'a>(
     program: &'static str,
@@ -705,11 +704,11 @@ fn from_regs(specs: &[Spec], kernel: Option<&KernelOffsets>) -> Vec<Spec> {
     specs
 }
 
-/// The maps no program can use while only `kinds` (`event_kind::bit`s)
-/// may be selected, from the syscall `specs` as loaded and the io_uring
-/// operations followed (`io_specs`): they get one entry, as the LRU maps
-/// are allocated whole at load, which costs start-up time and kernel
-/// memory for nothing.
+/// The maps no program needs more than one entry of while only `kinds`
+/// (`event_kind::bit`s) may be selected, from the syscall `specs` as
+/// loaded and the io_uring operations followed (`io_specs`): they get one
+/// entry, as the LRU maps are allocated whole at load, which costs
+/// start-up time and kernel memory for nothing.
 fn unused_maps(specs: &[Spec], io_specs: &[(u8, SyscallSpec)], kinds: u32) -> Vec<&'static str> {
     let selectable = |spec: &SyscallSpec| spec.select & kinds != 0;
     let mut unused = Vec::new();
@@ -737,6 +736,7 @@ fn unused_maps(specs: &[Spec], io_specs: &[(u8, SyscallSpec)], kinds: u32) -> Ve
     unused
 }
 
+/// Map `name`, taken from the loaded object: it closes when dropped.
 fn take_map(name: &'static str, ebpf: &mut Ebpf) -> Result<Map, LoadError> {
     ebpf.take_map(name).ok_or(LoadError::MissingMap(name))
 }

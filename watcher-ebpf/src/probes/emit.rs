@@ -45,7 +45,7 @@ fn try_emit(ctx: &TracePointContext) -> Result<(), Error> {
         debug!(
             ctx,
             target: "bpf",
-            "syscall {}: the walk ended before a watch was decided, event sent undecided",
+            "syscall id {}: the walk ended before a watch was decided, event sent undecided",
             hit.syscall
         );
     }
