@@ -8,6 +8,7 @@ use std::{
     fs,
     os::unix::{ffi::OsStrExt, fs::MetadataExt},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use crate::mountinfo;
@@ -16,10 +17,19 @@ use crate::mountinfo;
 /// hierarchies are a handful of levels deep).
 const MAX_DEPTH: usize = 32;
 
+/// A cgroup as events name it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Cgroup {
+    /// The path below the hierarchy's root (`/` for the root itself).
+    pub path: Vec<u8>,
+    /// The container id the path names.
+    pub container: Option<String>,
+}
+
 pub struct Cgroups {
     /// Where the cgroup v2 hierarchy is mounted, if it is.
     root: Option<PathBuf>,
-    paths: HashMap<u64, Vec<u8>>,
+    known: HashMap<u64, Arc<Cgroup>>,
     /// Ids a walk did not find: not looked for again.
     missing: HashSet<u64>,
 }
@@ -30,46 +40,44 @@ impl Cgroups {
             root: fs::read_to_string("/proc/self/mountinfo")
                 .ok()
                 .and_then(|info| cgroup2_root(&info)),
-            paths: HashMap::new(),
+            known: HashMap::new(),
             missing: HashSet::new(),
         }
     }
 
-    /// The path of cgroup `id` below the hierarchy's root (`/` for the
-    /// root itself), or `None` when it is gone or there is no cgroup v2.
-    pub fn path(&mut self, id: u64) -> Option<&[u8]> {
-        if !self.paths.contains_key(&id) && !self.missing.contains(&id) {
+    /// Cgroup `id`, or `None` when it is gone or there is no cgroup v2.
+    pub fn get(&mut self, id: u64) -> Option<Arc<Cgroup>> {
+        if !self.known.contains_key(&id) && !self.missing.contains(&id) {
             if let Some(root) = &self.root {
-                self.paths.clear();
-                walk(root, b"", 0, &mut self.paths);
+                self.known.clear();
+                walk(root, b"", 0, &mut self.known);
             }
-            if !self.paths.contains_key(&id) {
+            if !self.known.contains_key(&id) {
                 self.missing.insert(id);
             }
         }
-        self.paths.get(&id).map(Vec::as_slice)
+        self.known.get(&id).cloned()
     }
 }
 
-fn walk(dir: &Path, rel: &[u8], depth: usize, paths: &mut HashMap<u64, Vec<u8>>) {
+fn walk(dir: &Path, rel: &[u8], depth: usize, known: &mut HashMap<u64, Arc<Cgroup>>) {
     let Ok(meta) = fs::metadata(dir) else {
         return;
     };
-    paths.insert(
-        meta.ino(),
-        if rel.is_empty() {
-            b"/".to_vec()
-        } else {
-            rel.to_vec()
-        },
-    );
+    let path = if rel.is_empty() {
+        b"/".to_vec()
+    } else {
+        rel.to_vec()
+    };
+    let container = container_id(&path);
+    known.insert(meta.ino(), Arc::new(Cgroup { path, container }));
     if depth >= MAX_DEPTH {
         return;
     }
     for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             let rel = [rel, b"/", entry.file_name().as_bytes()].concat();
-            walk(&entry.path(), &rel, depth + 1, paths);
+            walk(&entry.path(), &rel, depth + 1, known);
         }
     }
 }
@@ -85,7 +93,7 @@ fn cgroup2_root(mountinfo: &str) -> Option<PathBuf> {
 /// component, bare (cgroupfs driver: `/docker/ID`, `/kubepods/…/ID`) or as
 /// systemd names scopes (`docker-ID.scope`, `libpod-ID.scope`,
 /// `cri-containerd-ID.scope`, `crio-ID.scope`).
-pub fn container_id(path: &[u8]) -> Option<String> {
+fn container_id(path: &[u8]) -> Option<String> {
     const PREFIXES: [&[u8]; 5] = [b"docker-", b"libpod-", b"cri-containerd-", b"crio-", b""];
     path.rsplit(|&b| b == b'/').find_map(|component| {
         let component = component.strip_suffix(b".scope").unwrap_or(component);
@@ -135,7 +143,11 @@ mod tests {
             return;
         }
         // The root cgroup's directory is inode 1 of cgroupfs.
-        assert_eq!(cgroups.path(1), Some(b"/".as_slice()));
-        assert_eq!(cgroups.path(u64::MAX), None);
+        let root = cgroups.get(1).unwrap();
+        assert_eq!(
+            (root.path.as_slice(), &root.container),
+            (b"/".as_slice(), &None)
+        );
+        assert_eq!(cgroups.get(u64::MAX), None);
     }
 }

@@ -1,13 +1,13 @@
 //! Decoding the events the kernel side sends through the ring buffer.
 
-use std::{mem::size_of, os::unix::ffi::OsStrExt, path::Path};
+use std::{mem::size_of, os::unix::ffi::OsStrExt, path::Path, sync::Arc};
 
 use watcher_common::{
     EVENT_HEADER_LEN, EventHeader, Process, ProcessImage, Target, WATCH_NONE, event_status,
     proc_status,
 };
 
-use crate::{kind::Kind, path::normalize, syscall::Syscall};
+use crate::{cgroup::Cgroup, kind::Kind, path::normalize, syscall::Syscall};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -181,12 +181,25 @@ pub struct Who {
     /// The mount namespace's inode number (`/proc/PID/ns/mnt`).
     pub mntns: Option<u32>,
     pub cgroup_id: u64,
-    /// The cgroup's path below the cgroup v2 root, found in user space from
-    /// `cgroup_id` (`None` when the cgroup is already gone).
-    pub cgroup: Option<Vec<u8>>,
-    /// A container id the cgroup path names (Docker, Podman, containerd,
-    /// CRI-O, Kubernetes).
-    pub container: Option<String>,
+    /// The cgroup's path and container, found in user space from
+    /// `cgroup_id` (`None` when the cgroup is already gone); shared by the
+    /// events of a cgroup.
+    pub cgroup: Option<Arc<Cgroup>>,
+    /// The executable and command line (`None`: not known); shared by the
+    /// events of a process image.
+    pub program: Option<Arc<Program>>,
+    /// The process image the event came from (with BTF).
+    pub image: Option<ProcessImage>,
+    /// The record left the executable and command line out: an earlier
+    /// one of the same image carried them ([`Images`](crate::images::Images)
+    /// puts them back).
+    pub image_sent: bool,
+}
+
+/// What a process image runs, as the kernel read it at the image's first
+/// event.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Program {
     /// The executable's absolute path (its last components when
     /// `exe_truncated`).
     pub exe: Option<Vec<u8>>,
@@ -197,12 +210,6 @@ pub struct Who {
     /// The command line's arguments, at most `CMDLINE_MAX` bytes of them.
     pub cmdline: Vec<Vec<u8>>,
     pub cmdline_truncated: bool,
-    /// The process image the event came from (with BTF).
-    pub image: Option<ProcessImage>,
-    /// The record left the executable and command line out: an earlier
-    /// one of the same image carried them ([`Images`](crate::images::Images)
-    /// puts them back).
-    pub image_sent: bool,
 }
 
 /// Converts the kernel's `CLOCK_BOOTTIME` stamps to wall-clock time.
@@ -283,24 +290,29 @@ pub fn decode(
     let elsewhere = process.status & proc_status::KNOWN != 0
         && process.mntns != 0
         && Some(process.mntns) != mntns;
-    let names: Vec<&[u8]> = targets.iter().map(|t| take(t.name_len)).collect();
-    let paths: Vec<&[u8]> = targets.iter().map(|t| take(t.path_len)).collect();
-    let mut sides: Vec<Side> = targets
-        .iter()
-        .zip(names.into_iter().zip(paths))
-        .map(|(t, (name, path))| {
-            let extra = take(t.extra_len);
-            let side = side(t, name, path, exact);
-            // Exact paths, walked in the filesystem (not lexically).
-            let walked = exact && !side.truncated && t.status & event_status::LEXICAL == 0;
-            Side {
-                anchor: walked
-                    .then(|| anchor(t, name, path, extra, elsewhere))
-                    .flatten(),
-                ..side
-            }
-        })
-        .collect();
+    // At most two targets: their names, then their paths, then their
+    // extra components.
+    let mut parts = |len: fn(&Target) -> u32| -> [&[u8]; 2] {
+        std::array::from_fn(|i| targets.get(i).map_or(&[][..], |t| take(len(t))))
+    };
+    let names = parts(|t| t.name_len);
+    let paths = parts(|t| t.path_len);
+    let extras = parts(|t| t.extra_len);
+    let side_of = |i: usize| {
+        let t = &targets[i];
+        let side = side(t, names[i], paths[i], exact);
+        // Exact paths, walked in the filesystem (not lexically).
+        let walked = exact && !side.truncated && t.status & event_status::LEXICAL == 0;
+        Side {
+            anchor: walked
+                .then(|| anchor(t, names[i], paths[i], extras[i], elsewhere))
+                .flatten(),
+            ..side
+        }
+    };
+    // The new name is the last; a rename or link has the old one before.
+    let new = side_of(targets.len() - 1);
+    let old = (targets.len() == 2).then(|| side_of(0));
     let exe = take(process.exe_len);
     let cmdline = take(process.cmdline_len);
     let who = who(&process, exe, cmdline);
@@ -312,11 +324,6 @@ pub fn decode(
         .position(|&b| b == 0)
         .unwrap_or(header.comm.len());
     let status = targets.iter().fold(0, |s, t| s | t.status);
-    // The new name is the last; a rename or link has the old one before.
-    let new = sides
-        .pop()
-        .ok_or(DecodeError::Targets(header.targets_len))?;
-    let old = sides.pop();
     let by_name = targets
         .last()
         .is_some_and(|t| t.status & event_status::BASE != 0);
@@ -363,13 +370,7 @@ pub fn decode(
 
 fn who(p: &Process, exe: &[u8], cmdline: &[u8]) -> Who {
     let known = |v| (p.status & proc_status::KNOWN != 0).then_some(v);
-    let exe_truncated = p.status & proc_status::EXE_TRUNCATED != 0;
-    let mut args: Vec<Vec<u8>> = cmdline.split(|&b| b == 0).map(<[u8]>::to_vec).collect();
-    // The last argument's NUL leaves an empty piece (none when cut), and
-    // a command line not read leaves one.
-    if cmdline.last() == Some(&0) || cmdline.is_empty() {
-        args.pop();
-    }
+    let image_sent = p.status & proc_status::IMAGE_SENT != 0;
     Who {
         ppid: known(p.ppid),
         euid: known(p.euid),
@@ -378,14 +379,32 @@ fn who(p: &Process, exe: &[u8], cmdline: &[u8]) -> Who {
         mntns: known(p.mntns).filter(|&ns| ns != 0),
         cgroup_id: p.cgroup_id,
         cgroup: None,
-        container: None,
+        // Most records leave it out: given back by `Images`.
+        program: (!image_sent).then(|| Arc::new(program(p, exe, cmdline))),
+        image: (p.status & proc_status::KNOWN != 0).then_some(p.image),
+        image_sent,
+    }
+}
+
+fn program(p: &Process, exe: &[u8], cmdline: &[u8]) -> Program {
+    let exe_truncated = p.status & proc_status::EXE_TRUNCATED != 0;
+    Program {
         exe: (!exe.is_empty()).then(|| join_components(exe, exe_truncated)),
         exe_truncated,
         exe_deleted: !exe.is_empty() && p.status & proc_status::EXE_DELETED != 0,
-        cmdline: args,
+        // No arguments when none were read; the last one's NUL ends it
+        // (none when cut).
+        cmdline: if cmdline.is_empty() {
+            Vec::new()
+        } else {
+            cmdline
+                .strip_suffix(b"\0")
+                .unwrap_or(cmdline)
+                .split(|&b| b == 0)
+                .map(<[u8]>::to_vec)
+                .collect()
+        },
         cmdline_truncated: p.status & proc_status::CMDLINE_TRUNCATED != 0,
-        image: (p.status & proc_status::KNOWN != 0).then_some(p.image),
-        image_sent: p.status & proc_status::IMAGE_SENT != 0,
     }
 }
 
@@ -482,7 +501,7 @@ fn anchor(
 
 /// The components of a path as the kernel writes them (file first, each
 /// ended by a NUL).
-fn split_components(components: &[u8]) -> impl Iterator<Item = &[u8]> {
+fn split_components(components: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
     components
         .strip_suffix(b"\0")
         .unwrap_or(components)
@@ -490,50 +509,57 @@ fn split_components(components: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|_| !components.is_empty())
 }
 
-/// The events one record stands for, among the `selected` kinds: an open
-/// is a `create` when it created the file, a `truncate` when O_TRUNC
-/// emptied an existing one, and a `write`, in that order; a close is a
-/// `modify` of the writes no `modify` counted yet (if any), then a
-/// `close_write`.
-pub fn expand(ev: Event, selected: &[Kind]) -> Vec<Event> {
-    if ev.kind == Kind::CloseWrite {
-        let writes = ev.writes.filter(|&n| n > 0);
-        let kinds = [(Kind::Modify, writes), (Kind::CloseWrite, None)]
-            .into_iter()
-            .filter(|&(kind, writes)| {
-                selected.contains(&kind) && (kind == Kind::CloseWrite || writes.is_some())
-            });
-        return split(ev, kinds);
-    }
-    if ev.kind != Kind::Write {
-        return if selected.contains(&ev.kind) {
-            vec![ev]
-        } else {
-            Vec::new()
-        };
-    }
-    let truncated = !ev.created && ev.flags & libc::O_TRUNC as u64 != 0;
+/// The events one record stands for, among the `selected` kinds, with
+/// the writes each stands for: an open is a `create` when it created the
+/// file, a `truncate` when O_TRUNC emptied an existing one, and a
+/// `write`, in that order; a close is a `modify` of the writes no
+/// `modify` counted yet (if any), then a `close_write`.
+pub fn kinds<'a>(
+    ev: &Event,
+    selected: &'a [Kind],
+) -> impl Iterator<Item = (Kind, Option<u32>)> + use<'a> {
     let writes = ev.writes;
-    let kinds = [
-        (Kind::Create, ev.created),
-        (Kind::Truncate, truncated),
-        (Kind::Write, true),
-    ]
-    .into_iter()
-    .filter(|&(kind, applies)| applies && selected.contains(&kind))
-    .map(|(kind, _)| (kind, writes));
-    split(ev, kinds)
+    let candidates = match ev.kind {
+        Kind::CloseWrite => {
+            let unseen = writes.filter(|&n| n > 0);
+            [
+                (Kind::Modify, unseen, unseen.is_some()),
+                (Kind::CloseWrite, None, true),
+                (Kind::CloseWrite, None, false),
+            ]
+        }
+        Kind::Write => {
+            let truncated = !ev.created && ev.flags & libc::O_TRUNC as u64 != 0;
+            [
+                (Kind::Create, writes, ev.created),
+                (Kind::Truncate, writes, truncated),
+                (Kind::Write, writes, true),
+            ]
+        }
+        kind => [
+            (kind, writes, true),
+            (kind, writes, false),
+            (kind, writes, false),
+        ],
+    };
+    candidates
+        .into_iter()
+        .filter(|&(kind, _, applies)| applies && selected.contains(&kind))
+        .map(|(kind, writes, _)| (kind, writes))
 }
 
-/// One event of each `(kind, writes)`, from `ev`: copies of it, and
+/// Appends the events of [`kinds`] to `events`: copies of `ev`, and `ev`
 /// itself as the last one (most records are one or two events).
-fn split(ev: Event, kinds: impl Iterator<Item = (Kind, Option<u32>)>) -> Vec<Event> {
-    let mut kinds = kinds.peekable();
-    let mut events = Vec::with_capacity(2);
-    while let Some((kind, writes)) = kinds.next() {
-        if kinds.peek().is_none() {
+pub fn expand(ev: Event, selected: &[Kind], events: &mut Vec<Event>) {
+    let mut wanted = [None; 3];
+    for (slot, kind) in wanted.iter_mut().zip(kinds(&ev, selected)) {
+        *slot = Some(kind);
+    }
+    let mut wanted = wanted.into_iter().flatten().peekable();
+    while let Some((kind, writes)) = wanted.next() {
+        if wanted.peek().is_none() {
             events.push(Event { kind, writes, ..ev });
-            break;
+            return;
         }
         events.push(Event {
             kind,
@@ -541,20 +567,22 @@ fn split(ev: Event, kinds: impl Iterator<Item = (Kind, Option<u32>)>) -> Vec<Eve
             ..ev.clone()
         });
     }
-    events
 }
 
 /// The path from the kernel's components (file first, each ended by a
 /// NUL): absolute, or only the components there are when `truncated`.
 fn join_components(components: &[u8], truncated: bool) -> Vec<u8> {
-    let mut parts: Vec<&[u8]> = split_components(components).collect();
-    parts.reverse();
-    let joined = parts.join(&b'/');
-    if truncated {
-        joined
-    } else {
-        [b"/".as_slice(), &joined].concat()
+    let mut path = Vec::with_capacity(components.len() + 1);
+    for (i, part) in split_components(components).rev().enumerate() {
+        if i > 0 || !truncated {
+            path.push(b'/');
+        }
+        path.extend_from_slice(part);
     }
+    if path.is_empty() && !truncated {
+        path.push(b'/');
+    }
+    path
 }
 
 #[cfg(test)]
@@ -744,7 +772,7 @@ mod tests {
         assert_eq!(ev.fd, Some(3));
         assert!(!ev.truncated && !ev.relative && ev.old.is_none());
         // No command line read: no arguments, not one empty one.
-        assert!(ev.who.cmdline.is_empty() && ev.who.exe.is_none());
+        assert_eq!(ev.who.program.as_deref(), Some(&Program::default()));
     }
 
     #[test]
@@ -920,18 +948,29 @@ mod tests {
             None,
         )
         .unwrap();
-        let kinds = |ev: &Event, selected: &[Kind]| -> Vec<Kind> {
-            expand(ev.clone(), selected)
-                .iter()
-                .map(|e| e.kind)
-                .collect()
+        let expanded = |ev: &Event, selected: &[Kind]| -> Vec<Kind> {
+            let mut events = vec![Event::test_write(b"/before", 1)];
+            expand(ev.clone(), selected, &mut events);
+            assert_eq!(events.len(), 1 + kinds(ev, selected).count());
+            events.iter().skip(1).map(|e| e.kind).collect()
         };
-        assert_eq!(kinds(&created, &Kind::ALL), [Kind::Create, Kind::Write]);
+        assert_eq!(expanded(&created, &Kind::ALL), [Kind::Create, Kind::Write]);
         let mut trunc = decode(&write(b"f", b"f\0", 0), &clock, true, None).unwrap();
         trunc.flags = (libc::O_WRONLY | libc::O_TRUNC) as u64;
-        assert_eq!(kinds(&trunc, &Kind::ALL), [Kind::Truncate, Kind::Write]);
-        assert_eq!(kinds(&trunc, &[Kind::Write]), [Kind::Write]);
-        assert_eq!(kinds(&created, &[Kind::Delete]), []);
+        assert_eq!(expanded(&trunc, &Kind::ALL), [Kind::Truncate, Kind::Write]);
+        assert_eq!(expanded(&trunc, &[Kind::Write]), [Kind::Write]);
+        assert_eq!(expanded(&created, &[Kind::Delete]), []);
+        // A close: a modify of the writes not counted yet, if any.
+        let mut close = created.clone();
+        close.kind = Kind::CloseWrite;
+        close.writes = Some(3);
+        assert_eq!(
+            expanded(&close, &Kind::ALL),
+            [Kind::Modify, Kind::CloseWrite]
+        );
+        close.writes = Some(0);
+        assert_eq!(expanded(&close, &Kind::ALL), [Kind::CloseWrite]);
+        assert_eq!(expanded(&close, &[Kind::Modify]), []);
     }
 
     #[test]

@@ -3,24 +3,14 @@
 //! `watcher_common::ProcessImage`), and the events after it get them back
 //! here.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use watcher_common::{MAX_IMAGES, ProcessImage};
 
-use crate::event::Who;
+use crate::event::{Program, Who};
 
 /// An image: a pid and what it runs from one exec to the next.
 type Key = (u32, ProcessImage);
-
-/// What an image's first event said of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Image {
-    exe: Option<Vec<u8>>,
-    exe_truncated: bool,
-    exe_deleted: bool,
-    cmdline: Vec<Vec<u8>>,
-    cmdline_truncated: bool,
-}
 
 /// The images, in two generations: an image seen in this one or the one
 /// before is kept, one neither saw is forgotten. The kernel forgets the
@@ -29,22 +19,12 @@ struct Image {
 /// remembers: each event the kernel looks an image up for comes here too.
 #[derive(Default)]
 pub struct Images {
-    current: HashMap<Key, Image>,
-    previous: HashMap<Key, Image>,
+    current: HashMap<Key, Arc<Program>>,
+    previous: HashMap<Key, Arc<Program>>,
 }
 
 /// Images seen in one generation.
 const GENERATION: usize = 2 * MAX_IMAGES as usize;
-
-/// `known`, an image kept, into the event's `who` that left it out.
-fn give_back(known: &Image, who: &mut Who) {
-    who.exe.clone_from(&known.exe);
-    who.exe_truncated = known.exe_truncated;
-    who.exe_deleted = known.exe_deleted;
-    who.cmdline.clone_from(&known.cmdline);
-    who.cmdline_truncated = known.cmdline_truncated;
-    who.image_sent = false;
-}
 
 impl Images {
     /// Keeps what the event of process `pid` says of its image, or gives
@@ -55,22 +35,14 @@ impl Images {
         };
         let key = (pid, image);
         if !who.image_sent {
-            self.keep(
-                key,
-                Image {
-                    exe: who.exe.clone(),
-                    exe_truncated: who.exe_truncated,
-                    exe_deleted: who.exe_deleted,
-                    cmdline: who.cmdline.clone(),
-                    cmdline_truncated: who.cmdline_truncated,
-                },
-            );
+            if let Some(program) = &who.program {
+                self.keep(key, Arc::clone(program));
+            }
             return;
         }
-        // Copied from where it is kept, once: most events are of an image
-        // kept in the current generation.
         if let Some(known) = self.current.get(&key) {
-            give_back(known, who);
+            who.program = Some(Arc::clone(known));
+            who.image_sent = false;
             return;
         }
         let Some(known) = self.previous.remove(&key) else {
@@ -79,15 +51,16 @@ impl Images {
             tracing::debug!("pid {pid}: no executable kept for its process image");
             return;
         };
-        give_back(&known, who);
+        who.program = Some(Arc::clone(&known));
+        who.image_sent = false;
         self.keep(key, known);
     }
 
-    fn keep(&mut self, key: Key, image: Image) {
+    fn keep(&mut self, key: Key, program: Arc<Program>) {
         if self.current.len() >= GENERATION {
             self.previous = std::mem::take(&mut self.current);
         }
-        self.current.insert(key, image);
+        self.current.insert(key, program);
     }
 }
 
@@ -99,14 +72,19 @@ mod tests {
         Who {
             image: Some(image),
             image_sent: sent,
-            exe: (!sent).then(|| exe.as_bytes().to_vec()),
-            cmdline: if sent {
-                Vec::new()
-            } else {
-                vec![exe.as_bytes().to_vec(), b"-x".to_vec()]
-            },
+            program: (!sent).then(|| {
+                Arc::new(Program {
+                    exe: Some(exe.as_bytes().to_vec()),
+                    cmdline: vec![exe.as_bytes().to_vec(), b"-x".to_vec()],
+                    ..Program::default()
+                })
+            }),
             ..Who::default()
         }
+    }
+
+    fn exe(who: &Who) -> Option<&[u8]> {
+        who.program.as_ref()?.exe.as_deref()
     }
 
     const FIRST: ProcessImage = ProcessImage {
@@ -131,12 +109,12 @@ mod tests {
         images.settle(7, &mut execed);
         let mut later = who(EXECED, true, "");
         images.settle(7, &mut later);
-        assert_eq!(later.exe.as_deref(), Some(&b"/usr/bin/touch"[..]));
+        assert_eq!(exe(&later), Some(&b"/usr/bin/touch"[..]));
         // Another pid with the same start time and exec count is another
         // image.
         let mut other = who(FIRST, true, "");
         images.settle(8, &mut other);
-        assert_eq!(other.exe, None);
+        assert_eq!(exe(&other), None);
     }
 
     #[test]
@@ -157,6 +135,6 @@ mod tests {
         // One not seen for two generations is gone.
         let mut old = who(FIRST, true, "");
         images.settle(2, &mut old);
-        assert_eq!(old.exe, None);
+        assert_eq!(exe(&old), None);
     }
 }

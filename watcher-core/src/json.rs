@@ -9,7 +9,11 @@ use std::{
 use base64::{Engine as _, engine::general_purpose::STANDARD as BASE64};
 use serde::{Serializer as _, ser::SerializeMap};
 
-use crate::{escape::escape, event::Event, text::rfc3339};
+use crate::{
+    escape::escape,
+    event::{Event, Program},
+    text::rfc3339,
+};
 
 /// Version of the JSON schema (`"v"` in every object; docs/events.md).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -20,7 +24,7 @@ pub enum Field<'e> {
     /// Bytes from the kernel (paths, names): a JSON string, with a
     /// `_base64` twin when not UTF-8.
     Bytes(&'e [u8]),
-    Text(String),
+    Text(Cow<'e, str>),
     Uint(u64),
     Int(i64),
     /// Present only when true.
@@ -35,7 +39,7 @@ impl Field<'_> {
     pub fn journal_bytes(&self) -> Option<Vec<u8>> {
         match self {
             Self::Bytes(b) => Some(b.to_vec()),
-            Self::Text(t) => Some(t.clone().into_bytes()),
+            Self::Text(t) => Some(t.as_bytes().to_vec()),
             Self::Uint(n) => Some(n.to_string().into_bytes()),
             Self::Int(n) => Some(n.to_string().into_bytes()),
             Self::Flag => Some(b"1".to_vec()),
@@ -67,9 +71,18 @@ fn quote(arg: &[u8]) -> String {
 /// fields are left out when they do not apply; flags only when true.
 pub fn fields<'e>(ev: &'e Event, watch: Option<&'e [u8]>) -> Vec<(&'static str, Field<'e>)> {
     let who = &ev.who;
+    // Not known: no executable, no arguments.
+    const UNKNOWN: &Program = &Program {
+        exe: None,
+        exe_truncated: false,
+        exe_deleted: false,
+        cmdline: Vec::new(),
+        cmdline_truncated: false,
+    };
+    let program = who.program.as_deref().unwrap_or(UNKNOWN);
     let opt = |v: Option<u32>| v.map_or(Field::Null, |v| Field::Uint(v.into()));
     let mut f = vec![
-        ("time", Field::Text(rfc3339(ev.time_ns))),
+        ("time", Field::Text(rfc3339(ev.time_ns).into())),
         ("event", Field::Text(ev.kind.name().into())),
         ("syscall", Field::Text(ev.syscall.name().into())),
         ("path", Field::Bytes(&ev.path)),
@@ -102,30 +115,36 @@ pub fn fields<'e>(ev: &'e Event, watch: Option<&'e [u8]>) -> Vec<(&'static str, 
         ("egid", opt(who.egid)),
         ("loginuid", opt(who.loginuid)),
         ("comm", Field::Bytes(&ev.comm)),
-        ("exe", who.exe.as_deref().map_or(Field::Null, Field::Bytes)),
+        (
+            "exe",
+            program.exe.as_deref().map_or(Field::Null, Field::Bytes),
+        ),
     ]);
-    if who.exe_truncated {
+    if program.exe_truncated {
         f.push(("exe_truncated", Field::Flag));
     }
-    if who.exe_deleted {
+    if program.exe_deleted {
         f.push(("exe_deleted", Field::Flag));
     }
-    f.push(("cmdline", Field::Args(&who.cmdline)));
-    if who.cmdline_truncated {
+    f.push(("cmdline", Field::Args(&program.cmdline)));
+    if program.cmdline_truncated {
         f.push(("cmdline_truncated", Field::Flag));
     }
+    let cgroup = who.cgroup.as_deref();
     f.extend([
         ("cgroup_id", Field::Uint(who.cgroup_id)),
         (
             "cgroup",
-            who.cgroup.as_deref().map_or(Field::Null, Field::Bytes),
+            cgroup.map_or(Field::Null, |c| Field::Bytes(&c.path)),
         ),
         (
             "container_id",
-            who.container.clone().map_or(Field::Null, Field::Text),
+            cgroup
+                .and_then(|c| c.container.as_deref())
+                .map_or(Field::Null, |id| Field::Text(id.into())),
         ),
         ("mntns", opt(who.mntns)),
-        ("flags", Field::Text(ev.syscall.flag_names(ev.flags))),
+        ("flags", Field::Text(ev.syscall.flag_names(ev.flags).into())),
     ]);
     if let Some(fd) = ev.fd {
         f.push(("fd", Field::Int(fd)));
@@ -155,7 +174,7 @@ pub fn write_json<'f, 'e: 'f, W: Write>(
                     map.serialize_entry(&format!("{key}_base64"), &BASE64.encode(b))?;
                 }
             },
-            Field::Text(t) => map.serialize_entry(key, t)?,
+            Field::Text(t) => map.serialize_entry(key, t.as_ref())?,
             Field::Uint(n) => map.serialize_entry(key, n)?,
             Field::Int(n) => map.serialize_entry(key, n)?,
             Field::Flag => map.serialize_entry(key, &true)?,

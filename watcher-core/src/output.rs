@@ -292,7 +292,7 @@ impl Printer {
     /// since the last report, `total` since start.
     pub fn overflow(&mut self, time_ns: i128, lost: u64, total: u64) -> io::Result<()> {
         let fields = vec![
-            ("time", Field::Text(rfc3339(time_ns))),
+            ("time", Field::Text(rfc3339(time_ns).into())),
             ("event", Field::Text("overflow".into())),
             ("lost", Field::Uint(lost)),
             ("lost_total", Field::Uint(total)),
@@ -317,12 +317,12 @@ impl Printer {
         };
         let message = m.message();
         let mut fields = vec![
-            ("time", Field::Text(rfc3339(time_ns))),
+            ("time", Field::Text(rfc3339(time_ns).into())),
             ("event", Field::Text(kind.into())),
             ("watch", Field::Bytes(root.as_os_str().as_bytes())),
         ];
         match m {
-            Moved::Gone { why, .. } => fields.push(("reason", Field::Text(why.clone()))),
+            Moved::Gone { why, .. } => fields.push(("reason", Field::Text(why.as_str().into()))),
             Moved::Back { replaced: true, .. } => fields.push(("replaced", Field::Flag)),
             Moved::Back { .. } => {}
         }
@@ -378,12 +378,13 @@ fn no_writer() -> io::Error {
 
 #[cfg(test)]
 mod tests {
-    use std::ffi::OsStr;
+    use std::{ffi::OsStr, sync::Arc};
 
     use base64::{Engine as _, engine::general_purpose::STANDARD};
     use serde_json::Value;
 
     use super::*;
+    use crate::event::Program;
 
     fn event(path: &[u8]) -> Event {
         Event {
@@ -468,10 +469,15 @@ mod tests {
     #[test]
     fn a_deleted_executable_is_a_flag() {
         let mut ev = event(b"/srv/media/a");
-        ev.who.exe = Some(b"/usr/local/bin/gone".to_vec());
+        let mut program = Program {
+            exe: Some(b"/usr/local/bin/gone".to_vec()),
+            ..Program::default()
+        };
+        ev.who.program = Some(Arc::new(program.clone()));
         let v: Value = serde_json::from_str(&render(Format::Json, &ev)).unwrap();
         assert!(v.get("exe_deleted").is_none(), "{v}");
-        ev.who.exe_deleted = true;
+        program.exe_deleted = true;
+        ev.who.program = Some(Arc::new(program));
         let line = render(Format::Json, &ev);
         assert!(
             line.contains(r#""exe":"/usr/local/bin/gone","exe_deleted":true,"cmdline""#),

@@ -22,10 +22,10 @@ use tokio::{
 };
 use watcher_common::{Edge, EdgeKey, InodeKey, RECHECK_NS};
 use watcher_core::{
-    cgroup::{Cgroups, container_id},
+    cgroup::Cgroups,
     error::Causes,
     escape,
-    event::{Clock, Event, decode, expand},
+    event::{Clock, Event, decode, expand, kinds},
     filter::PathFilter,
     images::Images,
     kind::Kind,
@@ -626,16 +626,15 @@ impl EventStream {
             let root = ev.watch_id.and_then(root_of);
             if !self.paths.keeps(&ev, root) {
                 // Counted as the events the record stands for.
-                let n = expand(ev, &self.selected).len() as u64;
+                let n = kinds(&ev, &self.selected).count() as u64;
                 self.filtered += n;
                 if let (Some(metrics), Some(root)) = (&self.metrics, root) {
                     metrics.filtered(&escape::path(root), n);
                 }
                 continue;
             }
-            ev.who.cgroup = self.cgroups.path(ev.who.cgroup_id).map(<[u8]>::to_vec);
-            ev.who.container = ev.who.cgroup.as_deref().and_then(container_id);
-            events.extend(expand(ev, &self.selected));
+            ev.who.cgroup = self.cgroups.get(ev.who.cgroup_id);
+            expand(ev, &self.selected, &mut events);
         }
         events
     }
