@@ -81,13 +81,15 @@ pub fn fields<'e>(ev: &'e Event, watch: Option<&'e [u8]>) -> Vec<(&'static str, 
     };
     let program = who.program.as_deref().unwrap_or(UNKNOWN);
     let opt = |v: Option<u32>| v.map_or(Field::Null, |v| Field::Uint(v.into()));
-    let mut f = vec![
+    // Room for every field (33 at most): one allocation.
+    let mut f = Vec::with_capacity(33);
+    f.extend([
         ("time", Field::Text(rfc3339(ev.time_ns).into())),
         ("event", Field::Text(ev.kind.name().into())),
         ("syscall", Field::Text(ev.syscall.name().into())),
         ("path", Field::Bytes(&ev.path)),
         ("name", Field::Bytes(&ev.name)),
-    ];
+    ]);
     if ev.truncated {
         f.push(("truncated", Field::Flag));
     }

@@ -182,6 +182,9 @@ pub struct Printer {
     /// are known, after the output was opened.
     pub watches: Vec<Watch>,
     color: bool,
+    /// The line being written: rendered here, then written whole (the
+    /// sink's writer is called once per event, not for every piece).
+    line: Vec<u8>,
 }
 
 impl Printer {
@@ -214,6 +217,7 @@ impl Printer {
             sink,
             watches: Vec::new(),
             color,
+            line: Vec::new(),
         })
     }
 
@@ -224,6 +228,7 @@ impl Printer {
             sink: Sink::Buffer(Vec::new()),
             watches,
             color: false,
+            line: Vec::new(),
         }
     }
 
@@ -268,11 +273,14 @@ impl Printer {
             Format::Text => {
                 let line = text_line(ev, self.color);
                 let w = self.sink.writer().ok_or_else(no_writer)?;
-                writeln!(w, "{line}")
+                w.write_all(line.as_bytes())?;
+                w.write_all(b"\n")
             }
             Format::Json => {
-                let fields = fields(ev, watch());
-                json::write_line(self.sink.writer().ok_or_else(no_writer)?, &fields)
+                self.line.clear();
+                json::write_line(&mut self.line, &fields(ev, watch()))?;
+                let w = self.sink.writer().ok_or_else(no_writer)?;
+                w.write_all(&self.line)
             }
             Format::Journal => {
                 let fields = fields(ev, watch());

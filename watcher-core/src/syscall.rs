@@ -94,18 +94,24 @@ impl Syscall {
         }
         let renames = self == Self::RENAMEAT2 || self.io_op() == Some(io_op::RENAMEAT);
         let named = if renames { RENAME } else { AT };
-        let mut names = Vec::new();
+        let mut names = String::new();
+        let mut add = |name: &str| {
+            if !names.is_empty() {
+                names.push('|');
+            }
+            names.push_str(name);
+        };
         let mut rest = flags;
         for &(bits, name) in named {
             if rest & bits == bits {
-                names.push(name.to_string());
+                add(name);
                 rest &= !bits;
             }
         }
         if rest != 0 {
-            names.push(format!("{rest:#x}"));
+            add(&format!("{rest:#x}"));
         }
-        names.join("|")
+        names
     }
 }
 
@@ -157,28 +163,27 @@ fn open_flag_names(flags: u64) -> String {
         (libc::O_CLOEXEC, "O_CLOEXEC"),
         (libc::O_PATH, "O_PATH"),
     ];
-    let mut names = vec![
-        match flags & libc::O_ACCMODE as u64 {
-            0 => "O_RDONLY",
-            1 => "O_WRONLY",
-            2 => "O_RDWR",
-            _ => "O_ACCMODE",
-        }
-        .to_string(),
-    ];
+    let mut names = String::with_capacity(64);
+    names.push_str(match flags & libc::O_ACCMODE as u64 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        2 => "O_RDWR",
+        _ => "O_ACCMODE",
+    });
     let mut rest = flags & !(libc::O_ACCMODE as u64);
     for &(bits, name) in NAMED {
         let bits = bits as u64;
         // Multi-bit flags (O_SYNC, O_TMPFILE) need all their bits.
         if rest & bits == bits && bits != 0 {
-            names.push(name.to_string());
+            names.push('|');
+            names.push_str(name);
             rest &= !bits;
         }
     }
     if rest != 0 {
-        names.push(format!("{rest:#o}"));
+        names.push_str(&format!("|{rest:#o}"));
     }
-    names.join("|")
+    names
 }
 
 #[cfg(test)]
