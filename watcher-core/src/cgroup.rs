@@ -11,6 +11,8 @@ use std::{
     sync::Arc,
 };
 
+use foldhash::fast::RandomState;
+
 use crate::mountinfo;
 
 /// Deepest directory the walk descends to (systemd and Kubernetes
@@ -29,7 +31,7 @@ pub struct Cgroup {
 pub struct Cgroups {
     /// Where the cgroup v2 hierarchy is mounted, if it is.
     root: Option<PathBuf>,
-    known: HashMap<u64, Arc<Cgroup>>,
+    known: HashMap<u64, Arc<Cgroup>, RandomState>,
     /// Ids a walk did not find: not looked for again.
     missing: HashSet<u64>,
 }
@@ -40,7 +42,7 @@ impl Cgroups {
             root: fs::read_to_string("/proc/self/mountinfo")
                 .ok()
                 .and_then(|info| cgroup2_root(&info)),
-            known: HashMap::new(),
+            known: HashMap::default(),
             missing: HashSet::new(),
         }
     }
@@ -60,7 +62,7 @@ impl Cgroups {
     }
 }
 
-fn walk(dir: &Path, rel: &[u8], depth: usize, known: &mut HashMap<u64, Arc<Cgroup>>) {
+fn walk(dir: &Path, rel: &[u8], depth: usize, known: &mut HashMap<u64, Arc<Cgroup>, RandomState>) {
     let Ok(meta) = fs::metadata(dir) else {
         return;
     };

@@ -114,8 +114,9 @@ pub struct Event {
     /// `path`: through a bind mount, a container's volume, another mount
     /// namespace. Set by [`Event::anchor`].
     pub writer_path: Option<Vec<u8>>,
-    /// Renames and links: the old name.
-    pub old: Option<Side>,
+    /// Renames and links: the old name (boxed: most events have none,
+    /// and every event is moved a few times).
+    pub old: Option<Box<Side>>,
     pub who: Who,
 }
 
@@ -312,7 +313,7 @@ pub fn decode(
     };
     // The new name is the last; a rename or link has the old one before.
     let new = side_of(targets.len() - 1);
-    let old = (targets.len() == 2).then(|| side_of(0));
+    let old = (targets.len() == 2).then(|| Box::new(side_of(0)));
     let exe = take(process.exe_len);
     let cmdline = take(process.cmdline_len);
     let who = who(&process, exe, cmdline);

@@ -248,7 +248,7 @@ mod tests {
         };
         let mut ev = Event::test_write(b"/w/a.part", 0);
         assert!(!filter.keeps(&ev, None));
-        ev.old = Some(crate::event::Side {
+        ev.old = Some(Box::new(crate::event::Side {
             name: b"a.part".to_vec(),
             path: b"/w/a.part".to_vec(),
             truncated: false,
@@ -257,7 +257,7 @@ mod tests {
             dfd: -100,
             anchor: None,
             writer_path: None,
-        });
+        }));
         ev.path = b"/w/a".to_vec();
         assert!(filter.keeps(&ev, None));
         let only_mp3 = PathFilter {

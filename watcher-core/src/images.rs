@@ -5,6 +5,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
+use foldhash::fast::RandomState;
 use watcher_common::{MAX_IMAGES, ProcessImage};
 
 use crate::event::{Program, Who};
@@ -19,8 +20,8 @@ type Key = (u32, ProcessImage);
 /// remembers: each event the kernel looks an image up for comes here too.
 #[derive(Default)]
 pub struct Images {
-    current: HashMap<Key, Arc<Program>>,
-    previous: HashMap<Key, Arc<Program>>,
+    current: HashMap<Key, Arc<Program>, RandomState>,
+    previous: HashMap<Key, Arc<Program>, RandomState>,
 }
 
 /// Images seen in one generation.
