@@ -464,11 +464,13 @@ impl Report<'_> {
              none did in the last 250 µs, and watcher reads the ring buffer again within \
              500 µs after reading records (a wakeup is an interrupt on the writing CPU, in a \
              VM a trap to the host: it once cost a writer here more than the event itself). \
-             Then watcher's own CPU: `trace` spends a few microseconds of CPU per event \
-             writing it out as JSON (a whole CPU at its rate here), so even one writer can \
-             outrun it, and `run`, which prints nothing per event, keeps up with one. With more \
-             writers than CPUs, watcher gets a share of a CPU (last column) while the writers \
-             make events faster than that. The ring buffer holds the difference until it is \
+             Then watcher's own CPU (last column, in CPUs): `run` spends about half a \
+             microsecond per event (decoding, placing and batching it; the events of a process \
+             image share one copy of its executable and command line), `trace` one to two, as \
+             it also writes each event out as JSON. With more writers than CPUs, watcher gets \
+             a share of a CPU while the writers make events faster than that; a late turn on \
+             the CPU is what a burst's losses come from. The ring buffer holds the difference \
+             until it is \
              full: the default 1 MiB holds a few thousand events, 16 MiB this whole burst. \
              Nothing is lost \
              silently: `trace` prints an `overflow` line with the count, and `run` treats a \
