@@ -708,18 +708,20 @@ pub struct ProcessImage {
 /// Most process images whose executable and command line the programs
 /// remember having sent (`IMAGES`, least recently used forgotten).
 pub const MAX_IMAGES: u32 = 8192;
-/// A record wakes the reader (the ring buffer's usual wakeup, when the
-/// reader has read everything before it) only when no record did in the
-/// last `WAKEUP_GAP_NS`, on any CPU; the others are submitted without one.
-/// Each wakeup costs the writing CPU an interrupt (in a VM, a trap to the
-/// host), which in a burst cost a writer more than the event itself. The
-/// reader, once it has read records, looks again within
-/// [`RECHECK_NS`] even without a wakeup: a record sent
-/// without one lies within the gap after one that had it, so it is read.
+/// A record wakes the reader only when no record did in the last
+/// `WAKEUP_GAP_NS`, on any CPU (timed at its submission, once reserved);
+/// the others are submitted without a wakeup. Each wakeup costs the
+/// writing CPU an interrupt (in a VM, a trap to the host), which in a
+/// burst cost a writer more than the event itself. A record sent without
+/// one was reserved within the gap after a wakeup, so the reader, which
+/// looks again [`RECHECK_NS`] after reading records, finds it there: read,
+/// or still being written, and then it looks again until it is read.
 pub const WAKEUP_GAP_NS: u64 = 250_000;
-/// How soon the reader looks at the ring buffer again after reading
-/// records: twice [`WAKEUP_GAP_NS`], a margin for the time between a
-/// record's timestamp and its submission.
+/// How soon the reader looks at the ring buffer again after it read
+/// records, or found one it could not read yet (another CPU has not
+/// submitted it, and records after it wait for it): twice
+/// [`WAKEUP_GAP_NS`], a margin for the time between a wakeup and the
+/// reader's turn on a CPU.
 pub const RECHECK_NS: u64 = 2 * WAKEUP_GAP_NS;
 
 /// Bits of [`Process::status`].

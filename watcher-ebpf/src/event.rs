@@ -6,7 +6,7 @@
 use core::{ffi::c_void, mem::MaybeUninit, ptr};
 
 use aya_ebpf::{
-    bindings::{BPF_RB_NO_WAKEUP, bpf_dynptr},
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_dynptr},
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
         generated::{
@@ -208,7 +208,7 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
         (s.cmdline.as_ptr(), cmdline_len),
     ];
     // SAFETY: each part is readable for its length, as said above.
-    match unsafe { output(parts, wakeup(header.time_ns)) } {
+    match unsafe { output(parts) } {
         // Only a record sent can stand for the image's later events.
         Ok(()) => {
             // SAFETY: a field of this CPU's scratch value, valid and
@@ -226,15 +226,23 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
     Ok(())
 }
 
-/// The flags of a record sent at `now`: the usual wakeup when none was
-/// asked for within [`WAKEUP_GAP_NS`], else none (the reader looks again
-/// soon after reading, see there). Not atomic: two CPUs may both ask for
-/// one, which only costs that.
+/// The flags of a record about to be submitted, already reserved: a
+/// wakeup when none was sent within [`WAKEUP_GAP_NS`], else none (the
+/// reader looks again soon after, see there). Forced: the ring buffer's
+/// usual wakeup is left out when the reader has not read up to this
+/// record (it is taken as still reading), and one left out while the
+/// reader waits behind a record another CPU has not submitted yet would
+/// leave both unread. Read from the clock now, after the reservation: a
+/// record without a wakeup is then in the ring buffer, if not submitted,
+/// by the time the reader looks again. Not atomic: two CPUs may both
+/// send one, which only costs that.
 #[inline(always)]
-fn wakeup(now: u64) -> u64 {
+fn wakeup() -> u64 {
     let Some(woken) = WOKEN.get_ptr_mut(0) else {
-        return 0;
+        return u64::from(BPF_RB_FORCE_WAKEUP);
     };
+    // SAFETY: no arguments, no preconditions.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
     // SAFETY: a pointer to the map's one value, valid and aligned while
     // the program runs; a plain integer, whatever another CPU writes.
     unsafe {
@@ -243,11 +251,11 @@ fn wakeup(now: u64) -> u64 {
         }
         *woken = now;
     }
-    0
+    u64::from(BPF_RB_FORCE_WAKEUP)
 }
 
-/// Sends `parts` as one ring-buffer record, with the submission's
-/// `flags`. The record is reserved at its
+/// Sends `parts` as one ring-buffer record, with a wakeup or none (see
+/// [`wakeup`]). The record is reserved at its
 /// exact size through a dynptr (a plain reservation needs a size the
 /// verifier knows, and the parts live in different buffers), then written
 /// part by part; it is submitted, or discarded when the reservation failed
@@ -257,7 +265,7 @@ fn wakeup(now: u64) -> u64 {
 ///
 /// Each part must be readable for its length.
 #[inline(always)]
-unsafe fn output(parts: [(*const u8, usize); 4], flags: u64) -> Result<(), Error> {
+unsafe fn output(parts: [(*const u8, usize); 4]) -> Result<(), Error> {
     let total: usize = parts.iter().map(|&(_, len)| len).sum();
     let mut record = MaybeUninit::<bpf_dynptr>::uninit();
     let ring = ptr::from_ref(&EVENTS).cast_mut().cast::<c_void>();
@@ -293,6 +301,7 @@ unsafe fn output(parts: [(*const u8, usize); 4], flags: u64) -> Result<(), Error
     let at = write(at, b);
     let at = write(at, c);
     write(at, d);
+    let flags = wakeup();
     // SAFETY: `record` was reserved above and is released once, here.
     unsafe { bpf_ringbuf_submit_dynptr(record.as_mut_ptr(), flags) };
     Ok(())

@@ -12,8 +12,6 @@ use std::{
     io,
     net::SocketAddr,
     os::fd::{AsFd, AsRawFd as _, BorrowedFd, OwnedFd},
-    ptr::NonNull,
-    sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
@@ -31,7 +29,7 @@ use prometheus_client::{
 };
 use watcher_core::metrics::{CONTENT_TYPE, Metrics};
 
-use crate::bpf::Probes;
+use crate::{bpf::Probes, ring::RingFill};
 
 /// How long a client may take to send its request's head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -171,7 +169,7 @@ impl Collector for KernelGauges {
         gauge(
             "ring_buffer_size_bytes",
             "Size of the kernel's ring buffer",
-            u64::from(self.ring.size),
+            u64::from(self.ring.size()),
         )?;
         let mut entries = encoder.encode_descriptor(
             "map_entries",
@@ -195,71 +193,6 @@ impl Collector for KernelGauges {
             ConstGauge::new(i64::from(map.max_entries)).encode(max.encode_family(&labels)?)?;
         }
         Ok(())
-    }
-}
-
-/// The ring buffer's consumer and producer positions, mapped read-only:
-/// their difference is what the kernel wrote and watcher has not read.
-#[derive(Debug)]
-struct RingFill {
-    /// Two pages: the consumer position's, then the producer position's.
-    positions: NonNull<libc::c_void>,
-    page: usize,
-    size: u32,
-}
-
-// SAFETY: the mapping is shared, read-only, and only read through atomic
-// loads; it lives until drop.
-unsafe impl Send for RingFill {}
-// SAFETY: as for Send: nothing is written through it.
-unsafe impl Sync for RingFill {}
-
-impl RingFill {
-    fn new(ring: BorrowedFd, size: u32) -> io::Result<Self> {
-        // SAFETY: sysconf has no preconditions.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
-            .map_err(|_| io::Error::other("no page size"))?;
-        // SAFETY: a new read-only shared mapping of the ring buffer's first
-        // two pages, which the kernel lets any holder of the fd map
-        // read-only; the result is checked.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                2 * page,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                ring.as_raw_fd(),
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Self {
-            positions: NonNull::new(addr).ok_or_else(|| io::Error::other("mapped at 0"))?,
-            page,
-            size,
-        })
-    }
-
-    fn used(&self) -> u64 {
-        let base = self.positions.as_ptr().cast::<u8>();
-        // SAFETY: each position is an aligned u64 at the start of its page
-        // of the live mapping, which the kernel updates atomically.
-        let (consumer, producer) = unsafe {
-            (
-                (*base.cast::<AtomicU64>()).load(Ordering::Acquire),
-                (*base.add(self.page).cast::<AtomicU64>()).load(Ordering::Acquire),
-            )
-        };
-        producer.saturating_sub(consumer)
-    }
-}
-
-impl Drop for RingFill {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in new, unmapped once.
-        unsafe { libc::munmap(self.positions.as_ptr(), 2 * self.page) };
     }
 }
 

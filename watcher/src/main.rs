@@ -12,6 +12,7 @@ mod kfunc;
 mod tracefs;
 mod syscalls;
 mod bpf;
+mod ring;
 mod exporter;
 mod session;
 mod trace;

@@ -18,7 +18,7 @@ use aya::maps::{MapData, RingBuf};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{Signal, SignalKind, signal},
-    time::{Interval, MissedTickBehavior, interval, sleep},
+    time::{Instant, Interval, MissedTickBehavior, interval, sleep_until},
 };
 use watcher_common::{Edge, EdgeKey, InodeKey, RECHECK_NS};
 use watcher_core::{
@@ -43,14 +43,16 @@ use crate::{
     bpf::{self, LoadError, Loader, Probes, Setup},
     btf,
     exporter::{self, KernelGauges},
-    kfunc, syscalls, tracefs,
+    kfunc,
+    ring::RingFill,
+    syscalls, tracefs,
 };
 
 /// How often the loss counters are read (one map read when nothing was
 /// lost): an `overflow` line follows within this time.
 const LOSS_CHECK: Duration = Duration::from_millis(200);
-/// How soon the ring buffer is read again after records were read, also
-/// without a wakeup (see [`RECHECK_NS`]).
+/// How soon the ring buffer is read again after records were read or one
+/// could not be read yet, also without a wakeup (see [`RECHECK_NS`]).
 const RECHECK: Duration = Duration::from_nanos(RECHECK_NS);
 /// How often the watched directories are looked at (one `statx` each: with
 /// thousands of them, not five times a second).
@@ -180,6 +182,8 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
         }
         None => None,
     };
+    let fill = RingFill::new(ring.as_fd(), plan.ring_buffer_size)
+        .context("cannot map the ring buffer's positions")?;
     let events = EventStream {
         // SAFETY: the ring buffer owns its fd and neither closes nor
         // replaces it while the AsyncFd holds it.
@@ -197,7 +201,8 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
         images: Images::default(),
         paths: plan.paths.clone(),
         filtered: 0,
-        reading: false,
+        recheck: None,
+        fill,
         metrics,
     };
     // Signal handlers go in before the `watching` line, so that a signal
@@ -306,9 +311,12 @@ impl Session {
                         self.stopping();
                     }
                 },
-                // Records read: those sent since without a wakeup are due
-                // within RECHECK_NS.
-                () = sleep(RECHECK), if self.events.reading => {
+                // Records read, or one not submitted yet: those sent
+                // since without a wakeup are due by now (see RECHECK_NS).
+                () = sleep_until(self.events.recheck.unwrap_or_else(Instant::now)),
+                    if self.events.recheck.is_some() =>
+                {
+                    self.events.recheck = None;
                     let events = self.events.drain();
                     if !events.is_empty() {
                         return Item::Events(events);
@@ -580,9 +588,13 @@ pub struct EventStream {
     paths: PathFilter,
     /// Events dropped by `paths`.
     filtered: u64,
-    /// The last look at the ring buffer read records: look again within
-    /// [`RECHECK`].
-    reading: bool,
+    /// When to look at the ring buffer again, wakeup or not: [`RECHECK`]
+    /// after a look that read records or left one unread (another CPU was
+    /// still writing it), and never moved earlier by a look in between,
+    /// which may come too soon for the records it stands for.
+    recheck: Option<Instant>,
+    /// What the ring buffer holds that was not read.
+    fill: RingFill,
     /// What `--metrics` serves; events dropped by `paths` are counted
     /// there too, by directory.
     metrics: Option<Metrics>,
@@ -594,9 +606,9 @@ impl EventStream {
     fn drain(&mut self) -> Vec<Event> {
         let mut events = Vec::new();
         let ring = self.fd.get_mut();
-        self.reading = false;
+        let mut read = false;
         while let Some(item) = ring.next() {
-            self.reading = true;
+            read = true;
             let mut ev = match decode(&item, &self.clock, self.exact, self.mntns) {
                 Ok(ev) => ev,
                 Err(e) => {
@@ -635,6 +647,10 @@ impl EventStream {
             }
             ev.who.cgroup = self.cgroups.get(ev.who.cgroup_id);
             expand(ev, &self.selected, &mut events);
+        }
+        if read || self.fill.used() != 0 {
+            let at = Instant::now() + RECHECK;
+            self.recheck = Some(self.recheck.map_or(at, |due| due.max(at)));
         }
         events
     }
