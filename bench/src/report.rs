@@ -460,10 +460,10 @@ impl Report<'_> {
             md,
             "What limits it: the writers themselves first (the first rows): each file costs a \
              writer its kernel work, and watcher adds its event to it (`sys_exit` inside the \
-             tree above), not a wakeup of watcher per event: a record wakes watcher only when \
-             none did in the last 250 µs, and watcher reads the ring buffer again within \
-             500 µs after reading records (a wakeup is an interrupt on the writing CPU, in a \
-             VM a trap to the host: it once cost a writer here more than the event itself). \
+             tree above), not a wakeup of watcher per event: while watcher reads (it looks \
+             again 500 µs after a look that read records, and tells the programs when), a \
+             record goes without one (a wakeup is an interrupt on the writing CPU, in a VM a \
+             trap to the host: it once cost a writer here more than the event itself). \
              Then watcher's own CPU (last column, in CPUs): `run` spends about half a \
              microsecond per event (decoding, placing and batching it; the events of a process \
              image share one copy of its executable and command line), `trace` one to two, as \

@@ -708,21 +708,22 @@ pub struct ProcessImage {
 /// Most process images whose executable and command line the programs
 /// remember having sent (`IMAGES`, least recently used forgotten).
 pub const MAX_IMAGES: u32 = 8192;
-/// A record wakes the reader only when no record did in the last
-/// `WAKEUP_GAP_NS`, on any CPU (timed at its submission, once reserved);
-/// the others are submitted without a wakeup. Each wakeup costs the
-/// writing CPU an interrupt (in a VM, a trap to the host), which in a
-/// burst cost a writer more than the event itself. A record sent without
-/// one was reserved within the gap after a wakeup, so the reader, which
-/// looks again [`RECHECK_NS`] after reading records, finds it there: read,
-/// or still being written, and then it looks again until it is read.
-pub const WAKEUP_GAP_NS: u64 = 250_000;
+/// User space keeps in `READER` the boot-clock time (ns) by which it will
+/// look at the ring buffer again, woken or not (0: it will not, it waits
+/// for a wakeup): [`RECHECK_NS`] after a look that read records or found
+/// one not submitted yet. A record submitted while that time is more than
+/// `WAKEUP_MARGIN_NS` away goes without a wakeup (each costs the writing
+/// CPU an interrupt, in a VM a trap to the host, which in a burst cost a
+/// writer more than its event); any other gets the ring buffer's usual
+/// one, sent when the reader has read everything before it: what wakes a
+/// reader that waits, also when it waits behind a record another CPU has
+/// not submitted yet. The margin covers the time from the decision, with
+/// the record reserved, to the reader seeing the reservation.
+pub const WAKEUP_MARGIN_NS: u64 = 50_000;
 /// How soon the reader looks at the ring buffer again after it read
 /// records, or found one it could not read yet (another CPU has not
-/// submitted it, and records after it wait for it): twice
-/// [`WAKEUP_GAP_NS`], a margin for the time between a wakeup and the
-/// reader's turn on a CPU.
-pub const RECHECK_NS: u64 = 2 * WAKEUP_GAP_NS;
+/// submitted it, and records after it wait for it).
+pub const RECHECK_NS: u64 = 500_000;
 
 /// Bits of [`Process::status`].
 pub mod proc_status {
@@ -1012,6 +1013,7 @@ pub mod names {
     pub const KERNEL_OFFSETS: &str = "KERNEL_OFFSETS";
     pub const LOST: &str = "LOST";
     pub const MATCH_MODE: &str = "MATCH_MODE";
+    pub const READER: &str = "READER";
     pub const RENAMES: &str = "RENAMES";
     pub const SETTINGS: &str = "SETTINGS";
     pub const SPECS: &str = "SPECS";

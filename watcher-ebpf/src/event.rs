@@ -6,7 +6,7 @@
 use core::{ffi::c_void, mem::MaybeUninit, ptr};
 
 use aya_ebpf::{
-    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_dynptr},
+    bindings::{BPF_RB_NO_WAKEUP, bpf_dynptr},
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_boot_ns,
         generated::{
@@ -18,14 +18,14 @@ use aya_ebpf::{
 };
 use watcher_common::{
     CMDLINE_MAX, EVENT_DATA_LEN, EVENT_HEADER_LEN, PATH_MAX, TASK_COMM_LEN, Target, UNDECIDED_SLOT,
-    WAKEUP_GAP_NS, WATCH_NONE, event_status, match_mode, open_flags::FMODE_CREATED,
+    WAKEUP_MARGIN_NS, WATCH_NONE, event_status, match_mode, open_flags::FMODE_CREATED,
 };
 
 use crate::{
     account::{count_lost, mark_dirty},
     config::{kernel_offsets, match_mode},
     error::Error,
-    maps::{EMIT, EVENTS, WOKEN, op, scratch},
+    maps::{EMIT, EVENTS, READER, op, scratch},
     scratch::{FOUND, Hit, MISS, TargetState, UNDECIDED},
     vfs::file_mode,
     walk::{build_paths, decide_targets, read_name},
@@ -226,32 +226,25 @@ fn send(hit: &Hit, watch_id: u32) -> Result<(), Error> {
     Ok(())
 }
 
-/// The flags of a record about to be submitted, already reserved: a
-/// wakeup when none was sent within [`WAKEUP_GAP_NS`], else none (the
-/// reader looks again soon after, see there). Forced: the ring buffer's
-/// usual wakeup is left out when the reader has not read up to this
-/// record (it is taken as still reading), and one left out while the
-/// reader waits behind a record another CPU has not submitted yet would
-/// leave both unread. Read from the clock now, after the reservation: a
-/// record without a wakeup is then in the ring buffer, if not submitted,
-/// by the time the reader looks again. Not atomic: two CPUs may both
-/// send one, which only costs that.
+/// The flags of a record about to be submitted, already reserved: none
+/// while user space will look at the ring buffer again more than
+/// [`WAKEUP_MARGIN_NS`] from now (see there), else the ring buffer's usual
+/// wakeup.
 #[inline(always)]
 fn wakeup() -> u64 {
-    let Some(woken) = WOKEN.get_ptr_mut(0) else {
-        return u64::from(BPF_RB_FORCE_WAKEUP);
-    };
     // SAFETY: no arguments, no preconditions.
     let now = unsafe { bpf_ktime_get_boot_ns() };
-    // SAFETY: a pointer to the map's one value, valid and aligned while
-    // the program runs; a plain integer, whatever another CPU writes.
-    unsafe {
-        if now.wrapping_sub(*woken) < WAKEUP_GAP_NS {
-            return u64::from(BPF_RB_NO_WAKEUP);
-        }
-        *woken = now;
+    // SAFETY: a pointer to the map's one value, valid and aligned while the
+    // program runs; an aligned 8-byte load is never torn by user space's
+    // store; volatile, so that it is read now.
+    let due = READER
+        .get_ptr(0)
+        .map_or(0, |due| unsafe { ptr::read_volatile(due) });
+    if now.saturating_add(WAKEUP_MARGIN_NS) < due {
+        u64::from(BPF_RB_NO_WAKEUP)
+    } else {
+        0
     }
-    u64::from(BPF_RB_FORCE_WAKEUP)
 }
 
 /// Sends `parts` as one ring-buffer record, with a wakeup or none (see

@@ -5,7 +5,7 @@
 // the watch and edge maps cost what is watched, not their limits. Only
 // user space updates them; the programs only look them up.
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
@@ -92,10 +92,11 @@ pub static WRITERS: LruHashMap<u32, u8> = LruHashMap::with_max_entries(MAX_WRITE
 #[map]
 pub static FILES: LruHashMap<u64, FileState> = LruHashMap::with_max_entries(MAX_FILES, 0);
 
-/// When a record last woke the reader (one value, boot-clock ns): see
-/// [`WAKEUP_GAP_NS`](watcher_common::WAKEUP_GAP_NS).
+/// When user space will look at the ring buffer again (one value,
+/// boot-clock ns; 0: not unless woken), which it writes through a mapping
+/// of its own: see [`WAKEUP_MARGIN_NS`](watcher_common::WAKEUP_MARGIN_NS).
 #[map]
-pub static WOKEN: Array<u64> = Array::with_max_entries(1, 0);
+pub static READER: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
 /// Successful renames seen (one value): a rename may move a file, or a
 /// directory above open files, into or out of a tree, so every verdict in

@@ -199,11 +199,12 @@ impl Loader {
 impl Probes {
     /// Loads the programs with `loader`, fills the maps and attaches every
     /// program. Returns them with the ring buffer their events arrive in,
+    /// the map where watcher says when it will read it again (`READER`),
     /// and the eBPF side's logs when `log_level` is not 0.
     pub fn load(
         setup: &Setup,
         loader: Loader,
-    ) -> Result<(Self, RingBuf<MapData>, Option<Logger>), LoadError> {
+    ) -> Result<(Self, RingBuf<MapData>, MapData, Option<Logger>), LoadError> {
         let Setup {
             specs,
             offsets,
@@ -337,7 +338,10 @@ impl Probes {
         }
         let events = RingBuf::try_from(take_map(names::EVENTS, &mut probes.ebpf)?)
             .map_err(map_err(names::EVENTS))?;
-        Ok((probes, events, logger))
+        let Map::Array(reader) = take_map(names::READER, &mut probes.ebpf)? else {
+            return Err(LoadError::MissingMap(names::READER));
+        };
+        Ok((probes, events, reader, logger))
     }
 
     /// Hands the programs new watches, kinds and process filters, while

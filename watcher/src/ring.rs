@@ -1,14 +1,15 @@
-//! How much of the ring buffer the kernel wrote and watcher has not read:
-//! its consumer and producer positions, mapped read-only beside aya's
-//! reader. The metrics serve it, and the session looks again while it is
-//! not nothing (a record another CPU has not submitted yet holds up those
-//! after it, and may be submitted without a wakeup).
+//! The ring buffer beside aya's reader: how much of it the kernel wrote
+//! and watcher has not read (its consumer and producer positions, mapped
+//! read-only), which the metrics serve and the session looks at to know
+//! whether to look again; and when watcher will look again, which the
+//! programs read to decide whether a record wakes it.
 
 use std::{
     io,
     os::fd::{AsRawFd as _, BorrowedFd},
     ptr::NonNull,
     sync::atomic::{AtomicU64, Ordering},
+    time::Instant,
 };
 
 /// The ring buffer's consumer and producer positions, mapped read-only:
@@ -80,5 +81,72 @@ impl Drop for RingFill {
     fn drop(&mut self) {
         // SAFETY: the mapping made in new, unmapped once.
         unsafe { libc::munmap(self.positions.as_ptr(), 2 * self.page) };
+    }
+}
+
+/// When watcher will look at the ring buffer again, as the programs read it
+/// to decide whether a record wakes it (`READER`, one value, mapped
+/// read-write): see `watcher_common::WAKEUP_MARGIN_NS`.
+#[derive(Debug)]
+pub struct ReaderDue {
+    value: NonNull<libc::c_void>,
+    page: usize,
+}
+
+impl ReaderDue {
+    /// Over the `READER` map, made mappable by the programs.
+    pub fn new(map: BorrowedFd) -> io::Result<Self> {
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+            .map_err(|_| io::Error::other("no page size"))?;
+        // SAFETY: a new shared mapping of the array's values (its first
+        // page holds the one value); the result is checked.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            value: NonNull::new(addr).ok_or_else(|| io::Error::other("mapped at 0"))?,
+            page,
+        })
+    }
+
+    /// Watcher will look again at `due`, or not unless woken (`None`).
+    pub fn set(&self, due: Option<Instant>) {
+        // On the clock the programs read: boot time, in ns.
+        let value = due.map_or(0, |due| {
+            let ahead = due.saturating_duration_since(Instant::now());
+            boottime_ns().saturating_add(u64::try_from(ahead.as_nanos()).unwrap_or(u64::MAX))
+        });
+        // SAFETY: the value is an aligned u64 at the start of the live
+        // mapping; the programs only read it.
+        unsafe { (*self.value.as_ptr().cast::<AtomicU64>()).store(value, Ordering::Release) };
+    }
+}
+
+/// `CLOCK_BOOTTIME` now, in ns.
+fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and out pointer; cannot fail for it.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
+impl Drop for ReaderDue {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in new, unmapped once.
+        unsafe { libc::munmap(self.value.as_ptr(), self.page) };
     }
 }

@@ -44,7 +44,7 @@ use crate::{
     btf,
     exporter::{self, KernelGauges},
     kfunc,
-    ring::RingFill,
+    ring::{ReaderDue, RingFill},
     syscalls, tracefs,
 };
 
@@ -156,11 +156,12 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
             Kind::mask(&plan.kinds)
         },
     };
-    let (probes, ring, logger) = Probes::load(&setup, loader).inspect_err(|e: &LoadError| {
-        if let (true, Some(log)) = (options.verbose, e.verifier_log()) {
-            eprintln!("{log}");
-        }
-    })?;
+    let (probes, ring, reader, logger) =
+        Probes::load(&setup, loader).inspect_err(|e: &LoadError| {
+            if let (true, Some(log)) = (options.verbose, e.verifier_log()) {
+                eprintln!("{log}");
+            }
+        })?;
     if let Some(logger) = logger {
         // SAFETY: the logger owns its ring buffer's fd and neither closes
         // nor replaces it while the AsyncFd holds it.
@@ -184,6 +185,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
     };
     let fill = RingFill::new(ring.as_fd(), plan.ring_buffer_size)
         .context("cannot map the ring buffer's positions")?;
+    let due = ReaderDue::new(reader.fd().as_fd()).context("cannot map the READER map")?;
     let events = EventStream {
         // SAFETY: the ring buffer owns its fd and neither closes nor
         // replaces it while the AsyncFd holds it.
@@ -203,6 +205,7 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
         filtered: 0,
         recheck: None,
         fill,
+        due,
         metrics,
     };
     // Signal handlers go in before the `watching` line, so that a signal
@@ -595,6 +598,9 @@ pub struct EventStream {
     recheck: Option<Instant>,
     /// What the ring buffer holds that was not read.
     fill: RingFill,
+    /// `recheck`, as the programs read it: a record submitted well before
+    /// it needs no wakeup.
+    due: ReaderDue,
     /// What `--metrics` serves; events dropped by `paths` are counted
     /// there too, by directory.
     metrics: Option<Metrics>,
@@ -650,7 +656,11 @@ impl EventStream {
         }
         if read || self.fill.used() != 0 {
             let at = Instant::now() + RECHECK;
-            self.recheck = Some(self.recheck.map_or(at, |due| due.max(at)));
+            let due = self.recheck.map_or(at, |due| due.max(at));
+            self.recheck = Some(due);
+            self.due.set(Some(due.into_std()));
+        } else if self.recheck.is_none() {
+            self.due.set(None);
         }
         events
     }
