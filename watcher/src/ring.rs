@@ -32,27 +32,11 @@ unsafe impl Sync for RingFill {}
 impl RingFill {
     /// Over the ring buffer `ring`, of `size` bytes.
     pub fn new(ring: BorrowedFd, size: u32) -> io::Result<Self> {
-        // SAFETY: sysconf has no preconditions.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
-            .map_err(|_| io::Error::other("no page size"))?;
-        // SAFETY: a new read-only shared mapping of the ring buffer's first
-        // two pages, which the kernel lets any holder of the fd map
-        // read-only; the result is checked.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                2 * page,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                ring.as_raw_fd(),
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        let page = page_size()?;
+        // The ring buffer's first two pages, which the kernel lets any
+        // holder of the fd map read-only.
         Ok(Self {
-            positions: NonNull::new(addr).ok_or_else(|| io::Error::other("mapped at 0"))?,
+            positions: map_shared(ring, 2 * page, libc::PROT_READ)?,
             page,
             size,
         })
@@ -96,26 +80,10 @@ pub struct ReaderDue {
 impl ReaderDue {
     /// Over the `READER` map, made mappable by the programs.
     pub fn new(map: BorrowedFd) -> io::Result<Self> {
-        // SAFETY: sysconf has no preconditions.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
-            .map_err(|_| io::Error::other("no page size"))?;
-        // SAFETY: a new shared mapping of the array's values (its first
-        // page holds the one value); the result is checked.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                page,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map.as_raw_fd(),
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
+        let page = page_size()?;
+        // The array's values: its first page holds the one value.
         Ok(Self {
-            value: NonNull::new(addr).ok_or_else(|| io::Error::other("mapped at 0"))?,
+            value: map_shared(map, page, libc::PROT_READ | libc::PROT_WRITE)?,
             page,
         })
     }
@@ -131,6 +99,33 @@ impl ReaderDue {
         // mapping; the programs only read it.
         unsafe { (*self.value.as_ptr().cast::<AtomicU64>()).store(value, Ordering::Release) };
     }
+}
+
+fn page_size() -> io::Result<usize> {
+    // SAFETY: sysconf has no preconditions.
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        .map_err(|_| io::Error::other("no page size"))
+}
+
+/// A new shared mapping of `len` bytes of the map `fd` from its start,
+/// with `prot`; unmapped by its owner.
+fn map_shared(fd: BorrowedFd, len: usize, prot: i32) -> io::Result<NonNull<libc::c_void>> {
+    // SAFETY: a new mapping, at an address the kernel picks, of a map fd
+    // that stays open for the call; the result is checked.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            prot,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(addr).ok_or_else(|| io::Error::other("mapped at 0"))
 }
 
 /// `CLOCK_BOOTTIME` now, in ns.
