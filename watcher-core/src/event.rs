@@ -237,7 +237,8 @@ impl Clock {
     }
 }
 
-fn clock_ns(clock: libc::clockid_t) -> i128 {
+/// `clock` now, in nanoseconds.
+pub fn clock_ns(clock: libc::clockid_t) -> i128 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

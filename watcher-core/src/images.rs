@@ -41,20 +41,21 @@ impl Images {
             }
             return;
         }
-        if let Some(known) = self.current.get(&key) {
-            who.program = Some(Arc::clone(known));
-            who.image_sent = false;
-            return;
-        }
-        let Some(known) = self.previous.remove(&key) else {
-            // Not unless the above does not hold: the event goes on
-            // without them.
-            tracing::debug!("pid {pid}: no executable kept for its process image");
-            return;
+        let known = match self.current.get(&key) {
+            Some(known) => Arc::clone(known),
+            None => {
+                let Some(known) = self.previous.remove(&key) else {
+                    // Not unless the above does not hold: the event goes
+                    // on without them.
+                    tracing::debug!("pid {pid}: no executable kept for its process image");
+                    return;
+                };
+                self.keep(key, Arc::clone(&known));
+                known
+            }
         };
-        who.program = Some(Arc::clone(&known));
+        who.program = Some(known);
         who.image_sent = false;
-        self.keep(key, known);
     }
 
     fn keep(&mut self, key: Key, program: Arc<Program>) {

@@ -11,7 +11,8 @@ use std::{
     convert::Infallible,
     io,
     net::SocketAddr,
-    os::fd::{AsFd, AsRawFd as _, BorrowedFd, OwnedFd},
+    os::fd::{AsFd, AsRawFd as _, OwnedFd},
+    sync::Arc,
     time::Duration,
 };
 
@@ -41,8 +42,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub enum ExporterError {
     #[error("cannot serve metrics on {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
-    #[error("cannot map the ring buffer's positions for the metrics: {0}")]
-    Ring(io::Error),
     #[error("cannot read map {name} for the metrics: {source}")]
     Map {
         name: String,
@@ -135,23 +134,20 @@ fn respond<B>(metrics: &Metrics, req: &Request<B>) -> Response<Full<Bytes>> {
 /// The kernel side's figures, read at each scrape.
 #[derive(Debug)]
 pub struct KernelGauges {
-    ring: RingFill,
+    ring: Arc<RingFill>,
     maps: Vec<MapFill>,
 }
 
 impl KernelGauges {
-    /// Over the ring buffer `ring` (`size` bytes) and the hash maps of
-    /// `probes`, each through a descriptor of its own.
-    pub fn new(ring: BorrowedFd, size: u32, probes: &Probes) -> Result<Self, ExporterError> {
+    /// Over the ring buffer's fill (shared with the session) and the hash
+    /// maps of `probes`, each through a descriptor of its own.
+    pub fn new(ring: Arc<RingFill>, probes: &Probes) -> Result<Self, ExporterError> {
         let mut maps = probes
             .hash_maps()
             .map(|(name, data)| MapFill::new(name, data))
             .collect::<Result<Vec<_>, _>>()?;
         maps.sort_by(|a, b| a.label.cmp(&b.label));
-        Ok(Self {
-            ring: RingFill::new(ring, size).map_err(ExporterError::Ring)?,
-            maps,
-        })
+        Ok(Self { ring, maps })
     }
 }
 

@@ -12,6 +12,8 @@ use std::{
     time::Instant,
 };
 
+use watcher_core::event::clock_ns;
+
 /// The ring buffer's consumer and producer positions, mapped read-only:
 /// their difference is what the kernel wrote (or is writing) and watcher
 /// has not read.
@@ -93,7 +95,8 @@ impl ReaderDue {
         // On the clock the programs read: boot time, in ns.
         let value = due.map_or(0, |due| {
             let ahead = due.saturating_duration_since(Instant::now());
-            boottime_ns().saturating_add(u64::try_from(ahead.as_nanos()).unwrap_or(u64::MAX))
+            let now = u64::try_from(clock_ns(libc::CLOCK_BOOTTIME)).unwrap_or(0);
+            now.saturating_add(u64::try_from(ahead.as_nanos()).unwrap_or(u64::MAX))
         });
         // SAFETY: the value is an aligned u64 at the start of the live
         // mapping; the programs only read it.
@@ -126,17 +129,6 @@ fn map_shared(fd: BorrowedFd, len: usize, prot: i32) -> io::Result<NonNull<libc:
         return Err(io::Error::last_os_error());
     }
     NonNull::new(addr).ok_or_else(|| io::Error::other("mapped at 0"))
-}
-
-/// `CLOCK_BOOTTIME` now, in ns.
-fn boottime_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and out pointer; cannot fail for it.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
 impl Drop for ReaderDue {

@@ -10,6 +10,7 @@ use std::{
     net::SocketAddr,
     os::{fd::AsFd as _, unix::fs::MetadataExt as _},
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -174,17 +175,19 @@ pub fn start(plan: &Plan, options: Options) -> anyhow::Result<Session> {
             }
         });
     }
+    let fill = Arc::new(
+        RingFill::new(ring.as_fd(), plan.ring_buffer_size)
+            .context("cannot map the ring buffer's positions")?,
+    );
     let metrics = match listener {
         Some(listener) => {
-            let gauges = KernelGauges::new(ring.as_fd(), plan.ring_buffer_size, &probes)?;
+            let gauges = KernelGauges::new(Arc::clone(&fill), &probes)?;
             let metrics = Metrics::new(gauges);
             exporter::serve(listener, metrics.clone()).context("cannot serve metrics")?;
             Some(metrics)
         }
         None => None,
     };
-    let fill = RingFill::new(ring.as_fd(), plan.ring_buffer_size)
-        .context("cannot map the ring buffer's positions")?;
     let due = ReaderDue::new(reader.fd().as_fd()).context("cannot map the READER map")?;
     let events = EventStream {
         // SAFETY: the ring buffer owns its fd and neither closes nor
@@ -596,8 +599,9 @@ pub struct EventStream {
     /// still writing it), and never moved earlier by a look in between,
     /// which may come too soon for the records it stands for.
     recheck: Option<Instant>,
-    /// What the ring buffer holds that was not read.
-    fill: RingFill,
+    /// What the ring buffer holds that was not read (the metrics serve it
+    /// too).
+    fill: Arc<RingFill>,
     /// `recheck`, as the programs read it: a record submitted well before
     /// it needs no wakeup.
     due: ReaderDue,
